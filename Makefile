@@ -1,0 +1,31 @@
+# CareCall: two commands for people (make demo, make test); the rest are their steps.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export CARECALL_CACHE ?= $(HOME)/.cache/carecall
+
+.PHONY: demo test bench setup system python models lint
+
+demo: setup
+	$(VENV)/bin/carecall serve
+
+test: setup
+	bash scripts/run-tests.sh
+
+bench: setup
+	$(PY) bench/latency.py
+	$(PY) bench/triage_accuracy.py
+
+setup: system python models
+
+system:
+	bash scripts/install-system.sh
+
+python:
+	bash scripts/install-python.sh $(VENV)
+
+models: python
+	$(PY) scripts/assemble_models.py
+
+lint: python
+	$(VENV)/bin/ruff check .

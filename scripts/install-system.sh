@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Debian packages the product and its tests use. Installs only what is missing, so a second run
+# costs a dpkg query.
+set -euo pipefail
+packages=(
+  chromium          # real browser for the widget and console tests (driven by Playwright)
+  sip-tester        # SIPp: a real SIP peer
+  baresip           # a second real softphone that records what it hears
+  postgresql        # the production database, started by the test run
+  sox               # audio conversions for test fixtures
+  tcpdump           # captures RTP that SIPp sends (SIPp cannot record)
+  iproute2          # unshare -n + ip link: tests confined to loopback
+  libsndfile1
+  ffmpeg
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+echo "installing Debian packages: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,89 @@
+"""The one typed settings object: every knob of CareCall, read from `CARECALL_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache() -> Path:
+    return Path(os.environ.get("CARECALL_CACHE", Path.home() / ".cache" / "carecall"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARECALL_", env_file=None, extra="ignore")
+
+    # --- where things live -------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_base_url: str = Field("", description="URL the outside world reaches us on (webhooks, TwiML)")
+    cache_dir: Path = Field(default_factory=_default_cache, description="assembled models")
+    data_dir: Path = Field(default_factory=lambda: Path("var"), description="database and recordings")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in data_dir")
+
+    # --- ASR ------------------------------------------------------------------------------------
+    asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    asr_compute_type: str = "int8"
+    asr_beam_size: int = 5
+    asr_threads: int = 2
+    asr_partial_interval_s: float = 0.6
+
+    # --- TTS ------------------------------------------------------------------------------------
+    tts_engine_en: Literal["piper", "coqui"] = "piper"
+    tts_engine_zh: Literal["fastspeech2", "coqui"] = "fastspeech2"
+    coqui_model_path: Path | None = None
+    coqui_config_path: Path | None = None
+    coqui_device: str = "cpu"
+
+    # --- LLM ------------------------------------------------------------------------------------
+    llm_base_url: str = Field("", description="OpenAI-compatible server (vLLM); empty = embedded llama.cpp")
+    llm_api_key: SecretStr = SecretStr("carecall-local")
+    llm_model: str = Field("", description="served model name; empty = whatever the server lists first")
+    llm_capable: bool = Field(False, description="the LLM may extract findings and phrase replies")
+    llm_flavour: Literal["auto", "vllm", "llamacpp"] = "auto"
+    llm_timeout_s: float = 20.0
+    llm_threads: int = 1
+    llm_port: int = 8091
+
+    # --- turn taking ----------------------------------------------------------------------------
+    vad_aggressiveness: int = 2
+    endpoint_silence_ms: int = 500
+    endpoint_short_answer_silence_ms: int = 300
+    endpoint_min_speech_ms: int = 200
+    endpoint_preroll_ms: int = 300
+    endpoint_gap_smoothing_ms: int = 300
+    max_utterance_s: float = 30.0
+    barge_in_min_speech_ms: int = 250
+    silence_reprompt_s: float = 8.0
+    silence_reprompts_before_end: int = 2
+
+    # --- safety and routing ---------------------------------------------------------------------
+    emergency_number_zh: str = "120"
+    emergency_number_en: str = "911"
+    transfer_target: str = Field("", description="human line (SIP URI or phone number) for transfers")
+
+    # --- limits ---------------------------------------------------------------------------------
+    max_concurrent_calls: int = 8
+    max_ws_message_bytes: int = 64 * 1024
+
+    # --- security -------------------------------------------------------------------------------
+    secret_key: SecretStr = SecretStr("")
+    twilio_auth_token: SecretStr = SecretStr("")
+    recording_retention_days: int = 30
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'carecall.db').resolve()}"
+
+    def emergency_number(self, language: str) -> str:
+        return self.emergency_number_zh if language == "zh" else self.emergency_number_en

@@ -1,0 +1,83 @@
+"""The seam between the call loop and the dialogue brain. The loop speaks the text a
+`DialogueManager` yields and acts on the `BotAction`s between it; it knows nothing of triage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from voice.events import CallInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Escalate:
+    """A red flag or a problem for a nurse: flag the call, tell the caller what to do now."""
+
+    reason: str
+    red_flags: tuple[str, ...] = ()
+    level: Literal["emergency_ambulance", "emergency", "nurse"] = "emergency_ambulance"
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Hand the caller to a human line (SIP REFER / carrier transfer), after the current speech."""
+
+    target: str = ""  # empty: the configured transfer line
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    reason: str = "completed"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectAnswer:
+    """What the next caller turn is likely to be; lets the endpointer wait less for short answers."""
+
+    kind: Literal["yes_no", "number", "scale", "duration", "free"] = "free"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The structured state so far (disposition, department, red flags...) for client and record."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+BotAction = Escalate | Transfer | EndCall | ExpectAnswer | Outcome
+DialogueOutput = str | BotAction  # text is spoken; it may arrive in small pieces (LLM tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class CallerUtterance:
+    text: str
+    turn_index: int
+
+
+class DialogueManager(Protocol):
+    """One per call. Each method yields text to speak, interleaved with actions."""
+
+    def opening(self) -> AsyncIterator[DialogueOutput]: ...
+
+    def respond(self, utterance: CallerUtterance) -> AsyncIterator[DialogueOutput]: ...
+
+    def on_silence(self, count: int) -> AsyncIterator[DialogueOutput]:
+        """The caller said nothing for a while (`count`-th time in a row): re-prompt or end."""
+        ...
+
+    def on_dtmf(self, digit: str) -> AsyncIterator[DialogueOutput]: ...
+
+    def heard(self, text: str, interrupted: bool) -> None:
+        """What the caller actually heard of the last reply (less than all of it after a barge-in)."""
+        ...
+
+    def result(self) -> dict[str, Any]:
+        """The call's structured result: chief complaint, findings with evidence, red flags,
+        disposition, department, summary (triage) or questionnaire outcomes (follow-up)."""
+        ...
+
+
+class DialogueFactory(Protocol):
+    def __call__(self, info: CallInfo) -> DialogueManager: ...

@@ -1,0 +1,84 @@
+"""The seams between the call loop and its engines and transports (structural `Protocol`s).
+
+The loop knows only these; concrete engines are picked in `server.py` from the settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from voice.audio import Pcm
+from voice.events import CallEvent, InboundEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str
+    audio_s: float  # seconds of audio decoded
+    processing_s: float  # wall time the decode took
+
+
+@runtime_checkable
+class Recognizer(Protocol):
+    """Speech to text. Implementations run inference off the event loop."""
+
+    async def transcribe(self, audio: Pcm, language: str, *, partial: bool = False) -> Transcript:
+        """Decode a whole utterance. `partial=True` asks for a quick, cheaper pass while the caller
+        is still speaking; the result may be revised by the final decode."""
+        ...
+
+
+@runtime_checkable
+class Synthesizer(Protocol):
+    """Text to speech for one language. Audio comes out in chunks as soon as it is ready."""
+
+    language: str
+    sample_rate: int
+
+    def synthesize(self, text: str) -> AsyncIterator[Pcm]: ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """How a caller's audio reaches a call and the bot's audio goes back (WebSocket, WebRTC,
+    Media Streams, SIP/RTP). Audio out is paced by the transport in real time."""
+
+    input_rate: int  # rate of the audio `receive` delivers
+    output_rate: int  # rate `send_audio` expects
+
+    async def receive(self) -> InboundEvent:
+        """Next thing from the caller: audio, a DTMF digit, or a hang-up (after which no more)."""
+        ...
+
+    async def send_audio(self, audio: Pcm) -> None:
+        """Queue bot audio. Returns once the transport accepted it (it may buffer a little ahead
+        of real time); the transport plays it at real-time pace."""
+        ...
+
+    async def clear(self) -> None:
+        """Drop bot audio queued but not yet played (barge-in)."""
+        ...
+
+    def played_s(self) -> float:
+        """Seconds of bot audio the caller has actually heard since the last `clear` or start of
+        the current bot turn (see `mark_turn`)."""
+        ...
+
+    def mark_turn(self) -> None:
+        """A new bot turn starts: reset the `played_s` counter."""
+        ...
+
+    async def send_event(self, event: CallEvent) -> None:
+        """Tell the caller's client what happens (captions, state). Phone lines ignore it."""
+        ...
+
+    async def hangup(self, reason: str) -> None: ...
+
+
+class CallObserver(Protocol):
+    """Anything that follows a call's events: the call record, the console's live view, metrics."""
+
+    async def on_event(self, event: CallEvent) -> None: ...
