@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CareCall voice triage and follow-up")
@@ -17,7 +20,52 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None)) -> Non
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", ws_max_size=settings.max_ws_message_bytes)
+    # uvicorn's own frame limit sits above ours so that an oversized frame gets our clear error
+    # message instead of a bare 1009 close.
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                ws_max_size=4 * settings.max_ws_message_bytes)
+
+
+@app.command()
+def call(
+    audio: Path = typer.Option(..., "--audio", exists=True, dir_okay=False, help="caller speech, 16-bit WAV"),
+    lang: str = typer.Option("en", "--lang", help="zh or en"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    out: Path | None = typer.Option(None, "--out", help="write the bot's audio to this WAV"),
+    url: str = typer.Option("ws://127.0.0.1:8080/ws/call", "--url"),
+    mode: str = typer.Option("triage", "--mode", help="triage or followup"),
+) -> None:
+    """Play FILE as a caller over the real WebSocket path in real time; print turns and outcome."""
+    import asyncio
+
+    from voice.audio import Pcm
+    from voice.caller import ScriptedCaller, read_wav, write_wav
+
+    if lang not in ("zh", "en"):
+        raise typer.BadParameter("--lang must be zh or en")
+    caller = ScriptedCaller(url, lang, mode=mode)
+    try:
+        report = asyncio.run(caller.run(read_wav(audio)))
+    except OSError as exc:
+        typer.echo(f"cannot reach CareCall at {url}: {exc}. Is `carecall serve` running?", err=True)
+        raise typer.Exit(2) from None
+    if out is not None:
+        write_wav(out, Pcm.concat(report.bot_audio, report.output_rate))
+    body = report.as_json()
+    if json_out:
+        typer.echo(json.dumps(body, ensure_ascii=False))
+        return
+    for t in body["turns"]:
+        lat = f"  [{t['latency_ms']:.0f} ms]" if t.get("latency_ms") else ""
+        flag = " (interrupted)" if t.get("interrupted") else ""
+        typer.echo(f"{t['start_s']:7.2f}s {t['speaker']:>6}: {t['text']}{flag}{lat}")
+    for key in ("disposition", "department"):
+        if body.get(key):
+            typer.echo(f"{key}: {body[key]}")
+    if body["red_flags"]:
+        typer.echo(f"red flags: {', '.join(body['red_flags'])}")
+    if body["latencies_ms"]:
+        typer.echo(f"voice-to-voice (caller's clock): {', '.join(f'{x:.0f} ms' for x in body['latencies_ms'])}")
 
 
 if __name__ == "__main__":

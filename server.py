@@ -3,31 +3,210 @@ Nothing imports this module; it imports everything."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
+import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
+from starlette.websockets import WebSocketState
 
+from dialogue.llama_server import MODEL_ALIAS, LlamaServer
+from dialogue.llm import ChatModel
+from dialogue.openai_chat import OpenAIChatModel
 from settings import Settings
+from voice.call import Call, TurnTaking
+from voice.endpointer import EndpointerConfig
+from voice.events import CallInfo
+from voice.hub import CallHub, CallsBusy, Engines
+from voice.transports.websocket import ProtocolError, WebSocketTransport, parse_start
 
 log = logging.getLogger("carecall.server")
 
+PROMPTS = Path(__file__).resolve().parent / "prompts"
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+
+@dataclass
+class Runtime:
+    """What one server process holds for its lifetime."""
+
+    settings: Settings
+    executor: ThreadPoolExecutor
+    chat_model: ChatModel
+    hub: CallHub
+
+
+def load_backchannels() -> dict[str, frozenset[str]]:
+    """Short acknowledgements that must not interrupt the bot (clinician-editable data)."""
+    words: dict[str, frozenset[str]] = {}
+    for lang in ("zh", "en"):
+        path = PROMPTS / lang / "backchannels.txt"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        words[lang] = frozenset(w.strip().lower() for w in lines if w.strip() and not w.startswith("#"))
+    return words
+
+
+def turn_taking(settings: Settings) -> TurnTaking:
+    return TurnTaking(
+        endpointer=EndpointerConfig(
+            aggressiveness=settings.vad_aggressiveness,
+            silence_ms=settings.endpoint_silence_ms,
+            min_speech_ms=settings.endpoint_min_speech_ms,
+            preroll_ms=settings.endpoint_preroll_ms,
+            pause_ms=settings.endpoint_gap_smoothing_ms,
+            max_utterance_s=settings.max_utterance_s,
+        ),
+        short_answer_silence_ms=settings.endpoint_short_answer_silence_ms,
+        barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
+        backchannels=load_backchannels(),
+        partial_interval_s=settings.asr_partial_interval_s,
+        silence_reprompt_s=settings.silence_reprompt_s,
+    )
+
+
+async def start_chat_model(settings: Settings, stack: AsyncExitStack) -> ChatModel:
+    """vLLM (or any OpenAI-compatible server) when configured, else the embedded llama.cpp."""
+    from voice.models import smollm2_gguf
+
+    if settings.llm_base_url:
+        flavour = "vllm" if settings.llm_flavour in ("auto", "vllm") else "llamacpp"
+        model = OpenAIChatModel(
+            settings.llm_base_url,
+            api_key=settings.llm_api_key.get_secret_value(),
+            model=settings.llm_model,
+            flavour=flavour,
+            capable=settings.llm_capable,
+            timeout_s=settings.llm_timeout_s,
+        )
+    else:
+        server = LlamaServer(smollm2_gguf(), port=settings.llm_port, threads=settings.llm_threads)
+        await server.start()
+        stack.push_async_callback(server.stop)
+        model = OpenAIChatModel(
+            server.base_url,
+            model=MODEL_ALIAS,
+            flavour="llamacpp",
+            capable=False,  # SmolLM2-135M: wiring and latency only, never clinical content
+            timeout_s=settings.llm_timeout_s,
+        )
+    stack.push_async_callback(model.aclose)
+    return model
+
+
+def load_engines(settings: Settings, executor: ThreadPoolExecutor, chat_model: ChatModel) -> Engines:
+    from dialogue.factory import build_dialogue_factory
+    from voice.asr import WhisperRecognizer
+    from voice.tts.mandarin import MandarinSynthesizer
+    from voice.tts.piper import PiperSynthesizer
+
+    recognizer = WhisperRecognizer.from_settings(settings, executor)
+    synthesizers = {
+        "en": PiperSynthesizer.from_settings(settings, executor),
+        "zh": MandarinSynthesizer.from_settings(settings, executor),
+    }
+    dialogue = build_dialogue_factory(
+        chat_model=chat_model,
+        emergency_numbers={"zh": settings.emergency_number_zh, "en": settings.emergency_number_en},
+        llm_capable=settings.llm_capable,
+    )
+    return Engines(recognizer=recognizer, synthesizers=synthesizers, dialogue=dialogue)
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    async with AsyncExitStack() as stack:
+        # Model inference runs here, never on the event loop. Sized to the cores so calls
+        # queue for a core rather than thrash it (CTranslate2 and onnxruntime release the GIL).
+        executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="infer")
+        stack.callback(executor.shutdown, wait=False, cancel_futures=True)
+        chat_model = await start_chat_model(settings, stack)
+        engines = await asyncio.get_running_loop().run_in_executor(
+            None, load_engines, settings, executor, chat_model
+        )
+        recordings = settings.data_dir / "recordings"
+        call_factory = functools.partial(Call, turn_taking=turn_taking(settings), recording_dir=recordings)
+        hub = CallHub(engines, call_factory, settings.max_concurrent_calls)
+        stack.push_async_callback(hub.drain)
+        yield Runtime(settings=settings, executor=executor, chat_model=chat_model, hub=hub)
+
+
+async def ws_call(ws: WebSocket) -> None:
+    """The WebSocket call endpoint (protocol in the README)."""
+    runtime: Runtime = ws.app.state.runtime
+    settings = runtime.settings
+    await ws.accept()
+    try:
+        first = await asyncio.wait_for(ws.receive(), timeout=10)
+        if first["type"] == "websocket.disconnect":
+            return
+        start = parse_start(first.get("text"))
+        authorise = getattr(ws.app.state, "authorise_call", None)
+        if authorise is not None:
+            await authorise(start.token)
+        if not runtime.hub.has_capacity():
+            raise CallsBusy("busy")
+    except TimeoutError:
+        await _reject(ws, "start_timeout", "no start message within 10 s", 1008)
+        return
+    except ProtocolError as exc:
+        await _reject(ws, exc.code, str(exc), 1003)
+        return
+    except PermissionError as exc:
+        await _reject(ws, "unauthorised", str(exc), 1008)
+        return
+    except CallsBusy:
+        await _reject(ws, "busy", "all lines are busy, please try again shortly", 1013)
+        return
+
+    info = CallInfo(
+        call_id=CallHub.new_call_id(),
+        language=start.language,  # type: ignore[arg-type]
+        channel="websocket",
+        mode=start.mode,  # type: ignore[arg-type]
+        params=start.params,
+    )
+    transport = WebSocketTransport(ws, start, max_message_bytes=settings.max_ws_message_bytes, call_id=info.call_id)
+    await transport.send_json({"type": "started", "call_id": info.call_id, "sample_rate": transport.output_rate})
+    await transport.start()
+    try:
+        await runtime.hub.run(info, transport)
+    except CallsBusy:
+        await transport.send_json({"type": "error", "code": "busy", "message": "all lines are busy"})
+    finally:
+        await transport.aclose()
+
+
+async def _reject(ws: WebSocket, code: str, message: str, close_code: int) -> None:
+    with contextlib.suppress(Exception):
+        if ws.application_state == WebSocketState.CONNECTED:
+            await ws.send_json({"type": "error", "code": code, "message": message})
+            await ws.close(close_code, code)
+
+
+def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_runtime) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Runtime pieces (models, LLM server, database, call hub) are started here and
-        # attached to app.state; see the sections below.
-        yield
+        async with runtime_factory(settings) as runtime:
+            app.state.runtime = runtime
+            app.state.hub = runtime.hub
+            yield
 
     app = FastAPI(title="CareCall", lifespan=lifespan)
     app.state.settings = settings
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, Any]:
+        hub: CallHub | None = getattr(app.state, "hub", None)
+        return {"status": "ok", "calls": len(hub.active) if hub else 0}
 
+    app.add_api_websocket_route("/ws/call", ws_call)
     return app

@@ -1,0 +1,90 @@
+"""The embedded LLM: llama-cpp-python's OpenAI-compatible server as a child process of
+`carecall serve`. A separate process keeps llama.cpp's compute (and its Python server's GIL) away
+from the audio loop, and the product talks to it through exactly the client it uses for vLLM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger("carecall.llama")
+
+MODEL_ALIAS = "smollm2-135m-instruct"
+
+
+class LlamaServerError(RuntimeError):
+    pass
+
+
+class LlamaServer:
+    def __init__(self, gguf: Path, *, port: int, threads: int = 1, host: str = "127.0.0.1", n_ctx: int = 2048):
+        self.gguf = gguf
+        self.host = host
+        self.port = port
+        self.threads = threads
+        self.n_ctx = n_ctx
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        cmd = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.gguf),
+            "--model_alias", MODEL_ALIAS,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--n_threads", str(self.threads),
+            "--n_threads_batch", str(self.threads),
+            "--n_ctx", str(self.n_ctx),
+            # a second request must not cut off a stream another call is reading
+            "--interrupt_requests", "False",
+        ]
+        self._proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self._proc.returncode is not None:
+                    err = b""
+                    if self._proc.stderr:
+                        err = await self._proc.stderr.read()
+                    raise LlamaServerError(
+                        f"llama.cpp server exited with {self._proc.returncode}: {err.decode(errors='replace')[-400:]}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    r = await client.get(f"{self.base_url}/models", timeout=1.0)
+                    if r.status_code == 200:
+                        asyncio.create_task(self._drain_stderr())
+                        return
+                await asyncio.sleep(0.2)
+        await self.stop()
+        raise LlamaServerError(f"llama.cpp server did not answer on port {self.port} within {timeout_s:.0f} s")
+
+    async def _drain_stderr(self) -> None:
+        # keep reading so the pipe never fills and blocks the server; request logs are dropped
+        # on purpose (they could hold patient text)
+        if self._proc and self._proc.stderr:
+            with contextlib.suppress(Exception):
+                while await self._proc.stderr.read(65536):
+                    pass
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,182 @@
+"""Endpointing on webrtcvad: where the caller's speech starts, pauses and ends.
+
+webrtcvad decides per 20 ms frame and splits words on gaps of ~100 ms, so speech start needs
+several voiced frames in a short window, and speech end needs a continuous silence (the silence
+wait, adjustable per turn: short after a yes/no question, longer mid-sentence). A pre-roll of
+frames before the trigger is kept so the first syllable reaches the recogniser.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+from voice.audio import Pcm
+
+RATE = 16_000
+FRAME_MS = 20
+FRAME_SAMPLES = RATE * FRAME_MS // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointerConfig:
+    aggressiveness: int = 2  # webrtcvad mode 0-3
+    start_window_ms: int = 200  # look at this much recent audio to decide speech started...
+    start_voiced_ms: int = 120  # ...and need this much of it voiced
+    silence_ms: int = 500  # continuous silence that ends an utterance
+    pause_ms: int = 240  # silence after which a pause is announced (speculative decoding)
+    min_speech_ms: int = 200  # shorter utterances are noise (coughs, clicks)
+    preroll_ms: int = 300
+    max_utterance_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    at_s: float  # stream time of the first voiced frame
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """Silence long enough that the utterance may be over: start decoding speculatively."""
+
+    audio: Pcm
+    speech_end_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    audio: Pcm  # pre-roll + speech (+ the trailing silence, trimmed to 100 ms)
+    start_s: float
+    speech_end_s: float  # stream time of the last voiced frame
+    decided_s: float  # stream time when the silence wait ran out
+    forced: bool = False  # cut at max_utterance_s
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechDiscarded:
+    """What started as speech was too short to be an utterance (a cough, a click)."""
+
+    at_s: float
+
+
+EndpointEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded | SpeechDiscarded
+
+
+class Endpointer:
+    """Feed 16 kHz PCM of any chunk size; get endpoint events back. Stream time is samples fed."""
+
+    def __init__(self, config: EndpointerConfig) -> None:
+        self.config = config
+        self.silence_ms = config.silence_ms
+        self._vad = webrtcvad.Vad(config.aggressiveness)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._frames_seen = 0
+        window = max(1, config.start_window_ms // FRAME_MS)
+        self._recent: deque[tuple[np.ndarray, bool]] = deque(maxlen=window + config.preroll_ms // FRAME_MS)
+        self._window = window
+        self._speech: list[np.ndarray] | None = None
+        self._start_frame = 0
+        self._last_voiced_frame = 0
+        self._paused = False
+
+    @property
+    def in_speech(self) -> bool:
+        return self._speech is not None
+
+    @property
+    def now_s(self) -> float:
+        return self._frames_seen * FRAME_MS / 1000
+
+    def speech_so_far(self) -> Pcm | None:
+        if self._speech is None:
+            return None
+        return Pcm(np.concatenate(self._speech), RATE)
+
+    def voiced_s(self) -> float:
+        """How long the current utterance has been going (start → last voiced frame)."""
+        if self._speech is None:
+            return 0.0
+        return (self._last_voiced_frame - self._start_frame + 1) * FRAME_MS / 1000
+
+    def set_silence_ms(self, ms: int) -> None:
+        self.silence_ms = ms
+
+    def reset(self) -> None:
+        self._speech = None
+        self._paused = False
+        self._recent.clear()
+
+    def feed(self, audio: Pcm) -> list[EndpointEvent]:
+        if audio.sample_rate != RATE:
+            raise ValueError(f"endpointer needs {RATE} Hz audio, got {audio.sample_rate} Hz")
+        buf = np.concatenate([self._pending, audio.samples]) if len(self._pending) else audio.samples
+        n = len(buf) // FRAME_SAMPLES
+        self._pending = buf[n * FRAME_SAMPLES :].copy()
+        events: list[EndpointEvent] = []
+        for i in range(n):
+            frame = buf[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
+            events.extend(self._frame(frame))
+        return events
+
+    def _frame(self, frame: np.ndarray) -> list[EndpointEvent]:
+        index = self._frames_seen
+        self._frames_seen += 1
+        voiced = self._vad.is_speech(frame.tobytes(), RATE)
+        cfg = self.config
+        if self._speech is None:
+            self._recent.append((frame, voiced))
+            window = list(self._recent)[-self._window :]
+            voiced_ms = sum(v for _, v in window) * FRAME_MS
+            if not (voiced and voiced_ms >= cfg.start_voiced_ms):
+                return []
+            # Start at the first voiced frame of the window, keep pre-roll before it.
+            first_voiced = next(i for i, (_, v) in enumerate(window) if v)
+            self._start_frame = index - (len(window) - 1 - first_voiced)
+            self._speech = [f for f, _ in self._recent]
+            self._recent.clear()
+            self._last_voiced_frame = index
+            self._paused = False
+            return [SpeechStarted(self._start_frame * FRAME_MS / 1000)]
+
+        self._speech.append(frame)
+        events: list[EndpointEvent] = []
+        if voiced:
+            self._last_voiced_frame = index
+            if self._paused:
+                self._paused = False
+                events.append(SpeechResumed(index * FRAME_MS / 1000))
+        silence_ms = (index - self._last_voiced_frame) * FRAME_MS
+        too_long = (index - self._start_frame) * FRAME_MS / 1000 >= cfg.max_utterance_s
+        if not self._paused and not voiced and silence_ms >= min(cfg.pause_ms, self.silence_ms):
+            self._paused = True
+            events.append(SpeechPaused(self._trimmed(), (self._last_voiced_frame + 1) * FRAME_MS / 1000))
+        if silence_ms >= self.silence_ms or too_long:
+            speech_ms = (self._last_voiced_frame - self._start_frame + 1) * FRAME_MS
+            ended = SpeechEnded(
+                audio=self._trimmed(),
+                start_s=self._start_frame * FRAME_MS / 1000,
+                speech_end_s=(self._last_voiced_frame + 1) * FRAME_MS / 1000,
+                decided_s=(index + 1) * FRAME_MS / 1000,
+                forced=too_long and silence_ms < self.silence_ms,
+            )
+            self._speech = None
+            self._paused = False
+            if speech_ms >= cfg.min_speech_ms or ended.forced:
+                events.append(ended)
+            else:
+                events.append(SpeechDiscarded(ended.decided_s))
+        return events
+
+    def _trimmed(self) -> Pcm:
+        """The utterance with trailing silence cut to 100 ms (Whisper decodes silence for nothing)."""
+        assert self._speech is not None
+        keep_frames = len(self._speech) - max(0, (self._frames_seen - 1 - self._last_voiced_frame) - 5)
+        return Pcm(np.concatenate(self._speech[:keep_frames]), RATE)

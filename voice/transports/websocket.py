@@ -1,0 +1,209 @@
+"""The WebSocket call transport: JSON control messages plus binary PCM16 frames (README, "WebSocket
+call protocol"). Malformed input gets an `error` message and is dropped; the call goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from voice.audio import AudioFormatError, Pcm
+from voice.events import CallerAudio, CallerHangup, CallEvent, Dtmf, InboundEvent
+from voice.pacing import PacedSender
+from voice.wire import event_to_json
+
+log = logging.getLogger("carecall.ws")
+
+SAMPLE_RATES = (8000, 16000, 24000, 48000)
+DTMF_DIGITS = set("0123456789*#ABCD")
+MAX_ERRORS = 50  # a client that only sends garbage is cut off
+
+
+class ProtocolError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    language: str
+    sample_rate: int
+    output_sample_rate: int
+    mode: str
+    token: str | None
+    params: dict[str, Any]
+
+
+def parse_start(raw: str | bytes | None) -> StartRequest:
+    """Validate the first message of a call."""
+    if not isinstance(raw, str):
+        raise ProtocolError("expected_start", "the first message must be a JSON 'start' message")
+    try:
+        msg = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError("bad_json", f"not JSON: {exc.msg}") from None
+    if not isinstance(msg, dict) or msg.get("type") != "start":
+        raise ProtocolError("expected_start", "the first message must be {\"type\": \"start\", ...}")
+    language = msg.get("language")
+    if language not in ("zh", "en"):
+        raise ProtocolError("bad_language", "language must be 'zh' or 'en'")
+    rate = msg.get("sample_rate", 16000)
+    out_rate = msg.get("output_sample_rate", rate)
+    for name, value in (("sample_rate", rate), ("output_sample_rate", out_rate)):
+        if value not in SAMPLE_RATES:
+            raise ProtocolError("bad_sample_rate", f"{name} must be one of {SAMPLE_RATES}, got {value!r}")
+    mode = msg.get("mode", "triage")
+    if mode not in ("triage", "followup"):
+        raise ProtocolError("bad_mode", "mode must be 'triage' or 'followup'")
+    token = msg.get("token")
+    params = msg.get("params") or {}
+    if not isinstance(params, dict):
+        raise ProtocolError("bad_params", "params must be an object")
+    return StartRequest(language, rate, out_rate, mode, token if isinstance(token, str) else None, params)
+
+
+class WebSocketTransport:
+    """Transport over one accepted WebSocket whose `start` message has been read."""
+
+    def __init__(self, ws: WebSocket, start: StartRequest, *, max_message_bytes: int, call_id: str) -> None:
+        self.ws = ws
+        self.input_rate = start.sample_rate
+        self.output_rate = start.output_sample_rate
+        self._max_bytes = max_message_bytes
+        self._call_id = call_id
+        self._inbox: asyncio.Queue[InboundEvent] = asyncio.Queue()
+        self._send_lock = asyncio.Lock()
+        self._sender = PacedSender(self._send_frame, self.output_rate)
+        self._reader: asyncio.Task[None] | None = None
+        self._errors = 0
+        self.closed = False
+
+    async def start(self) -> None:
+        self._sender.start()
+        self._reader = asyncio.create_task(self._read_loop(), name=f"ws-read:{self._call_id[:8]}")
+
+    async def _send_frame(self, audio: Pcm) -> None:
+        async with self._send_lock:
+            await self.ws.send_bytes(audio.to_bytes())
+
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        if self.closed or self.ws.application_state != WebSocketState.CONNECTED:
+            return
+        async with self._send_lock:
+            await self.ws.send_text(json.dumps(payload, ensure_ascii=False))
+
+    async def _error(self, code: str, message: str) -> None:
+        self._errors += 1
+        log.info("call %s: client error %s", self._call_id[:8], code)
+        await self.send_json({"type": "error", "code": code, "message": message})
+        if self._errors >= MAX_ERRORS:
+            await self._close(1008, "too many protocol errors")
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                msg = await self.ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    break
+                data: bytes | None = msg.get("bytes")
+                text: str | None = msg.get("text")
+                if data is not None:
+                    await self._on_bytes(data)
+                elif text is not None:
+                    if await self._on_text(text):
+                        break
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            self.closed = True
+            await self._inbox.put(CallerHangup("caller disconnected"))
+
+    async def _on_bytes(self, data: bytes) -> None:
+        if len(data) > self._max_bytes:
+            await self._error("frame_too_large", f"audio frames must be at most {self._max_bytes} bytes")
+            return
+        try:
+            audio = Pcm.from_bytes(data, self.input_rate)
+        except AudioFormatError as exc:
+            await self._error("bad_audio_frame", str(exc))
+            return
+        if len(audio):
+            await self._inbox.put(CallerAudio(audio))
+
+    async def _on_text(self, text: str) -> bool:
+        """Handle a control message; True when the caller ends the call."""
+        if len(text) > self._max_bytes:
+            await self._error("message_too_large", f"messages must be at most {self._max_bytes} bytes")
+            return False
+        try:
+            msg = json.loads(text)
+        except json.JSONDecodeError:
+            await self._error("bad_json", "text messages must be JSON control messages; audio goes in binary frames")
+            return False
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind == "end":
+            await self._inbox.put(CallerHangup("caller ended the call"))
+            return True
+        if kind == "dtmf":
+            digit = msg.get("digit")
+            if not isinstance(digit, str) or digit not in DTMF_DIGITS:
+                await self._error("bad_dtmf", "digit must be one of 0-9 * # A-D")
+            else:
+                await self._inbox.put(Dtmf(digit))
+        elif kind == "ping":
+            await self.send_json({"type": "pong"})
+        elif kind == "start":
+            await self._error("already_started", "this call has already started")
+        else:
+            await self._error("unknown_event", f"unknown message type {str(kind)[:40]!r}")
+        return False
+
+    # --- Transport ---------------------------------------------------------------------------
+    async def receive(self) -> InboundEvent:
+        return await self._inbox.get()
+
+    async def send_audio(self, audio: Pcm) -> None:
+        if self.closed:
+            return
+        await self._sender.push(audio)
+
+    async def clear(self) -> None:
+        self._sender.clear()
+        await self.send_json({"type": "clear"})
+
+    def played_s(self) -> float:
+        return self._sender.played_s()
+
+    def mark_turn(self) -> None:
+        self._sender.reset_played()
+
+    async def send_event(self, event: CallEvent) -> None:
+        payload = event_to_json(event)
+        if payload is not None:
+            await self.send_json(payload)
+
+    async def hangup(self, reason: str) -> None:
+        # let queued audio finish (a goodbye) before closing, up to a few seconds
+        for _ in range(250):
+            if self._sender.queued_s <= 0 or self.closed:
+                break
+            await asyncio.sleep(0.02)
+        await self._close(1000, reason[:100])
+
+    async def _close(self, code: int, reason: str) -> None:
+        await self._sender.close()
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                await self.ws.close(code, reason)
+        if self._reader and self._reader is not asyncio.current_task():
+            self._reader.cancel()
+
+    async def aclose(self) -> None:
+        await self._close(1000, "call over")
