@@ -39,13 +39,12 @@ def call(
     import asyncio
 
     from voice.audio import Pcm
-    from voice.caller import ScriptedCaller, read_wav, write_wav
+    from voice.caller import read_wav, scripted_call, write_wav
 
     if lang not in ("zh", "en"):
         raise typer.BadParameter("--lang must be zh or en")
-    caller = ScriptedCaller(url, lang, mode=mode)
     try:
-        report = asyncio.run(caller.run(read_wav(audio)))
+        report = asyncio.run(scripted_call(url, lang, [read_wav(audio)], mode=mode))
     except OSError as exc:
         typer.echo(f"cannot reach CareCall at {url}: {exc}. Is `carecall serve` running?", err=True)
         raise typer.Exit(2) from None

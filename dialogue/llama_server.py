@@ -30,6 +30,7 @@ class LlamaServer:
         self.threads = threads
         self.n_ctx = n_ctx
         self._proc: asyncio.subprocess.Process | None = None
+        self._stderr_reader: asyncio.Task[None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -64,7 +65,7 @@ class LlamaServer:
                 with contextlib.suppress(httpx.HTTPError):
                     r = await client.get(f"{self.base_url}/models", timeout=1.0)
                     if r.status_code == 200:
-                        asyncio.create_task(self._drain_stderr())
+                        self._stderr_reader = asyncio.create_task(self._drain_stderr())
                         return
                 await asyncio.sleep(0.2)
         await self.stop()

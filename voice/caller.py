@@ -84,133 +84,175 @@ class CallReport:
         return out
 
 
-class ScriptedCaller:
-    """One call: wait for the greeting, speak the file in real time, listen to the reply."""
+class CallerSession:
+    """A live line to CareCall: audio flows every 20 ms (silence when the caller is quiet), as on a
+    real phone or browser. `say` puts speech on the line; the rest waits for what the bot does."""
 
-    def __init__(self, url: str, language: str, *, mode: str = "triage", token: str | None = None,
-                 params: dict[str, Any] | None = None, reply_timeout_s: float = 30.0,
-                 wait_for_greeting: bool = True) -> None:
+    def __init__(self, url: str, language: str, *, sample_rate: int = 16000, mode: str = "triage",
+                 token: str | None = None, params: dict[str, Any] | None = None) -> None:
         self.url = url
         self.language = language
+        self.rate = sample_rate
         self.mode = mode
         self.token = token
         self.params = params or {}
-        self.reply_timeout_s = reply_timeout_s
-        self.wait_for_greeting = wait_for_greeting
-        self._state = "connecting"
-        self._last_bot_audio = 0.0
-        self._bot_audio_times: list[float] = []
-        self._ended = asyncio.Event()
-        self._rate = 16000
+        self.report = CallReport(language=language)
+        self.state = "connecting"
+        self.last_bot_audio = 0.0
+        self.bot_audio_times: list[float] = []
+        self.speech_end_times: list[float] = []
+        self.ended = asyncio.Event()
+        self._queue: list[np.ndarray] = []
+        self._frame = int(sample_rate * FRAME_S)
+        self._ws: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
 
-    async def run(self, audio: Pcm) -> CallReport:
-        report = CallReport(language=self.language)
-        self._rate = audio.sample_rate
-        ends_in_file = speech_ends(audio)
-        async with websockets.connect(self.url, max_size=2**22) as ws:
-            start = {"type": "start", "language": self.language, "sample_rate": audio.sample_rate,
-                     "output_sample_rate": 16000, "mode": self.mode, "params": self.params}
-            if self.token:
-                start["token"] = self.token
-            await ws.send(json.dumps(start))
-            reader = asyncio.create_task(self._read(ws, report))
-            try:
-                if self.wait_for_greeting:
-                    await self._wait_quiet(after=0.0, quiet_s=0.6)
-                t_start = await self._stream(ws, audio)
-                # map the file's speech ends to the caller's clock
-                end_times = [t_start + e for e in ends_in_file]
-                await self._stream_silence_until_reply_done(ws, t_start + audio.duration)
-                report.latencies_ms = self._latencies(end_times)
-                with contextlib.suppress(Exception):
-                    await ws.send(json.dumps({"type": "end"}))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ended.wait(), 10)
-            finally:
-                reader.cancel()
-                with contextlib.suppress(BaseException):
-                    await reader
-        bot_turns = [t for t in report.turns if t["speaker"] == "bot"]
-        # attach client-measured latency to the bot turns that answered the caller
-        answered = [t for t in bot_turns if t.get("metrics") and t["metrics"].get("voice_to_voice_ms")]
-        for turn, lat in zip(answered, report.latencies_ms, strict=False):
-            turn["latency_ms"] = lat
-        return report
+    async def __aenter__(self) -> CallerSession:
+        self._ws = await websockets.connect(self.url, max_size=2**22)
+        start: dict[str, Any] = {"type": "start", "language": self.language, "sample_rate": self.rate,
+                                 "output_sample_rate": 16000, "mode": self.mode, "params": self.params}
+        if self.token:
+            start["token"] = self.token
+        await self._ws.send(json.dumps(start))
+        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._pump())]
+        return self
 
-    async def _read(self, ws: Any, report: CallReport) -> None:
-        async for message in ws:
-            now = time.monotonic()
-            if isinstance(message, bytes):
-                self._last_bot_audio = now
-                self._bot_audio_times.append(now)
-                report.bot_audio.append(Pcm.from_bytes(message, report.output_rate))
-                continue
-            msg = json.loads(message)
-            report.events.append(msg)
-            kind = msg.get("type")
-            if kind == "started":
-                report.call_id = msg["call_id"]
-                report.output_rate = msg["sample_rate"]
-            elif kind == "state":
-                self._state = msg["state"]
-            elif kind == "transcript":
-                turn = {k: msg.get(k) for k in ("speaker", "text", "start_s", "end_s", "interrupted", "metrics")}
-                turn["latency_ms"] = (msg.get("metrics") or {}).get("voice_to_voice_ms")
-                report.turns.append(turn)
-            elif kind == "red_flag":
-                report.red_flags.extend(msg.get("red_flags", []))
-            elif kind == "outcome":
-                report.result.update({k: v for k, v in msg.items() if k != "type"})
-            elif kind == "ended":
-                report.result.update(msg.get("result") or {})
-                report.end_reason = msg.get("reason", "")
-                self._ended.set()
-            elif kind == "error":
-                report.events.append(msg)
-        self._ended.set()
+    async def __aexit__(self, *exc: object) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        with contextlib.suppress(Exception):
+            await self._ws.close()
 
-    async def _wait_quiet(self, after: float, quiet_s: float, timeout: float | None = None) -> None:
-        """Wait until the bot has spoken (if it will) and then been quiet for `quiet_s`."""
-        deadline = time.monotonic() + (timeout or self.reply_timeout_s)
-        while time.monotonic() < deadline and not self._ended.is_set():
-            heard_since = self._last_bot_audio > after
-            quiet = time.monotonic() - self._last_bot_audio >= quiet_s
-            if heard_since and quiet and self._state in ("listening", "ended"):
-                return
-            await asyncio.sleep(0.05)
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        await self._ws.send(json.dumps(payload))
 
-    async def _stream(self, ws: Any, audio: Pcm) -> float:
-        """Send the file in 20 ms frames on a real-time clock; returns when sending began."""
-        frame = int(audio.sample_rate * FRAME_S)
-        t0 = time.monotonic()
-        for i, offset in enumerate(range(0, len(audio), frame)):
-            chunk = audio.samples[offset : offset + frame]
-            await ws.send(chunk.astype("<i2").tobytes())
-            delay = t0 + (i + 1) * FRAME_S - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        return t0
+    async def say(self, audio: Pcm) -> float:
+        """Speak `audio` on the line in real time; returns when the last frame went out."""
+        if audio.sample_rate != self.rate:
+            audio = resample(audio, self.rate)
+        ends = speech_ends(audio)
+        frames = [audio.samples[i : i + self._frame] for i in range(0, len(audio), self._frame)]
+        done = asyncio.get_running_loop().create_future()
+        self._queue.extend(frames)
+        self._queue.append(done)  # type: ignore[arg-type]
+        t_start = await done - audio.duration
+        self.speech_end_times.extend(t_start + e for e in ends)
+        return t_start + audio.duration
 
-    async def _stream_silence_until_reply_done(self, ws: Any, since: float) -> None:
-        """A live line keeps carrying (silent) audio while the caller listens to the reply."""
-        silence = np.zeros(int(self._rate * FRAME_S), dtype="<i2").tobytes()
-        deadline = time.monotonic() + self.reply_timeout_s
-        await ws.send(json.dumps({"type": "ping"}))  # also tells us the socket still works
+    async def _pump(self) -> None:
+        silence = np.zeros(self._frame, dtype=np.int16)
         next_at = time.monotonic()
-        while time.monotonic() < deadline and not self._ended.is_set():
-            replied = self._last_bot_audio > since
-            if replied and time.monotonic() - self._last_bot_audio > 1.0 and self._state == "listening":
-                return
-            await ws.send(silence)
+        while True:
+            item = self._queue.pop(0) if self._queue else silence
+            if isinstance(item, asyncio.Future):
+                item.set_result(time.monotonic())
+                continue
+            if len(item) < self._frame:
+                item = np.concatenate([item, silence[: self._frame - len(item)]])
+            await self._ws.send(item.astype("<i2").tobytes())
             next_at += FRAME_S
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
-    def _latencies(self, end_times: list[float]) -> list[float]:
-        """For each end of caller speech, the first bot audio that arrived after it."""
+    async def _read(self) -> None:
+        report = self.report
+        try:
+            async for message in self._ws:
+                now = time.monotonic()
+                if isinstance(message, bytes):
+                    self.last_bot_audio = now
+                    self.bot_audio_times.append(now)
+                    report.bot_audio.append(Pcm.from_bytes(message, report.output_rate))
+                    continue
+                msg = json.loads(message)
+                msg["_at"] = now
+                report.events.append(msg)
+                kind = msg.get("type")
+                if kind == "started":
+                    report.call_id = msg["call_id"]
+                    report.output_rate = msg["sample_rate"]
+                elif kind == "state":
+                    self.state = msg["state"]
+                elif kind == "transcript":
+                    turn = {k: msg.get(k) for k in ("speaker", "text", "start_s", "end_s", "interrupted", "metrics")}
+                    turn["latency_ms"] = (msg.get("metrics") or {}).get("voice_to_voice_ms")
+                    report.turns.append(turn)
+                elif kind == "red_flag":
+                    report.red_flags.extend(msg.get("red_flags", []))
+                elif kind == "outcome":
+                    report.result.update({k: v for k, v in msg.items() if k not in ("type", "_at")})
+                elif kind == "ended":
+                    report.result.update(msg.get("result") or {})
+                    report.end_reason = msg.get("reason", "")
+                    self.ended.set()
+        finally:
+            self.ended.set()
+
+    async def wait_bot_quiet(self, *, since: float, quiet_s: float = 1.0, timeout: float = 30.0) -> bool:
+        """Wait until the bot has spoken after `since` and then stayed quiet (back to listening)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.ended.is_set():
+            spoke = self.last_bot_audio > since
+            if spoke and time.monotonic() - self.last_bot_audio >= quiet_s and self.state == "listening":
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def wait_bot_audio(self, *, since: float, timeout: float = 30.0) -> float | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.ended.is_set():
+            first = next((t for t in self.bot_audio_times if t > since), None)
+            if first is not None:
+                return first
+            await asyncio.sleep(0.02)
+        return None
+
+    async def wait_event(self, kind: str, *, timeout: float = 30.0) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.report.events:
+                if e.get("type") == kind:
+                    return e
+            if self.ended.is_set():
+                return None
+            await asyncio.sleep(0.02)
+        return None
+
+    async def hang_up(self, timeout: float = 10.0) -> None:
+        with contextlib.suppress(Exception):
+            await self.send_json({"type": "end"})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ended.wait(), timeout)
+
+    def latencies(self) -> list[float]:
+        """For each end of caller speech, the first bot audio that arrived after it (ms)."""
         out = []
-        for i, end in enumerate(end_times):
-            nxt = end_times[i + 1] if i + 1 < len(end_times) else float("inf")
-            first = next((t for t in self._bot_audio_times if end < t < nxt), None)
+        ends = self.speech_end_times
+        for i, end in enumerate(ends):
+            nxt = ends[i + 1] if i + 1 < len(ends) else float("inf")
+            first = next((t for t in self.bot_audio_times if end < t < nxt), None)
             if first is not None:
                 out.append(round((first - end) * 1000, 1))
         return out
+
+
+async def scripted_call(url: str, language: str, utterances: list[Pcm], *, mode: str = "triage",
+                        token: str | None = None, reply_timeout_s: float = 30.0) -> CallReport:
+    """Greeting, then each utterance once the bot has answered the previous one; then hang up."""
+    rate = utterances[0].sample_rate if utterances else 16000
+    async with CallerSession(url, language, sample_rate=rate, mode=mode, token=token) as line:
+        await line.wait_bot_quiet(since=0.0, quiet_s=0.5, timeout=reply_timeout_s)
+        for audio in utterances:
+            if line.ended.is_set():
+                break
+            sent = await line.say(audio)
+            await line.wait_bot_quiet(since=sent, quiet_s=1.0, timeout=reply_timeout_s)
+        await line.hang_up()
+        report = line.report
+        report.latencies_ms = line.latencies()
+    answered = [t for t in report.turns if t["speaker"] == "bot" and (t.get("metrics") or {}).get("voice_to_voice_ms")]
+    for turn, lat in zip(answered, report.latencies_ms, strict=False):
+        turn["latency_ms"] = lat
+    return report

@@ -20,7 +20,7 @@ class StereoRecorder:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "wb")  # noqa: SIM115 - kept open for the call's lifetime
+        self._file = open(path, "wb")
         self._file.write(self._header(0))
         self._caller: list[np.ndarray] = []
         self._caller_len = 0  # samples of caller audio buffered, not yet written
