@@ -1,0 +1,1 @@
+"""Call records: SQLAlchemy models, Alembic migrations, the CallRecorder observer, exports."""

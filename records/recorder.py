@@ -1,0 +1,245 @@
+"""`CallRecorder`: the call observer that keeps the record. Every event is written in its own
+transaction as it happens (a finished turn is on disk before the next one starts), on one writer
+thread fed by a queue, so the event loop and the audio path never wait for the database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from records.db import Database
+from records.live import LiveFeed
+from records.models import Call, Finding, FollowupOutcome, RedFlag, Turn, urgency_rank
+from records.results import parse_disposition, parse_red_flags, parse_result
+from voice.events import ActionTaken, CallEnded, CallEvent, CallStarted, TurnRecorded
+
+log = logging.getLogger("carecall.records.recorder")
+
+_STORED = (CallStarted, TurnRecorded, ActionTaken, CallEnded)  # state and partials stay in memory
+_RETRIES = 3
+
+
+class CallRecorder:
+    """Implements `voice.ports.CallObserver`. `on_event` returns at once; `flush()` waits until
+    everything received so far is committed; `aclose()` flushes and stops the writer."""
+
+    def __init__(self, database: Database, feed: LiveFeed | None = None) -> None:
+        self.database = database
+        self.feed = feed if feed is not None else LiveFeed()
+        self._queue: asyncio.Queue[CallEvent] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="records-writer")
+
+    async def on_event(self, event: CallEvent) -> None:
+        self.feed.apply(event)  # console viewers first: a red flag must not wait for a disk
+        if not isinstance(event, _STORED):
+            return
+        if self._task is None:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._writer(), name="records-writer")
+        assert self._queue is not None
+        self._queue.put_nowait(event)
+
+    async def flush(self) -> None:
+        if self._queue is not None:
+            await self._queue.join()
+
+    async def aclose(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        self._executor.shutdown(wait=True)
+
+    async def _writer(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            event = await self._queue.get()
+            try:
+                for attempt in range(1, _RETRIES + 1):
+                    try:
+                        await loop.run_in_executor(self._executor, self.write, event)
+                        break
+                    except Exception:  # logged without the patient's words
+                        log.exception(
+                            "call %s: storing %s failed (attempt %d)",
+                            getattr(event, "call_id", "?"),
+                            type(event).__name__,
+                            attempt,
+                        )
+                        await asyncio.sleep(0.2 * attempt)
+            finally:
+                self._queue.task_done()
+
+    # --- synchronous writes (writer thread) -------------------------------------------------
+    def write(self, event: CallEvent) -> None:
+        """Store one event in its own transaction."""
+        with self.database.session() as session:
+            match event:
+                case CallStarted():
+                    self._started(session, event)
+                case TurnRecorded():
+                    self._turn(session, event)
+                case ActionTaken():
+                    self._action(session, event)
+                case CallEnded():
+                    self._ended(session, event)
+
+    @staticmethod
+    def _ensure_call(session: Session, call_id: str) -> Call:
+        call = session.get(Call, call_id)
+        if call is None:  # events of a call whose start we did not see
+            call = Call(id=call_id, channel="", language="", mode="triage", params={}, status="in_progress")
+            session.add(call)
+            session.flush()
+        return call
+
+    def _started(self, session: Session, event: CallStarted) -> None:
+        info = event.info
+        call = self._ensure_call(session, event.call_id)
+        call.channel = info.channel
+        call.language = info.language
+        call.mode = info.mode
+        call.params = dict(info.params or {})
+        campaign = (info.params or {}).get("campaign_id")
+        call.campaign_id = str(campaign) if campaign is not None else None
+        call.started_at = datetime.fromtimestamp(event.started_at, UTC)
+        call.state = "connecting"
+
+    def _turn(self, session: Session, event: TurnRecorded) -> None:
+        self._ensure_call(session, event.call_id)
+        turn = event.turn
+        exists = session.scalar(select(Turn.id).where(Turn.call_id == event.call_id, Turn.idx == turn.index))
+        if exists is not None:
+            return
+        m = turn.metrics
+        session.add(
+            Turn(
+                call_id=event.call_id,
+                idx=turn.index,
+                speaker=turn.speaker,
+                text=turn.text,
+                heard_text=turn.heard_text,
+                start_s=turn.start_s,
+                end_s=turn.end_s,
+                interrupted=turn.interrupted,
+                endpoint_wait_ms=m.endpoint_wait_ms if m else None,
+                asr_ms=m.asr_ms if m else None,
+                llm_first_token_ms=m.llm_first_token_ms if m else None,
+                tts_first_audio_ms=m.tts_first_audio_ms if m else None,
+                voice_to_voice_ms=m.voice_to_voice_ms if m else None,
+            )
+        )
+
+    def _action(self, session: Session, event: ActionTaken) -> None:
+        action = event.action
+        kind = type(action).__name__
+        if kind == "Escalate":
+            call = self._ensure_call(session, event.call_id)
+            flags = [str(f) for f in getattr(action, "red_flags", ())] or ["escalation"]
+            level = str(getattr(action, "level", "") or "") or None
+            reason = str(getattr(action, "reason", "") or "") or None
+            turn_idx = session.scalar(select(Turn.idx).where(Turn.call_id == call.id).order_by(Turn.idx.desc()))
+            known = set(session.scalars(select(RedFlag.flag).where(RedFlag.call_id == call.id)))
+            for flag in flags:
+                if flag not in known:
+                    session.add(RedFlag(call_id=call.id, flag=flag, reason=reason, level=level, turn_idx=turn_idx))
+            call.has_red_flags = True
+            if level in ("emergency_ambulance", "emergency") and urgency_rank(level) < call.urgency:
+                call.disposition = level
+                call.urgency = urgency_rank(level)
+        elif kind == "Outcome":
+            data = getattr(action, "data", None) or {}
+            call = self._ensure_call(session, event.call_id)
+            disposition = parse_disposition(data.get("disposition"))
+            if disposition:
+                call.disposition = disposition
+                call.urgency = urgency_rank(disposition)
+            if isinstance(data.get("department"), str):
+                call.department = data["department"]
+            if isinstance(data.get("chief_complaint"), str):
+                call.chief_complaint = data["chief_complaint"]
+            if data.get("red_flags"):
+                known = set(session.scalars(select(RedFlag.flag).where(RedFlag.call_id == call.id)))
+                for row in parse_red_flags(data["red_flags"]):
+                    if row.flag not in known:
+                        session.add(RedFlag(call_id=call.id, flag=row.flag, reason=row.reason, level=row.level))
+                call.has_red_flags = True
+
+    def _ended(self, session: Session, event: CallEnded) -> None:
+        call = self._ensure_call(session, event.call_id)
+        parsed = parse_result(event.result)
+        call.status = "ended"
+        call.state = "ended"
+        call.ended_at = datetime.now(UTC)
+        call.end_reason = event.reason[:200]
+        call.result = _jsonable(event.result)
+        if parsed.chief_complaint:
+            call.chief_complaint = parsed.chief_complaint
+        if parsed.disposition:
+            call.disposition = parsed.disposition
+        call.urgency = urgency_rank(call.effective_disposition)
+        if parsed.department:
+            call.department = parsed.department
+        if parsed.summary:
+            call.summary = parsed.summary
+        if event.recording_path:
+            call.recording_path = str(event.recording_path)
+        session.query(Finding).filter(Finding.call_id == call.id).delete()
+        for f in parsed.findings:
+            session.add(Finding(call_id=call.id, name=f.name, value=f.value, evidence=f.evidence, turn_idx=f.turn_idx))
+        session.query(FollowupOutcome).filter(FollowupOutcome.call_id == call.id).delete()
+        for o in parsed.outcomes:
+            session.add(
+                FollowupOutcome(call_id=call.id, item=o.item, value=o.value, evidence=o.evidence, concern=o.concern)
+            )
+        known = set(session.scalars(select(RedFlag.flag).where(RedFlag.call_id == call.id)))
+        for row in parsed.red_flags:
+            if row.flag not in known:
+                session.add(
+                    RedFlag(call_id=call.id, flag=row.flag, reason=row.reason, level=row.level, turn_idx=row.turn_idx)
+                )
+                known.add(row.flag)
+        if known:
+            call.has_red_flags = True
+
+
+def _jsonable(value: Any) -> Any:
+    """The result as plain JSON (tuples, dataclasses or enums from the dialogue become text)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def close_interrupted_calls(database: Database, recordings_dir: Path | None = None) -> int:
+    """At start-up of a single-process deployment (SQLite): calls still `in_progress` were cut off
+    by a stopped server. Their turns are kept; mark them ended and attach a partial recording."""
+    if database.dialect != "sqlite":
+        return 0  # with PostgreSQL other workers' calls may be live; they close their own
+    with database.session() as session:
+        calls = list(session.scalars(select(Call).where(Call.status == "in_progress")))
+        for call in calls:
+            call.status = "ended"
+            call.state = "ended"
+            call.end_reason = "server stopped during the call"
+            if recordings_dir is not None and call.recording_path is None:
+                wav = recordings_dir / f"{call.id}.wav"
+                if wav.exists():
+                    call.recording_path = str(wav)
+        return len(calls)

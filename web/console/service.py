@@ -1,0 +1,77 @@
+"""Wiring the records and the console into the server: `install` (at app creation) adds the
+/console routes; `start` (in the lifespan) opens the database, starts the CallRecorder, hooks it
+to the call hub and purges old recordings; `ConsoleServices.aclose` (after the hub drained) flushes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+
+from records.db import Database, open_database
+from records.live import LiveFeed
+from records.recorder import CallRecorder, close_interrupted_calls
+from records.recordings import purge_recordings, recordings_dir
+from settings import Settings
+from web.console.auth import LoginThrottle, SessionSigner, load_or_create_secret
+
+log = logging.getLogger("carecall.console")
+
+
+@dataclass
+class ConsoleServices:
+    settings: Settings
+    database: Database
+    recorder: CallRecorder
+    signer: SessionSigner
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    own_database: bool = True
+
+    @property
+    def feed(self) -> LiveFeed:
+        return self.recorder.feed
+
+    async def aclose(self) -> None:
+        await self.recorder.aclose()
+        if self.own_database:
+            self.database.dispose()
+
+
+def open_services(settings: Settings, database: Database | None = None) -> ConsoleServices:
+    """Blocking: open and migrate the database, close calls a stopped server left open, purge."""
+    own = database is None
+    database = database or open_database(settings.resolved_database_url)
+    recordings_dir(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    closed = close_interrupted_calls(database, recordings_dir(settings.data_dir))
+    if closed:
+        log.warning("%d calls were cut off by a server stop; their finished turns are kept", closed)
+    purge_recordings(database, settings.data_dir, settings.recording_retention_days)
+    secret = load_or_create_secret(settings.secret_key.get_secret_value(), settings.data_dir)
+    return ConsoleServices(
+        settings=settings,
+        database=database,
+        recorder=CallRecorder(database, LiveFeed()),
+        signer=SessionSigner(secret),
+        own_database=own,
+    )
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """At app creation: mount the console's routes at /console (they find their services at
+    `app.state.records` once `start` ran; before that they answer 503)."""
+    from web.console.routes import build_router
+
+    app.include_router(build_router(), prefix="/console")
+
+
+async def start(app: FastAPI, settings: Settings, database: Database | None = None) -> ConsoleServices:
+    """In the lifespan, after the call hub exists: records on, recorder following every call."""
+    services = await asyncio.to_thread(open_services, settings, database)
+    app.state.records = services
+    hub: Any = getattr(app.state, "hub", None)
+    if hub is not None:
+        hub.add_observer(services.recorder)
+    return services
