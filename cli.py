@@ -7,7 +7,11 @@ from pathlib import Path
 
 import typer
 
+from records.cli import records_app, user_app
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CareCall voice triage and follow-up")
+app.add_typer(user_app, name="user")
+app.add_typer(records_app, name="records")
 
 
 @app.command()

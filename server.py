@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketState
 
+import web.console
 from dialogue.llama_server import MODEL_ALIAS, LlamaServer
 from dialogue.llm import ChatModel
 from dialogue.openai_chat import OpenAIChatModel
@@ -102,6 +103,7 @@ async def start_chat_model(settings: Settings, stack: AsyncExitStack) -> ChatMod
 
 def load_engines(settings: Settings, executor: ThreadPoolExecutor, chat_model: ChatModel) -> Engines:
     from dialogue.factory import build_dialogue_factory
+
     from voice.asr import WhisperRecognizer
     from voice.tts.mandarin import MandarinSynthesizer
     from voice.tts.piper import PiperSynthesizer
@@ -198,7 +200,9 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
         async with runtime_factory(settings) as runtime:
             app.state.runtime = runtime
             app.state.hub = runtime.hub
+            records = await web.console.start(app, settings)  # call records + recorder on the hub
             yield
+        await records.aclose()  # after the hub drained: the last call events are stored
 
     app = FastAPI(title="CareCall", lifespan=lifespan)
     app.state.settings = settings
@@ -209,4 +213,5 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
         return {"status": "ok", "calls": len(hub.active) if hub else 0}
 
     app.add_api_websocket_route("/ws/call", ws_call)
+    web.console.install(app, settings)  # nurse console at /console
     return app
