@@ -1,0 +1,57 @@
+"""Small things every phone transport needs: a per-call logger and phone-number masking."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import MutableMapping
+from typing import Any
+
+_DIGITS = re.compile(r"\d")
+
+
+def mask_number(number: str) -> str:
+    """`+8613812345678` → `+86*******678`: enough to tell calls apart, never the whole number."""
+    digits = _DIGITS.findall(number or "")
+    if len(digits) <= 5:
+        return "*" * len(digits)
+    keep_head = 2 if number.startswith("+") else 0
+    out, seen = [], 0
+    for ch in number:
+        if ch.isdigit():
+            seen += 1
+            if seen <= keep_head or seen > len(digits) - 3:
+                out.append(ch)
+            else:
+                out.append("*")
+        elif ch in "+":
+            out.append(ch)
+    return "".join(out)
+
+
+class CallLog(logging.LoggerAdapter):
+    """Puts `call=<id>` in front of every line, so one call's story can be grepped out."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        return f"call={self.extra.get('call_id', '-')} {msg}", kwargs
+
+
+def call_log(name: str, call_id: str) -> CallLog:
+    return CallLog(logging.getLogger(name), {"call_id": call_id})
+
+
+class LogOnce:
+    """Logs a given complaint once per key (a flood of bad packets must not flood the log)."""
+
+    def __init__(self, log: logging.LoggerAdapter | logging.Logger) -> None:
+        self._log = log
+        self._seen: dict[str, int] = {}
+
+    def warning(self, key: str, msg: str, *args: Any) -> None:
+        n = self._seen.get(key, 0)
+        self._seen[key] = n + 1
+        if n == 0:
+            self._log.warning(msg + " (further ones not logged)", *args)
+
+    def count(self, key: str) -> int:
+        return self._seen.get(key, 0)
