@@ -1,0 +1,302 @@
+"""The widget's HTTP side: the embeddable script and demo page, call tokens, and WebRTC signalling.
+
+    widget = WidgetService(settings)
+    app.include_router(widget.router)      # /widget, /widget/embed.js, /widget/token, /widget/rtc/offer
+    app.state.widget = widget              # /ws/call redeems widget tokens with widget.tokens.redeem()
+    ...
+    await widget.aclose()                  # lifespan exit: tell browsers, close every peer connection
+
+Every signalling request is checked cheaply before it costs anything (rate limit, content type, size,
+SDP shape, token); a peer connection that does not connect in time, or whose call ends, is closed and
+forgotten, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.sdp import SessionDescription
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from settings import Settings
+from voice.events import CallInfo
+from voice.hub import CallsBusy
+from web.widget.guard import RateLimiter, check_rate, read_json
+from web.widget.rtc import WebRtcTransport
+from web.widget.tokens import CallTokens, TokenError
+
+log = logging.getLogger("carecall.widget")
+
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {  # name -> media type; nothing else under static/ is served
+    "embed.js": "text/javascript; charset=utf-8",
+    "pcm-worklet.js": "text/javascript; charset=utf-8",
+    "index.html": "text/html; charset=utf-8",
+}
+MAX_OFFER_BYTES = 32 * 1024  # a browser's audio+data offer is 3-6 KB
+MAX_SMALL_BODY = 1024
+RESTARTING = "the service is restarting; try again shortly"
+BUSY = "all lines are busy; please try again in a few minutes"
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def use_ice_addresses(addresses: Sequence[str]) -> None:
+    """Pin the host addresses aioice gathers candidates on (process-wide: aioice offers no
+    per-connection choice). For multi-homed servers, and for loopback-only tests: aioice leaves
+    127.0.0.1 out on its own."""
+    import aioice.ice
+
+    pinned = list(addresses)
+    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: list(pinned)
+
+
+def filter_candidates(sdp: str, keep: Callable[[str], bool]) -> str:
+    """Drop remote ICE candidates whose address `keep` refuses (so a browser cannot make the
+    server send connectivity checks to arbitrary hosts)."""
+    lines = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            if len(parts) > 4 and not keep(parts[4]):
+                continue
+        lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
+
+
+class WidgetService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        token_ttl_s: float = 120.0,
+        max_peers: int | None = None,
+        offers_per_minute: int = 10,
+        tokens_per_minute: int = 20,
+        connect_timeout_s: float = 20.0,
+        ice_servers: Sequence[str] = (),
+        ice_addresses: Sequence[str] = (),
+        loopback_only: bool = False,
+        allowed_origins: Sequence[str] = ("*",),
+        hub_getter: Callable[[Request], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tokens = CallTokens(settings.secret_key.get_secret_value(), ttl_s=token_ttl_s)
+        self.max_peers = max_peers if max_peers is not None else settings.max_concurrent_calls
+        self.connect_timeout_s = connect_timeout_s
+        self.ice_servers = list(ice_servers)
+        self.loopback_only = loopback_only
+        self.allowed_origins = set(allowed_origins)
+        self._offers = RateLimiter(offers_per_minute, 60.0)
+        self._token_limit = RateLimiter(tokens_per_minute, 60.0)
+        self._hub_getter = hub_getter or (lambda request: getattr(request.app.state, "hub", None))
+        self.transports: set[WebRtcTransport] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        if loopback_only and not ice_addresses:
+            ice_addresses = ("127.0.0.1",)
+        if ice_addresses:
+            use_ice_addresses(ice_addresses)
+        self.router = self._build_router()
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _cors(self, request: Request, response: Response) -> Response:
+        origin = request.headers.get("origin")
+        if origin and ("*" in self.allowed_origins or origin in self.allowed_origins):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    def _json(self, request: Request, body: dict[str, Any], status: int = 200,
+              headers: dict[str, str] | None = None) -> Response:
+        return self._cors(request, JSONResponse(body, status_code=status, headers=headers))
+
+    def _error(self, request: Request, exc: HTTPException) -> Response:
+        return self._json(request, {"detail": exc.detail}, exc.status_code, dict(exc.headers or {}))
+
+    def _rtc_configuration(self) -> RTCConfiguration:
+        return RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in self.ice_servers])
+
+    # --- endpoints ---------------------------------------------------------------------------------
+    def _build_router(self) -> APIRouter:
+        router = APIRouter(tags=["widget"])
+
+        @router.get("/widget", include_in_schema=False)
+        async def page() -> Response:
+            return self._static("index.html")
+
+        @router.get("/widget/embed.js", include_in_schema=False)
+        async def embed() -> Response:
+            return self._static("embed.js")
+
+        @router.get("/widget/static/{name}", include_in_schema=False)
+        async def static(name: str) -> Response:
+            if name not in STATIC_FILES:
+                raise HTTPException(status_code=404, detail="not found")
+            return self._static(name)
+
+        @router.options("/widget/token", include_in_schema=False)
+        @router.options("/widget/rtc/offer", include_in_schema=False)
+        async def preflight(request: Request) -> Response:
+            response = self._cors(request, Response(status_code=204))
+            if "Access-Control-Allow-Origin" in response.headers:
+                response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+                response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+                response.headers["Access-Control-Max-Age"] = "600"
+            return response
+
+        @router.post("/widget/token")
+        async def token(request: Request) -> Response:
+            """A call token: short-lived, single use, good for one call in `lang`."""
+            try:
+                check_rate(self._token_limit, request, "call requests")
+                data = await read_json(request, MAX_SMALL_BODY)
+                lang = data.get("lang", "zh")
+                if lang not in ("zh", "en"):
+                    raise HTTPException(status_code=400, detail="lang must be 'zh' or 'en'")
+                if self._closing:
+                    raise HTTPException(status_code=503, detail=RESTARTING)
+                return self._json(request, {
+                    "token": self.tokens.issue(lang),
+                    "expires_in": int(self.tokens.ttl_s),
+                    "lang": lang,
+                    "ice_servers": [{"urls": url} for url in self.ice_servers],
+                    "emergency_number": self.settings.emergency_number(lang),
+                })
+            except HTTPException as exc:
+                return self._error(request, exc)
+
+        @router.post("/widget/rtc/offer")
+        async def offer(request: Request) -> Response:
+            """SDP offer in, SDP answer out; the call starts once the connection is up."""
+            try:
+                return self._json(request, await self._offer(request))
+            except HTTPException as exc:
+                return self._error(request, exc)
+
+        return router
+
+    def _static(self, name: str) -> Response:
+        response = FileResponse(STATIC / name, media_type=STATIC_FILES[name])
+        response.headers["Cache-Control"] = "no-cache"
+        if name.endswith(".js"):
+            response.headers["Access-Control-Allow-Origin"] = "*"  # the worklet loads cross-origin
+        return response
+
+    async def _offer(self, request: Request) -> dict[str, Any]:
+        check_rate(self._offers, request, "call attempts")
+        data = await read_json(request, MAX_OFFER_BYTES)
+        sdp, kind, token = data.get("sdp"), data.get("type"), data.get("token")
+        if kind != "offer" or not isinstance(sdp, str) or not sdp.strip():
+            raise HTTPException(status_code=400, detail="expected {sdp, type: 'offer', token, lang}")
+        lang = data.get("lang")
+        if lang is not None and lang not in ("zh", "en"):
+            raise HTTPException(status_code=400, detail="lang must be 'zh' or 'en'")
+        try:
+            parsed = SessionDescription.parse(sdp)
+        except Exception:
+            raise HTTPException(status_code=400, detail="the SDP offer could not be parsed") from None
+        if not any(m.kind == "audio" for m in parsed.media):
+            raise HTTPException(status_code=400, detail="the SDP offer has no audio")
+        if not all(m.ice.usernameFragment and m.dtls and m.dtls.fingerprints for m in parsed.media):
+            raise HTTPException(status_code=400, detail="the SDP offer lacks ICE or DTLS parameters")
+        try:
+            self.tokens.peek(token)
+        except TokenError as exc:
+            raise HTTPException(status_code=exc.status, detail=exc.message) from None
+        if self._closing:
+            raise HTTPException(status_code=503, detail=RESTARTING)
+        hub = self._hub_getter(request)
+        if hub is None:
+            raise HTTPException(status_code=503, detail="calls are not available yet; try again shortly")
+        if len(self.transports) >= self.max_peers:
+            raise HTTPException(status_code=429, detail="too many connections open; try again shortly",
+                                headers={"Retry-After": "5"})
+        if not hub.has_capacity():
+            raise HTTPException(status_code=503, detail=BUSY, headers={"Retry-After": "30"})
+        try:
+            grant = self.tokens.redeem(token)
+        except TokenError as exc:
+            raise HTTPException(status_code=exc.status, detail=exc.message) from None
+        language = lang or grant.language
+
+        if self.loopback_only:
+            sdp = filter_candidates(sdp, _is_loopback)
+        pc = RTCPeerConnection(self._rtc_configuration())
+        transport = WebRtcTransport(pc, emergency_number=self.settings.emergency_number(language))
+        self.transports.add(transport)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            codecs = RTCRtpSender.getCapabilities("audio").codecs
+            opus = [c for c in codecs if c.mimeType.lower() == "audio/opus"]
+            audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+            for transceiver in audio[:1]:
+                transceiver.setCodecPreferences(opus)
+            pc.addTrack(transport.track)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            await self._forget(transport)
+            log.info("widget offer refused: %s", type(exc).__name__)
+            raise HTTPException(status_code=400, detail="the SDP offer could not be used") from None
+
+        call_id = hub.new_call_id()
+        info = CallInfo(call_id=call_id, language=language, channel="webrtc")
+        self._spawn(self._run_call(hub, info, transport), name=f"webrtc-call:{call_id[:8]}")
+        log.info("call %s: webrtc offer answered", call_id[:8])
+        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "call_id": call_id}
+
+    # --- calls -------------------------------------------------------------------------------------
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_call(self, hub: Any, info: CallInfo, transport: WebRtcTransport) -> None:
+        short = info.call_id[:8]
+        try:
+            if not await transport.wait_connected(self.connect_timeout_s):
+                log.info("call %s: webrtc never connected (%s)", short, transport.pc.connectionState)
+                return
+            transport.send_message({"type": "connected", "call_id": info.call_id, "transport": "webrtc"})
+            await hub.run(info, transport)
+        except CallsBusy:
+            transport.send_message({"type": "error", "code": "busy", "message": BUSY})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("call %s: webrtc call failed", short)
+            transport.send_message({"type": "error", "code": "server_error",
+                                    "message": "something went wrong on our side"})
+        finally:
+            await self._forget(transport)
+
+    async def _forget(self, transport: WebRtcTransport) -> None:
+        try:
+            await transport.close()
+        finally:
+            self.transports.discard(transport)
+
+    async def aclose(self) -> None:
+        """Shutdown: tell every browser the service is restarting, close every peer connection."""
+        self._closing = True
+        for transport in list(self.transports):
+            transport.send_message({"type": "error", "code": "server_restart",
+                                    "message": "the service is restarting"})
+        await asyncio.gather(*(self._forget(t) for t in list(self.transports)), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)

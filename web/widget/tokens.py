@@ -1,0 +1,93 @@
+"""Call tokens: a widget session gets one short-lived, signed, single-use token that opens exactly
+one call (a WebRTC offer or a /ws/call start message) and nothing else.
+
+Signed with itsdangerous; single use is enforced in this process (a used-token set that forgets a
+token once it has expired anyway). Several workers behind a load balancer need that set shared
+(the database); one worker, the embedded default, does not.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+SALT = "carecall.widget.call-token.v1"
+Language = Literal["zh", "en"]
+
+
+class TokenError(Exception):
+    """A token that cannot open a call; `status` is the HTTP status to answer with."""
+
+    status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TokenInvalid(TokenError):
+    status = 401
+
+
+class TokenExpired(TokenError):
+    status = 401
+
+
+class TokenUsed(TokenError):
+    status = 403
+
+
+@dataclass(frozen=True, slots=True)
+class CallGrant:
+    token_id: str
+    language: Language
+
+
+class CallTokens:
+    def __init__(self, secret_key: str, *, ttl_s: float = 120.0) -> None:
+        # No configured key: a random one per process (tokens then die with the process, which is fine
+        # for tokens that live two minutes).
+        self._serializer = URLSafeTimedSerializer(secret_key or secrets.token_urlsafe(32), salt=SALT)
+        self.ttl_s = ttl_s
+        self._used: dict[str, float] = {}  # token id -> when it can be forgotten
+
+    def issue(self, language: Language) -> str:
+        return self._serializer.dumps({"jti": secrets.token_urlsafe(12), "lang": language})
+
+    def _check(self, token: object) -> CallGrant:
+        if not isinstance(token, str) or not token or len(token) > 512:
+            raise TokenInvalid("a call token is required")
+        try:
+            data = self._serializer.loads(token, max_age=self.ttl_s)
+        except SignatureExpired:
+            raise TokenExpired("the call token has expired; reload the widget") from None
+        except BadSignature:
+            raise TokenInvalid("the call token is not valid") from None
+        if not isinstance(data, dict) or data.get("lang") not in ("zh", "en") or not data.get("jti"):
+            raise TokenInvalid("the call token is not valid")
+        return CallGrant(token_id=str(data["jti"]), language=data["lang"])
+
+    def peek(self, token: object) -> CallGrant:
+        """Check a token without using it up (to validate a request before spending effort)."""
+        grant = self._check(token)
+        if grant.token_id in self._used:
+            raise TokenUsed("the call token was already used; start a new call")
+        return grant
+
+    def redeem(self, token: object) -> CallGrant:
+        """Use a token up: the first redeem opens a call, every later one fails."""
+        grant = self.peek(token)
+        now = time.monotonic()
+        self._forget_expired(now)
+        self._used[grant.token_id] = now + self.ttl_s + 5.0
+        return grant
+
+    def _forget_expired(self, now: float) -> None:
+        if len(self._used) < 256:
+            return
+        for token_id in [t for t, until in self._used.items() if until < now]:
+            del self._used[token_id]
