@@ -1,0 +1,134 @@
+"""Whisper round trips on the project's own voices, and the Mandarin pinyin term fixer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voice.asr import TermFixer, load_zh_bias, to_simplified
+from voice.audio import Pcm
+from voice.ports import Recognizer
+
+# --- the pinyin term fixer (no model needed) ------------------------------------------------------
+
+FIXER = load_zh_bias().fixer
+
+FIXES = [
+    ("我的割薄很疼", "我的胳膊很疼"),
+    ("我传不上气", "我喘不上气"),
+    ("咳出来的是荒谈", "咳出来的是黄痰"),
+    ("胸门，头云", "胸闷，头晕"),
+    ("一直拉读子", "一直拉肚子"),
+    ("有点新黄", "有点心慌"),
+]
+LEFT_ALONE = [
+    "我这阵子工作很忙",  # 阵子 = 疹子 (zhen zi): the case that made 疹子 a prompt-only term
+    "国民经济",  # guo min = 过敏, listed in never_rewrite
+    "今天天气很好，我们去公园散步",
+    "过了一会儿就没事了",
+    "我胳膊疼，喘不上气",  # already right
+    "Chest pain 2 days",
+]
+
+
+@pytest.mark.parametrize(("heard", "fixed"), FIXES)
+def test_fixer_repairs_misheard_terms(heard: str, fixed: str) -> None:
+    assert FIXER is not None
+    assert FIXER.fix(heard) == fixed
+
+
+@pytest.mark.parametrize("text", LEFT_ALONE)
+def test_fixer_leaves_ordinary_words_alone(text: str) -> None:
+    assert FIXER is not None
+    assert FIXER.fix(text) == text
+
+
+def test_fixer_refuses_single_syllable_terms() -> None:
+    with pytest.raises(ValueError, match="2\\+ hanzi"):
+        TermFixer.build(["疼"])
+
+
+def test_never_rewrite_protects_a_colliding_word() -> None:
+    fixer = TermFixer.build(["疹子"], never_rewrite=["一阵子"])
+    assert fixer.fix("我一阵子") == "我一阵子"
+    assert fixer.fix("身上起了阵子") == "身上起了疹子"  # what 疹子 would do without the guard
+
+
+def test_prompt_comes_from_the_lexicon_file() -> None:
+    bias = load_zh_bias()
+    assert bias.prompt.startswith("以下是普通话的句子。")
+    assert "喘不上气" in bias.prompt
+
+
+def test_traditional_output_becomes_simplified() -> None:
+    assert to_simplified("頭暈，喘不上氣") == "头晕，喘不上气"
+
+
+# --- round trips: our own voices speak, Whisper listens ---------------------------------------------
+
+EN_CASES = [
+    ("I have chest pain and I can't breathe.", ["chest pain", "breathe"]),
+    ("I have had a fever and a bad cough for three days.", ["fever", "cough"]),
+]
+ZH_CASES = [
+    ("我胸口疼，喘不上气。", ["胸口", "喘不上气"]),
+    ("我发烧三天了，还一直咳嗽。", ["发烧", "咳嗽"]),
+    ("我的胳膊很疼，还有点头晕。", ["头晕"]),
+]
+
+
+@pytest.mark.models
+def test_whisper_is_a_recognizer(whisper) -> None:  # type: ignore[no-untyped-def]
+    assert isinstance(whisper, Recognizer)
+
+
+@pytest.mark.models
+@pytest.mark.parametrize(("text", "keys"), EN_CASES)
+async def test_english_round_trip(whisper, piper_tts, text: str, keys: list[str]) -> None:  # type: ignore[no-untyped-def]
+    audio = piper_tts.synthesize_blocking(text)
+    result = await whisper.transcribe(audio, "en")
+    heard = result.text.lower()
+    assert all(k in heard for k in keys), heard
+    assert result.language == "en"
+    assert result.audio_s == pytest.approx(audio.duration)
+    assert result.processing_s > 0
+
+
+@pytest.mark.models
+@pytest.mark.parametrize(("text", "keys"), ZH_CASES)
+async def test_mandarin_round_trip(whisper, zh_tts, text: str, keys: list[str]) -> None:  # type: ignore[no-untyped-def]
+    result = await whisper.transcribe(zh_tts.synthesize_blocking(text), "zh")
+    assert all(k in result.text for k in keys), result.text
+    assert to_simplified(result.text) == result.text
+
+
+@pytest.mark.models
+async def test_phone_band_audio_is_resampled(whisper, piper_tts) -> None:  # type: ignore[no-untyped-def]
+    import soxr
+
+    audio = piper_tts.synthesize_blocking("I have chest pain.")
+    phone = Pcm.from_float(soxr.resample(audio.to_float(), audio.sample_rate, 8000), 8000)
+    result = await whisper.transcribe(phone, "en")
+    assert "chest pain" in result.text.lower()
+
+
+@pytest.mark.models
+async def test_partial_pass_is_quick_and_usable(whisper, zh_tts) -> None:  # type: ignore[no-untyped-def]
+    result = await whisper.transcribe(zh_tts.synthesize_blocking("我胸口疼，喘不上气。"), "zh", partial=True)
+    assert "胸口" in result.text
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("kind", ["silence", "noise"])
+async def test_biased_mandarin_invents_no_symptoms(whisper, kind: str) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(7)
+    samples = np.zeros(32000) if kind == "silence" else rng.normal(0, 0.01, 32000)
+    result = await whisper.transcribe(Pcm.from_float(samples, 16000), "zh")
+    terms = ["胸口", "胸闷", "发烧", "咳嗽", "胳膊", "头晕", "呕吐", "喘不上气"]
+    assert not any(t in result.text for t in terms), result.text
+
+
+@pytest.mark.models
+async def test_too_short_audio_is_empty(whisper) -> None:  # type: ignore[no-untyped-def]
+    result = await whisper.transcribe(Pcm.silence(0.05, 16000), "en")
+    assert result.text == ""

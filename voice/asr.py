@@ -1,0 +1,237 @@
+"""Speech to text with faster-whisper (Whisper base, CTranslate2), behind `voice.ports.Recognizer`.
+
+What the measurements on this hardware taught (shared/FIELD-NOTES.md):
+- always force the language: auto-detection doubles latency and misfires on short answers;
+- `condition_on_previous_text=False`: each utterance is decoded alone, so one bad decode never
+  poisons the next;
+- Mandarin needs biasing: the prompt "以下是普通话的句子。" (else it may answer in traditional
+  characters) plus triage terms, and a pinyin term fixer afterwards (CER 24% → 6%). Biasing makes
+  Whisper invent symptoms on silence, so `vad_filter=True` whenever it is on;
+- beam 5 for finals (beam 1 was worse and once ran away for 17 s); beam 1 for partials, which only
+  need to be quick while the caller is still speaking.
+The term lexicon is data (prompts/zh/asr_terms.yaml) that clinicians may edit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import soxr
+import yaml
+from pypinyin import Style, lazy_pinyin, pinyin
+
+from voice.audio import Pcm
+from voice.models import whisper_dir
+from voice.ports import Transcript
+
+if TYPE_CHECKING:
+    from settings import Settings
+
+WHISPER_RATE = 16_000
+DEFAULT_ZH_TERMS = Path(__file__).resolve().parents[1] / "prompts" / "zh" / "asr_terms.yaml"
+
+
+# --- the pinyin term fixer ---------------------------------------------------------------------
+
+
+def _is_hanzi(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff"
+
+
+@functools.lru_cache(maxsize=8192)
+def _readings(ch: str) -> frozenset[str]:
+    """Every toneless reading of one character: 薄 is bao/bo/bu, so 割薄 can still match 胳膊 (ge bo)."""
+    return frozenset(pinyin(ch, style=Style.NORMAL, heteronym=True, errors="ignore")[0] or ())
+
+
+@dataclass(frozen=True, slots=True)
+class TermFixer:
+    """Replaces misheard runs whose toneless pinyin equals a triage term (割薄 → 胳膊).
+
+    Only runs of hanzi of the term's length are compared, longest terms first; a run already equal to
+    a term, or overlapping a `never_rewrite` word, is locked, so ordinary words are left alone.
+    """
+
+    terms: tuple[tuple[str, tuple[str, ...]], ...]
+    never_rewrite: tuple[str, ...] = ()
+
+    @classmethod
+    def build(cls, terms: Iterable[str], never_rewrite: Iterable[str] = ()) -> TermFixer:
+        entries = []
+        for term in dict.fromkeys(t.strip() for t in terms):
+            if len(term) < 2 or not all(_is_hanzi(c) for c in term):
+                # Single syllables turn ordinary words into symptoms.
+                raise ValueError(f"fix term {term!r} must be 2+ hanzi")
+            entries.append((term, tuple(lazy_pinyin(term, style=Style.NORMAL))))
+        entries.sort(key=lambda e: -len(e[0]))
+        return cls(tuple(entries), tuple(w.strip() for w in never_rewrite if w.strip()))
+
+    def fix(self, text: str) -> str:
+        chars = list(text)
+        locked = [not _is_hanzi(c) for c in chars]
+        for word in self.never_rewrite:
+            start = text.find(word)
+            while start >= 0:
+                locked[start : start + len(word)] = [True] * len(word)
+                start = text.find(word, start + 1)
+        for term, syllables in self.terms:
+            n = len(term)
+            for i in range(len(chars) - n + 1):
+                window = "".join(chars[i : i + n])
+                if window == term:
+                    locked[i : i + n] = [True] * n  # already right: protect it from shorter terms
+                    continue
+                if any(locked[i : i + n]):
+                    continue
+                if all(s in _readings(c) for s, c in zip(syllables, window, strict=True)):
+                    chars[i : i + n] = list(term)
+                    locked[i : i + n] = [True] * n
+        return "".join(chars)
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageBias:
+    """How to steer Whisper for one language: prompt and post-fixing (empty = none)."""
+
+    prompt: str = ""
+    fixer: TermFixer | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.prompt) or self.fixer is not None
+
+
+def load_zh_bias(path: Path = DEFAULT_ZH_TERMS) -> LanguageBias:
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    prompt = str(data.get("prompt", "以下是普通话的句子。"))
+    terms = [str(t) for t in data.get("prompt_terms") or []]
+    if terms:
+        prompt += "、".join(terms) + "。"
+    fixer = TermFixer.build(data.get("fix_terms") or [], data.get("never_rewrite") or [])
+    return LanguageBias(prompt, fixer if fixer.terms else None)
+
+
+# --- traditional → simplified ------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _t2s():  # type: ignore[no-untyped-def]
+    import opencc  # imported lazily: only Mandarin needs it
+
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    """Whisper sometimes answers in traditional characters even when prompted; the records are simplified."""
+    return _t2s().convert(text) if text else text
+
+
+# --- the recogniser ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    beam_size: int = 5
+    partial_beam_size: int = 1
+    # Fallback temperatures cost a full re-decode each; two steps catch a runaway without tripling latency.
+    temperatures: tuple[float, ...] = (0.0, 0.4)
+    max_tokens_per_s: float = 15.0  # caps a runaway decode (Mandarin runs ~4-8 tokens per second of speech)
+
+
+@dataclass(slots=True)
+class _Stats:
+    decodes: int = 0
+    audio_s: float = 0.0
+    processing_s: float = 0.0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class WhisperRecognizer:
+    """`voice.ports.Recognizer` on faster-whisper. Load once per process, share between calls: the
+    CTranslate2 model is thread-safe and the given executor bounds how many decodes run at once."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        executor: Executor,
+        *,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 2,
+        options: DecodeOptions = DecodeOptions(),
+        biases: dict[str, LanguageBias] | None = None,
+    ) -> None:
+        from faster_whisper import WhisperModel  # heavy import, kept out of module import time
+
+        self._model = WhisperModel(
+            str(model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=1
+        )
+        self._executor = executor
+        self._options = options
+        self._biases = biases if biases is not None else {"zh": load_zh_bias()}
+        self.stats = _Stats()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, executor: Executor) -> WhisperRecognizer:
+        """Raises `voice.models.ModelMissing` (naming `make models`) when Whisper is not assembled."""
+        return cls(
+            whisper_dir(settings.models_dir),
+            executor,
+            device=settings.asr_device,
+            compute_type=settings.asr_compute_type,
+            cpu_threads=settings.asr_threads,
+            options=DecodeOptions(beam_size=settings.asr_beam_size),
+        )
+
+    async def transcribe(self, audio: Pcm, language: str, *, partial: bool = False) -> Transcript:
+        samples = _to_whisper_input(audio)
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        text = await loop.run_in_executor(self._executor, self._decode, samples, language, partial)
+        took = time.monotonic() - started
+        self.stats.decodes += 1
+        self.stats.audio_s += audio.duration
+        self.stats.processing_s += took
+        kind = "partial" if partial else "final"
+        self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+        return Transcript(text=text, language=language, audio_s=audio.duration, processing_s=took)
+
+    def _decode(self, samples: np.ndarray, language: str, partial: bool) -> str:
+        if samples.size < WHISPER_RATE // 10:
+            return ""  # under 0.1 s: nothing a person could have said
+        bias = self._biases.get(language, LanguageBias())
+        opts = self._options
+        segments, _info = self._model.transcribe(
+            samples,
+            language=language,
+            task="transcribe",
+            beam_size=opts.partial_beam_size if partial else opts.beam_size,
+            temperature=list(opts.temperatures[:1] if partial else opts.temperatures),
+            condition_on_previous_text=False,
+            initial_prompt=bias.prompt or None,
+            vad_filter=bias.active,
+            without_timestamps=True,
+            # Whisper's window holds 448 tokens, prompt included: stay well inside it.
+            max_new_tokens=min(224, int(16 + opts.max_tokens_per_s * samples.size / WHISPER_RATE)),
+        )
+        text = "".join(seg.text for seg in segments).strip()
+        if language == "zh":
+            text = to_simplified(text)
+            if bias.fixer is not None:
+                text = bias.fixer.fix(text)
+        return text
+
+
+def _to_whisper_input(audio: Pcm) -> np.ndarray:
+    samples = audio.to_float()
+    if audio.sample_rate != WHISPER_RATE:
+        samples = soxr.resample(samples, audio.sample_rate, WHISPER_RATE, quality="HQ")
+    return np.ascontiguousarray(samples, dtype=np.float32)
