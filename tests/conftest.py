@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.records.fixtures import database, db_url, postgres_server  # noqa: F401  (records DB fixtures)
+
 ROOT = Path(__file__).resolve().parent.parent
 CARECALL = str(Path(sys.executable).with_name("carecall"))
 

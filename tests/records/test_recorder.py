@@ -1,0 +1,151 @@
+"""The CallRecorder against a real database (SQLite and PostgreSQL): every turn is committed as
+it happens, red flags at once, the result at the end, and the event loop never waits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from records.db import open_database
+from records.models import Call, RedFlag, Turn
+from records.recorder import CallRecorder, close_interrupted_calls
+from tests.records.simulate import SQL, XSS, triage_call
+from voice.events import CallEnded, TurnRecorded
+
+
+def _fresh_view(db_url: str):
+    """A second engine: sees only what the recorder committed, like a restarted server would."""
+    return open_database(db_url)
+
+
+async def test_turns_are_committed_as_they_happen(database, db_url):
+    recorder = CallRecorder(database)
+    viewer = _fresh_view(db_url)
+    try:
+        seen_turns = []
+        for event in triage_call("call-live"):
+            if isinstance(event, CallEnded):
+                break
+            await recorder.on_event(event)
+            await recorder.flush()
+            with viewer.session() as s:
+                count = s.scalar(select(func.count()).select_from(Turn).where(Turn.call_id == "call-live"))
+                call = s.get(Call, "call-live")
+                assert call is not None and call.status == "in_progress"
+            if isinstance(event, TurnRecorded):
+                seen_turns.append(count)
+        assert seen_turns == [1, 2, 3, 4, 5], "each finished turn is on disk before the next one"
+        with viewer.session() as s:
+            flags = s.scalars(select(RedFlag.flag).where(RedFlag.call_id == "call-live")).all()
+            assert flags == ["chest_pain_radiating"], "the red flag is stored before the call ends"
+            assert s.get(Call, "call-live").has_red_flags
+    finally:
+        await recorder.aclose()
+        viewer.dispose()
+
+
+async def test_call_end_stores_result_findings_summary_and_recording(database, db_url):
+    recorder = CallRecorder(database)
+    for event in triage_call("call-end", recording="/data/recordings/call-end.wav"):
+        await recorder.on_event(event)
+    await recorder.aclose()
+    from records.repository import get_call
+
+    with database.session() as s:
+        call = get_call(s, "call-end")
+        assert call.status == "ended" and call.end_reason == "completed"
+        assert call.disposition == "emergency_ambulance" and call.department == "Emergency"
+        assert call.chief_complaint == "chest pain"
+        assert call.summary["situation"].startswith("Chest pain")
+        assert call.recording_path == "/data/recordings/call-end.wav"
+        assert [t.speaker for t in call.turns] == ["bot", "caller", "bot", "caller", "bot"]
+        assert XSS in call.turns[1].text and SQL in call.turns[3].text  # stored verbatim, as data
+        assert call.turns[2].voice_to_voice_ms == pytest.approx(932.0)
+        assert [(f.name, f.value, f.turn_idx) for f in call.findings] == [
+            ("chest_pain", "yes", 1),
+            ("sweating", "yes", 3),
+        ]
+        assert SQL in call.findings[1].evidence
+        assert [r.flag for r in call.red_flags] == ["chest_pain_radiating"]  # not duplicated by the result
+        assert call.red_flags[0].turn_idx == 3
+
+
+async def test_on_event_never_waits_for_the_database(database):
+    recorder = CallRecorder(database)
+    slow_write = recorder.write
+
+    def write(event):
+        time.sleep(0.3)  # a slow disk or a busy PostgreSQL
+        slow_write(event)
+
+    recorder.write = write  # type: ignore[method-assign]
+    events = triage_call("call-slow")
+    started = time.perf_counter()
+    for event in events:
+        await recorder.on_event(event)
+    assert time.perf_counter() - started < 0.1
+    loop_ticks = 0
+
+    async def ticker():
+        nonlocal loop_ticks
+        while True:
+            await asyncio.sleep(0.01)
+            loop_ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await recorder.aclose()
+    task.cancel()
+    assert loop_ticks > 20, "the event loop kept running while the writer worked"
+    with database.session() as s:
+        assert s.get(Call, "call-slow").status == "ended"
+
+
+async def test_events_for_a_call_whose_start_was_missed(database):
+    recorder = CallRecorder(database)
+    events = triage_call("call-late")[2:]  # recorder attached mid-call
+    for event in events:
+        await recorder.on_event(event)
+    await recorder.aclose()
+    with database.session() as s:
+        assert s.scalar(select(func.count()).select_from(Turn).where(Turn.call_id == "call-late")) == 5
+
+
+async def test_live_feed_pushes_red_flags_at_once(database):
+    recorder = CallRecorder(database)
+    queue = recorder.feed.subscribe()
+    events = triage_call("call-feed")
+    for event in events[:-1]:
+        await recorder.on_event(event)
+    messages = [queue.get_nowait() for _ in range(queue.qsize())]
+    kinds = [m["type"] for m in messages]
+    assert kinds[0] == "call_started" and "red_flag" in kinds and kinds.count("turn") == 5
+    flag = next(m for m in messages if m["type"] == "red_flag")
+    assert flag["flags"] == ["chest_pain_radiating"] and flag["call_id"] == "call-feed"
+    assert recorder.feed.snapshot()[0]["red_flags"] == ["chest_pain_radiating"]
+    await recorder.on_event(events[-1])
+    assert recorder.feed.calls == {}
+    assert queue.get_nowait()["type"] == "call_ended"
+    recorder.feed.unsubscribe(queue)
+    await recorder.aclose()
+
+
+async def test_calls_cut_off_by_a_stopped_server_are_closed_with_their_turns(database, tmp_path):
+    recorder = CallRecorder(database)
+    for event in triage_call("call-cut")[:6]:
+        await recorder.on_event(event)
+    await recorder.aclose()
+    wav = tmp_path / "recordings" / "call-cut.wav"
+    wav.parent.mkdir()
+    wav.write_bytes(b"RIFF")
+    closed = close_interrupted_calls(database, wav.parent)
+    with database.session() as s:
+        call = s.get(Call, "call-cut")
+        turns = s.scalar(select(func.count()).select_from(Turn).where(Turn.call_id == "call-cut"))
+    if database.dialect == "sqlite":
+        assert closed == 1 and call.status == "ended" and call.recording_path == str(wav)
+    else:  # other workers may hold live calls: left alone
+        assert closed == 0 and call.status == "in_progress"
+    assert turns >= 2
