@@ -31,6 +31,7 @@ class LlamaServer:
         self.n_ctx = n_ctx
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_reader: asyncio.Task[None] | None = None
+        self._stderr_tail = b""
 
     @property
     def base_url(self) -> str:
@@ -52,34 +53,36 @@ class LlamaServer:
         self._proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
+        self._stderr_tail = b""
+        self._stderr_reader = asyncio.create_task(self._drain_stderr())
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:
                 if self._proc.returncode is not None:
-                    err = b""
-                    if self._proc.stderr:
-                        err = await self._proc.stderr.read()
+                    await asyncio.sleep(0.1)  # let the reader catch the last words
                     raise LlamaServerError(
-                        f"llama.cpp server exited with {self._proc.returncode}: {err.decode(errors='replace')[-400:]}"
+                        f"llama.cpp server exited with {self._proc.returncode}: "
+                        f"{self._stderr_tail.decode(errors='replace')[-400:]}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
                     r = await client.get(f"{self.base_url}/models", timeout=1.0)
                     if r.status_code == 200:
-                        self._stderr_reader = asyncio.create_task(self._drain_stderr())
                         return
                 await asyncio.sleep(0.2)
         await self.stop()
         raise LlamaServerError(f"llama.cpp server did not answer on port {self.port} within {timeout_s:.0f} s")
 
     async def _drain_stderr(self) -> None:
-        # keep reading so the pipe never fills and blocks the server; request logs are dropped
-        # on purpose (they could hold patient text)
+        # Keep reading so the pipe never fills and blocks the server. Only a short tail is kept,
+        # for start-up errors, and never logged once serving (request logs could hold patient text).
         if self._proc and self._proc.stderr:
             with contextlib.suppress(Exception):
-                while await self._proc.stderr.read(65536):
-                    pass
+                while chunk := await self._proc.stderr.read(65536):
+                    self._stderr_tail = (self._stderr_tail + chunk)[-2000:]
 
     async def stop(self) -> None:
+        if self._stderr_reader is not None:
+            self._stderr_reader.cancel()
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return
