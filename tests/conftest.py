@@ -4,31 +4,18 @@ and the real CareCall server started as a process, as `make demo` starts it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
+from bench.harness import RunningServer, free_port, start_server, stop_server  # noqa: F401  (re-exported for tests)
 from tests.records.fixtures import database, db_url, postgres_server  # noqa: F401  (records DB fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 CARECALL = str(Path(sys.executable).with_name("carecall"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -71,57 +58,6 @@ def say(speech_cache: Path) -> Callable[[str, str], object]:
         return audio
 
     return synth
-
-
-@dataclass
-class RunningServer:
-    base_url: str
-    ws_url: str
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    env: dict[str, str]
-    log_path: Path
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def start_server(data_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 120.0) -> RunningServer:
-    port = free_port()
-    env = {
-        **os.environ,
-        "CARECALL_DATA_DIR": str(data_dir),
-        "CARECALL_LLM_PORT": str(free_port()),
-        "CARECALL_PORT": str(port),
-        **(extra_env or {}),
-    }
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / f"server-{port}.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([CARECALL, "serve", "--port", str(port)], env=env, stdout=log, stderr=log,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log_path.read_text(errors='replace')[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return RunningServer(base, f"ws://127.0.0.1:{port}/ws/call", data_dir, proc, env, log_path)
-        time.sleep(0.3)
-    stop_server(proc)
-    raise RuntimeError(f"server did not start in {timeout} s: {log_path.read_text(errors='replace')[-3000:]}")
-
-
-def stop_server(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="session")

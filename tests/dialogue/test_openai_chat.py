@@ -6,12 +6,11 @@ import asyncio
 
 import pytest
 
+from bench.harness import free_port
 from dialogue.llama_server import MODEL_ALIAS, LlamaServer, LlamaServerError
 from dialogue.llm import LLMUnavailable
 from dialogue.openai_chat import OpenAIChatModel
 from voice.models import smollm2_gguf
-
-from ..conftest import free_port
 
 pytestmark = pytest.mark.models
 
