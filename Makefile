@@ -13,8 +13,8 @@ test: setup
 	bash scripts/run-tests.sh
 
 bench: setup
-	$(PY) bench/latency.py
-	$(PY) bench/triage_accuracy.py
+	$(PY) -m bench.latency
+	$(PY) -m bench.triage_accuracy
 
 setup: system python models
 
