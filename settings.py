@@ -66,6 +66,22 @@ class Settings(BaseSettings):
     emergency_number_en: str = "911"
     transfer_target: str = Field("", description="human line (SIP URI or phone number) for transfers")
 
+    # --- phone lines (telephony/) ---------------------------------------------------------------
+    sip_enabled: bool = Field(False, description="run the SIP endpoint (UDP) in the server")
+    sip_host: str = Field("127.0.0.1", description="address the SIP and RTP sockets bind to")
+    sip_port: int = Field(5060, description="SIP UDP port; 0 picks a free one")
+    sip_public_host: str = Field("", description="address advertised in SIP/SDP when behind NAT")
+    sip_rtp_port_min: int = 20000
+    sip_rtp_port_max: int = 20999
+    sip_trunk: str = Field("", description="host[:port] of the PBX/trunk that outbound calls go through")
+    sip_from_user: str = "carecall"
+    sip_username: str = Field("", description="digest user if the trunk challenges outbound INVITEs")
+    sip_password: SecretStr = SecretStr("")
+    sip_default_language: Literal["zh", "en"] = "zh"
+    twilio_account_sid: str = Field("", description="for outbound calls through the carrier's REST API")
+    twilio_api_base: str = Field("https://api.twilio.com", description="Calls API base URL")
+    twilio_from_number: str = Field("", description="caller id for outbound carrier calls (E.164)")
+
     # --- limits ---------------------------------------------------------------------------------
     max_concurrent_calls: int = 8
     max_ws_message_bytes: int = 64 * 1024
