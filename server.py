@@ -19,6 +19,7 @@ from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketState
 
 import web.console
+import web.widget
 from dialogue.llama_server import MODEL_ALIAS, LlamaServer
 from dialogue.llm import ChatModel
 from dialogue.openai_chat import OpenAIChatModel
@@ -202,6 +203,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
             app.state.hub = runtime.hub
             records = await web.console.start(app, settings)  # call records + recorder on the hub
             yield
+            await widget.aclose()  # tell widget callers, close every WebRTC peer connection
         await records.aclose()  # after the hub drained: the last call events are stored
 
     app = FastAPI(title="CareCall", lifespan=lifespan)
@@ -214,4 +216,8 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
 
     app.add_api_websocket_route("/ws/call", ws_call)
     web.console.install(app, settings)  # nurse console at /console
+    widget = web.widget.WidgetService(settings)  # patient widget, call tokens, WebRTC signalling
+    app.include_router(widget.router)
+    if settings.call_token_required:
+        app.state.authorise_call = widget.authorise_call  # a /ws/call start spends a widget token
     return app

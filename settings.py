@@ -89,7 +89,13 @@ class Settings(BaseSettings):
     # --- security -------------------------------------------------------------------------------
     secret_key: SecretStr = SecretStr("")
     twilio_auth_token: SecretStr = SecretStr("")
+    call_token_required: bool = Field(False, description="every /ws/call start needs a /widget/token token")
     recording_retention_days: int = 30
+
+    # --- patient widget (WebRTC) ----------------------------------------------------------------
+    webrtc_ice_addresses: list[str] = Field(default_factory=list, description="ICE host addresses; empty: all")
+    webrtc_ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for browser and server")
+    widget_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], description="pages that may embed")
 
     @property
     def models_dir(self) -> Path:

@@ -2,7 +2,7 @@
 
     widget = WidgetService(settings)
     app.include_router(widget.router)      # /widget, /widget/embed.js, /widget/token, /widget/rtc/offer
-    app.state.widget = widget              # /ws/call redeems widget tokens with widget.tokens.redeem()
+    app.state.authorise_call = widget.authorise_call   # /ws/call: a start message spends a token
     ...
     await widget.aclose()                  # lifespan exit: tell browsers, close every peer connection
 
@@ -86,19 +86,22 @@ class WidgetService:
         offers_per_minute: int = 10,
         tokens_per_minute: int = 20,
         connect_timeout_s: float = 20.0,
-        ice_servers: Sequence[str] = (),
-        ice_addresses: Sequence[str] = (),
-        loopback_only: bool = False,
-        allowed_origins: Sequence[str] = ("*",),
+        ice_servers: Sequence[str] | None = None,
+        ice_addresses: Sequence[str] | None = None,
+        loopback_only: bool | None = None,
+        allowed_origins: Sequence[str] | None = None,
         hub_getter: Callable[[Request], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.tokens = CallTokens(settings.secret_key.get_secret_value(), ttl_s=token_ttl_s)
         self.max_peers = max_peers if max_peers is not None else settings.max_concurrent_calls
         self.connect_timeout_s = connect_timeout_s
-        self.ice_servers = list(ice_servers)
+        self.ice_servers = list(settings.webrtc_ice_servers if ice_servers is None else ice_servers)
+        ice_addresses = list(settings.webrtc_ice_addresses if ice_addresses is None else ice_addresses)
+        if loopback_only is None:  # a server that listens on loopback only can only reach loopback peers
+            loopback_only = bool(ice_addresses) and all(_is_loopback(a) for a in ice_addresses)
         self.loopback_only = loopback_only
-        self.allowed_origins = set(allowed_origins)
+        self.allowed_origins = set(settings.widget_allowed_origins if allowed_origins is None else allowed_origins)
         self._offers = RateLimiter(offers_per_minute, 60.0)
         self._token_limit = RateLimiter(tokens_per_minute, 60.0)
         self._hub_getter = hub_getter or (lambda request: getattr(request.app.state, "hub", None))
@@ -106,7 +109,7 @@ class WidgetService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         if loopback_only and not ice_addresses:
-            ice_addresses = ("127.0.0.1",)
+            ice_addresses = ["127.0.0.1"]
         if ice_addresses:
             use_ice_addresses(ice_addresses)
         self.router = self._build_router()
@@ -238,13 +241,11 @@ class WidgetService:
         transport = WebRtcTransport(pc, emergency_number=self.settings.emergency_number(language))
         self.transports.add(transport)
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            # made before the offer is applied, so the offer's audio line takes it, Opus only
+            transceiver = pc.addTransceiver(transport.track, direction="sendrecv")
             codecs = RTCRtpSender.getCapabilities("audio").codecs
-            opus = [c for c in codecs if c.mimeType.lower() == "audio/opus"]
-            audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
-            for transceiver in audio[:1]:
-                transceiver.setCodecPreferences(opus)
-            pc.addTrack(transport.track)
+            transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() == "audio/opus"])
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
             await self._forget(transport)
@@ -256,6 +257,13 @@ class WidgetService:
         self._spawn(self._run_call(hub, info, transport), name=f"webrtc-call:{call_id[:8]}")
         log.info("call %s: webrtc offer answered", call_id[:8])
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "call_id": call_id}
+
+    async def authorise_call(self, token: str | None) -> None:
+        """For /ws/call's start message: use a widget token up, or refuse (PermissionError)."""
+        try:
+            self.tokens.redeem(token)
+        except TokenError as exc:
+            raise PermissionError(exc.message) from None
 
     # --- calls -------------------------------------------------------------------------------------
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
