@@ -241,7 +241,7 @@ class CallerSession:
 async def scripted_call(url: str, language: str, utterances: list[Pcm], *, mode: str = "triage",
                         token: str | None = None, reply_timeout_s: float = 30.0) -> CallReport:
     """Greeting, then each utterance once the bot has answered the previous one; then hang up."""
-    rate = utterances[0].sample_rate if utterances else 16000
+    rate = utterances[0].sample_rate if utterances and utterances[0].sample_rate in SEND_RATES else 16000
     async with CallerSession(url, language, sample_rate=rate, mode=mode, token=token) as line:
         await line.wait_bot_quiet(since=0.0, quiet_s=0.5, timeout=reply_timeout_s)
         for audio in utterances:
