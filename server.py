@@ -28,7 +28,9 @@ from voice.call import Call, TurnTaking
 from voice.endpointer import EndpointerConfig
 from voice.events import CallInfo
 from voice.hub import CallHub, CallsBusy, Engines
+from voice.ports import Synthesizer
 from voice.transports.websocket import ProtocolError, WebSocketTransport, parse_start
+from voice.tts.cache import CachingSynthesizer
 
 log = logging.getLogger("carecall.server")
 
@@ -110,9 +112,9 @@ def load_engines(settings: Settings, executor: ThreadPoolExecutor, chat_model: C
     from voice.tts.piper import PiperSynthesizer
 
     recognizer = WhisperRecognizer.from_settings(settings, executor)
-    synthesizers = {
-        "en": PiperSynthesizer.from_settings(settings, executor),
-        "zh": MandarinSynthesizer.from_settings(settings, executor),
+    synthesizers: dict[str, Synthesizer] = {
+        "en": CachingSynthesizer(PiperSynthesizer.from_settings(settings, executor)),
+        "zh": CachingSynthesizer(MandarinSynthesizer.from_settings(settings, executor)),
     }
     dialogue = build_dialogue_factory(
         chat_model=chat_model,

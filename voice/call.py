@@ -457,7 +457,20 @@ class Call:
             await self._after_speech(action)
         if not self._end.is_set():
             await self._set_state("listening")
+            self._prefetch_next()
         self._last_activity = time.monotonic()
+
+    def _prefetch_next(self) -> None:
+        """Render the dialogue's likely next phrases while the caller talks (if both sides can)."""
+        prefetch = getattr(self.synthesizer, "prefetch", None)
+        upcoming = getattr(self.dialogue, "upcoming", None)
+        if prefetch is None or upcoming is None:
+            return
+        clauses: list[str] = []
+        for text in upcoming():
+            splitter = ClauseSplitter(self.info.language)
+            clauses += splitter.push(text) + splitter.flush()
+        prefetch(clauses)
 
     async def _after_speech(self, action: object) -> None:
         if isinstance(action, EndCall):

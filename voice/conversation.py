@@ -73,6 +73,9 @@ class DialogueManager(Protocol):
         """What the caller actually heard of the last reply (less than all of it after a barge-in)."""
         ...
 
+    # Optional: `upcoming() -> list[str]`, the phrases the dialogue will likely say next (its next
+    # protocol questions); the loop renders them ahead so they cost no synthesis when needed.
+
     def result(self) -> dict[str, Any]:
         """The call's structured result: chief complaint, findings with evidence, red flags,
         disposition, department, summary (triage) or questionnaire outcomes (follow-up)."""

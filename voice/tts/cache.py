@@ -1,0 +1,80 @@
+"""A phrase cache in front of any Synthesizer.
+
+Most of what CareCall says is templated (greetings, protocol questions, safety-net advice) and
+repeats across thousands of calls, and the dialogue knows its likely next questions ahead of time.
+Cached clauses cost no synthesis at all, which takes TTS off the latency path for them; `prefetch`
+renders upcoming phrases in the background before they are needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
+
+from voice.audio import Pcm
+from voice.ports import Synthesizer
+
+
+class CachingSynthesizer:
+    def __init__(self, inner: Synthesizer, *, max_phrases: int = 1024, max_chars: int = 160) -> None:
+        self.inner = inner
+        self.language = inner.language
+        self.sample_rate = inner.sample_rate
+        self._cache: OrderedDict[str, tuple[Pcm, ...]] = OrderedDict()
+        self._max = max_phrases
+        self._max_chars = max_chars  # long free text (LLM replies) rarely repeats: don't keep it
+        self._inflight: dict[str, asyncio.Task[tuple[Pcm, ...]]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return " ".join(text.split())
+
+    async def synthesize(self, text: str) -> AsyncIterator[Pcm]:
+        key = self._key(text)
+        cached = self._cache.get(key)
+        if cached is None and key in self._inflight:
+            # being prefetched right now: wait for it rather than render it twice
+            with contextlib.suppress(Exception):
+                cached = await asyncio.shield(self._inflight[key])
+        if cached is not None:
+            self.hits += 1
+            self._cache.move_to_end(key)
+            for chunk in cached:
+                yield chunk
+            return
+        self.misses += 1
+        chunks: list[Pcm] = []
+        async for chunk in self.inner.synthesize(text):
+            chunks.append(chunk)
+            yield chunk
+        self._store(key, tuple(chunks))
+
+    def _store(self, key: str, chunks: tuple[Pcm, ...]) -> None:
+        if not chunks or len(key) > self._max_chars:
+            return
+        self._cache[key] = chunks
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+
+    async def _render(self, key: str) -> tuple[Pcm, ...]:
+        try:
+            chunks = tuple([c async for c in self.inner.synthesize(key)])
+            self._store(key, chunks)
+            return chunks
+        finally:
+            self._inflight.pop(key, None)
+
+    def prefetch(self, texts: Iterable[str]) -> None:
+        """Render these phrases in the background (fire and forget; failures are ignored)."""
+        for text in texts:
+            key = self._key(text)
+            if key and key not in self._cache and key not in self._inflight and len(key) <= self._max_chars:
+                self._inflight[key] = asyncio.ensure_future(self._render(key))
+
+    def __contains__(self, text: str) -> bool:
+        return self._key(text) in self._cache
