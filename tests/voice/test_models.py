@@ -133,3 +133,19 @@ def test_located_models_exist() -> None:
     voice = piper_voice()
     assert voice.onnx.suffix == ".onnx" and voice.config.suffix == ".json"
     assert smollm2_gguf().suffix == ".gguf"
+
+
+def test_engines_refuse_to_start_without_models(tmp_path: Path) -> None:
+    """What a fresh checkout sees at server start: an instruction, not a CTranslate2 stack trace."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from settings import Settings
+    from voice.asr import WhisperRecognizer
+    from voice.tts.mandarin import MandarinSynthesizer
+
+    settings = Settings(cache_dir=tmp_path)
+    with ThreadPoolExecutor(1) as executor:
+        with pytest.raises(ModelMissing, match=r"Whisper.*make models"):
+            WhisperRecognizer.from_settings(settings, executor)
+        with pytest.raises(ModelMissing, match=r"Mandarin.*make models"):
+            MandarinSynthesizer.from_settings(settings, executor)
