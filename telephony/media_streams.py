@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
+import numpy as np
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
 from telephony.common import LogOnce, call_log, mask_number
@@ -95,6 +96,7 @@ class MediaStreamTransport:
         self._confirmed_s = 0.0
         self._confirmed_at: float | None = None
         self._frozen: float | None = None
+        self._tail = np.zeros(0, np.int16)  # < 20 ms of bot audio waiting for the next piece
         self.marks_sent = 0
         self.marks_echoed = 0
         self.clears_sent = 0
@@ -217,11 +219,20 @@ class MediaStreamTransport:
             self._start_segment(self._frozen)
         if audio.sample_rate != g711.SAMPLE_RATE:
             audio = resample(audio, g711.SAMPLE_RATE)
-        samples = audio.samples
-        pad = (-len(samples)) % FRAME_SAMPLES
-        if pad:
-            samples = Pcm.concat([audio, Pcm.silence(pad / g711.SAMPLE_RATE, g711.SAMPLE_RATE)],
-                                 g711.SAMPLE_RATE).samples
+        # whole 20 ms frames go out; a remainder waits for the next piece (no silence inside a reply)
+        samples = np.concatenate([self._tail, audio.samples]) if len(self._tail) else audio.samples
+        whole = len(samples) - len(samples) % FRAME_SAMPLES
+        self._tail = samples[whole:]
+        if whole:
+            self._push(samples[:whole])
+
+    def _flush_tail(self) -> None:
+        if len(self._tail):
+            tail = np.concatenate([self._tail, np.zeros(FRAME_SAMPLES - len(self._tail), np.int16)])
+            self._tail = np.zeros(0, np.int16)
+            self._push(tail)
+
+    def _push(self, samples: np.ndarray) -> None:
         encoded = g711.ulaw_encode(samples)
         frames = [encoded[i:i + FRAME_SAMPLES] for i in range(0, len(encoded), FRAME_SAMPLES)]
         self._queued_s += len(frames) * FRAME_S
@@ -253,6 +264,7 @@ class MediaStreamTransport:
             return
         heard = self.played_s()
         self._pacer.clear()
+        self._tail = np.zeros(0, np.int16)
         # marks the carrier holds come back at once after a clear (streamdouble drops them): in
         # either case they say nothing about what was heard
         self._ignored_marks.update(self._marks)
@@ -282,6 +294,7 @@ class MediaStreamTransport:
         return self._offset_s + max(self._confirmed_s, min(estimate, self._sent_frames * FRAME_S))
 
     def mark_turn(self) -> None:
+        self._tail = np.zeros(0, np.int16)
         self._turn += 1
         self._mark_n = 0
         self._start_segment(0.0)
@@ -291,6 +304,7 @@ class MediaStreamTransport:
 
     async def wait_played(self, timeout: float = DRAIN_ON_HANGUP_S) -> bool:
         """Until every queued bot frame is on the wire (plus the lead), or the caller is gone."""
+        self._flush_tail()
         ok = await self._pacer.drained(timeout)
         if ok and not self._ended:
             await asyncio.sleep(self._pacer.lead_s)

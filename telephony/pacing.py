@@ -12,14 +12,15 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-Marker = Callable[[], Awaitable[None]]
+Marker = Callable[[], Awaitable[None]]  # anything callable in the queue is a marker; the rest are frames
 
 
 class FramePacer:
     def __init__(
         self,
-        send: Callable[[bytes, bool], Awaitable[None]],
+        send: Callable[[Any, bool], Awaitable[None]],
         *,
         frame_s: float = 0.02,
         lead_s: float = 0.06,
@@ -30,7 +31,7 @@ class FramePacer:
         self.frame_s = frame_s
         self.lead_s = lead_s
         self._idle = idle_frame
-        self._items: deque[bytes | Marker] = deque()
+        self._items: deque[Any] = deque()
         self._ready = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -54,7 +55,7 @@ class FramePacer:
             self._task = None
         self._drained.set()
 
-    def push(self, frames: list[bytes], marker: Marker | None = None) -> None:
+    def push(self, frames: list[Any], marker: Marker | None = None) -> None:
         self._items.extend(frames)
         if marker is not None:
             self._items.append(marker)
@@ -64,7 +65,7 @@ class FramePacer:
 
     def clear(self) -> float:
         """Drop queued frames and markers; returns the seconds of audio dropped."""
-        dropped = sum(1 for i in self._items if isinstance(i, bytes))
+        dropped = sum(1 for i in self._items if not callable(i))
         self._items.clear()
         self._drained.set()
         self.talkspurt_start = True
@@ -72,7 +73,7 @@ class FramePacer:
 
     @property
     def queued_s(self) -> float:
-        return sum(1 for i in self._items if isinstance(i, bytes)) * self.frame_s
+        return sum(1 for i in self._items if not callable(i)) * self.frame_s
 
     async def drained(self, timeout: float | None = None) -> bool:
         try:
@@ -95,12 +96,11 @@ class FramePacer:
             if wait > 0:
                 await asyncio.sleep(wait)
             # run markers that are at the head (they follow audio already sent)
-            while self._items and not isinstance(self._items[0], bytes):
+            while self._items and callable(self._items[0]):
                 marker = self._items.popleft()
-                await marker()  # type: ignore[operator]
+                await marker()
             if self._items:
                 frame = self._items.popleft()
-                assert isinstance(frame, bytes)
                 await self._send(frame, True)
                 self.frames_sent += 1
                 self.talkspurt_start = False
