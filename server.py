@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hmac
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Request, Response, WebSocket
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.websockets import WebSocketState
 
 import web.console
@@ -28,6 +30,7 @@ from voice.call import Call, TurnTaking
 from voice.endpointer import EndpointerConfig
 from voice.events import CallInfo
 from voice.hub import CallHub, CallsBusy, Engines
+from voice.metrics import CallMetrics
 from voice.ports import Synthesizer
 from voice.transports.websocket import ProtocolError, WebSocketTransport, parse_start
 from voice.tts.cache import CachingSynthesizer
@@ -45,6 +48,7 @@ class Runtime:
     executor: ThreadPoolExecutor
     chat_model: ChatModel
     hub: CallHub
+    metrics: CallMetrics
 
 
 def load_backchannels() -> dict[str, frozenset[str]]:
@@ -138,8 +142,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         recordings = settings.data_dir / "recordings"
         call_factory = functools.partial(Call, turn_taking=turn_taking(settings), recording_dir=recordings)
         hub = CallHub(engines, call_factory, settings.max_concurrent_calls)
+        metrics = CallMetrics()
+        hub.add_observer(metrics)
         stack.push_async_callback(hub.drain)
-        yield Runtime(settings=settings, executor=executor, chat_model=chat_model, hub=hub)
+        yield Runtime(settings=settings, executor=executor, chat_model=chat_model, hub=hub, metrics=metrics)
 
 
 async def ws_call(ws: WebSocket) -> None:
@@ -215,6 +221,20 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
     async def healthz() -> dict[str, Any]:
         hub: CallHub | None = getattr(app.state, "hub", None)
         return {"status": "ok", "calls": len(hub.active) if hub else 0}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus scrape: latencies, calls, barge-ins, escalations (numbers only, no patient data).
+        With CARECALL_METRICS_TOKEN set it needs that bearer token; without, only loopback may scrape."""
+        token = settings.metrics_token.get_secret_value()
+        if token:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return Response("metrics need the bearer token\n", status_code=401)
+        elif not (request.client and request.client.host in ("127.0.0.1", "::1")):
+            return Response("metrics are served to loopback only; set CARECALL_METRICS_TOKEN\n", status_code=403)
+        runtime: Runtime = app.state.runtime
+        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_websocket_route("/ws/call", ws_call)
     web.console.install(app, settings)  # nurse console at /console

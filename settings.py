@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     # --- security -------------------------------------------------------------------------------
     secret_key: SecretStr = SecretStr("")
     twilio_auth_token: SecretStr = SecretStr("")
+    metrics_token: SecretStr = Field(SecretStr(""), description="bearer token for /metrics; empty: loopback only")
     call_token_required: bool = Field(False, description="every /ws/call start needs a /widget/token token")
     recording_retention_days: int = 30
 
