@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from bench.harness import RunningServer, free_port, start_server, stop_server  # noqa: F401  (re-exported for tests)
-from tests.records.fixtures import database, db_url, postgres_server  # noqa: F401  (records DB fixtures)
+from tests.records.fixtures import (  # noqa: F401  (records DB fixtures)
+    _postgres_template,
+    _sqlite_template,
+    database,
+    db_url,
+    empty_db_url,
+    postgres_server,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CARECALL = str(Path(sys.executable).with_name("carecall"))

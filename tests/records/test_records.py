@@ -31,7 +31,9 @@ async def record(database, *calls):
     await recorder.aclose()
 
 
-def test_migrations_create_every_table_and_are_idempotent(database, db_url):
+def test_migrations_create_every_table_and_are_idempotent(empty_db_url):
+    database = open_database(empty_db_url)
+    db_url = empty_db_url
     tables = set(inspect(database.engine).get_table_names())
     assert {"calls", "turns", "findings", "red_flags", "followup_outcomes", "reviews", "users", "audit_events",
             "alembic_version"} <= tables  # fmt: skip
@@ -42,6 +44,7 @@ def test_migrations_create_every_table_and_are_idempotent(database, db_url):
     if database.dialect == "sqlite":
         with database.engine.connect() as c:
             assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    database.dispose()
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,7 @@ def file_response(path: Path, range_header: str | None, media_type: str = "audio
     return StreamingResponse(_read(path, start, end), status_code=status, headers=headers, media_type=media_type)
 
 
-def sse(feed: LiveFeed, request: Request, heartbeat_s: float = 15.0) -> StreamingResponse:
+def sse(feed: LiveFeed, request: Request, heartbeat_s: float = 15.0, once: bool = False) -> StreamingResponse:
     """Live calls as server-sent events: a snapshot first, then each change as it happens."""
 
     def frame(message: dict[str, Any]) -> bytes:
@@ -83,6 +83,8 @@ def sse(feed: LiveFeed, request: Request, heartbeat_s: float = 15.0) -> Streamin
         try:
             yield b"retry: 2000\n\n"
             yield frame({"type": "snapshot", "calls": feed.snapshot()})
+            if once:
+                return
             while True:
                 try:
                     message = await asyncio.wait_for(queue.get(), timeout=heartbeat_s)

@@ -282,8 +282,9 @@ def build_router() -> APIRouter:
         return _render(request, "live.html", user)
 
     @router.get("/live/events")
-    def live_events(request: Request, user: Principal = Depends(api_user)) -> Response:
-        return media.sse(get_services(request).feed, request)
+    def live_events(request: Request, once: bool = False, user: Principal = Depends(api_user)) -> Response:
+        """Server-sent events; `once=1` sends the snapshot and ends (polling clients, tests)."""
+        return media.sse(get_services(request).feed, request, once=once)
 
     # --- one call -------------------------------------------------------------------------------
     def _load(request: Request, call_id: str) -> Any:
