@@ -160,7 +160,8 @@ def converter_python(tmp_dir: Path) -> Path:
     say(f"building a throwaway converter venv in {venv} (TensorFlow, a few minutes)")
     shutil.rmtree(venv, ignore_errors=True)
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
+    # The interpreter running this script (the project's Python 3.11): `venv` builds from its base install.
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", *CONVERTER_PINS], check=True)
     stamp.write_text(" ".join(CONVERTER_PINS))
     return python

@@ -224,10 +224,25 @@ class WhisperRecognizer:
         )
         text = "".join(seg.text for seg in segments).strip()
         if language == "zh":
-            text = to_simplified(text)
+            text = _fullwidth_punctuation(to_simplified(text))
             if bias.fixer is not None:
                 text = bias.fixer.fix(text)
         return text
+
+
+_FULLWIDTH = str.maketrans({",": "，", "?": "？", "!": "！", ";": "；", ":": "："})
+
+
+def _fullwidth_punctuation(text: str) -> str:
+    """Whisper writes ASCII commas between hanzi; the records and the console show Chinese punctuation.
+    Only punctuation touching a hanzi changes, so "38.5" or "B超, CT" keep theirs where they should."""
+    chars = list(text)
+    for i, ch in enumerate(chars):
+        if ch in ",?!;:" and (
+            (i > 0 and _is_hanzi(chars[i - 1])) or (i + 1 < len(chars) and _is_hanzi(chars[i + 1]))
+        ):
+            chars[i] = ch.translate(_FULLWIDTH)
+    return "".join(chars).replace("， ", "，")
 
 
 def _to_whisper_input(audio: Pcm) -> np.ndarray:

@@ -132,3 +132,10 @@ async def test_biased_mandarin_invents_no_symptoms(whisper, kind: str) -> None: 
 async def test_too_short_audio_is_empty(whisper) -> None:  # type: ignore[no-untyped-def]
     result = await whisper.transcribe(Pcm.silence(0.05, 16000), "en")
     assert result.text == ""
+
+
+def test_mandarin_transcripts_get_chinese_punctuation() -> None:
+    from voice.asr import _fullwidth_punctuation
+
+    assert _fullwidth_punctuation("我胸口疼,喘不上气?") == "我胸口疼，喘不上气？"
+    assert _fullwidth_punctuation("体温38.5, CT ok") == "体温38.5, CT ok"
