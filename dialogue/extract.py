@@ -1,0 +1,147 @@
+"""Rule-based understanding of one caller utterance, per language, driven by prompts/<lang>/lexicon.yaml:
+findings with negation ("no fever", "没有咳嗽"), numeric slots (dialogue.slots), yes/no/unknown answers and
+conversational intents (repeat, transfer to a human, correction, ...)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from dialogue.protocols import Lexicon, knowledge
+from dialogue.slots import SlotValue, extract_slots
+
+Answer = Literal["yes", "no", "unknown"]
+_EN_GAP = r"\W+(?:[\w'’]+\W+){0,3}?"
+_ZH_GAP = r"[^，。；！？,.;!?\n]{0,6}?"
+_EN_SENTENCE = re.compile(r"[.;!?\n]|,\s+(?=(?:and\s+|but\s+)?(?:i|he|she|they|we|it|my|his|her|their)\b)")
+_ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]")
+_EN_FILLERS = re.compile(r"^(?:(?:um+|uh+|er+|erm|well|oh|hmm+|so|ah|like)[,.\s]+)+", re.IGNORECASE)
+_ZH_FILLERS = re.compile(r"^(?:(?:呃|啊|那个|这个|嗯嗯|嗯|哦|噢|唉|哎)[，,。\s]*)+")
+_ZH_ECHO_YES = re.compile(r"^(?:有点|有些|挺|很|特别|非常|比较)?(?:疼|痛|肿|烧|喘|红|痒|晕|麻|吐了|拉了|出了|会的|来了|动了)")
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    finding: str
+    present: bool
+    span: str
+    definite: bool = False  # an explicit statement of absence ("afebrile"): wins in its utterance
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    mentions: tuple[Mention, ...]
+    slots: tuple[SlotValue, ...]
+
+    def findings(self) -> dict[str, Mention]:
+        """One verdict per finding: any positive mention wins over negated ones in the same utterance."""
+        out: dict[str, Mention] = {}
+        for m in self.mentions:
+            old = out.get(m.finding)
+            if old is None or m.definite or (m.present and not old.present and not old.definite):
+                out[m.finding] = m
+        return out
+
+
+def _alt(patterns: list[str]) -> str:
+    return "|".join(f"(?:{p})" for p in patterns)
+
+
+class Extractor:
+    def __init__(self, lex: Lexicon, lang: str) -> None:
+        self.lang = lang
+        self.lex = lex
+        zh = lang == "zh"
+        flags = 0 if zh else re.IGNORECASE
+
+        def finding_re(patterns: list[str]) -> re.Pattern[str]:
+            body = _alt([p.replace(" ~ ", _EN_GAP) if not zh else p.replace(" ~ ", _ZH_GAP).replace("~", _ZH_GAP)
+                         for p in patterns])
+            return re.compile(body if zh else rf"(?<![a-z0-9])(?:{body})(?![a-z])", flags)
+
+        self._findings = {fid: finding_re(p) for fid, p in lex.findings.items()}
+        self._absent = {fid: finding_re(p) for fid, p in lex.absent.items()}
+        neg = lex.negation
+        if zh:
+            self._cue = re.compile(_alt(neg.cues))
+            self._pseudo = re.compile(_alt(sorted(neg.pseudo, key=len, reverse=True)))
+            self._term = re.compile(_alt(neg.terminators))
+        else:
+            words = [c for c in neg.cues if c != "n't"]
+            self._cue = re.compile(rf"(?<![a-z])(?:{_alt(words)})(?![a-z])|n't\b|n’t\b", re.IGNORECASE)
+            self._pseudo = re.compile(rf"(?<![a-z])(?:{_alt(sorted(neg.pseudo, key=len, reverse=True))})(?![a-z])",
+                                      re.IGNORECASE)
+            self._term = re.compile(rf"(?<![a-z])(?:{_alt(neg.terminators)})(?![a-z])", re.IGNORECASE)
+        self._resolved = re.compile(_alt(neg.resolved), flags)
+        self._resolvable = set(neg.resolvable)
+        a = lex.answers
+
+        def anchored(patterns: list[str]) -> re.Pattern[str]:
+            return re.compile(rf"^(?:{_alt(patterns)})" + ("" if zh else r"(?![a-z])"), flags)
+
+        def anywhere(patterns: list[str]) -> re.Pattern[str]:
+            body = _alt([p.replace(" ~ ", _EN_GAP if not zh else _ZH_GAP) for p in patterns])
+            return re.compile(body if zh else rf"(?<![a-z])(?:{body})(?![a-z])", flags)
+
+        self._yes, self._no = anchored(a.yes), anchored(a.no)
+        self._unknown = anywhere(a.unknown)
+        self._intents = {name: anywhere(getattr(a, name)) for name in
+                         ("repeat", "transfer", "correction", "stop", "identity_denied", "no_more") if getattr(a, name)}
+
+    # --- findings ---------------------------------------------------------------------------
+    def extract(self, text: str) -> Extraction:
+        mentions = [Mention(fid, self._present(text, m.start(), m.end(), fid), m.group(0))
+                    for fid, rx in self._findings.items() for m in rx.finditer(text)]
+        mentions += [Mention(fid, False, m.group(0), definite=True)
+                     for fid, rx in self._absent.items() for m in rx.finditer(text)]
+        return Extraction(tuple(mentions), tuple(extract_slots(text, self.lang)))
+
+    def _present(self, text: str, start: int, end: int, fid: str) -> bool:
+        if self.lang == "zh":
+            bounds = [m.end() for m in _ZH_CLAUSE.finditer(text, 0, start)]
+            window = text[max(bounds[-1] if bounds else 0, start - 12):start]
+            after_bounds = _ZH_CLAUSE.search(text, end)
+            after = text[end:after_bounds.start() if after_bounds else len(text)]
+        else:
+            bounds = [m.end() for m in _EN_SENTENCE.finditer(text, 0, start)]
+            window = text[bounds[-1] if bounds else 0:start]
+            nxt = re.search(r"[.;!?\n]", text[end:])
+            after = text[end:end + nxt.start() if nxt else len(text)]
+        terms = list(self._term.finditer(window))
+        if terms:
+            window = window[terms[-1].end():]
+        window = self._pseudo.sub(" ", window)
+        if self._cue.search(window):
+            return False
+        return not (fid in self._resolvable and self._resolved.search(after))
+
+    # --- answers and intents -----------------------------------------------------------------
+    def _clean(self, text: str) -> str:
+        t = text.strip()
+        fillers = _ZH_FILLERS if self.lang == "zh" else _EN_FILLERS
+        stripped = fillers.sub("", t).strip()
+        return stripped if stripped else t
+
+    def answer(self, text: str) -> Answer | None:
+        t = self._clean(text)
+        if self._unknown.search(t):
+            return "unknown"
+        if self._no.search(t):
+            return "no"
+        if self._yes.search(t):
+            return "yes"
+        if self.lang == "zh" and _ZH_ECHO_YES.search(t):
+            return "yes"
+        return None
+
+    def intent(self, name: str, text: str) -> bool:
+        rx = self._intents.get(name)
+        return bool(rx and rx.search(text.strip()))
+
+
+@lru_cache(maxsize=4)
+def extractor(lang: str) -> Extractor:
+    lang = "zh" if lang == "zh" else "en"
+    return Extractor(knowledge().lexicons[lang], lang)

@@ -1,0 +1,112 @@
+"""What is known about the caller so far: findings (present or denied) and numbers, each with the
+utterance it came from; derived findings (fever from 38.5 °C, infant from "two months old")."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from dialogue.extract import Extraction
+from dialogue.protocols import Catalog, Cond, num_test
+
+
+@dataclass(slots=True)
+class FindingValue:
+    present: bool
+    turn: int
+    text: str  # the caller's utterance
+    span: str  # the words that said it
+    source: str = "rules"  # rules | answer | llm
+
+
+@dataclass(slots=True)
+class SlotEntry:
+    value: float
+    turn: int
+    text: str
+    span: str
+
+
+class Facts:
+    def __init__(self) -> None:
+        self.findings: dict[str, FindingValue] = {}
+        self.slots: dict[str, SlotEntry] = {}
+        self._derived: set[str] = set()
+        self._suppressed: set[str] = set()
+
+    # --- updates: a later statement replaces an earlier one (corrections) ------------------------
+    def set_finding(self, fid: str, present: bool, turn: int, text: str, span: str, source: str = "rules") -> None:
+        self.findings[fid] = FindingValue(present, turn, text, span, source)
+
+    def set_slot(self, slot: str, value: float, turn: int, text: str, span: str) -> None:
+        self.slots[slot] = SlotEntry(value, turn, text, span)
+
+    def add(self, ext: Extraction, turn: int, text: str, source: str = "rules") -> list[str]:
+        """Merge one utterance's extraction; returns the ids of findings it set present."""
+        new: list[str] = []
+        for fid, m in ext.findings().items():
+            self.set_finding(fid, m.present, turn, text, m.span, source)
+            if m.present:
+                new.append(fid)
+        for s in ext.slots:
+            self.set_slot(s.slot, s.value, turn, text, s.span)
+        return new
+
+    # --- queries ---------------------------------------------------------------------------------
+    def present(self, fid: str) -> bool:
+        if fid in self._suppressed:
+            return False
+        v = self.findings.get(fid)
+        return (v is not None and v.present) or fid in self._derived
+
+    def known(self, fid: str) -> bool:
+        return fid in self.findings or fid in self._derived
+
+    def num(self, slot: str) -> float | None:
+        e = self.slots.get(slot)
+        return e.value if e else None
+
+    def holds(self, c: Cond) -> bool:
+        if c.all and not all(self.present(f) for f in c.all):
+            return False
+        if c.any and not any(self.present(f) for f in c.any):
+            return False
+        if c.none and any(self.present(f) for f in c.none):
+            return False
+        if any(not num_test(self.num(s), t) for s, t in c.num.items()):
+            return False
+        return not (c.or_ and not any(self.holds(x) for x in c.or_))
+
+    def derive(self, catalog: Catalog) -> None:
+        """Recompute derived findings. A stated age is authoritative over words like "my son"."""
+        self._derived = set()
+        self._suppressed = set()
+        age = self.num("age_years")
+        if age is not None:
+            if age >= 16:
+                self._suppressed |= {"child", "baby"}
+            elif age >= 1:
+                self._suppressed.add("baby")
+        for _ in range(2):  # derived findings may build on each other
+            for d in catalog.derived:
+                if d.finding in self._suppressed or not self.holds(d.when):
+                    continue
+                said = self.findings.get(d.finding)
+                turns = [self.slots[s].turn for s in d.when.num if s in self.slots]
+                if said is not None and not said.present and turns and said.turn >= max(turns):
+                    continue  # "it was 38.5 but the fever has gone now": the later denial stands
+                self._derived.add(d.finding)
+
+    def first_turn(self, fid: str) -> int:
+        v = self.findings.get(fid)
+        return v.turn if v else 10**6
+
+    def evidence(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = [
+            {"id": fid, "present": v.present, "source": v.source, "evidence": {"turn": v.turn, "text": v.text, "span": v.span}}
+            for fid, v in self.findings.items()]
+        out += [{"id": fid, "present": True, "source": "derived"} for fid in sorted(self._derived)
+                if fid not in self.findings]
+        return out
+
+    def numbers(self) -> dict[str, dict[str, object]]:
+        return {k: {**asdict(v)} for k, v in self.slots.items()}

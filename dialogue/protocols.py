@@ -1,0 +1,356 @@
+"""The clinical knowledge as data: findings, lexicons, complaint protocols, red flags, phrasings and
+follow-up questionnaires, all loaded from `prompts/` and validated here. A malformed file raises
+`ProtocolError` naming the file and the field, so a clinician can fix it without reading Python."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dialogue.slots import SLOTS
+
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+LANGS = ("zh", "en")
+
+Disposition = Literal["emergency_ambulance", "emergency", "consultation_24", "consultation", "self_care"]
+DISPOSITIONS: tuple[str, ...] = ("self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance")
+URGENCY = {d: i for i, d in enumerate(DISPOSITIONS)}
+AnswerKind = Literal["yes_no", "number", "scale", "duration", "free"]
+_NUM_RE = re.compile(r"^\s*(<=|>=|<|>|==)\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+class ProtocolError(ValueError):
+    """A prompts/ data file is malformed; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Cond(_Strict):
+    """all: every finding present; any: at least one; none: none present; num: every slot test holds
+    (an unknown number fails its test); or: at least one sub-condition holds. Empty = always true."""
+
+    all: list[str] = []
+    any: list[str] = []
+    none: list[str] = []
+    num: dict[str, str] = {}
+    or_: list[Cond] = Field(default_factory=list, alias="or")
+
+    @field_validator("num")
+    @classmethod
+    def _check_num(cls, v: dict[str, str]) -> dict[str, str]:
+        for slot, test in v.items():
+            if slot not in SLOTS:
+                raise ValueError(f"unknown number '{slot}' (known: {', '.join(SLOTS)})")
+            if not _NUM_RE.match(str(test)):
+                raise ValueError(f"'{slot}: {test}' must look like '>= 38'")
+        return v
+
+    def finding_ids(self) -> set[str]:
+        ids = set(self.all) | set(self.any) | set(self.none)
+        for c in self.or_:
+            ids |= c.finding_ids()
+        return ids
+
+
+def num_test(value: float | None, test: str) -> bool:
+    if value is None:
+        return False
+    m = _NUM_RE.match(test)
+    assert m is not None
+    op, x = m.group(1), float(m.group(2))
+    return {"<": value < x, "<=": value <= x, ">": value > x, ">=": value >= x, "==": value == x}[op]
+
+
+class Derived(_Strict):
+    finding: str
+    when: Cond
+
+
+class Catalog(_Strict):
+    findings: dict[str, str]
+    derived: list[Derived] = []
+
+
+class Question(_Strict):
+    id: str
+    kind: AnswerKind
+    finding: str | None = None  # yes_no: the finding a "yes" confirms
+    slot: str | None = None  # number / scale / duration: where the answer goes
+    ask_if: Cond | None = None  # ask only when this holds
+    critical: bool = False  # asked even when the question budget is spent
+
+    @field_validator("slot")
+    @classmethod
+    def _check_slot(cls, v: str | None) -> str | None:
+        if v is not None and v not in SLOTS:
+            raise ValueError(f"unknown number '{v}'")
+        return v
+
+
+class Rule(_Strict):
+    when: Cond
+    disposition: Disposition
+    reason: str = ""
+
+
+class Protocol(_Strict):
+    id: str
+    department: str
+    triggers: list[str]
+    applies: Cond | None = None  # e.g. only for children
+    questions: list[Question] = []
+    rules: list[Rule] = []
+    default: Disposition
+    always: bool = False  # evaluated for every caller (general modifiers), never a chief complaint
+
+
+class RedFlag(_Strict):
+    id: str
+    when: Cond
+    level: Literal["emergency_ambulance", "emergency"]
+    modes: list[Literal["triage", "followup"]] = ["triage", "followup"]
+
+
+class RedFlags(_Strict):
+    red_flags: list[RedFlag]
+
+
+class Negation(_Strict):
+    cues: list[str]
+    pseudo: list[str] = []
+    terminators: list[str] = []
+    resolved: list[str] = []
+    resolvable: list[str] = []
+
+
+class Answers(_Strict):
+    unknown: list[str]
+    no: list[str]
+    yes: list[str]
+    repeat: list[str]
+    transfer: list[str]
+    correction: list[str] = []
+    stop: list[str] = []
+    identity_denied: list[str] = []
+    no_more: list[str] = []
+
+
+class Lexicon(_Strict):
+    negation: Negation
+    answers: Answers
+    absent: dict[str, list[str]] = {}
+    findings: dict[str, list[str]]
+
+
+class ProtocolText(_Strict):
+    name: str
+    questions: dict[str, str] = {}
+    safety_net: str = ""
+
+
+class Phrases(BaseModel):
+    """prompts/<lang>/dialogue.yaml: everything the bot says outside protocol questions."""
+
+    model_config = ConfigDict(extra="forbid")
+    texts: dict[str, str]
+    dispositions: dict[str, str]
+    departments: dict[str, str]
+    red_flags: dict[str, str]
+    findings: dict[str, str] = {}
+
+
+class FollowupQuestion(_Strict):
+    id: str
+    section: str
+    kind: AnswerKind
+    finding: str | None = None  # a "yes" confirms this finding (red-flag screen)
+    alarm_if: Literal["yes", "no"] | None = None
+    alarm_min: float | None = None  # number / scale answers at or above raise a nurse alarm
+    alarm_max: float | None = None  # at or below
+    departments: list[str] = []  # empty: every department
+    ask_if_yes: str | None = None  # asked only when the named earlier question was answered yes
+
+
+class Questionnaire(_Strict):
+    questions: list[FollowupQuestion]
+
+
+class FollowupText(_Strict):
+    texts: dict[str, str]
+    questions: dict[str, str]
+
+
+class Knowledge(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    catalog: Catalog
+    protocols: dict[str, Protocol]
+    red_flags: list[RedFlag]
+    lexicons: dict[str, Lexicon]
+    protocol_text: dict[str, dict[str, ProtocolText]]
+    phrases: dict[str, Phrases]
+    questionnaire: Questionnaire
+    followup_text: dict[str, FollowupText]
+    departments: dict[str, Any]
+
+    def known_findings(self) -> set[str]:
+        return set(self.catalog.findings)
+
+
+# --- loading ----------------------------------------------------------------------------------
+def _read(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ProtocolError(f"{path}: file is missing") from None
+    except yaml.YAMLError as e:
+        raise ProtocolError(f"{path}: not valid YAML: {e}") from None
+
+
+def _model(model: type[BaseModel], path: Path, data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in e.errors()[:5]
+        )
+        raise ProtocolError(f"{path}: {problems}") from None
+
+
+def _check_ids(path: Path, field: str, ids: set[str], known: set[str]) -> None:
+    bad = sorted(ids - known)
+    if bad:
+        raise ProtocolError(f"{path}: {field}: unknown finding(s) {', '.join(bad)} (add them to prompts/findings.yaml)")
+
+
+def _check_regexes(path: Path, field: str, patterns: list[str]) -> None:
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise ProtocolError(f"{path}: {field}: bad pattern {p!r}: {e}") from None
+
+
+def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
+    root = Path(root)
+    cat_path = root / "findings.yaml"
+    catalog: Catalog = _model(Catalog, cat_path, _read(cat_path))
+    known = set(catalog.findings)
+    for i, d in enumerate(catalog.derived):
+        _check_ids(cat_path, f"derived[{i}]", {d.finding} | d.when.finding_ids(), known)
+
+    protocols: dict[str, Protocol] = {}
+    for path in sorted((root / "protocols").glob("*.yaml")):
+        p: Protocol = _model(Protocol, path, _read(path))
+        if p.id != path.stem:
+            raise ProtocolError(f"{path}: id: '{p.id}' must match the file name '{path.stem}'")
+        _check_ids(path, "triggers", set(p.triggers), known)
+        if p.applies:
+            _check_ids(path, "applies", p.applies.finding_ids(), known)
+        seen: set[str] = set()
+        for i, q in enumerate(p.questions):
+            if q.id in seen:
+                raise ProtocolError(f"{path}: questions[{i}].id: duplicate question id '{q.id}'")
+            seen.add(q.id)
+            if q.kind == "yes_no" and not q.finding:
+                raise ProtocolError(f"{path}: questions[{i}].finding: a yes_no question needs the finding it confirms")
+            if q.kind in ("number", "scale", "duration") and not q.slot:
+                raise ProtocolError(f"{path}: questions[{i}].slot: a {q.kind} question needs a slot")
+            if q.finding:
+                _check_ids(path, f"questions[{i}].finding", {q.finding}, known)
+            if q.ask_if:
+                _check_ids(path, f"questions[{i}].ask_if", q.ask_if.finding_ids(), known)
+        for i, r in enumerate(p.rules):
+            _check_ids(path, f"rules[{i}].when", r.when.finding_ids(), known)
+        protocols[p.id] = p
+    if not protocols:
+        raise ProtocolError(f"{root / 'protocols'}: no protocol files")
+
+    rf_path = root / "red_flags.yaml"
+    red_flags: RedFlags = _model(RedFlags, rf_path, _read(rf_path))
+    for i, rf in enumerate(red_flags.red_flags):
+        _check_ids(rf_path, f"red_flags[{i}].when", rf.when.finding_ids(), known)
+
+    dep_path = root / "departments.yaml"
+    departments = _read(dep_path) or {}
+    if not isinstance(departments.get("departments"), list):
+        raise ProtocolError(f"{dep_path}: departments: a list of department ids is required")
+    dept_ids = set(departments["departments"])
+    for p in protocols.values():
+        if p.department not in dept_ids:
+            raise ProtocolError(f"{root / 'protocols' / (p.id + '.yaml')}: department: unknown department '{p.department}'")
+
+    q_path = root / "followup" / "questionnaire.yaml"
+    questionnaire: Questionnaire = _model(Questionnaire, q_path, _read(q_path))
+    for i, fq in enumerate(questionnaire.questions):
+        if fq.finding:
+            _check_ids(q_path, f"questions[{i}].finding", {fq.finding}, known)
+        for d in fq.departments:
+            if d not in dept_ids:
+                raise ProtocolError(f"{q_path}: questions[{i}].departments: unknown department '{d}'")
+
+    lexicons: dict[str, Lexicon] = {}
+    protocol_text: dict[str, dict[str, ProtocolText]] = {}
+    phrases: dict[str, Phrases] = {}
+    followup_text: dict[str, FollowupText] = {}
+    for lang in LANGS:
+        lex_path = root / lang / "lexicon.yaml"
+        lex: Lexicon = _model(Lexicon, lex_path, _read(lex_path))
+        _check_ids(lex_path, "findings", set(lex.findings), known)
+        _check_ids(lex_path, "absent", set(lex.absent), known)
+        for fid, pats in lex.absent.items():
+            _check_regexes(lex_path, f"absent.{fid}", pats)
+        _check_ids(lex_path, "negation.resolvable", set(lex.negation.resolvable), known)
+        for fid, pats in lex.findings.items():
+            _check_regexes(lex_path, f"findings.{fid}", pats)
+        for name in ("unknown", "no", "yes", "repeat", "transfer", "correction", "stop", "identity_denied", "no_more"):
+            _check_regexes(lex_path, f"answers.{name}", getattr(lex.answers, name))
+        lexicons[lang] = lex
+
+        pt_path = root / lang / "protocols.yaml"
+        raw = _read(pt_path) or {}
+        texts = {pid: _model(ProtocolText, pt_path, t) for pid, t in (raw.get("protocols") or {}).items()}
+        for pid, p in protocols.items():
+            if pid not in texts:
+                raise ProtocolError(f"{pt_path}: protocols.{pid}: missing (every protocol needs its {lang} text)")
+            for q in p.questions:
+                if q.id not in texts[pid].questions:
+                    raise ProtocolError(f"{pt_path}: protocols.{pid}.questions.{q.id}: missing {lang} wording")
+        protocol_text[lang] = texts
+
+        ph_path = root / lang / "dialogue.yaml"
+        ph: Phrases = _model(Phrases, ph_path, _read(ph_path))
+        for d in DISPOSITIONS:
+            if d not in ph.dispositions:
+                raise ProtocolError(f"{ph_path}: dispositions.{d}: missing")
+        for d in dept_ids:
+            if d not in ph.departments:
+                raise ProtocolError(f"{ph_path}: departments.{d}: missing")
+        for rf in red_flags.red_flags:
+            if rf.id not in ph.red_flags:
+                raise ProtocolError(f"{ph_path}: red_flags.{rf.id}: missing")
+        phrases[lang] = ph
+
+        ft_path = root / lang / "followup.yaml"
+        ft: FollowupText = _model(FollowupText, ft_path, _read(ft_path))
+        for fq in questionnaire.questions:
+            if fq.id not in ft.questions:
+                raise ProtocolError(f"{ft_path}: questions.{fq.id}: missing {lang} wording")
+        followup_text[lang] = ft
+
+    return Knowledge(catalog=catalog, protocols=protocols, red_flags=red_flags.red_flags, lexicons=lexicons,
+                     protocol_text=protocol_text, phrases=phrases, questionnaire=questionnaire,
+                     followup_text=followup_text, departments=departments)
+
+
+@lru_cache(maxsize=4)
+def knowledge(root: str = str(PROMPTS_DIR)) -> Knowledge:
+    """The validated knowledge, loaded once per process and shared by all calls (read-only)."""
+    return load_knowledge(root)
