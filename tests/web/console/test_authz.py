@@ -44,10 +44,7 @@ def test_the_matrix_covers_every_console_route():
     from web.console.routes import build_router
 
     routes = {
-        (method, "/console" + r.path)
-        for r in build_router().routes
-        if isinstance(r, APIRoute)
-        for method in r.methods
+        (method, "/console" + r.path) for r in build_router().routes if isinstance(r, APIRoute) for method in r.methods
     }
     covered = {(m, t) for m, t, *_ in ROUTES} | {("POST", "/console/login")}  # login: test_login_form_*
     assert routes == covered
