@@ -162,7 +162,10 @@ def converter_python(tmp_dir: Path) -> Path:
     tmp_dir.mkdir(parents=True, exist_ok=True)
     # The interpreter running this script (the project's Python 3.11): `venv` builds from its base install.
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *CONVERTER_PINS], check=True)
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", *CONVERTER_PINS], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stdout[-4000:], done.stderr[-4000:], sep="\n", file=sys.stderr)
+        done.check_returncode()
     stamp.write_text(" ".join(CONVERTER_PINS))
     return python
 
