@@ -139,3 +139,28 @@ def test_mandarin_transcripts_get_chinese_punctuation() -> None:
 
     assert _fullwidth_punctuation("我胸口疼,喘不上气?") == "我胸口疼，喘不上气？"
     assert _fullwidth_punctuation("体温38.5, CT ok") == "体温38.5, CT ok"
+
+
+@pytest.mark.models
+async def test_decoding_never_blocks_the_event_loop(whisper, piper_tts) -> None:  # type: ignore[no-untyped-def]
+    """Other calls' audio keeps flowing while Whisper decodes: the loop stays responsive."""
+    import asyncio
+    import time
+
+    audio = piper_tts.synthesize_blocking("I have had a fever and a bad cough for three days.")
+    worst = 0.0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not done.is_set():
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            worst = max(worst, time.monotonic() - before - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    await whisper.transcribe(audio, "en")
+    done.set()
+    await tick
+    # Loose bound: the shared 2-core machine is often at load 4+; a decode on the loop would stall it 1-3 s.
+    assert worst < 0.5, f"event loop stalled {worst * 1000:.0f} ms"
