@@ -96,7 +96,9 @@ def department(chief: str | None, level: str, facts: Facts, kn: Knowledge) -> st
         return deps.get("emergency_department", "emergency")
     dept = kn.protocols[chief].department if chief else deps.get("default", "general_medicine")
     age = facts.num("age_years")
-    is_child = (age is not None and age < deps.get("paediatric_age_below", 14)) or (age is None and facts.present("child"))
+    is_child = (age is not None and age < deps.get("paediatric_age_below", 14)) or (
+        age is None and facts.present("child")
+    )
     if is_child and dept in deps.get("paediatric_override", []):
         dept = deps.get("paediatrics", "paediatrics")
     return dept
@@ -108,7 +110,9 @@ def _target_known(q: Question, facts: Facts) -> bool:
     return q.finding is not None and q.finding in facts.findings
 
 
-def next_question(facts: Facts, kn: Knowledge, assessment: Assessment, asked: set[str]) -> tuple[Protocol, Question] | None:
+def next_question(
+    facts: Facts, kn: Knowledge, assessment: Assessment, asked: set[str]
+) -> tuple[Protocol, Question] | None:
     """The next unanswered question of the complaints, most urgent complaint first; None when done."""
     n = len(asked)
     if n >= MAX_QUESTIONS_CRITICAL:

@@ -19,7 +19,9 @@ _EN_SENTENCE = re.compile(r"[.;!?\n]|,\s+(?=(?:and\s+|but\s+)?(?:i|he|she|they|w
 _ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]")
 _EN_FILLERS = re.compile(r"^(?:(?:um+|uh+|er+|erm|well|oh|hmm+|so|ah|like)[,.\s]+)+", re.IGNORECASE)
 _ZH_FILLERS = re.compile(r"^(?:(?:呃|啊|那个|这个|嗯嗯|嗯|哦|噢|唉|哎)[，,。\s]*)+")
-_ZH_ECHO_YES = re.compile(r"^(?:有点|有些|挺|很|特别|非常|比较)?(?:疼|痛|肿|烧|喘|红|痒|晕|麻|吐了|拉了|出了|会的|来了|动了)")
+_ZH_ECHO_YES = re.compile(
+    r"^(?:有点|有些|挺|很|特别|非常|比较)?(?:疼|痛|肿|烧|喘|红|痒|晕|麻|吐了|拉了|出了|会的|来了|动了)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +59,12 @@ class Extractor:
         flags = 0 if zh else re.IGNORECASE
 
         def finding_re(patterns: list[str]) -> re.Pattern[str]:
-            body = _alt([p.replace(" ~ ", _EN_GAP) if not zh else p.replace(" ~ ", _ZH_GAP).replace("~", _ZH_GAP)
-                         for p in patterns])
+            body = _alt(
+                [
+                    p.replace(" ~ ", _EN_GAP) if not zh else p.replace(" ~ ", _ZH_GAP).replace("~", _ZH_GAP)
+                    for p in patterns
+                ]
+            )
             return re.compile(body if zh else rf"(?<![a-z0-9])(?:{body})(?![a-z])", flags)
 
         self._findings = {fid: finding_re(p) for fid, p in lex.findings.items()}
@@ -71,8 +77,9 @@ class Extractor:
         else:
             words = [c for c in neg.cues if c != "n't"]
             self._cue = re.compile(rf"(?<![a-z])(?:{_alt(words)})(?![a-z])|n't\b|n’t\b", re.IGNORECASE)
-            self._pseudo = re.compile(rf"(?<![a-z])(?:{_alt(sorted(neg.pseudo, key=len, reverse=True))})(?![a-z])",
-                                      re.IGNORECASE)
+            self._pseudo = re.compile(
+                rf"(?<![a-z])(?:{_alt(sorted(neg.pseudo, key=len, reverse=True))})(?![a-z])", re.IGNORECASE
+            )
             self._term = re.compile(rf"(?<![a-z])(?:{_alt(neg.terminators)})(?![a-z])", re.IGNORECASE)
         self._resolved = re.compile(_alt(neg.resolved), flags)
         self._resolvable = set(neg.resolvable)
@@ -87,31 +94,40 @@ class Extractor:
 
         self._yes, self._no = anchored(a.yes), anchored(a.no)
         self._unknown = anywhere(a.unknown)
-        self._intents = {name: anywhere(getattr(a, name)) for name in
-                         ("repeat", "transfer", "correction", "stop", "identity_denied", "no_more") if getattr(a, name)}
+        self._intents = {
+            name: anywhere(getattr(a, name))
+            for name in ("repeat", "transfer", "correction", "stop", "identity_denied", "no_more")
+            if getattr(a, name)
+        }
 
     # --- findings ---------------------------------------------------------------------------
     def extract(self, text: str) -> Extraction:
-        mentions = [Mention(fid, self._present(text, m.start(), m.end(), fid), m.group(0))
-                    for fid, rx in self._findings.items() for m in rx.finditer(text)]
-        mentions += [Mention(fid, False, m.group(0), definite=True)
-                     for fid, rx in self._absent.items() for m in rx.finditer(text)]
+        mentions = [
+            Mention(fid, self._present(text, m.start(), m.end(), fid), m.group(0))
+            for fid, rx in self._findings.items()
+            for m in rx.finditer(text)
+        ]
+        mentions += [
+            Mention(fid, False, m.group(0), definite=True)
+            for fid, rx in self._absent.items()
+            for m in rx.finditer(text)
+        ]
         return Extraction(tuple(mentions), tuple(extract_slots(text, self.lang)))
 
     def _present(self, text: str, start: int, end: int, fid: str) -> bool:
         if self.lang == "zh":
             bounds = [m.end() for m in _ZH_CLAUSE.finditer(text, 0, start)]
-            window = text[max(bounds[-1] if bounds else 0, start - 12):start]
+            window = text[max(bounds[-1] if bounds else 0, start - 12) : start]
             after_bounds = _ZH_CLAUSE.search(text, end)
-            after = text[end:after_bounds.start() if after_bounds else len(text)]
+            after = text[end : after_bounds.start() if after_bounds else len(text)]
         else:
             bounds = [m.end() for m in _EN_SENTENCE.finditer(text, 0, start)]
-            window = text[bounds[-1] if bounds else 0:start]
+            window = text[bounds[-1] if bounds else 0 : start]
             nxt = re.search(r"[.;!?\n]", text[end:])
-            after = text[end:end + nxt.start() if nxt else len(text)]
+            after = text[end : end + nxt.start() if nxt else len(text)]
         terms = list(self._term.finditer(window))
         if terms:
-            window = window[terms[-1].end():]
+            window = window[terms[-1].end() :]
         window = self._pseudo.sub(" ", window)
         if self._cue.search(window):
             return False

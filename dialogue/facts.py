@@ -102,10 +102,19 @@ class Facts:
 
     def evidence(self) -> list[dict[str, object]]:
         out: list[dict[str, object]] = [
-            {"id": fid, "present": v.present, "source": v.source, "evidence": {"turn": v.turn, "text": v.text, "span": v.span}}
-            for fid, v in self.findings.items()]
-        out += [{"id": fid, "present": True, "source": "derived"} for fid in sorted(self._derived)
-                if fid not in self.findings]
+            {
+                "id": fid,
+                "present": v.present,
+                "source": v.source,
+                "evidence": {"turn": v.turn, "text": v.text, "span": v.span},
+            }
+            for fid, v in self.findings.items()
+        ]
+        out += [
+            {"id": fid, "present": True, "source": "derived"}
+            for fid in sorted(self._derived)
+            if fid not in self.findings
+        ]
         return out
 
     def numbers(self) -> dict[str, dict[str, object]]:

@@ -7,25 +7,125 @@ from __future__ import annotations
 
 import re
 
-_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "俩": 2, "三": 3, "四": 4, "五": 5, "六": 6,
-              "七": 7, "八": 8, "九": 9}
+_ZH_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "俩": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
 _ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
 _ZH_NUM_RE = re.compile(r"[零〇一二两俩三四五六七八九十百千]+(?:点[零〇一二三四五六七八九]+)?")
 
 # Words that contain numeral characters but are not numbers.
-_ZH_NOT_NUMBERS = ("一下", "一直", "一阵", "一样", "一些", "一点", "一起", "一边", "一侧", "一会", "一般",
-                   "一定", "一旦", "一切", "一口", "一动", "一吃", "一喝", "一躺", "一站", "一走", "一咳",
-                   "一用", "一按", "一碰", "一抬", "一弯", "一吸", "一呼", "一天到晚", "万一", "统一", "唯一",
-                   "十分", "三高", "一身", "一阵阵", "一下子", "第一", "一次性", "一会儿", "一整", "一跳",
-                   "一百个", "二便", "一个劲", "七上八下", "乱七八糟", "三番五次", "一模", "不一",
-                   "一过性", "一时", "一开始", "一晚上", "一晚", "一早", "一夜", "一路", "一半")
+_ZH_NOT_NUMBERS = (
+    "一下",
+    "一直",
+    "一阵",
+    "一样",
+    "一些",
+    "一点",
+    "一起",
+    "一边",
+    "一侧",
+    "一会",
+    "一般",
+    "一定",
+    "一旦",
+    "一切",
+    "一口",
+    "一动",
+    "一吃",
+    "一喝",
+    "一躺",
+    "一站",
+    "一走",
+    "一咳",
+    "一用",
+    "一按",
+    "一碰",
+    "一抬",
+    "一弯",
+    "一吸",
+    "一呼",
+    "一天到晚",
+    "万一",
+    "统一",
+    "唯一",
+    "十分",
+    "三高",
+    "一身",
+    "一阵阵",
+    "一下子",
+    "第一",
+    "一次性",
+    "一会儿",
+    "一整",
+    "一跳",
+    "一百个",
+    "二便",
+    "一个劲",
+    "七上八下",
+    "乱七八糟",
+    "三番五次",
+    "一模",
+    "不一",
+    "一过性",
+    "一时",
+    "一开始",
+    "一晚上",
+    "一晚",
+    "一早",
+    "一夜",
+    "一路",
+    "一半",
+)
 
-_EN_UNITS = {"zero": 0, "one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-             "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
-             "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
-             "couple": 2, "few": 3, "several": 3}
-_EN_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-            "eighty": 80, "ninety": 90}
+_EN_UNITS = {
+    "zero": 0,
+    "one": 1,
+    "a": 1,
+    "an": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "couple": 2,
+    "few": 3,
+    "several": 3,
+}
+_EN_TENS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
 _EN_WORD_RE = re.compile(
     r"\b(?:(?P<tens>twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-](?P<unit1>one|two|three|four|five|six|seven|eight|nine))?"
     r"|(?P<unit>zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
@@ -36,7 +136,9 @@ _EN_WORD_RE = re.compile(
 # "a couple of days", "a few weeks", "several hours", "a day", "an hour": quantity words before a time unit.
 _EN_QUANT_RE = re.compile(
     r"\b(?:a\s+couple\s+of|a\s+few|several|couple\s+of|a|an)\s+(?=(?:day|week|month|year|hour|minute|"
-    r"fortnight|night)s?\b)", re.IGNORECASE)
+    r"fortnight|night)s?\b)",
+    re.IGNORECASE,
+)
 
 
 def zh_to_int(s: str) -> int | None:
@@ -102,8 +204,14 @@ def normalise_en(text: str) -> str:
     text = re.sub(r"\b(times|twice|once)\s+an?\s+(day|week|hour|night)", r"\1 per \2", text, flags=re.IGNORECASE)
     text = re.sub(r"\bhalf\s+(?:a|an)\s+(?=hour|day)", "0.5 ", text, flags=re.IGNORECASE)
     text = re.sub(r"\b(?:a|an|one)\s+and\s+a\s+half\s+", "1.5 ", text, flags=re.IGNORECASE)
-    text = _EN_QUANT_RE.sub(lambda m: f"{_EN_UNITS.get(m.group(0).split()[-1].lower(), 1)} "
-                            if m.group(0).split()[-1].lower() not in ("of",) else "2 ", text)
+    text = _EN_QUANT_RE.sub(
+        lambda m: (
+            f"{_EN_UNITS.get(m.group(0).split()[-1].lower(), 1)} "
+            if m.group(0).split()[-1].lower() not in ("of",)
+            else "2 "
+        ),
+        text,
+    )
 
     def repl(m: re.Match[str]) -> str:
         if m.group("tens"):

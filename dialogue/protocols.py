@@ -285,7 +285,9 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
     dept_ids = set(departments["departments"])
     for p in protocols.values():
         if p.department not in dept_ids:
-            raise ProtocolError(f"{root / 'protocols' / (p.id + '.yaml')}: department: unknown department '{p.department}'")
+            raise ProtocolError(
+                f"{root / 'protocols' / (p.id + '.yaml')}: department: unknown department '{p.department}'"
+            )
 
     q_path = root / "followup" / "questionnaire.yaml"
     questionnaire: Questionnaire = _model(Questionnaire, q_path, _read(q_path))
@@ -345,9 +347,17 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
                 raise ProtocolError(f"{ft_path}: questions.{fq.id}: missing {lang} wording")
         followup_text[lang] = ft
 
-    return Knowledge(catalog=catalog, protocols=protocols, red_flags=red_flags.red_flags, lexicons=lexicons,
-                     protocol_text=protocol_text, phrases=phrases, questionnaire=questionnaire,
-                     followup_text=followup_text, departments=departments)
+    return Knowledge(
+        catalog=catalog,
+        protocols=protocols,
+        red_flags=red_flags.red_flags,
+        lexicons=lexicons,
+        protocol_text=protocol_text,
+        phrases=phrases,
+        questionnaire=questionnaire,
+        followup_text=followup_text,
+        departments=departments,
+    )
 
 
 @lru_cache(maxsize=4)

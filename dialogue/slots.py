@@ -9,8 +9,17 @@ from dataclasses import dataclass
 
 from dialogue.numbers import normalise_numbers
 
-SLOTS = ("temp_c", "age_years", "duration_hours", "pain_score", "pregnancy_weeks", "glucose_mmol",
-         "bp_systolic", "spo2", "episodes_per_day")
+SLOTS = (
+    "temp_c",
+    "age_years",
+    "duration_hours",
+    "pain_score",
+    "pregnancy_weeks",
+    "glucose_mmol",
+    "bp_systolic",
+    "spo2",
+    "episodes_per_day",
+)
 
 _NUM = r"(\d+(?:\.\d+)?)"
 
@@ -31,17 +40,54 @@ def _temp(v: float, unit: str | None) -> float | None:
     return None
 
 
-_EN_UNIT_H = {"minute": 1 / 60, "min": 1 / 60, "hour": 1, "hr": 1, "day": 24, "night": 24, "week": 168,
-              "fortnight": 336, "month": 730, "year": 8760}
-_ZH_UNIT_H = {"分钟": 1 / 60, "小时": 1, "钟头": 1, "天": 24, "日": 24, "晚": 24, "夜": 24, "礼拜": 168,
-              "星期": 168, "周": 168, "个月": 730, "月": 730, "年": 8760}
-_EN_RELATIVE = [(r"\bsince yesterday\b|\byesterday\b", 24), (r"\blast night\b|\bovernight\b", 12),
-                (r"\bthis morning\b|\bsince morning\b|\bearlier today\b", 6), (r"\bsince last week\b|\blast week\b", 168),
-                (r"\bjust now\b|\bjust started\b|\bminutes ago\b|\ba moment ago\b", 0.25), (r"\bthe day before yesterday\b", 48),
-                (r"\ball day\b|\btoday\b", 8), (r"\blast month\b", 730)]
-_ZH_RELATIVE = [(r"前天", 48), (r"昨天|昨日", 24), (r"昨晚|昨天晚上|昨夜|半夜|夜里", 12), (r"今天早上|今早|早上起来|今天上午", 6),
-                (r"刚才|刚刚|刚开始|突然", 0.25), (r"上周|上个礼拜|上个星期|上礼拜", 168), (r"半天", 12),
-                (r"上个月", 730), (r"今天|一整天", 8)]
+_EN_UNIT_H = {
+    "minute": 1 / 60,
+    "min": 1 / 60,
+    "hour": 1,
+    "hr": 1,
+    "day": 24,
+    "night": 24,
+    "week": 168,
+    "fortnight": 336,
+    "month": 730,
+    "year": 8760,
+}
+_ZH_UNIT_H = {
+    "分钟": 1 / 60,
+    "小时": 1,
+    "钟头": 1,
+    "天": 24,
+    "日": 24,
+    "晚": 24,
+    "夜": 24,
+    "礼拜": 168,
+    "星期": 168,
+    "周": 168,
+    "个月": 730,
+    "月": 730,
+    "年": 8760,
+}
+_EN_RELATIVE = [
+    (r"\bsince yesterday\b|\byesterday\b", 24),
+    (r"\blast night\b|\bovernight\b", 12),
+    (r"\bthis morning\b|\bsince morning\b|\bearlier today\b", 6),
+    (r"\bsince last week\b|\blast week\b", 168),
+    (r"\bjust now\b|\bjust started\b|\bminutes ago\b|\ba moment ago\b", 0.25),
+    (r"\bthe day before yesterday\b", 48),
+    (r"\ball day\b|\btoday\b", 8),
+    (r"\blast month\b", 730),
+]
+_ZH_RELATIVE = [
+    (r"前天", 48),
+    (r"昨天|昨日", 24),
+    (r"昨晚|昨天晚上|昨夜|半夜|夜里", 12),
+    (r"今天早上|今早|早上起来|今天上午", 6),
+    (r"刚才|刚刚|刚开始|突然", 0.25),
+    (r"上周|上个礼拜|上个星期|上礼拜", 168),
+    (r"半天", 12),
+    (r"上个月", 730),
+    (r"今天|一整天", 8),
+]
 
 
 def extract_slots(text: str, lang: str) -> list[SlotValue]:
@@ -59,7 +105,9 @@ def _add(out: list[SlotValue], slot: str, value: float | None, span: str) -> Non
 def _en(t: str, out: list[SlotValue]) -> None:
     low = t.lower()
     # temperature
-    for m in re.finditer(_NUM + r"\s*(?:°|º|degrees?|deg)?\s*(f|fahrenheit|c|celsius|centigrade)\b|" + _NUM + r"\s*℃", low):
+    for m in re.finditer(
+        _NUM + r"\s*(?:°|º|degrees?|deg)?\s*(f|fahrenheit|c|celsius|centigrade)\b|" + _NUM + r"\s*℃", low
+    ):
         if m.group(1):
             _add(out, "temp_c", _temp(float(m.group(1)), m.group(2)[0]), m.group(0))
         else:
@@ -72,9 +120,12 @@ def _en(t: str, out: list[SlotValue]) -> None:
     for m in re.finditer(_NUM + r"[\s-]*(year|yr|month|week|day)s?[\s-]*old\b", low):
         unit = {"year": 1, "yr": 1, "month": 1 / 12, "week": 1 / 52, "day": 1 / 365}[m.group(2)]
         _add(out, "age_years", float(m.group(1)) * unit, m.group(0))
-    for m in re.finditer(r"\b(?:aged?|age of|i am|i'm|im|she is|he is|she's|he's)\s+" + _NUM
-                         + r"(?:\s*(?:years?|yrs?))?\b(?!\s*(?:weeks|months|days|hours|degrees|°|%|kg|lb|pounds|times|out|/))",
-                         low):
+    for m in re.finditer(
+        r"\b(?:aged?|age of|i am|i'm|im|she is|he is|she's|he's)\s+"
+        + _NUM
+        + r"(?:\s*(?:years?|yrs?))?\b(?!\s*(?:weeks|months|days|hours|degrees|°|%|kg|lb|pounds|times|out|/))",
+        low,
+    ):
         v = float(m.group(1))
         if 1 <= v <= 115:
             _add(out, "age_years", v, m.group(0))
@@ -83,8 +134,9 @@ def _en(t: str, out: list[SlotValue]) -> None:
     if re.search(r"\bnew[\s-]?born\b", low):
         _add(out, "age_years", 0.02, "newborn")
     # pregnancy
-    for m in re.finditer(_NUM + r"\s*weeks?\s*(?:pregnant|gestation|along|of pregnancy)|pregnant[^.;]{0,20}?" + _NUM
-                         + r"\s*weeks", low):
+    for m in re.finditer(
+        _NUM + r"\s*weeks?\s*(?:pregnant|gestation|along|of pregnancy)|pregnant[^.;]{0,20}?" + _NUM + r"\s*weeks", low
+    ):
         _add(out, "pregnancy_weeks", float(m.group(1) or m.group(2)), m.group(0))
     for m in re.finditer(_NUM + r"\s*months?\s*pregnant", low):
         _add(out, "pregnancy_weeks", round(float(m.group(1)) * 4.3), m.group(0))
@@ -92,28 +144,47 @@ def _en(t: str, out: list[SlotValue]) -> None:
     for m in re.finditer(r"\b" + _NUM + r"\s*(?:/|out of)\s*10\b", low):
         if float(m.group(1)) <= 10:
             _add(out, "pain_score", float(m.group(1)), m.group(0))
-    for m in re.finditer(r"pain(?: score| level)?\s*(?:is|of|at|about|around|was)?\s*(?:a\s+)?" + _NUM + r"\b(?!\s*(?:days?|hours?|weeks?|%))",
-                         low):
+    for m in re.finditer(
+        r"pain(?: score| level)?\s*(?:is|of|at|about|around|was)?\s*(?:a\s+)?"
+        + _NUM
+        + r"\b(?!\s*(?:days?|hours?|weeks?|%))",
+        low,
+    ):
         if float(m.group(1)) <= 10:
             _add(out, "pain_score", float(m.group(1)), m.group(0))
     # blood sugar, blood pressure, saturation
     for m in re.finditer(r"(?:blood sugar|blood glucose|glucose|sugar(?: level| reading)?)[^.;]{0,20}?" + _NUM, low):
         v = float(m.group(1))
         _add(out, "glucose_mmol", round(v / 18, 1) if v > 40 else v, m.group(0))
-    for m in re.finditer(r"(?:blood pressure|bp)[^.;]{0,20}?(\d{2,3})\s*(?:/|over)\s*(\d{2,3})|(\d{2,3})\s*(?:/|over)\s*(\d{2,3})\s*(?:mm\s*hg|mmhg)",
-                         low):
+    for m in re.finditer(
+        r"(?:blood pressure|bp)[^.;]{0,20}?(\d{2,3})\s*(?:/|over)\s*(\d{2,3})"
+        r"|(\d{2,3})\s*(?:/|over)\s*(\d{2,3})\s*(?:mm\s*hg|mmhg)",
+        low,
+    ):
         _add(out, "bp_systolic", float(m.group(1) or m.group(3)), m.group(0))
-    for m in re.finditer(r"(?:oxygen saturation|saturation|sats?|spo2|o2|oxygen level|oxygen|pulse ox\w*)[^.;]{0,20}?(\d{2,3})\s*(?:%|percent)",
-                         low):
+    for m in re.finditer(
+        r"(?:oxygen saturation|saturation|sats?|spo2|o2|oxygen level|oxygen|pulse ox\w*)"
+        r"[^.;]{0,20}?(\d{2,3})\s*(?:%|percent)",
+        low,
+    ):
         if 50 <= float(m.group(1)) <= 100:
             _add(out, "spo2", float(m.group(1)), m.group(0))
-    for m in re.finditer(_NUM + r"\s*times\s*(?:per|in a|a|every)\s*day|" + _NUM + r"\s*(?:episodes|stools|bowel movements)\s*(?:per|a|in)\s*(?:day|24)",
-                         low):
+    for m in re.finditer(
+        _NUM
+        + r"\s*times\s*(?:per|in a|a|every)\s*day|"
+        + _NUM
+        + r"\s*(?:episodes|stools|bowel movements)\s*(?:per|a|in)\s*(?:day|24)",
+        low,
+    ):
         _add(out, "episodes_per_day", float(m.group(1) or m.group(2)), m.group(0))
     # duration: first mention wins
-    for m in re.finditer(_NUM + r"[\s-]*(minute|min|hour|hr|day|night|week|fortnight|month|year)s?(?:'|’)?\b(?![\s-]*old)(?!\s*(?:pregnant|along|of pregnancy|gestation))",
-                         low):
-        pre = low[max(0, m.start() - 12):m.start()]
+    for m in re.finditer(
+        _NUM
+        + r"[\s-]*(minute|min|hour|hr|day|night|week|fortnight|month|year)s?(?:'|’)?\b(?![\s-]*old)"
+        + r"(?!\s*(?:pregnant|along|of pregnancy|gestation))",
+        low,
+    ):
+        pre = low[max(0, m.start() - 12) : m.start()]
         if re.search(r"(?:per|every|each|times)\s*$", pre):
             continue
         _add(out, "duration_hours", float(m.group(1)) * _EN_UNIT_H[m.group(2)], m.group(0))
@@ -139,10 +210,14 @@ def _zh(t: str, out: list[SlotValue]) -> None:
     # age
     for m in re.finditer(_NUM + r"\s*多?\s*(周岁|岁半|岁)", t):
         _add(out, "age_years", float(m.group(1)) + (0.5 if m.group(2) == "岁半" else 0), m.group(0))
-    for m in re.finditer(_NUM + r"\s*(个月|周|天|礼拜|星期)\s*(?:大|的(?:宝宝|孩子|婴儿|小孩|娃|儿子|女儿|小宝宝|新生儿))", t):
+    for m in re.finditer(
+        _NUM + r"\s*(个月|周|天|礼拜|星期)\s*(?:大|的(?:宝宝|孩子|婴儿|小孩|娃|儿子|女儿|小宝宝|新生儿))", t
+    ):
         unit = {"个月": 1 / 12, "周": 1 / 52, "礼拜": 1 / 52, "星期": 1 / 52, "天": 1 / 365}[m.group(2)]
         _add(out, "age_years", float(m.group(1)) * unit, m.group(0))
-    for m in re.finditer(r"(?:宝宝|婴儿|孩子|小孩|儿子|女儿|娃|新生儿)(?:才|刚|今年|现在|刚满|满)?" + _NUM + r"\s*(个月|周|天|岁)", t):
+    for m in re.finditer(
+        r"(?:宝宝|婴儿|孩子|小孩|儿子|女儿|娃|新生儿)(?:才|刚|今年|现在|刚满|满)?" + _NUM + r"\s*(个月|周|天|岁)", t
+    ):
         unit = {"个月": 1 / 12, "周": 1 / 52, "天": 1 / 365, "岁": 1}[m.group(2)]
         _add(out, "age_years", float(m.group(1)) * unit, m.group(0))
     for m in re.finditer(r"出生\s*" + _NUM + r"\s*(天|周|个月)", t):
@@ -151,11 +226,15 @@ def _zh(t: str, out: list[SlotValue]) -> None:
     if re.search(r"刚出生|新生儿|满月", t):
         _add(out, "age_years", 0.05, "新生儿")
     # pregnancy
-    for m in re.finditer(r"(?:怀孕|孕|怀了|妊娠)\s*(?:已经|快|差不多)?\s*" + _NUM + r"\s*(周|个?星期|个?礼拜|个?月)", t):
+    for m in re.finditer(
+        r"(?:怀孕|孕|怀了|妊娠)\s*(?:已经|快|差不多)?\s*" + _NUM + r"\s*(周|个?星期|个?礼拜|个?月)", t
+    ):
         v = float(m.group(1)) * (4.3 if "月" in m.group(2) else 1)
         _add(out, "pregnancy_weeks", round(v), m.group(0))
     # pain score
-    for m in re.finditer(r"(\d{1,2})\s*/\s*10|(?:疼|痛|打|给)[^，。；]{0,6}?(\d{1,2}(?:\.\d)?)\s*分|(\d{1,2})\s*分(?:的)?(?:疼|痛)", t):
+    for m in re.finditer(
+        r"(\d{1,2})\s*/\s*10|(?:疼|痛|打|给)[^，。；]{0,6}?(\d{1,2}(?:\.\d)?)\s*分|(\d{1,2})\s*分(?:的)?(?:疼|痛)", t
+    ):
         v = float(m.group(1) or m.group(2) or m.group(3))
         if v <= 10:
             _add(out, "pain_score", v, m.group(0))
@@ -168,12 +247,20 @@ def _zh(t: str, out: list[SlotValue]) -> None:
     for m in re.finditer(r"血氧(?:饱和度)?[^，。；]{0,6}?(\d{2,3})", t):
         if 50 <= float(m.group(1)) <= 100:
             _add(out, "spo2", float(m.group(1)), m.group(0))
-    for m in re.finditer(r"(?:一天|每天|今天|一上午|一晚上|一个晚上)[^，。；]{0,6}?(\d+)\s*(?:次|回|趟)", t):
+    for m in re.finditer(
+        r"(?:1天|一天|每天|每日|1日|今天|1上午|一上午|1晚上|一晚上|1个晚上|一个晚上)[^，。；]{0,6}?(\d+)\s*(?:次|回|趟)",
+        t,
+    ):
         _add(out, "episodes_per_day", float(m.group(1)), m.group(0))
     # duration
-    for m in re.finditer(_NUM + r"\s*(?:多)?\s*(个多?\s*)?(分钟|小时|钟头|天|日|晚|夜|礼拜|星期|周|个月|月|年)(?!大|的(?:宝宝|孩子|婴儿|小孩|娃))", t):
-        pre = t[max(0, m.start() - 3):m.start()]
-        if re.search(r"(?:怀孕|孕|怀了|妊娠|一天|每天)\s*$", pre):
+    for m in re.finditer(
+        _NUM
+        + r"\s*(?:多)?\s*(个多?\s*)?(分钟|小时|钟头|天|日|晚|夜|礼拜|星期|周|个月|月|年)"
+        + r"(?!大|的(?:宝宝|孩子|婴儿|小孩|娃))",
+        t,
+    ):
+        pre = t[max(0, m.start() - 3) : m.start()]
+        if re.search(r"(?:怀孕|孕|怀了|妊娠|一天|每天|1天)\s*$", pre) or re.match(r"\s*(?:次|回|趟)", t[m.end() :]):
             continue
         unit = m.group(3)
         if unit == "月" and not m.group(2):

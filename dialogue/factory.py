@@ -1,0 +1,40 @@
+"""The one entry point the rest of CareCall uses: a factory that makes a dialogue for each call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dialogue.assist import LLMAssist
+from dialogue.followup import FollowUpDialogue
+from dialogue.llm import ChatModel
+from dialogue.protocols import Knowledge, knowledge
+from dialogue.triage import TriageDialogue
+from voice.conversation import DialogueFactory, DialogueManager
+from voice.events import CallInfo
+
+_DEFAULT_NUMBERS = {"zh": "120", "en": "911"}
+
+
+@dataclass(frozen=True)
+class _Factory:
+    chat_model: ChatModel | None
+    emergency_numbers: dict[str, str]
+    llm_capable: bool
+    kn: Knowledge = field(repr=False)
+
+    def __call__(self, info: CallInfo) -> DialogueManager:
+        lang = "zh" if info.language == "zh" else "en"
+        number = self.emergency_numbers.get(lang) or _DEFAULT_NUMBERS[lang]
+        assist = None
+        # the LLM touches clinical content only when both the settings and the model say it is capable
+        if self.chat_model is not None and self.llm_capable and getattr(self.chat_model, "capable", False):
+            assist = LLMAssist(self.chat_model, call_id=info.call_id)
+        cls = FollowUpDialogue if info.mode == "followup" else TriageDialogue
+        return cls(info, emergency_number=number, assist=assist, kn=self.kn)
+
+
+def build_dialogue_factory(
+    *, chat_model: ChatModel | None, emergency_numbers: dict[str, str], llm_capable: bool
+) -> DialogueFactory:
+    """Loads and validates prompts/ once (raises `dialogue.protocols.ProtocolError` if malformed)."""
+    return _Factory(chat_model, dict(emergency_numbers), llm_capable, knowledge())

@@ -1,0 +1,224 @@
+"""Post-discharge follow-up (AI 回访): identity check → consent and recording notice → the questionnaire of
+prompts/followup/questionnaire.yaml (department variants as data) with the red-flag screen on every
+answer → close. Answers become structured outcomes; alarming ones flag the call for a nurse."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from dialogue.engine import assess
+from dialogue.protocols import FollowupQuestion
+from dialogue.slots import bare_number
+from dialogue.summary import sbar
+from dialogue.triage import _Base
+from voice.conversation import CallerUtterance, DialogueOutput, EndCall, Escalate, Outcome
+from voice.events import CallInfo
+
+_DEFAULT_HOSPITAL = {"en": "the hospital", "zh": "医院"}
+
+
+class FollowUpDialogue(_Base):
+    mode = "followup"
+
+    def __init__(self, info: CallInfo, **kw: Any) -> None:
+        super().__init__(info, **kw)
+        p = info.params or {}
+        self.name = str(p.get("patient_name") or p.get("name") or "")
+        self.department = str(p.get("department") or "")
+        self.hospital = str(p.get("hospital") or _DEFAULT_HOSPITAL[self.lang])
+        self.questions = [
+            q for q in self.kn.questionnaire.questions if not q.departments or self.department in q.departments
+        ]
+        self.index = 0
+        self.identity_confirmed = False
+        self.identity_tries = 0
+        self.consent: bool | None = None
+        self.retried = False
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self.alarms: list[str] = []
+        if p.get("anticoagulant"):
+            self.facts.set_finding("anticoagulant", True, -1, "", "discharge record", source="record")
+        self.facts.set_finding("recent_surgery", True, -1, "", "discharge record", source="record")
+
+    def ft(self, key: str, **kw: Any) -> str:
+        return (
+            self.kn.followup_text[self.lang]
+            .texts[key]
+            .format(emergency=self.emergency, name=self.name, hospital=self.hospital, **kw)
+        )
+
+    async def opening(self) -> AsyncIterator[DialogueOutput]:
+        self.phase = "identity"
+        greeting = self.ft("greeting" if self.name else "greeting_no_name")
+        for out in self.ask(greeting, "yes_no"):
+            yield out
+
+    async def respond(self, utterance: CallerUtterance) -> AsyncIterator[DialogueOutput]:
+        if self.ended:
+            return
+        for out in await self._respond(utterance):
+            yield out
+
+    async def _respond(self, utt: CallerUtterance) -> list[DialogueOutput]:
+        text = utt.text.strip()
+        if not text:
+            return []
+        if self.x.intent("repeat", text) and len(text) < 40:
+            return self.ask(self.last_prompt, self.last_kind) if self.last_prompt else []
+        answer = self.x.answer(text)
+
+        if self.phase == "identity":  # no health talk before we know who is on the line
+            if answer == "yes" and not self.x.intent("identity_denied", text):
+                self.identity_confirmed = True
+                self.phase = "consent"
+                return self.ask(self.ft("consent"), "yes_no")
+            self.identity_tries += 1
+            if self.identity_tries >= 2 or self.x.intent("identity_denied", text):
+                return self._end("identity_not_confirmed", self.ft("identity_failed"))
+            return self.ask(self.ft("identity_retry") if self.name else self.ft("greeting_no_name"), "yes_no")
+
+        if self.x.intent("transfer", text):
+            return self.transfer("caller asked for a person")
+        if self.phase == "consent":
+            if answer == "no":
+                self.consent = False
+                return self._end("consent_declined", self.ft("consent_declined"))
+            self.consent = True
+            self.phase = "questions"
+            return self._next([])
+
+        new = await self.understand(utt)
+        prefix: list[DialogueOutput] = []
+        reask: list[DialogueOutput] | None = None
+        if self.phase == "transfer_offer":
+            if answer == "yes":
+                return self.transfer("accepted after red flag")
+            self.phase = "questions"
+            prefix.append(self.t("no_transfer"))
+        elif self.phase == "questions" and self.index < len(self.questions):
+            q = self.questions[self.index]
+            reask = self._record(q, utt, answer, new)
+            if reask is None:
+                prefix += self._alarm(q)
+                if q.id == "teach_back":
+                    prefix.append(self.ft("teach_back_reminder"))
+                self.index += 1
+        flags = self.red_flag_outputs(assess(self.facts, self.kn, mode="followup"))
+        if flags:
+            return [*prefix, *flags, Outcome(self.result())]
+        if reask is not None:
+            return reask
+        return self._next(prefix)
+
+    def _record(
+        self, q: FollowupQuestion, utt: CallerUtterance, answer: str | None, new: list[str]
+    ) -> list[DialogueOutput] | None:
+        value: Any = None
+        if q.kind == "yes_no":
+            if q.finding and q.finding in self.turn_mentions:
+                value = self.facts.present(q.finding)
+            elif answer in ("yes", "no"):
+                value = answer == "yes"
+                if q.finding:
+                    self.facts.set_finding(q.finding, value, utt.turn_index, utt.text, utt.text, source="answer")
+            elif answer is None and not self.retried:
+                self.retried = True
+                return self.ask(self.ft("not_understood_yes_no") + " " + self.last_prompt, "yes_no")
+        elif q.kind in ("number", "scale"):
+            value = bare_number(utt.text, self.lang)
+            if value is None:
+                n = self.facts.num("pain_score") if q.id == "pain" else None
+                value = n
+            if value is None and answer != "unknown" and not self.retried:
+                self.retried = True
+                return self.ask(self.ft("not_understood_number") + " " + self.last_prompt, q.kind)
+            if q.id == "pain" and value is not None:
+                self.facts.set_slot("pain_score", float(value), utt.turn_index, utt.text, utt.text)
+        else:
+            value = None if answer == "no" else utt.text
+        self.retried = False
+        alarm = (
+            (q.alarm_if == "yes" and value is True)
+            or (q.alarm_if == "no" and value is False)
+            or (q.alarm_min is not None and isinstance(value, float) and value >= q.alarm_min)
+            or (q.alarm_max is not None and isinstance(value, float) and value <= q.alarm_max)
+        )
+        if q.id == "symptoms_new" and new:
+            alarm = alarm or any(f not in ("pain",) for f in new)
+        self.outcomes[q.id] = {
+            "section": q.section,
+            "answer": answer or ("free" if q.kind == "free" else None),
+            "value": value,
+            "turn": utt.turn_index,
+            "text": utt.text,
+            "alarm": bool(alarm),
+        }
+        if alarm:
+            self.alarms.append(q.id)
+        return None
+
+    def _alarm(self, q: FollowupQuestion) -> list[DialogueOutput]:
+        if not self.outcomes.get(q.id, {}).get("alarm"):
+            return []
+        if "nurse_callback" not in self.actions:
+            self.actions.append("nurse_callback")
+        return [self.ft("noted_nurse"), Escalate(reason=f"follow-up answer: {q.id}", level="nurse")]
+
+    def _next(self, prefix: list[DialogueOutput]) -> list[DialogueOutput]:
+        while self.index < len(self.questions):
+            q = self.questions[self.index]
+            if q.id in ("transport",) and self.outcomes.get("appointment", {}).get("value") is False:
+                self.index += 1
+                continue
+            text = self.kn.followup_text[self.lang].questions[q.id]
+            return [*prefix, *self.ask(text, q.kind)]
+        return [*prefix, *self._end("completed", self.ft("close_nurse" if self.alarms or self.escalated else "close"))]
+
+    def _end(self, reason: str, text: str) -> list[DialogueOutput]:
+        self.ended = reason
+        self.phase = "done"
+        return [text, Outcome(self.result()), EndCall(reason)]
+
+    def result(self) -> dict[str, Any]:
+        a = assess(self.facts, self.kn, mode="followup")
+        ph = self.kn.phrases[self.lang]
+        dept = ph.departments.get(self.department, self.department or ph.texts["sbar_none"])
+        situation = ph.texts["sbar_situation_followup"].format(name=self.name or ph.texts["sbar_none"], department=dept)
+        alarm_labels = [self.kn.followup_text[self.lang].questions[q] for q in self.alarms]
+        actions = [self._action_label(x) for x in self.actions]
+        advice = ph.texts["action_nurse_callback"] if self.alarms or a.red_flags else ""
+        summary = sbar(
+            self.lang,
+            self.kn,
+            self.facts,
+            situation=situation,
+            red_flags=[f.id for f in a.red_flags],
+            alarms=alarm_labels,
+            advice=advice,
+            actions=actions,
+        )
+        return {
+            "mode": "followup",
+            "call_id": self.info.call_id,
+            "language": self.lang,
+            "identity_confirmed": self.identity_confirmed,
+            "consent": self.consent,
+            "department": self.department,
+            "outcomes": self.outcomes,
+            "alarms": list(self.alarms),
+            "red_flags": [f.id for f in a.red_flags],
+            "escalated": bool(self.escalated or self.alarms),
+            "escalation_level": self.escalation_level or ("nurse" if self.alarms else None),
+            "transferred": self.transferred,
+            "findings": self.facts.evidence(),
+            "action_taken": actions,
+            "summary": summary,
+            "end_reason": self.ended,
+            "complete": self.ended == "completed",
+        }
+
+    def _action_label(self, action: str) -> str:
+        t = self.kn.phrases[self.lang].texts
+        name, _, level = action.partition(":")
+        return t[f"action_{name}"].format(level=level) if f"action_{name}" in t else action
