@@ -1,0 +1,68 @@
+"""Kill the real server (SIGKILL, no shutdown) in the middle of a call: after a restart every turn
+that had finished is in the records, the call is closed as cut off, and a nurse can open it.
+
+Drives `carecall serve` over the WebSocket call protocol with speech from the project's own voice."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+
+import httpx
+import pytest
+
+from records.db import open_database
+from records.repository import get_call
+from tests.conftest import CARECALL, start_server, stop_server
+from voice.caller import CallerSession
+
+pytestmark = pytest.mark.models
+
+
+async def _call_and_kill(server, first, second) -> tuple[str, list[dict]]:
+    async with CallerSession(server.ws_url, "en") as line:
+        assert await line.wait_bot_quiet(since=0.0, quiet_s=0.5, timeout=60), "no greeting"
+        sent = await line.say(first)
+        assert await line.wait_bot_quiet(since=sent, quiet_s=0.5, timeout=60), "no answer"
+        sent = await line.say(second)
+        assert await line.wait_bot_audio(since=sent, timeout=60) is not None
+        await asyncio.sleep(0.5)  # a turn's commit lands within milliseconds of the turn
+        finished = list(line.report.turns)  # what the caller's client saw finish
+        stop_server(server.process, signal.SIGKILL)  # mid-call: the bot is speaking
+        return line.report.call_id, finished
+
+
+def test_a_killed_server_keeps_every_finished_turn(tmp_path, say):
+    data_dir = tmp_path / "data"
+    first = say("I have had a cough and a fever for three days.", "en")
+    second = say("It hurts when I breathe in.", "en")
+    server = start_server(data_dir)
+    try:
+        call_id, finished = asyncio.run(_call_and_kill(server, first, second))
+    finally:
+        stop_server(server.process, signal.SIGKILL)
+
+    assert len(finished) >= 3, finished
+    subprocess.run([CARECALL, "user", "add", "--role", "nurse", "--password-stdin", "nina"], input=b"nurse-pass-1\n",
+                   env=server.env, check=True, capture_output=True)  # fmt: skip
+    restarted = start_server(data_dir)
+    try:
+        db = open_database(f"sqlite:///{data_dir / 'carecall.db'}")
+        with db.session() as s:
+            call = get_call(s, call_id)
+            stored = [(t.speaker, t.text) for t in call.turns]
+            assert call.status == "ended" and call.end_reason == "server stopped during the call"
+        db.dispose()
+        for turn in finished:
+            assert (turn["speaker"], turn["text"]) in stored, f"turn lost: {turn['speaker']}"
+        # and the nurse can open it on the restarted server
+        with httpx.Client(base_url=restarted.base_url) as client:
+            page = client.get("/console/login")
+            token = re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)
+            client.post("/console/login", data={"username": "nina", "password": "nurse-pass-1", "login_token": token})
+            call_page = client.get(f"/console/calls/{call_id}")
+            assert call_page.status_code == 200 and "server stopped during the call" in call_page.text
+    finally:
+        stop_server(restarted.process)
