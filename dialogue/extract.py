@@ -13,8 +13,9 @@ from dialogue.protocols import Lexicon, knowledge
 from dialogue.slots import SlotValue, extract_slots
 
 Answer = Literal["yes", "no", "unknown"]
-_EN_GAP = r"\W+(?:[\w'’]+\W+){0,3}?"
-_ZH_GAP = r"[^，。；！？,.;!?\n]{0,6}?"
+# gaps never swallow a negation: "calf is not sore" must not read as "calf ~ sore"
+_EN_GAP = r"\W+(?:(?!(?:not|no|never|without|isn'?t|wasn'?t|aren'?t|doesn'?t|don'?t|didn'?t|hasn'?t)\b)[\w'’]+\W+){0,3}?"
+_ZH_GAP = r"[^，。；！？,.;!?\n不没无未别]{0,6}?"
 _EN_SENTENCE = re.compile(r"[.;!?\n]|,\s+(?=(?:and\s+|but\s+)?(?:i|he|she|they|we|it|my|his|her|their)\b)")
 _ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]")
 _EN_FILLERS = re.compile(r"^(?:(?:um+|uh+|er+|erm|well|oh|hmm+|so|ah|like)[,.\s]+)+", re.IGNORECASE)
