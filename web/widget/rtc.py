@@ -263,6 +263,7 @@ class WebRtcTransport:
 
     async def clear(self) -> None:
         self.track.clear()
+        self.send_message({"type": "clear"})  # as on /ws/call; the browser has nothing queued to drop
 
     def played_s(self) -> float:
         return self.track.played_s()

@@ -227,7 +227,8 @@ async def test_cors_preflight_and_static_files(served) -> None:  # type: ignore[
     r = await http.post("/widget/token", json={"lang": "en"}, headers={"origin": "https://hospital.example"})
     assert r.headers["access-control-allow-origin"] == "https://hospital.example"
     js = await http.get("/widget/embed.js")
-    assert js.status_code == 200 and "attachShadow" in js.text and js.headers["content-type"].startswith("text/javascript")
+    assert js.status_code == 200 and "attachShadow" in js.text
+    assert js.headers["content-type"].startswith("text/javascript")
     page = await http.get("/widget")
     assert page.status_code == 200 and "/widget/embed.js" in page.text
     assert (await http.get("/widget/static/pcm-worklet.js")).status_code == 200

@@ -10,7 +10,8 @@
  *
  * Everything lives in a shadow root, so the hospital's CSS and the widget's never touch. The host
  * element <carecall-widget> fires DOM events a page can follow: carecall:state, carecall:redflag,
- * carecall:ended, carecall:error (detail = the message), and exposes `.carecall` (state, level()).
+ * carecall:ended, carecall:error (detail = the message text), carecall:message (every call message),
+ * and exposes `.carecall` (state, level(), rtcStats(), stats).
  * No third-party code, no network but the CareCall server this script came from.
  */
 (() => {
@@ -200,7 +201,7 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
       this.state = "idle";
       this.call = null; // the live connection: {kind, ...}
       this.emergencyNumber = DEFAULT_EMERGENCY[this.lang];
-      this.stats = { transport: null, botBytes: 0, botFrames: 0, fellBack: false, messages: [] };
+      this.stats = { transport: null, botBytes: 0, botFrames: 0, micFrames: 0, micPeak: 0, fellBack: false, messages: [] };
       this.$("cc-langs").addEventListener("click", (e) => {
         const b = e.target.closest("button[data-lang]");
         if (b && !this.call) this.setLang(b.dataset.lang);
@@ -322,7 +323,7 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
       this.$("cc-partial").textContent = "";
       this.$("cc-outcome").hidden = true;
       this.$("cc-banner").hidden = true;
-      this.stats = { transport: null, botBytes: 0, botFrames: 0, fellBack: false, messages: [] };
+      this.stats = { transport: null, botBytes: 0, botFrames: 0, micFrames: 0, micPeak: 0, fellBack: false, messages: [] };
     }
 
     async getToken() {
@@ -451,9 +452,20 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
         output_sample_rate: CALL_RATE, token: grant.token }));
       const source = ctx.createMediaStreamSource(call.mic);
       const node = new AudioWorkletNode(ctx, "carecall-pcm-capture", { processorOptions: { frameMs: 20 } });
-      node.port.onmessage = (e) => { if (ws.readyState === 1) ws.send(e.data.pcm); };
+      node.port.onmessage = (e) => {
+        if (ws.readyState !== 1) return;
+        ws.send(e.data.pcm);
+        this.stats.micFrames += 1;
+        this.stats.micPeak = Math.max(this.stats.micPeak, e.data.peak);
+      };
+      // keep the capture node in the rendered graph (muted), or the browser may stop pulling it
+      const mute = ctx.createGain();
+      mute.gain.value = 0;
       source.connect(node);
-      call.cleanup.push(() => { node.port.postMessage("stop"); source.disconnect(); });
+      node.connect(mute);
+      mute.connect(ctx.destination);
+      call.capture = { source, node, mute };
+      call.cleanup.push(() => { node.port.postMessage("stop"); source.disconnect(); node.disconnect(); });
       if (ctx.state === "suspended") await ctx.resume();
       this.stats.transport = "websocket";
     }
@@ -537,6 +549,7 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
       try { msg = JSON.parse(text); } catch (e) { return; }
       if (!msg || typeof msg.type !== "string") return;
       this.stats.messages.push(msg.type);
+      this.emit("message", msg);
       switch (msg.type) {
         case "state":
           if (msg.state === "ended") call.ended = true;

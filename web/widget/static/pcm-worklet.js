@@ -5,7 +5,8 @@ class PcmCapture extends AudioWorkletProcessor {
   constructor(options) {
     super();
     const ms = (options && options.processorOptions && options.processorOptions.frameMs) || 20;
-    this.frame = new Int16Array(Math.round((sampleRate * ms) / 1000));
+    this.size = Math.round((sampleRate * ms) / 1000);
+    this.frame = new Int16Array(this.size);
     this.filled = 0;
     this.peak = 0;
     this.running = true;
@@ -22,10 +23,10 @@ class PcmCapture extends AudioWorkletProcessor {
       const a = s < 0 ? -s : s;
       if (a > this.peak) this.peak = a;
       this.frame[this.filled++] = s < 0 ? s * 0x8000 : s * 0x7fff;
-      if (this.filled === this.frame.length) {
+      if (this.filled === this.size) {
         const out = this.frame.buffer;
         this.port.postMessage({ pcm: out, peak: this.peak }, [out]);
-        this.frame = new Int16Array(this.frame.length);
+        this.frame = new Int16Array(this.size); // the old one was transferred (detached)
         this.filled = 0;
         this.peak = 0;
       }

@@ -1,0 +1,255 @@
+"""The widget in a real browser (Debian Chromium, fake microphone fed from a WAV) against the real
+app: server.create_app with the real call loop, Whisper and Piper, and a scripted dialogue (see
+scripted_server.py). Both transports: WebRTC (aiortc) and the WebSocket fallback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, Playwright, sync_playwright
+
+from tests.web.widget.browser import chromium, hospital_page, notice_text, start_call, trace, wait_for, widget
+from tests.web.widget.speech import mic_wav
+
+pytestmark = [pytest.mark.browser, pytest.mark.models, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[3]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+TRANSPORTS = ["webrtc", "websocket"]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_scripted_server(data_dir: Path) -> Server:
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "CARECALL_DATA_DIR": str(data_dir),
+        "CARECALL_SECRET_KEY": "browser-test-secret",
+        "CARECALL_CALL_TOKEN_REQUIRED": "true",  # the WebSocket path spends widget tokens too
+        "CARECALL_WEBRTC_ICE_ADDRESSES": '["127.0.0.1"]',  # loopback only, both ways
+        "CARECALL_MAX_CONCURRENT_CALLS": "3",
+    }
+    log = data_dir / f"server-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.web.widget.scripted_server", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True,
+        )
+    server = Server(f"http://127.0.0.1:{port}", proc, log)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text(errors='replace')[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                return server
+        time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"server did not start: {log.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_scripted_server(tmp_path_factory.mktemp("widget-server"))
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        assert "Traceback" not in srv.log.read_text(errors="replace"), srv.log.read_text()[-4000:]
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("mic")
+    return {
+        # the caller talks over the greeting (barge-in), then stays quiet
+        "headache": mic_wav(d, 2.5, "I have had a bad headache and a fever since yesterday morning.", 20.0),
+        "chest": mic_wav(d, 2.5, "I have crushing chest pain spreading to my left arm, and I am sweating.", 20.0),
+        "silence": mic_wav(d, 30.0),
+    }
+
+
+def levels_between(page: Page, start_ms: float, end_ms: float) -> list[float]:
+    return [lvl for t, lvl in trace(page)["levels"] if start_ms <= t <= end_ms]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_caller_is_heard_bot_is_heard_and_barge_in_silences_the_bot(
+    pw: Playwright, server: Server, wavs: dict[str, Path], transport: str
+) -> None:
+    with chromium(pw, wavs["headache"]) as browser:
+        page = hospital_page(browser, server.url, transport=transport)
+        start_call(page)
+        wait_for(page, f"w.stats.transport === '{transport}'", 20, f"a {transport} connection")
+        assert not notice_text(page)
+        mic = widget(page, "w.call.mic.getAudioTracks()[0].getSettings()")
+        assert mic["echoCancellation"] is True and mic["noiseSuppression"] is True
+
+        # the caller's words come back as a caption with the key words
+        caption = wait_for(page, "[...document.querySelector('carecall-widget').shadowRoot"
+                                 ".querySelectorAll('.captions p.caller')].map(p => p.textContent).join(' ')",
+                           90, "the caller's caption")
+        assert "headache" in caption.lower() and "fever" in caption.lower(), caption
+
+        # barge-in: the greeting was interrupted, and the bot's audio stopped at once
+        messages = trace(page)["messages"]
+        clears = [t for t, m in messages if m["type"] == "clear"]
+        assert clears, [m["type"] for _, m in messages]
+        cleared = clears[0]
+        talking = levels_between(page, cleared - 2500, cleared - 100)
+        assert max(talking) > 0.02, talking  # the bot was audible before the caller cut in
+        after = levels_between(page, cleared + 400, cleared + 1500)  # the caller is still talking
+        assert after and max(after) < 0.003, after
+        interrupted = [m for _, m in messages if m["type"] == "transcript" and m["speaker"] == "bot"]
+        assert interrupted and interrupted[0]["interrupted"] is True
+
+        # the bot answers: its audio reaches the browser, audibly
+        wait_for(page, "t.messages.filter(m => m[1].type === 'transcript' && m[1].speaker === 'bot').length >= 2",
+                 90, "the bot's reply")
+        if transport == "webrtc":
+            stats = widget(page, "await w.rtcStats()")
+            assert stats["inbound"]["bytesReceived"] > 20_000, stats
+            assert stats["outbound"]["bytesSent"] > 20_000, stats
+        else:
+            assert widget(page, "w.stats.botBytes") > 100_000
+            assert widget(page, "w.stats.micFrames") > 100
+        assert max(lvl for _, lvl in trace(page)["levels"]) > 0.05
+
+        # hanging up ends the call, with the outcome in plain words
+        page.get_by_role("button", name="End call").click()
+        outcome = page.locator("carecall-widget #cc-outcome")
+        outcome.wait_for(state="visible", timeout=15_000)
+        text = outcome.inner_text()
+        assert "See a doctor within 24 hours" in text and "General medicine" in text, text
+        assert "911" in text  # the safety net
+        assert page.get_by_role("button", name="Start again").is_visible()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_red_flag_shows_the_emergency_banner_at_once(
+    pw: Playwright, server: Server, wavs: dict[str, Path], transport: str
+) -> None:
+    with chromium(pw, wavs["chest"]) as browser:
+        page = hospital_page(browser, server.url, transport=transport)
+        start_call(page)
+        banner = page.locator("carecall-widget #cc-banner")
+        banner.wait_for(state="visible", timeout=90_000)
+        assert banner.get_attribute("role") == "alert"
+        assert "Call 911 now" in banner.inner_text()
+        call = page.get_by_role("link", name="Call 911")
+        assert call.get_attribute("href") == "tel:911"
+        red = [m for _, m in trace(page)["messages"] if m["type"] == "red_flag"]
+        assert red and red[0]["emergency_number"] == "911"
+        # the banner came with the red flag, before the bot finished saying anything about it
+        wait_for(page, "t.messages.some(m => m[1].type === 'transcript' && m[1].speaker === 'bot' "
+                       "&& /ambulance/.test(m[1].text))", 60, "the bot's emergency advice")
+        if transport == "webrtc":
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "widget.png"), full_page=True)
+
+
+def test_when_webrtc_cannot_connect_the_widget_falls_back_to_websocket_and_says_so(
+    pw: Playwright, server: Server, wavs: dict[str, Path]
+) -> None:
+    def break_ice(route) -> None:  # type: ignore[no-untyped-def]
+        # the server's answer, with every candidate pointing at a loopback port nobody listens on
+        response = route.fetch()
+        answer = response.json()
+        dead = free_port()
+        lines = []
+        for line in answer["sdp"].split("\r\n"):
+            if line.startswith("a=candidate:"):
+                parts = line.split(" ")
+                parts[5] = str(dead)
+                line = " ".join(parts)
+            lines.append(line)
+        answer["sdp"] = "\r\n".join(lines)
+        route.fulfill(response=response, json=answer)
+
+    with chromium(pw, wavs["silence"]) as browser:
+        page = hospital_page(browser, server.url, transport="auto", rtc_timeout_ms=3000)
+        page.route("**/widget/rtc/offer", break_ice)
+        start_call(page)
+        wait_for(page, "w.stats.transport === 'websocket'", 30, "the fallback connection")
+        assert widget(page, "w.stats.fellBack") is True
+        assert "switched to a backup connection" in notice_text(page)
+        # and the call goes on over the fallback: the greeting is heard
+        wait_for(page, "w.stats.botBytes > 50000", 60, "bot audio over the fallback")
+        wait_for(page, "w.level() > 0.01 || t.levels.some(l => l[1] > 0.01)", 30, "an audible greeting")
+
+
+def test_a_denied_microphone_gets_a_plain_message(pw: Playwright, server: Server) -> None:
+    with chromium(pw, None, allow_mic=False) as browser:
+        page = hospital_page(browser, server.url)
+        start_call(page)
+        wait_for(page, "w.state === 'idle'", 15, "the widget to give up")
+        assert "can't use your microphone" in notice_text(page)
+        assert page.get_by_role("button", name="Start call").is_enabled()
+
+
+def test_an_unreachable_service_gets_a_plain_message(pw: Playwright, server: Server, wavs: dict[str, Path]) -> None:
+    with chromium(pw, wavs["silence"]) as browser:
+        page = hospital_page(browser, server.url)
+        page.route("**/widget/token", lambda route: route.abort("connectionrefused"))
+        start_call(page)
+        wait_for(page, "w.state === 'idle'", 15, "the widget to give up")
+        assert "couldn't connect" in notice_text(page)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_server_restart_mid_call_is_explained(
+    pw: Playwright, wavs: dict[str, Path], tmp_path: Path, transport: str
+) -> None:
+    own = start_scripted_server(tmp_path / "server")
+    try:
+        with chromium(pw, wavs["silence"]) as browser:
+            page = hospital_page(browser, own.url, transport=transport)
+            start_call(page)
+            wait_for(page, "w.state === 'speaking'", 60, "the greeting")
+            own.stop()
+            wait_for(page, "w.state === 'idle'", 30, "the widget to notice")
+            assert "service restarted" in notice_text(page)
+            assert page.get_by_role("button", name="Start call").is_enabled()
+    finally:
+        own.stop()
