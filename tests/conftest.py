@@ -3,7 +3,6 @@ and the real CareCall server started as a process, as `make demo` starts it."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import sys
 from collections.abc import Callable, Iterator
@@ -54,13 +53,7 @@ def say(speech_cache: Path) -> Callable[[str, str], object]:
         if lang not in voices:
             cls = PiperSynthesizer if lang == "en" else MandarinSynthesizer
             voices[lang] = cls.from_settings(settings, executor)
-        voice = voices[lang]
-
-        async def collect() -> Pcm:
-            parts = [p async for p in voice.synthesize(text)]  # type: ignore[attr-defined]
-            return Pcm.concat(parts, voice.sample_rate)  # type: ignore[attr-defined]
-
-        audio = asyncio.run(collect())
+        audio = voices[lang].synthesize_blocking(text)  # type: ignore[attr-defined]
         write_wav(path, audio)
         return audio
 

@@ -259,12 +259,13 @@ class Call:
             if self.tt.partial_interval_s > 0 and self._partials is None:
                 self._partials = self._spawn(self._partial_loop(), "partials")
         elif isinstance(ev, SpeechPaused):
+            self._drop_speculative()
             if self.tt.speculative_decoding and not self._speaking:
                 task = asyncio.ensure_future(
                     self.engines.recognizer.transcribe(ev.audio, self.info.language))
                 self._speculative = (len(ev.audio), task)
         elif isinstance(ev, SpeechResumed):
-            self._speculative = None
+            self._drop_speculative()
         elif isinstance(ev, SpeechDiscarded):
             self._barge_candidate = False
             self._stop_partials()
@@ -276,6 +277,12 @@ class Call:
             speech_end = now - (self.endpointer.now_s - ev.speech_end_s)
             speculative, self._speculative = self._speculative, None
             self._spawn(self._caller_turn(ev, speech_end, now, speculative, barge_candidate), "turn")
+
+    def _drop_speculative(self) -> None:
+        """The caller went on talking: that decode is stale (cancelled if it has not started)."""
+        if self._speculative is not None:
+            self._speculative[1].cancel()
+            self._speculative = None
 
     def _stop_partials(self) -> None:
         if self._partials is not None:
