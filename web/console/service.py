@@ -5,6 +5,7 @@ to the call hub and purges old recordings; `ConsoleServices.aclose` (after the h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from settings import Settings
 from web.console.auth import LoginThrottle, SessionSigner, load_or_create_secret
 
 log = logging.getLogger("carecall.console")
+PURGE_INTERVAL_S = 24 * 3600
 
 
 @dataclass
@@ -29,12 +31,28 @@ class ConsoleServices:
     signer: SessionSigner
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     own_database: bool = True
+    purge_task: asyncio.Task[None] | None = None
 
     @property
     def feed(self) -> LiveFeed:
         return self.recorder.feed
 
+    async def purge_daily(self, interval_s: float = PURGE_INTERVAL_S) -> None:
+        """Recordings past retention go at start-up (open_services) and then once a day."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await asyncio.to_thread(
+                    purge_recordings, self.database, self.settings.data_dir, self.settings.recording_retention_days
+                )
+            except Exception:
+                log.exception("purging old recordings failed; will retry")
+
     async def aclose(self) -> None:
+        if self.purge_task is not None:
+            self.purge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.purge_task
         await self.recorder.aclose()
         if self.own_database:
             self.database.dispose()
@@ -70,6 +88,7 @@ def install(app: FastAPI, settings: Settings) -> None:
 async def start(app: FastAPI, settings: Settings, database: Database | None = None) -> ConsoleServices:
     """In the lifespan, after the call hub exists: records on, recorder following every call."""
     services = await asyncio.to_thread(open_services, settings, database)
+    services.purge_task = asyncio.create_task(services.purge_daily(), name="recordings-purge")
     app.state.records = services
     hub: Any = getattr(app.state, "hub", None)
     if hub is not None:
