@@ -141,6 +141,12 @@ def to_simplified(text: str) -> str:
 class DecodeOptions:
     beam_size: int = 5
     partial_beam_size: int = 1
+    # Per-language final beam (overrides beam_size): beam 5 fixes many Mandarin errors, while
+    # English is nearly as accurate at beam 1 for a fraction of the time on a CPU.
+    beam_by_language: tuple[tuple[str, int], ...] = ()
+
+    def final_beam(self, language: str) -> int:
+        return dict(self.beam_by_language).get(language, self.beam_size)
     # Fallback temperatures cost a full re-decode each; two steps catch a runaway without tripling latency.
     temperatures: tuple[float, ...] = (0.0, 0.4)
     max_tokens_per_s: float = 15.0  # caps a runaway decode (Mandarin runs ~4-8 tokens per second of speech)
@@ -188,7 +194,10 @@ class WhisperRecognizer:
             device=settings.asr_device,
             compute_type=settings.asr_compute_type,
             cpu_threads=settings.asr_threads,
-            options=DecodeOptions(beam_size=settings.asr_beam_size),
+            options=DecodeOptions(
+                beam_size=settings.asr_beam_size,
+                beam_by_language=(("en", settings.asr_beam_size_en), ("zh", settings.asr_beam_size_zh)),
+            ),
         )
 
     async def transcribe(self, audio: Pcm, language: str, *, partial: bool = False) -> Transcript:
@@ -213,7 +222,7 @@ class WhisperRecognizer:
             samples,
             language=language,
             task="transcribe",
-            beam_size=opts.partial_beam_size if partial else opts.beam_size,
+            beam_size=opts.partial_beam_size if partial else opts.final_beam(language),
             temperature=list(opts.temperatures[:1] if partial else opts.temperatures),
             condition_on_previous_text=False,
             initial_prompt=bias.prompt or None,
