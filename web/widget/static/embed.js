@@ -575,7 +575,7 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
         case "ended":
           call.ended = true;
           if (msg.emergency_number) this.emergencyNumber = msg.emergency_number;
-          this.showOutcome(Object.assign({}, call.outcome || {}, msg.result || {}));
+          call.outcome = Object.assign({}, call.outcome || {}, msg.result || {});
           this.finish(null, "ended");
           break;
         case "hangup":
@@ -680,6 +680,9 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
 
     finish(message, state) {
       const call = this.call;
+      // the outcome: from the final `ended` message, else the last `outcome` of the call (a socket
+      // may close before the final message reaches us)
+      if (call && state === "ended" && call.outcome && !call.closed) this.showOutcome(call.outcome);
       if (call) {
         call.closed = true;
         for (const f of call.cleanup.splice(0).reverse()) { try { f(); } catch (e) { /* closing anyway */ } }
