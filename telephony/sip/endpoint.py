@@ -21,6 +21,7 @@ from aiosipua import (
     IncomingCall,
     SdpMessage,
     SipDigestAuth,
+    SipMessage,
     SipRequest,
     SipResponse,
     SipUAC,
@@ -30,7 +31,7 @@ from aiosipua import (
     parse_sdp,
 )
 from aiosipua.sdp_negotiate import SdpNegotiationError
-from aiosipua.transport import UdpSipTransport
+from aiosipua.transport import UdpSipTransport, _stamp_via_received
 
 from telephony.common import call_log, mask_number
 from telephony.sip.rtp import RtpSession, open_rtp
@@ -57,6 +58,7 @@ class SipConfig:
     default_language: str = "zh"
     user_agent: str = "CareCall"
     input_rate: int = 16000
+    answer_delay_s: float = 0.0  # ring this long before answering
 
     @classmethod
     def from_settings(cls, s: Any) -> SipConfig:
@@ -98,6 +100,8 @@ class _Udp(UdpSipTransport):
     Python 3.11, whose selector datagram transport is not a DatagramTransport subclass), and
     counting what it cannot parse."""
 
+    malformed = 0
+
     async def start(self) -> None:
         owner = self
 
@@ -110,6 +114,21 @@ class _Udp(UdpSipTransport):
 
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(Proto, local_addr=self.local_addr)
         self._udp_transport = transport  # type: ignore[assignment]
+
+    def _dispatch(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            msg = SipMessage.parse(data)
+        except Exception as exc:  # garbage on the port: one line, no traceback, nothing else happens
+            self.malformed += 1
+            log.warning("ignoring a malformed SIP message from %s:%d (%s)", addr[0], addr[1], str(exc)[:80])
+            return
+        if isinstance(msg, SipRequest):
+            _stamp_via_received(msg, addr)
+        if self.on_message is not None:
+            try:
+                self.on_message(msg, addr)
+            except Exception:
+                log.exception("error handling a SIP %s", getattr(msg, "method", "response"))
 
 
 def _codec_choice(sdp: SdpMessage) -> tuple[g711.G711, int | None, set[int]]:
@@ -275,11 +294,15 @@ class SipEndpoint:
                                  on_transfer=lambda target: self._transfer(call.call_id, target))
         transport_box.append(transport)
         session = _Session(call_id, call.call_id, transport, rtp, call.source_addr, incoming=call)
+        call.ringing()
+        if self.config.answer_delay_s:
+            await asyncio.sleep(self.config.answer_delay_s)
         if call.call_id in self._cancelled:
+            clog.info("caller gave up before we answered")
+            self._cancelled.discard(call.call_id)
             rtp.close()
             return
         self.sessions[call.call_id] = session
-        call.ringing()
         call.accept(answer)
         transport.set_hold(_direction(offer) in ("sendonly", "inactive"))
         language, mode = self._language_and_mode(call.invite)

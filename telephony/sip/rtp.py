@@ -161,6 +161,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.tx_packets = 0
         self.dropped_source = 0
         self.dropped_pt = 0
+        self.early = 0
 
     # asyncio.DatagramProtocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -169,7 +170,10 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int] | Any) -> None:
         source = (str(addr[0]), int(addr[1]))
-        if self.remote is None and self.latch:
+        if self.remote is None:
+            if not self.latch:
+                self.early += 1  # media before the answer told us where it comes from
+                return
             self.remote = source  # symmetric RTP: answer where the media comes from
         if source != self.remote:
             self.dropped_source += 1
