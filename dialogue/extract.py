@@ -14,7 +14,8 @@ from dialogue.slots import SlotValue, extract_slots
 
 Answer = Literal["yes", "no", "unknown"]
 # gaps never swallow a negation: "calf is not sore" must not read as "calf ~ sore"
-_EN_GAP = r"\W+(?:(?!(?:not|no|never|without|isn'?t|wasn'?t|aren'?t|doesn'?t|don'?t|didn'?t|hasn'?t)\b)[\w'’]+\W+){0,3}?"
+_EN_NEG_WORD = r"(?:not|no|never|without|isn'?t|wasn'?t|aren'?t|doesn'?t|don'?t|didn'?t|hasn'?t)\b"
+_EN_GAP = rf"\W+(?:(?!{_EN_NEG_WORD})[\w'’]+\W+){{0,3}}?"
 _ZH_GAP = r"[^，。；！？,.;!?\n不没无未别]{0,6}?"
 _EN_SENTENCE = re.compile(r"[.;!?\n]|,\s+(?=(?:and\s+|but\s+)?(?:i|he|she|they|we|it|my|his|her|their)\b)")
 _ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]")

@@ -9,7 +9,7 @@ from typing import Any
 
 from dialogue.engine import assess
 from dialogue.protocols import FollowupQuestion
-from dialogue.slots import bare_number
+from dialogue.slots import bare_number, slot_answer
 from dialogue.summary import sbar
 from dialogue.triage import _Base
 from voice.conversation import CallerUtterance, DialogueOutput, EndCall, Escalate, Outcome
@@ -126,7 +126,9 @@ class FollowUpDialogue(_Base):
                 self.retried = True
                 return self.ask(self.ft("not_understood_yes_no") + " " + self.last_prompt, "yes_no")
         elif q.kind in ("number", "scale"):
-            value = bare_number(utt.text, self.lang)
+            value = (
+                slot_answer("pain_score", utt.text, self.lang) if q.id == "pain" else bare_number(utt.text, self.lang)
+            )
             if value is None:
                 n = self.facts.num("pain_score") if q.id == "pain" else None
                 value = n

@@ -282,3 +282,44 @@ def bare_number(text: str, lang: str) -> float | None:
     """A short answer that is just a number ("七", "about 6", "8分"), for number/scale questions."""
     m = _BARE_NUMBER.match(normalise_numbers(text, lang).strip())
     return float(m.group(1)) if m else None
+
+
+_AGE_UNITS = (
+    (re.compile(r"个?月|month", re.IGNORECASE), 1 / 12),
+    (re.compile(r"周|星期|礼拜|week", re.IGNORECASE), 1 / 52),
+    (re.compile(r"天|day", re.IGNORECASE), 1 / 365),
+)
+
+
+def age_answer(text: str, lang: str) -> float | None:
+    """An answer to "how old is ...?": "两个月" → 0.17 years, "6 weeks" → 0.12, "七岁" / "seven" → 7."""
+    for s in extract_slots(text, lang):
+        if s.slot == "age_years":
+            return s.value
+    n = bare_number(text, lang)
+    if n is None:
+        return None
+    for rx, factor in _AGE_UNITS:
+        if rx.search(text):
+            return n * factor
+    return n
+
+
+def slot_answer(slot: str, text: str, lang: str) -> float | None:
+    """The answer to a question about `slot`: what the slot patterns find, else a bare number read in
+    the slot's unit ("101" for a temperature is Fahrenheit, "两个月" for an age is 0.17 years)."""
+    if slot == "age_years":
+        return age_answer(text, lang)
+    for s in extract_slots(text, lang):
+        if s.slot == slot:
+            return s.value
+    n = bare_number(text, lang)
+    if n is None:
+        return None
+    if slot == "temp_c":
+        return _temp(n, None)
+    if slot == "glucose_mmol" and n > 40:
+        return round(n / 18, 1)
+    if slot == "pain_score" and n > 10:
+        return None
+    return n

@@ -14,7 +14,7 @@ from dialogue.extract import Extractor, extractor
 from dialogue.facts import Facts
 from dialogue.protocols import URGENCY, Knowledge, Protocol, Question, knowledge
 from dialogue.result import TriageResult, build_result
-from dialogue.slots import bare_number
+from dialogue.slots import slot_answer
 from dialogue.summary import sbar
 from voice.conversation import (
     CallerUtterance,
@@ -258,10 +258,8 @@ class TriageDialogue(_Base):
                 self.retried = True
                 return self.ask(self.t("not_understood_yes_no") + " " + self.last_prompt, "yes_no")
         elif q.slot and self.facts.num(q.slot) is None:
-            value = bare_number(utt.text, self.lang)
+            value = slot_answer(q.slot, utt.text, self.lang)
             if value is not None and q.kind in ("number", "scale"):
-                if q.slot == "age_years" and self.lang == "en" and "month" in utt.text.lower():
-                    value /= 12
                 self.facts.set_slot(q.slot, value, utt.turn_index, utt.text, utt.text)
             elif not self.retried and answer is None and not new:
                 self.retried = True
