@@ -5,6 +5,7 @@ scripted_server.py). Both transports: WebRTC (aiortc) and the WebSocket fallback
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -194,19 +195,25 @@ def test_a_red_flag_shows_the_emergency_banner_at_once(
 def test_when_webrtc_cannot_connect_the_widget_falls_back_to_websocket_and_says_so(
     pw: Playwright, server: Server, wavs: dict[str, Path]
 ) -> None:
-    def break_ice(route) -> None:  # type: ignore[no-untyped-def]
-        # the server's answer, with every candidate pointing at a loopback port nobody listens on
-        response = route.fetch()
-        answer = response.json()
+    def dead_candidates(sdp: str) -> str:
+        """Every candidate pointing at a loopback port nobody listens on."""
         dead = free_port()
         lines = []
-        for line in answer["sdp"].split("\r\n"):
+        for line in sdp.split("\r\n"):
             if line.startswith("a=candidate:"):
                 parts = line.split(" ")
                 parts[5] = str(dead)
                 line = " ".join(parts)
             lines.append(line)
-        answer["sdp"] = "\r\n".join(lines)
+        return "\r\n".join(lines)
+
+    def break_ice(route) -> None:  # type: ignore[no-untyped-def]
+        # both ways, or a peer-reflexive candidate would still find the way
+        offer = json.loads(route.request.post_data)
+        offer["sdp"] = dead_candidates(offer["sdp"])
+        response = route.fetch(post_data=json.dumps(offer))
+        answer = response.json()
+        answer["sdp"] = dead_candidates(answer["sdp"])
         route.fulfill(response=response, json=answer)
 
     with chromium(pw, wavs["silence"]) as browser:
