@@ -270,7 +270,7 @@ def build_router() -> APIRouter:
             calls = repository.review_queue(session, f)
             choices = repository.queue_choices(session)
         live_ids = set(services.feed.calls)
-        _audit(request, user, "view_queue", filters={k: v for k, v in request.query_params.items()})
+        _audit(request, user, "view_queue", filters={k: v for k, v in request.query_params.items() if v})
         return _render(
             request, "queue.html", user, calls=calls, choices=choices, live_ids=live_ids,
             filters=dict(request.query_params),
