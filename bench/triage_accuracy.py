@@ -1,0 +1,111 @@
+"""Triage accuracy: `carecall eval` on the 45 Semigran vignettes (case text as the caller's statement)
+and on our own held-out caller statements, next to the published figures of CLINICAL.md.
+
+    python -m bench.triage_accuracy [--no-readme]
+
+Writes bench/results/triage_accuracy.json and prints a markdown table. Also reports a "voice-fair"
+Semigran variant without the sentences only a clinician could report (labs, imaging, vital signs,
+bedside tests); it is crude (whole sentences go) and shows what is lost without those numbers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SEMIGRAN = ROOT.parent / "shared" / "data" / "semigran45.jsonl"
+HELDOUT = ROOT / "tests" / "dialogue" / "data" / "heldout.jsonl"
+CARECALL = ROOT / ".venv" / "bin" / "carecall"
+
+PUBLISHED = [
+    ("Symptom checkers, Semigran et al. BMJ 2015 (23 apps)", "57%", "em 80%"),
+    ("Symptom checkers 2020, Schmieding et al. JMIR 2022 (median of 22)", "55.8%", "several missed"),
+    ("Best symptom-checker app 2020 (Schmieding et al.)", "66.7%", "-"),
+    ("Physicians, Levine et al. (48 vignettes)", "91%", "-"),
+]
+
+# sentences only a clinician could report: labs, imaging, monitoring numbers, bedside tests
+_EXAM = re.compile(
+    r"laborator|\bserum\b|bilirubin|\binr\b|\balt\b|radiograph|x-ray|\bcxr\b|\bekg\b|\becg\b|otoscop|auscultat|"
+    r"rapid antigen|dix-hallpike|centor|in study|physicians recommend|white-cell|saturation|respiratory rate|"
+    r"heart rate|blood pressure of|\bbp\b|tachycardic|asterixis|icterus|tympanic|crackles|rales|egophony",
+    re.IGNORECASE,
+)
+
+
+def voice_fair(text: str) -> str:
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    kept = [s for s in sentences if not _EXAM.search(s)]
+    return " ".join(kept) or text
+
+
+def run_eval(path: Path) -> tuple[list[str], dict[str, Any]]:
+    p = subprocess.run([str(CARECALL), "eval", str(path), "--json"], capture_output=True, text=True, cwd=ROOT,
+                       timeout=600, check=False)
+    if p.returncode != 0:
+        sys.exit(f"carecall eval failed on {path}: {p.stderr.strip()[-500:]}")
+    lines = p.stdout.strip().splitlines()
+    return lines[:-2], json.loads(lines[-1])
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--no-readme", action="store_true", help="do not update README.md's results section")
+    args = ap.parse_args()
+
+    semigran_lines, semigran = run_eval(SEMIGRAN)
+    with tempfile.TemporaryDirectory() as tmp:
+        fair_path = Path(tmp) / "semigran45_voice_fair.jsonl"
+        rows = [json.loads(line) for line in SEMIGRAN.read_text(encoding="utf-8").splitlines() if line.strip()]
+        fair_path.write_text("\n".join(json.dumps({**r, "text": voice_fair(r["text"])}) for r in rows) + "\n",
+                             encoding="utf-8")
+        _, fair = run_eval(fair_path)
+    heldout_lines, heldout = run_eval(HELDOUT)
+
+    results = {
+        "semigran45": semigran,
+        "semigran45_voice_fair": fair,
+        "heldout": heldout,
+        "semigran45_cases": semigran_lines,
+        "heldout_cases": heldout_lines,
+        "published": [{"who": w, "accuracy3": a, "emergencies": e} for w, a, e in PUBLISHED],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "triage_accuracy.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n",
+                                                  encoding="utf-8")
+
+    table = [
+        "| triage of the 45 Semigran vignettes (em / ne / sc) | accuracy (3 levels) | emergencies |",
+        "|---|---|---|",
+        f"| **CareCall rules, no LLM** (full vignette text) | **{_pct(semigran['accuracy3'])}** | "
+        f"{semigran['under_triaged_emergencies']} under-triaged; em {_pct(semigran['accuracy3_by_gold']['em'])} |",
+        f"| CareCall, voice-fair text (labs, imaging, vital signs removed) | {_pct(fair['accuracy3'])} | "
+        f"{fair['under_triaged_emergencies']} under-triaged |",
+        *[f"| {w} | {a} | {e} |" for w, a, e in PUBLISHED],
+        "",
+        "CareCall on its own held-out caller statements (tests/dialogue/data/heldout.jsonl, zh + en, "
+        f"n={heldout['n']}): "
+        f"accuracy3 {_pct(heldout['accuracy3'])}, accuracy5 {_pct(heldout['accuracy5'])}, "
+        f"{heldout['under_triaged_emergencies']} under-triaged emergencies.",
+    ]
+    body = "\n".join(table)
+    print(body)
+    if not args.no_readme:
+        from bench.report import update_readme
+
+        update_readme("triage_accuracy", body)
+
+
+if __name__ == "__main__":
+    main()
