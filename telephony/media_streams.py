@@ -27,12 +27,12 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
-from telephony.common import LogOnce, call_log, mask_number
+from telephony.common import LogOnce, call_log, caller_resampler, mask_number
 from telephony.pacing import FramePacer
 from voice import g711
 from voice.audio import Pcm
 from voice.events import CallerAudio, CallerHangup, CallEvent, CallInfo, Dtmf, InboundEvent
-from voice.resample import StreamResampler, resample
+from voice.resample import resample
 
 log = logging.getLogger("carecall.telephony.media_streams")
 
@@ -78,7 +78,7 @@ class MediaStreamTransport:
         self._on_transfer = on_transfer
         self._log = call_log("carecall.telephony.media_streams", call_id)
         self._once = LogOnce(self._log)
-        self._in_resampler = StreamResampler(g711.SAMPLE_RATE, input_rate)
+        self._in_resampler = caller_resampler(input_rate)
         self._inbound: asyncio.Queue[InboundEvent] = asyncio.Queue(MAX_INBOUND_QUEUE)
         self._pacer = FramePacer(self._send_frame, frame_s=FRAME_S, lead_s=lead_s)
         self._last_seq = 0

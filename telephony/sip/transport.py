@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from telephony.common import LogOnce, call_log
+from telephony.common import LogOnce, call_log, caller_resampler
 from telephony.pacing import FramePacer
 from telephony.sip.rtp import JitterBuffer, RtpPacket, RtpSession, dtmf_payload, parse_dtmf
 from voice import g711
 from voice.audio import Pcm
 from voice.events import CallerAudio, CallerHangup, CallEvent, Dtmf, InboundEvent
-from voice.resample import StreamResampler, resample
+from voice.resample import resample
 
 FRAME = 160
 FRAME_S = 0.02
@@ -61,7 +61,7 @@ class RtpTransport:
         self.jitter = JitterBuffer()
         self._ssrc: int | None = None
         self._last_dtmf_ts: int | None = None
-        self._resampler = StreamResampler(g711.SAMPLE_RATE, input_rate)
+        self._resampler = caller_resampler(input_rate)
         self._inbound: asyncio.Queue[InboundEvent] = asyncio.Queue(MAX_INBOUND_QUEUE)
         self._pacer = FramePacer(self._send, frame_s=FRAME_S, lead_s=lead_s,
                                  idle_frame=bytes([codec.silence_byte]) * FRAME)
