@@ -169,8 +169,9 @@ class CallRecorder:
                 call.urgency = urgency_rank(disposition)
             if isinstance(data.get("department"), str):
                 call.department = data["department"]
-            if isinstance(data.get("chief_complaint"), str):
-                call.chief_complaint = data["chief_complaint"]
+            complaint = data.get("chief_complaint_name") or data.get("chief_complaint")
+            if isinstance(complaint, str) and complaint:
+                call.chief_complaint = complaint
             if data.get("red_flags"):
                 known = set(session.scalars(select(RedFlag.flag).where(RedFlag.call_id == call.id)))
                 for row in parse_red_flags(data["red_flags"]):

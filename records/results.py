@@ -3,13 +3,17 @@
 The dialogue brain owns the result's shape; this reader is tolerant on purpose so that a renamed
 key loses one field, never a call. Expected (all optional):
 
-    {"chief_complaint": str, "disposition": str | {"level": str}, "department": str,
-     "findings": [{"name"|"slot"|"key": str, "value": any, "evidence"|"utterance": str,
-                   "turn_index"|"turn": int}] | {name: value},
+    {"chief_complaint": str, "chief_complaint_name": str, "disposition": str | {"level": str},
+     "department": str,
+     "findings": [{"id"|"name"|"slot": str, "value": any | "present": bool,
+                   "evidence": str | {"text": str, "turn": int}, "turn_index"|"turn": int}] | {name: value},
      "red_flags": [str | {"flag"|"name"|"id": str, "reason": str, "turn_index": int}],
      "summary"|"sbar": {"situation", "background", "assessment", "recommendation"} | str,
      "outcomes"|"answers"|"questionnaire": [{"item"|"name"|"question": str, "value"|"answer": any,
-                   "evidence": str, "concern"|"flag": bool}] | {item: value}}
+                   "evidence"|"text": str, "concern"|"alarm": bool}] | {item: {...same} | value}}
+
+(dialogue/triage.py and dialogue/followup.py produce the `id`/`present`/`evidence{turn,text}` and
+`outcomes{question: {answer, value, text, turn, alarm}}` forms.)
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def _first(d: dict[str, Any], *keys: str) -> Any:
 
 
 def _evidence(d: dict[str, Any]) -> str | None:
-    ev = _first(d, "evidence", "utterance", "quote", "source_text")
+    ev = _first(d, "evidence", "utterance", "quote", "source_text", "text")
     if isinstance(ev, dict):
         ev = _first(ev, "text", "utterance")
     return _text(ev)
@@ -90,7 +94,7 @@ def _evidence(d: dict[str, Any]) -> str | None:
 
 def _turn(d: dict[str, Any]) -> int | None:
     ev = d.get("evidence")
-    nested = ev.get("turn_index") if isinstance(ev, dict) else None
+    nested = _first(ev, "turn_index", "turn") if isinstance(ev, dict) else None
     return _int(_first(d, "turn_index", "turn", "turn_idx") if nested is None else nested)
 
 
@@ -122,6 +126,8 @@ def parse_summary(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if isinstance(value, dict):
+        if all(value.get(k) for k in SBAR_KEYS):  # the four parts; a joined "text" copy adds nothing
+            return {k: _text(value[k]) for k in SBAR_KEYS}
         return {k: _text(v) for k, v in value.items()}
     return {"text": _text(value)}
 
@@ -129,7 +135,7 @@ def parse_summary(value: Any) -> dict[str, Any] | None:
 def parse_result(result: dict[str, Any] | None) -> ParsedResult:
     result = result or {}
     parsed = ParsedResult(
-        chief_complaint=_text(result.get("chief_complaint")),
+        chief_complaint=_text(result.get("chief_complaint_name") or result.get("chief_complaint") or None),
         disposition=parse_disposition(result.get("disposition")),
         department=_text(_first(result, "department", "dept")),
         summary=parse_summary(_first(result, "summary", "sbar")),
@@ -144,15 +150,15 @@ def parse_result(result: dict[str, Any] | None) -> ParsedResult:
             continue
         parsed.findings.append(
             FindingRow(
-                name=_text(_first(f, "name", "slot", "key", "label", "finding")) or "finding",
-                value=_text(f.get("value")),
+                name=_text(_first(f, "name", "id", "slot", "key", "label", "finding")) or "finding",
+                value=_text(f["value"] if f.get("value") is not None else f.get("present")),
                 evidence=_evidence(f),
                 turn_idx=_turn(f),
             )
         )
     outcomes = _first(result, "outcomes", "answers", "questionnaire") or []
     if isinstance(outcomes, dict):
-        outcomes = [{"item": k, "value": v} for k, v in outcomes.items()]
+        outcomes = [{"item": k, **v} if isinstance(v, dict) else {"item": k, "value": v} for k, v in outcomes.items()]
     for o in outcomes:
         if isinstance(o, dict):
             parsed.outcomes.append(
@@ -160,7 +166,7 @@ def parse_result(result: dict[str, Any] | None) -> ParsedResult:
                     item=_text(_first(o, "item", "name", "question", "key")) or "item",
                     value=_text(_first(o, "value", "answer")),
                     evidence=_evidence(o),
-                    concern=bool(_first(o, "concern", "flag", "escalate")),
+                    concern=bool(_first(o, "concern", "alarm", "flag", "escalate")),
                 )
             )
     return parsed
