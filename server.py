@@ -26,6 +26,7 @@ from dialogue.llama_server import MODEL_ALIAS, LlamaServer
 from dialogue.llm import ChatModel
 from dialogue.openai_chat import OpenAIChatModel
 from settings import Settings
+from telephony.lines import PhoneLines
 from voice.call import Call, TurnTaking
 from voice.endpointer import EndpointerConfig
 from voice.events import CallInfo
@@ -210,7 +211,9 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
             app.state.runtime = runtime
             app.state.hub = runtime.hub
             records = await web.console.start(app, settings)  # call records + recorder on the hub
+            await phone.start(app)  # SIP endpoint (when CARECALL_SIP_ENABLED)
             yield
+            await phone.aclose()  # hang up phone calls, close the SIP socket
             await widget.aclose()  # tell widget callers, close every WebRTC peer connection
         await records.aclose()  # after the hub drained: the last call events are stored
 
@@ -240,6 +243,8 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
     web.console.install(app, settings)  # nurse console at /console
     widget = web.widget.WidgetService(settings)  # patient widget, call tokens, WebRTC signalling
     app.include_router(widget.router)
+    phone = PhoneLines(settings)  # Twilio-style Media Streams webhook + stream, SIP/RTP endpoint
+    app.include_router(phone.router)
     if settings.call_token_required:
         app.state.authorise_call = widget.authorise_call  # a /ws/call start spends a widget token
     return app

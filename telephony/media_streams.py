@@ -67,6 +67,7 @@ class MediaStreamTransport:
         input_rate: int = 16000,
         on_transfer: Callable[[str, str], None] | None = None,
         lead_s: float = 0.06,
+        default_transfer: str = "",
     ) -> None:
         self.input_rate = input_rate
         self.output_rate = g711.SAMPLE_RATE
@@ -76,6 +77,7 @@ class MediaStreamTransport:
         self._send_text = send_text
         self._close = close
         self._on_transfer = on_transfer
+        self._default_transfer = default_transfer
         self._log = call_log("carecall.telephony.media_streams", call_id)
         self._once = LogOnce(self._log)
         self._in_resampler = caller_resampler(input_rate)
@@ -328,6 +330,7 @@ class MediaStreamTransport:
     async def transfer(self, target: str) -> bool:
         """Hand the caller to a human line: remember the target for this call's `<Connect action>`
         request, then end the stream; the carrier continues with `<Dial>target</Dial>`."""
+        target = target or self._default_transfer
         if self._ended or self._on_transfer is None or not target:
             return False
         self._on_transfer(self.call_sid, target)
@@ -498,7 +501,7 @@ def build_router(
         transport = MediaStreamTransport(
             call_id=call_id, stream_sid=stream_sid, call_sid=call_sid, send_text=ws.send_text,
             close=lambda code, reason: _safe_close(ws, code, reason), input_rate=input_rate,
-            on_transfer=transfers.put)
+            on_transfer=transfers.put, default_transfer=settings.transfer_target)
         clog = call_log("carecall.telephony.media_streams", call_id)
         clog.info("media stream started (%s, %s)", language, mode)
         transport.start()

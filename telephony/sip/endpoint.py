@@ -59,6 +59,7 @@ class SipConfig:
     user_agent: str = "CareCall"
     input_rate: int = 16000
     answer_delay_s: float = 0.0  # ring this long before answering
+    transfer_target: str = ""  # the human line a Transfer with no target goes to
 
     @classmethod
     def from_settings(cls, s: Any) -> SipConfig:
@@ -66,7 +67,8 @@ class SipConfig:
             host=s.sip_host, port=s.sip_port, public_host=s.sip_public_host,
             rtp_ports=(s.sip_rtp_port_min, s.sip_rtp_port_max), trunk=s.sip_trunk,
             from_user=s.sip_from_user, username=s.sip_username,
-            password=s.sip_password.get_secret_value(), default_language=s.sip_default_language)
+            password=s.sip_password.get_secret_value(), default_language=s.sip_default_language,
+            transfer_target=s.transfer_target)
 
 
 @dataclass
@@ -405,8 +407,9 @@ class SipEndpoint:
     # --- transfer ----------------------------------------------------------------------------
     async def _transfer(self, sip_call_id: str, target: str, timeout: float = 20.0) -> bool:
         """Blind transfer (RFC 3515): REFER, then wait for the final NOTIFY; on success hang up."""
+        target = target or self.config.transfer_target
         session = self.sessions.get(sip_call_id)
-        if session is None or session.ended or self.uac is None:
+        if session is None or session.ended or self.uac is None or not target:
             return False
         dialog = session.incoming.dialog if session.incoming is not None else session.outgoing.dialog
         clog = call_log("carecall.telephony.sip", session.call_id)

@@ -259,7 +259,7 @@ class RtpTransport:
 
     async def transfer(self, target: str) -> bool:
         """Blind transfer (REFER) after the bot's last words; True once the peer accepted it."""
-        if self._ended or self._on_transfer is None or not target:
+        if self._ended or self._on_transfer is None:
             return False
         await self.wait_played()
         return await self._on_transfer(target)
