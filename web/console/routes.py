@@ -37,6 +37,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+SECRET_SETTINGS = {"secret_key", "llm_api_key", "twilio_auth_token"}
 ERRORS = {
     "reason": "A reason is required to override a disposition.",
     "disposition": "Choose a disposition from the list.",
@@ -414,6 +415,18 @@ def build_router() -> APIRouter:
             request, "audit.html", user, events=events, page=page, call_filter=call or "",
             username_filter=username or "",
         )  # fmt: skip
+
+    @router.get("/settings")
+    def settings_page(request: Request, user: Principal = Depends(admin_page)) -> Response:
+        """What this server runs with (secrets never shown). Settings come from CARECALL_* variables."""
+        services = get_services(request)
+        shown = services.settings.model_dump(exclude=SECRET_SETTINGS)
+        shown["database"] = services.database.engine.url.render_as_string(hide_password=True)
+        shown.pop("database_url", None)
+        _audit(request, user, "view_settings")
+        return _render(
+            request, "settings.html", user, settings=sorted(shown.items()), dialect=services.database.dialect
+        )
 
     @router.get("/users")
     def users(request: Request, user: Principal = Depends(admin_page), error: str | None = None) -> Response:

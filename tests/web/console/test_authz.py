@@ -33,11 +33,19 @@ ROUTES = [
     ("POST", "/console/logout", "/console/logout", NURSE, {}),
     ("GET", "/console/audit", "/console/audit", ADMIN, None),
     ("GET", "/console/users", "/console/users", ADMIN, None),
+    ("GET", "/console/settings", "/console/settings", ADMIN, None),
     ("POST", "/console/users", "/console/users", ADMIN,
      {"username": "newbie", "password": "long-password", "role": "nurse"}),
     ("POST", "/console/users/{user_id}", "/console/users/{nurse_id}", ADMIN, {"role": "nurse", "active": "yes"}),
 ]  # fmt: skip
-PAGES = {"/console/", "/console/live", "/console/calls/{call_id}", "/console/audit", "/console/users"}
+PAGES = {
+    "/console/",
+    "/console/live",
+    "/console/calls/{call_id}",
+    "/console/audit",
+    "/console/users",
+    "/console/settings",
+}
 
 
 def test_the_matrix_covers_every_console_route():

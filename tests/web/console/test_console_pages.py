@@ -222,3 +222,10 @@ async def test_live_feed_streams_calls_and_red_flags(console):
     red = next(f for f in frames if f.startswith("event: red_flag"))
     assert "chest_pain_radiating" in red
     assert feed.subscriber_count == 0
+
+
+def test_admin_sees_settings_without_secrets(console):
+    page = console.client("admin").get("/console/settings")
+    assert page.status_code == 200
+    assert "recording_retention_days" in page.text and "test-secret-key" not in page.text
+    assert "secret_key" not in page.text and "llm_api_key" not in page.text
