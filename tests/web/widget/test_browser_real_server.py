@@ -1,0 +1,78 @@
+"""The widget against the whole product as `make demo` runs it (`carecall serve`: the triage brain,
+Whisper, Piper and the Mandarin voice, the embedded LLM): an English red flag over WebRTC and a
+Mandarin caller over the WebSocket fallback, in Debian's Chromium with a fake microphone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Playwright, sync_playwright
+
+from tests.conftest import RunningServer, start_server, stop_server
+from tests.web.widget.browser import chromium, hospital_page, start_call, trace, wait_for
+from tests.web.widget.speech import mic_wav
+
+pytestmark = [pytest.mark.browser, pytest.mark.models, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[3]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(
+        tmp_path_factory.mktemp("widget-product"),
+        extra_env={
+            "CARECALL_WEBRTC_ICE_ADDRESSES": '["127.0.0.1"]',
+            "CARECALL_CALL_TOKEN_REQUIRED": "true",
+            "CARECALL_SECRET_KEY": "browser-test-secret",
+        },
+    )
+    try:
+        yield server
+    finally:
+        stop_server(server.process)
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+def captions(page) -> str:  # type: ignore[no-untyped-def]
+    return page.evaluate("[...document.querySelector('carecall-widget').shadowRoot"
+                         ".querySelectorAll('.captions p')].map(p => p.textContent).join('\\n')")
+
+
+def test_english_red_flag_over_webrtc(pw: Playwright, product: RunningServer, tmp_path: Path) -> None:
+    wav = mic_wav(tmp_path, 14.0, "I have crushing chest pain spreading to my left arm, and I am sweating.", 25.0)
+    with chromium(pw, wav) as browser:
+        page = hospital_page(browser, product.base_url, lang="en", transport="webrtc")
+        start_call(page)
+        banner = page.locator("carecall-widget #cc-banner")
+        banner.wait_for(state="visible", timeout=120_000)
+        assert "911" in banner.inner_text()
+        text = captions(page)
+        assert "chest" in text.lower() and "arm" in text.lower(), text
+        messages = [m for _, m in trace(page)["messages"]]
+        red = [m for m in messages if m["type"] == "red_flag"]
+        assert red and red[0]["emergency_number"] == "911" and red[0]["red_flags"], red
+        stats = page.evaluate("document.querySelector('carecall-widget').carecall.rtcStats()")
+        assert stats["inbound"]["bytesReceived"] > 20_000
+
+
+def test_mandarin_caller_over_the_websocket_fallback(pw: Playwright, product: RunningServer, tmp_path: Path) -> None:
+    wav = mic_wav(tmp_path, 16.0, "我从昨天开始发烧，还一直咳嗽。", 25.0, lang="zh")
+    with chromium(pw, wav) as browser:
+        page = hospital_page(browser, product.base_url, lang="zh", transport="websocket")
+        start_call(page, start_label="开始通话")
+        text = wait_for(page, "[...document.querySelector('carecall-widget').shadowRoot"
+                              ".querySelectorAll('.captions p.caller')].map(p => p.textContent).join(' ')",
+                        120, "the caller's caption")
+        assert "发烧" in text or "咳嗽" in text, text
+        wait_for(page, "w.stats.botBytes > 100000", 60, "the bot's Mandarin speech")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "widget-zh.png"), full_page=True)
