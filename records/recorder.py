@@ -5,6 +5,7 @@ thread fed by a queue, so the event loop and the audio path never wait for the d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from records.db import Database
@@ -51,27 +53,43 @@ class CallRecorder:
         if self._queue is not None:
             await self._queue.join()
 
-    async def aclose(self) -> None:
-        await self.flush()
+    async def aclose(self, timeout_s: float = 15.0) -> None:
+        """Store what is queued (waiting at most `timeout_s` for a database that is down), then stop."""
+        try:
+            await asyncio.wait_for(self.flush(), timeout_s)
+        except TimeoutError:
+            lost = self._queue.qsize() if self._queue else 0
+            log.error("records database unavailable at shutdown: %d call events were not stored", lost)
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         self._executor.shutdown(wait=True)
 
     async def _writer(self) -> None:
+        """Writes events in order. While the database is unreachable it keeps retrying (the events
+        wait in memory, in order); an event that fails for any other reason is tried a few times,
+        then logged and skipped so that one bad event cannot stop the record of every later call."""
         assert self._queue is not None
         loop = asyncio.get_running_loop()
         while True:
             event = await self._queue.get()
             try:
-                for attempt in range(1, _RETRIES + 1):
+                attempt = 0
+                while True:
+                    attempt += 1
                     try:
                         await loop.run_in_executor(self._executor, self.write, event)
                         break
+                    except (OperationalError, InterfaceError):
+                        if attempt == 1 or attempt % 20 == 0:
+                            log.warning(
+                                "call %s: records database unreachable, retrying (%d events waiting)",
+                                getattr(event, "call_id", "?"),
+                                self._queue.qsize() + 1,
+                            )
+                        await asyncio.sleep(min(5.0, 0.2 * attempt))
                     except Exception:  # logged without the patient's words
                         log.exception(
                             "call %s: storing %s failed (attempt %d)",
@@ -79,6 +97,8 @@ class CallRecorder:
                             type(event).__name__,
                             attempt,
                         )
+                        if attempt >= _RETRIES:
+                            break
                         await asyncio.sleep(0.2 * attempt)
             finally:
                 self._queue.task_done()

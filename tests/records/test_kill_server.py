@@ -64,5 +64,9 @@ def test_a_killed_server_keeps_every_finished_turn(tmp_path, say):
             client.post("/console/login", data={"username": "nina", "password": "nurse-pass-1", "login_token": token})
             call_page = client.get(f"/console/calls/{call_id}")
             assert call_page.status_code == 200 and "server stopped during the call" in call_page.text
+            # the stereo recording up to its last flush is kept and plays
+            assert f'src="/console/calls/{call_id}/audio"' in call_page.text
+            audio = client.get(f"/console/calls/{call_id}/audio", headers={"Range": "bytes=0-43"})
+            assert audio.status_code == 206 and audio.content[:4] == b"RIFF" and audio.content[22:24] == b"\x02\x00"
     finally:
         stop_server(restarted.process)

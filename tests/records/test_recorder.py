@@ -149,3 +149,43 @@ async def test_calls_cut_off_by_a_stopped_server_are_closed_with_their_turns(dat
     else:  # other workers may hold live calls: left alone
         assert closed == 0 and call.status == "in_progress"
     assert turns >= 2
+
+
+async def test_a_database_outage_delays_turns_but_loses_none(database):
+    from sqlalchemy.exc import OperationalError
+
+    recorder = CallRecorder(database)
+    real_write = recorder.write
+    outage = {"left": 4}
+
+    def write(event):
+        if outage["left"]:
+            outage["left"] -= 1
+            raise OperationalError("INSERT", {}, Exception("connection refused"))
+        real_write(event)
+
+    recorder.write = write  # type: ignore[method-assign]
+    for event in triage_call("call-outage"):
+        await recorder.on_event(event)
+    await recorder.aclose()
+    with database.session() as s:
+        assert s.scalar(select(func.count()).select_from(Turn).where(Turn.call_id == "call-outage")) == 5
+        assert s.get(Call, "call-outage").status == "ended"
+
+
+async def test_one_bad_event_does_not_stop_the_record(database):
+    recorder = CallRecorder(database)
+    real_write = recorder.write
+
+    def write(event):
+        if isinstance(event, TurnRecorded) and event.turn.index == 1:
+            raise ValueError("a bug in one event")
+        real_write(event)
+
+    recorder.write = write  # type: ignore[method-assign]
+    for event in triage_call("call-bug"):
+        await recorder.on_event(event)
+    await recorder.aclose()
+    with database.session() as s:
+        idx = s.scalars(select(Turn.idx).where(Turn.call_id == "call-bug").order_by(Turn.idx)).all()
+        assert idx == [0, 2, 3, 4] and s.get(Call, "call-bug").status == "ended"
