@@ -262,3 +262,59 @@ def test_a_server_restart_mid_call_is_explained(
             assert page.get_by_role("button", name="Start call").is_enabled()
     finally:
         own.stop()
+
+
+def test_keyboard_screen_reader_and_phone_layout(pw: Playwright, server: Server) -> None:
+    with chromium(pw, None) as browser:
+        page = hospital_page(browser, server.url, lang="zh")
+        root = page.locator("carecall-widget")
+        # keyboard: Tab reaches the language switch, the consent box and the Start button, in order
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.querySelector('carecall-widget').shadowRoot.activeElement.textContent") == "中文"
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")  # English
+        assert root.locator("#cc-title").inner_text() == "CareCall nurse line"
+        assert page.get_by_role("button", name="English").get_attribute("aria-pressed") == "true"
+        assert root.locator(".cc").get_attribute("lang") == "en"
+        page.keyboard.press("Tab")
+        page.keyboard.press("Space")  # consent
+        assert page.get_by_role("checkbox", name="I understand and agree to the recording").is_checked()
+        assert page.get_by_role("button", name="Start call").is_enabled()
+        # screen readers: state is a status region; finished captions go to a polite log; partials
+        # are shown but not announced; alarms are alerts
+        assert root.locator("[role=status]").get_attribute("aria-live") == "polite"
+        log = root.locator("[role=log]")
+        assert log.get_attribute("aria-live") == "polite" and log.get_attribute("aria-label") == "Call captions"
+        page.evaluate("""() => {
+            const w = document.querySelector('carecall-widget').carecall;
+            w.call = { cleanup: [], closed: false };
+            const say = (m) => w.onMessage(w.call, JSON.stringify(m));
+            say({type: 'state', state: 'listening'});
+            say({type: 'partial', text: 'my chest'});
+        }""")
+        assert root.locator("#cc-state").inner_text() == "Listening — go ahead"
+        assert root.locator("#cc-partial").inner_text() == "my chest"
+        assert root.locator("#cc-partial").get_attribute("aria-hidden") == "true"
+        page.evaluate("""() => {
+            const w = document.querySelector('carecall-widget').carecall;
+            const say = (m) => w.onMessage(w.call, JSON.stringify(m));
+            say({type: 'transcript', speaker: 'caller', text: 'my chest hurts <b>a lot</b>', interrupted: false});
+            say({type: 'red_flag', level: 'emergency_ambulance', red_flags: ['chest_pain'], emergency_number: '999'});
+            say({type: 'outcome', disposition: 'emergency_ambulance', department: 'emergency',
+                 department_name: 'Emergency department'});
+            say({type: 'ended', reason: 'red_flag', result: {}});
+        }""")
+        assert root.locator("#cc-partial").inner_text() == ""
+        assert "my chest hurts <b>a lot</b>" in log.inner_text()  # text, never markup
+        assert root.locator("[role=alert]#cc-banner").inner_text().startswith("This may be an emergency. Call 999 now.")
+        assert page.get_by_role("link", name="Call 999").get_attribute("href") == "tel:999"
+        outcome = root.locator("#cc-outcome")
+        assert "Call an ambulance now." in outcome.inner_text()
+        assert "Department: Emergency department" in outcome.inner_text()
+        assert "call 999" in outcome.inner_text()
+        assert page.evaluate("document.querySelector('carecall-widget').shadowRoot.activeElement.id") == "cc-outcome"
+        # the hospital's CSS stays out of the widget, and the widget fits a phone without sideways scrolling
+        assert root.locator("#cc-title").evaluate("e => getComputedStyle(e).color") != "rgb(128, 0, 128)"
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        box = root.locator("#cc-talk").bounding_box()
+        assert box and box["height"] >= 44
