@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,12 +52,17 @@ class LiveCall:
 
 
 class LiveFeed:
-    """Live calls and their subscribers. Call `apply(event)` from the event loop."""
+    """Live calls and their subscribers. Call `apply(event)` (a local call's event) or
+    `apply_message(message)` (another worker's, see records/live_pg.py) from the event loop.
+    `forward`, when set, receives every message made from a local event."""
 
-    def __init__(self, queue_size: int = 500) -> None:
+    def __init__(self, queue_size: int = 500, remote_idle_s: float = 900.0) -> None:
         self.calls: dict[str, LiveCall] = {}
+        self.forward: Callable[[dict[str, Any]], None] | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._queue_size = queue_size
+        self._remote: dict[str, float] = {}  # call id -> last message time, for other workers' calls
+        self._remote_idle_s = remote_idle_s
 
     # --- viewers ----------------------------------------------------------------------------
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
@@ -72,6 +78,10 @@ class LiveFeed:
         return len(self._subscribers)
 
     def snapshot(self) -> list[dict[str, Any]]:
+        cutoff = time.monotonic() - self._remote_idle_s
+        for call_id in [c for c, seen in self._remote.items() if seen < cutoff]:  # a worker that died
+            self._remote.pop(call_id, None)
+            self.calls.pop(call_id, None)
         return [c.as_dict() for c in sorted(self.calls.values(), key=lambda c: c.started_at)]
 
     def _push(self, message: dict[str, Any]) -> None:
@@ -83,27 +93,25 @@ class LiveFeed:
             queue.put_nowait(message)
 
     # --- events -----------------------------------------------------------------------------
-    def _call(self, call_id: str) -> LiveCall:
-        call = self.calls.get(call_id)
-        if call is None:  # joined mid-call
-            call = self.calls[call_id] = LiveCall(call_id, "", "triage", "", time.time())
-        return call
-
     def apply(self, event: CallEvent) -> None:
+        message = self.message_for(event)
+        if message is None:
+            return
+        self.apply_message(message)
+        if self.forward is not None:
+            self.forward(message)
+
+    @staticmethod
+    def message_for(event: CallEvent) -> dict[str, Any] | None:
         match event:
             case CallStarted(call_id=call_id, info=info, started_at=started_at):
                 call = LiveCall(call_id, info.language, info.mode, info.channel, started_at)
-                self.calls[call_id] = call
-                self._push({"type": "call_started", "call": call.as_dict()})
+                return {"type": "call_started", "call": call.as_dict()}
             case StateChanged(call_id=call_id, state=state):
-                self._call(call_id).state = state
-                self._push({"type": "state", "call_id": call_id, "state": state})
+                return {"type": "state", "call_id": call_id, "state": state}
             case PartialTranscript(call_id=call_id, text=text):
-                self._call(call_id).partial = text
-                self._push({"type": "partial", "call_id": call_id, "text": text})
+                return {"type": "partial", "call_id": call_id, "text": text}
             case TurnRecorded(call_id=call_id, turn=turn):
-                call = self._call(call_id)
-                call.partial = ""
                 entry = {
                     "idx": turn.index,
                     "speaker": turn.speaker,
@@ -111,33 +119,60 @@ class LiveFeed:
                     "start_s": turn.start_s,
                     "interrupted": turn.interrupted,
                 }
-                call.turns.append(entry)
-                del call.turns[:-MAX_LIVE_TURNS]
-                self._push({"type": "turn", "call_id": call_id, "turn": entry})
+                return {"type": "turn", "call_id": call_id, "turn": entry}
             case ActionTaken(call_id=call_id, action=action):
-                self._apply_action(call_id, action)
+                kind = type(action).__name__
+                if kind == "Escalate":
+                    reason = str(getattr(action, "reason", ""))
+                    flags = [str(f) for f in getattr(action, "red_flags", ())] or [reason]
+                    level = str(getattr(action, "level", ""))
+                    return {"type": "red_flag", "call_id": call_id, "flags": flags, "reason": reason, "level": level}
+                if kind == "Outcome":
+                    disposition = (getattr(action, "data", None) or {}).get("disposition")
+                    if isinstance(disposition, str):
+                        return {"type": "disposition", "call_id": call_id, "disposition": disposition}
+                return None
             case CallEnded(call_id=call_id, reason=reason):
-                self.calls.pop(call_id, None)
-                self._push({"type": "call_ended", "call_id": call_id, "reason": reason})
+                return {"type": "call_ended", "call_id": call_id, "reason": reason}
+        return None
 
-    def _apply_action(self, call_id: str, action: Any) -> None:
-        kind = type(action).__name__
-        call = self._call(call_id)
-        if kind == "Escalate":
-            flags = [str(f) for f in getattr(action, "red_flags", ())] or [str(getattr(action, "reason", ""))]
-            call.red_flags.extend(f for f in flags if f not in call.red_flags)
-            self._push(
-                {
-                    "type": "red_flag",
-                    "call_id": call_id,
-                    "flags": flags,
-                    "reason": str(getattr(action, "reason", "")),
-                    "level": str(getattr(action, "level", "")),
-                }
-            )
-        elif kind == "Outcome":
-            data = getattr(action, "data", {}) or {}
-            disposition = data.get("disposition")
-            if isinstance(disposition, str):
-                call.disposition = disposition
-                self._push({"type": "disposition", "call_id": call_id, "disposition": disposition})
+    def _call(self, call_id: str) -> LiveCall:
+        call = self.calls.get(call_id)
+        if call is None:  # joined mid-call
+            call = self.calls[call_id] = LiveCall(call_id, "", "triage", "", time.time())
+        return call
+
+    def apply_message(self, message: dict[str, Any], *, remote: bool = False) -> None:
+        """Update the picture from one message and pass it to every viewer."""
+        kind = message.get("type")
+        call_id = message.get("call_id") or (message.get("call") or {}).get("call_id")
+        if not isinstance(call_id, str):
+            return
+        if remote and kind != "call_ended":
+            self._remote[call_id] = time.monotonic()
+        if kind == "call_started":
+            c = message["call"]
+            self.calls[call_id] = LiveCall(
+                call_id, c.get("language", ""), c.get("mode", "triage"), c.get("channel", ""),
+                float(c.get("started_at") or time.time()),
+            )  # fmt: skip
+        elif kind == "state":
+            self._call(call_id).state = str(message.get("state", ""))
+        elif kind == "partial":
+            self._call(call_id).partial = str(message.get("text", ""))
+        elif kind == "turn":
+            call = self._call(call_id)
+            call.partial = ""
+            call.turns.append(message["turn"])
+            del call.turns[:-MAX_LIVE_TURNS]
+        elif kind == "red_flag":
+            call = self._call(call_id)
+            call.red_flags.extend(f for f in message.get("flags", []) if f not in call.red_flags)
+        elif kind == "disposition":
+            self._call(call_id).disposition = str(message.get("disposition", ""))
+        elif kind == "call_ended":
+            self.calls.pop(call_id, None)
+            self._remote.pop(call_id, None)
+        else:
+            return
+        self._push(message)

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from records.db import Database, open_database
 from records.live import LiveFeed
+from records.live_pg import PostgresLiveBridge
 from records.recorder import CallRecorder, close_interrupted_calls
 from records.recordings import purge_recordings, recordings_dir
 from settings import Settings
@@ -32,6 +33,7 @@ class ConsoleServices:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     own_database: bool = True
     purge_task: asyncio.Task[None] | None = None
+    live_bridge: PostgresLiveBridge | None = None  # PostgreSQL: live calls of every worker
 
     @property
     def feed(self) -> LiveFeed:
@@ -53,6 +55,8 @@ class ConsoleServices:
             self.purge_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.purge_task
+        if self.live_bridge is not None:
+            await asyncio.to_thread(self.live_bridge.stop)
         await self.recorder.aclose()
         if self.own_database:
             self.database.dispose()
@@ -89,6 +93,9 @@ async def start(app: FastAPI, settings: Settings, database: Database | None = No
     """In the lifespan, after the call hub exists: records on, recorder following every call."""
     services = await asyncio.to_thread(open_services, settings, database)
     services.purge_task = asyncio.create_task(services.purge_daily(), name="recordings-purge")
+    if services.database.dialect == "postgresql":
+        services.live_bridge = PostgresLiveBridge(services.database, services.feed)
+        services.live_bridge.start(asyncio.get_running_loop())
     app.state.records = services
     hub: Any = getattr(app.state, "hub", None)
     if hub is not None:

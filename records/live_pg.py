@@ -1,0 +1,130 @@
+"""The live view across workers: with PostgreSQL, each worker's live-call messages go out on a
+NOTIFY channel and every other worker's feed applies them, so a nurse's console shows every call
+in progress whichever worker it is connected to. (SQLite means one process: nothing to share.)
+
+Both directions run on their own threads with their own connections; the event loop only hands
+messages over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import threading
+import uuid
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from records.db import Database
+from records.live import LiveFeed
+
+log = logging.getLogger("carecall.records.live")
+
+CHANNEL = "carecall_live"
+MAX_PAYLOAD = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
+MAX_TEXT = 1500
+
+
+def _conninfo(database: Database) -> str:
+    url = make_url(database.url)
+    if url.drivername.startswith("postgres"):
+        url = url.set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+def _fit(message: dict[str, Any]) -> str | None:
+    """The message as a NOTIFY payload, shortened if a long utterance would not fit."""
+    payload = json.dumps(message, ensure_ascii=False)
+    if len(payload.encode()) <= MAX_PAYLOAD:
+        return payload
+    envelope = json.loads(payload)
+    m = envelope.get("m") or {}
+    for holder in (m, m.get("turn") or {}):
+        if isinstance(holder.get("text"), str):
+            holder["text"] = holder["text"][:MAX_TEXT] + "…"
+    if isinstance(m.get("call"), dict):
+        m["call"]["turns"] = []
+    payload = json.dumps(envelope, ensure_ascii=False)
+    return payload if len(payload.encode()) <= MAX_PAYLOAD else None
+
+
+class PostgresLiveBridge:
+    def __init__(self, database: Database, feed: LiveFeed) -> None:
+        self.database = database
+        self.feed = feed
+        self.worker = uuid.uuid4().hex[:12]
+        self._out: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.listening = threading.Event()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.feed.forward = self._send
+        for target, name in ((self._listen, "live-listen"), (self._notify, "live-notify")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self.feed.forward = None
+        self._stop.set()
+        with contextlib.suppress(queue.Full):
+            self._out.put_nowait(None)
+        for t in self._threads:
+            t.join(timeout=5)
+
+    # --- out: this worker's calls ------------------------------------------------------------
+    def _send(self, message: dict[str, Any]) -> None:
+        payload = _fit({"w": self.worker, "m": message})
+        if payload is None:
+            return
+        try:
+            self._out.put_nowait(payload)
+        except queue.Full:  # the database is far behind; the local view is unaffected
+            log.warning("live feed: dropping a message for other workers")
+
+    def _notify(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(_conninfo(self.database), autocommit=True) as conn:
+                    while True:
+                        payload = self._out.get()
+                        if payload is None:
+                            return
+                        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+            except Exception:
+                log.warning("live feed: NOTIFY connection lost; reconnecting", exc_info=True)
+                self._stop.wait(1.0)
+
+    # --- in: other workers' calls ------------------------------------------------------------
+    def _listen(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(_conninfo(self.database), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            self._receive(note.payload)
+            except Exception:
+                log.warning("live feed: LISTEN connection lost; reconnecting", exc_info=True)
+                self._stop.wait(1.0)
+
+    def _receive(self, payload: str) -> None:
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(data, dict) or data.get("w") == self.worker or not isinstance(data.get("m"), dict):
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(lambda: self.feed.apply_message(data["m"], remote=True))

@@ -1,0 +1,68 @@
+"""With PostgreSQL, two workers (two feeds with their bridges) share their live calls: a call on
+one worker, its transcript and its red flag appear on the other's console feed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from records.live import LiveFeed
+from records.live_pg import PostgresLiveBridge, _fit
+from tests.records.simulate import triage_call
+
+pytestmark = pytest.mark.postgres
+
+
+async def _until(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_live_calls_are_shared_between_workers(database):
+    loop = asyncio.get_running_loop()
+    feed_a, feed_b = LiveFeed(), LiveFeed()
+    a, b = PostgresLiveBridge(database, feed_a), PostgresLiveBridge(database, feed_b)
+    a.start(loop)
+    b.start(loop)
+    try:
+        await asyncio.to_thread(a.listening.wait, 10)
+        await asyncio.to_thread(b.listening.wait, 10)
+        viewer_a, viewer_b = feed_a.subscribe(), feed_b.subscribe()
+        events = triage_call("worker-a-call")
+        for event in events[:-1]:
+            feed_a.apply(event)  # the call runs on worker A
+        seen: list[str] = []
+        await _until(lambda: "red_flag" in _types(viewer_b, seen))
+        call = feed_b.calls["worker-a-call"]
+        assert len(call.turns) == 5 and call.red_flags == ["chest_pain_radiating"]
+        assert call.disposition == "emergency_ambulance"
+        feed_a.apply(events[-1])
+        await _until(lambda: "worker-a-call" not in feed_b.calls)
+        await asyncio.sleep(0.3)
+        local = [m["type"] for m in _drain(viewer_a)]
+        assert local.count("turn") == 5, "a worker does not hear its own messages twice"
+    finally:
+        await asyncio.to_thread(a.stop)
+        await asyncio.to_thread(b.stop)
+
+
+def _drain(q):
+    out = []
+    while not q.empty():
+        out.append(q.get_nowait())
+    return out
+
+
+def _types(q, seen):
+    seen.extend(m["type"] for m in _drain(q))
+    return seen
+
+
+def test_long_messages_are_shortened_to_fit_notify():
+    message = {"w": "x", "m": {"type": "turn", "call_id": "c", "turn": {"text": "痛" * 5000}}}
+    payload = _fit(message)
+    assert payload is not None and len(payload.encode()) <= 7900
