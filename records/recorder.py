@@ -8,11 +8,11 @@ import asyncio
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -248,17 +248,29 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def close_interrupted_calls(database: Database, recordings_dir: Path | None = None) -> int:
-    """At start-up of a single-process deployment (SQLite): calls still `in_progress` were cut off
-    by a stopped server. Their turns are kept; mark them ended and attach a partial recording."""
-    if database.dialect != "sqlite":
-        return 0  # with PostgreSQL other workers' calls may be live; they close their own
+CUT_OFF_REASON = "server stopped during the call"
+
+
+def close_interrupted_calls(
+    database: Database, recordings_dir: Path | None = None, *, idle_s: float | None = None
+) -> int:
+    """Calls still `in_progress` that no server is running any more: their turns are kept; mark
+    them ended and attach the partial recording. With SQLite (one process) at start-up every such
+    call was cut off (`idle_s=None`). With PostgreSQL other workers' calls may be live, so only
+    calls with no new turn for `idle_s` seconds are closed (a live call speaks every few seconds)."""
+    if idle_s is None and database.dialect != "sqlite":
+        return 0
+    query = select(Call).where(Call.status == "in_progress")
+    if idle_s is not None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=idle_s)
+        last_turn = select(func.max(Turn.recorded_at)).where(Turn.call_id == Call.id).scalar_subquery()
+        query = query.where(func.coalesce(last_turn, Call.started_at) < cutoff)
     with database.session() as session:
-        calls = list(session.scalars(select(Call).where(Call.status == "in_progress")))
+        calls = list(session.scalars(query))
         for call in calls:
             call.status = "ended"
             call.state = "ended"
-            call.end_reason = "server stopped during the call"
+            call.end_reason = CUT_OFF_REASON
             if recordings_dir is not None and call.recording_path is None:
                 wav = recordings_dir / f"{call.id}.wav"
                 if wav.exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -146,8 +147,18 @@ async def test_calls_cut_off_by_a_stopped_server_are_closed_with_their_turns(dat
         turns = s.scalar(select(func.count()).select_from(Turn).where(Turn.call_id == "call-cut"))
     if database.dialect == "sqlite":
         assert closed == 1 and call.status == "ended" and call.recording_path == str(wav)
-    else:  # other workers may hold live calls: left alone
+    else:  # other workers may hold live calls: left alone while they are active
         assert closed == 0 and call.status == "in_progress"
+        assert close_interrupted_calls(database, wav.parent, idle_s=1800) == 0
+        with database.session() as s:
+            old = datetime.now(UTC) - timedelta(hours=1)
+            s.get(Call, "call-cut").started_at = old
+            for t in s.scalars(select(Turn).where(Turn.call_id == "call-cut")):
+                t.recorded_at = old
+        assert close_interrupted_calls(database, wav.parent, idle_s=1800) == 1
+        with database.session() as s:
+            call = s.get(Call, "call-cut")
+            assert call.status == "ended" and call.end_reason == "server stopped during the call"
     assert turns >= 2
 
 

@@ -22,6 +22,8 @@ from web.console.auth import LoginThrottle, SessionSigner, load_or_create_secret
 
 log = logging.getLogger("carecall.console")
 PURGE_INTERVAL_S = 24 * 3600
+MAINTENANCE_INTERVAL_S = 300
+STALE_CALL_S = 1800  # no turn for 30 min: no worker runs this call any more
 
 
 @dataclass
@@ -39,16 +41,25 @@ class ConsoleServices:
     def feed(self) -> LiveFeed:
         return self.recorder.feed
 
-    async def purge_daily(self, interval_s: float = PURGE_INTERVAL_S) -> None:
-        """Recordings past retention go at start-up (open_services) and then once a day."""
+    async def maintain(self, interval_s: float = MAINTENANCE_INTERVAL_S) -> None:
+        """Every few minutes: close calls a dead worker left open (PostgreSQL); once a day: purge
+        recordings past retention (both also run at start-up, in open_services)."""
+        last_purge = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(interval_s)
             try:
                 await asyncio.to_thread(
-                    purge_recordings, self.database, self.settings.data_dir, self.settings.recording_retention_days
-                )
+                    close_interrupted_calls, self.database, recordings_dir(self.settings.data_dir),
+                    idle_s=STALE_CALL_S,
+                )  # fmt: skip
+                if asyncio.get_running_loop().time() - last_purge >= PURGE_INTERVAL_S:
+                    last_purge = asyncio.get_running_loop().time()
+                    await asyncio.to_thread(
+                        purge_recordings, self.database, self.settings.data_dir,
+                        self.settings.recording_retention_days,
+                    )  # fmt: skip
             except Exception:
-                log.exception("purging old recordings failed; will retry")
+                log.exception("records maintenance failed; will retry")
 
     async def aclose(self) -> None:
         if self.purge_task is not None:
@@ -68,6 +79,7 @@ def open_services(settings: Settings, database: Database | None = None) -> Conso
     database = database or open_database(settings.resolved_database_url)
     recordings_dir(settings.data_dir).mkdir(parents=True, exist_ok=True)
     closed = close_interrupted_calls(database, recordings_dir(settings.data_dir))
+    closed += close_interrupted_calls(database, recordings_dir(settings.data_dir), idle_s=STALE_CALL_S)
     if closed:
         log.warning("%d calls were cut off by a server stop; their finished turns are kept", closed)
     purge_recordings(database, settings.data_dir, settings.recording_retention_days)
@@ -92,7 +104,7 @@ def install(app: FastAPI, settings: Settings) -> None:
 async def start(app: FastAPI, settings: Settings, database: Database | None = None) -> ConsoleServices:
     """In the lifespan, after the call hub exists: records on, recorder following every call."""
     services = await asyncio.to_thread(open_services, settings, database)
-    services.purge_task = asyncio.create_task(services.purge_daily(), name="recordings-purge")
+    services.purge_task = asyncio.create_task(services.maintain(), name="records-maintenance")
     if services.database.dialect == "postgresql":
         services.live_bridge = PostgresLiveBridge(services.database, services.feed)
         services.live_bridge.start(asyncio.get_running_loop())
