@@ -21,7 +21,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SEMIGRAN = ROOT.parent / "shared" / "data" / "semigran45.jsonl"
-HELDOUT = ROOT / "tests" / "dialogue" / "data" / "heldout.jsonl"
+DATA = ROOT / "tests" / "dialogue" / "data"
+SEMIGRAN_ZH = DATA / "semigran45_zh.jsonl"  # our Chinese rendering of the same 45 vignettes
+HELDOUT = [DATA / "heldout.jsonl", DATA / "heldout2.jsonl", DATA / "heldout3.jsonl"]
+# Each set was run once before any rule or lexicon change it prompted (then gaps were fixed):
+FIRST_RUNS = [
+    ("heldout.jsonl (44, zh + en)", "84.1%", 5),
+    ("heldout2.jsonl (40, zh + en)", "75.0%", 6),
+    ("semigran45_zh.jsonl (45, zh)", "82.2%", 2),
+    ("heldout3.jsonl (40, zh + en)", "62.5%", 9),
+]
 CARECALL = ROOT / ".venv" / "bin" / "carecall"
 
 PUBLISHED = [
@@ -47,8 +56,9 @@ def voice_fair(text: str) -> str:
 
 
 def run_eval(path: Path) -> tuple[list[str], dict[str, Any]]:
-    p = subprocess.run([str(CARECALL), "eval", str(path), "--json"], capture_output=True, text=True, cwd=ROOT,
-                       timeout=600, check=False)
+    p = subprocess.run(
+        [str(CARECALL), "eval", str(path), "--json"], capture_output=True, text=True, cwd=ROOT, timeout=600, check=False
+    )
     if p.returncode != 0:
         sys.exit(f"carecall eval failed on {path}: {p.stderr.strip()[-500:]}")
     lines = p.stdout.strip().splitlines()
@@ -68,22 +78,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fair_path = Path(tmp) / "semigran45_voice_fair.jsonl"
         rows = [json.loads(line) for line in SEMIGRAN.read_text(encoding="utf-8").splitlines() if line.strip()]
-        fair_path.write_text("\n".join(json.dumps({**r, "text": voice_fair(r["text"])}) for r in rows) + "\n",
-                             encoding="utf-8")
+        fair_path.write_text(
+            "\n".join(json.dumps({**r, "text": voice_fair(r["text"])}) for r in rows) + "\n", encoding="utf-8"
+        )
         _, fair = run_eval(fair_path)
-    heldout_lines, heldout = run_eval(HELDOUT)
+    _, semigran_zh = run_eval(SEMIGRAN_ZH)
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = Path(tmp) / "heldout_all.jsonl"
+        merged.write_text("".join(p.read_text(encoding="utf-8") for p in HELDOUT), encoding="utf-8")
+        heldout_lines, heldout = run_eval(merged)
 
     results = {
         "semigran45": semigran,
         "semigran45_voice_fair": fair,
+        "semigran45_zh": semigran_zh,
         "heldout": heldout,
         "semigran45_cases": semigran_lines,
         "heldout_cases": heldout_lines,
         "published": [{"who": w, "accuracy3": a, "emergencies": e} for w, a, e in PUBLISHED],
+        "first_runs_before_fixes": [
+            {"set": n, "accuracy3": a, "under_triaged_emergencies": u} for n, a, u in FIRST_RUNS
+        ],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "triage_accuracy.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n",
-                                                  encoding="utf-8")
+    (RESULTS / "triage_accuracy.json").write_text(
+        json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
     table = [
         "| triage of the 45 Semigran vignettes (em / ne / sc) | accuracy (3 levels) | emergencies |",
@@ -92,12 +112,17 @@ def main() -> None:
         f"{semigran['under_triaged_emergencies']} under-triaged; em {_pct(semigran['accuracy3_by_gold']['em'])} |",
         f"| CareCall, voice-fair text (labs, imaging, vital signs removed) | {_pct(fair['accuracy3'])} | "
         f"{fair['under_triaged_emergencies']} under-triaged |",
+        f"| CareCall, the same 45 in Chinese (our rendering) | {_pct(semigran_zh['accuracy3'])} | "
+        f"{semigran_zh['under_triaged_emergencies']} under-triaged |",
         *[f"| {w} | {a} | {e} |" for w, a, e in PUBLISHED],
         "",
-        "CareCall on its own held-out caller statements (tests/dialogue/data/heldout.jsonl, zh + en, "
+        "CareCall on its own caller statements (tests/dialogue/data/heldout*.jsonl, zh + en, "
         f"n={heldout['n']}): "
         f"accuracy3 {_pct(heldout['accuracy3'])}, accuracy5 {_pct(heldout['accuracy5'])}, "
-        f"{heldout['under_triaged_emergencies']} under-triaged emergencies.",
+        f"{heldout['under_triaged_emergencies']} under-triaged emergencies. These sets shaped the lexicons: on first "
+        "sight, before the fixes they prompted, they scored "
+        + "; ".join(f"{n} {a} with {u} under-triaged" for n, a, u in FIRST_RUNS)
+        + ". Unseen phrasings are the weak spot: expect lower on new wording.",
     ]
     body = "\n".join(table)
     print(body)

@@ -44,6 +44,8 @@ RED_FLAGS = [
     ("zh", "我老公突然晕倒了，叫不醒", "collapse_or_unconscious"),
     ("zh", "孩子抽搐了，口吐白沫", "collapse_or_unconscious"),
     ("zh", "老人今天突然糊涂了，说胡话", "new_confusion"),
+    ("en", "my 10 month old is floppy and barely responding", "floppy_child"),
+    ("zh", "孩子软绵绵的，叫他反应很差", "floppy_child"),
     # thunderclap headache, headache with stiff neck
     ("en", "the worst headache of my life came on all of a sudden", "thunderclap_headache"),
     ("en", "bad headache and my neck is stiff", "meningism"),
