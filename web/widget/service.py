@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,16 @@ class WidgetService:
         router = APIRouter(tags=["widget"])
 
         @router.get("/widget", include_in_schema=False)
-        async def page() -> Response:
-            return self._static("index.html")
+        async def page(request: Request) -> Response:
+            response = self._static("index.html")
+            host = re.sub(r"[^A-Za-z0-9.:\[\]-]", "", request.headers.get("host", ""))[:255]
+            response.headers["Content-Security-Policy"] = (
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; media-src 'self' blob: mediastream:; "
+                f"connect-src 'self' ws://{host} wss://{host}; object-src 'none'; base-uri 'none'"
+            )
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Referrer-Policy"] = "no-referrer"
+            return response
 
         @router.get("/widget/embed.js", include_in_schema=False)
         async def embed() -> Response:

@@ -318,3 +318,22 @@ def test_keyboard_screen_reader_and_phone_layout(pw: Playwright, server: Server)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         box = root.locator("#cc-talk").bounding_box()
         assert box and box["height"] >= 44
+
+
+def test_the_standalone_page_works_under_its_content_security_policy(
+    pw: Playwright, server: Server, wavs: dict[str, Path]
+) -> None:
+    with chromium(pw, wavs["silence"]) as browser:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" and "404" not in m.text else None)
+        page.on("response", lambda r: problems.append(r.url) if r.status >= 400 and "favicon" not in r.url else None)
+        response = page.goto(f"{server.url}/widget")
+        assert response is not None and "default-src 'self'" in response.headers["content-security-policy"]
+        assert page.locator("carecall-widget #cc-title").inner_text() == "CareCall 智能导诊"
+        page.get_by_role("button", name="English").click()  # the scripted server speaks English only
+        start_call(page)
+        wait_for(page, "w.stats.transport === 'webrtc' && w.state === 'speaking'", 60, "the greeting")
+        page.get_by_role("button", name="End call").click()
+        wait_for(page, "w.state === 'ended'", 15, "the end of the call")
+        assert not problems, problems

@@ -586,6 +586,7 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
           if (msg.code === "server_restart") { call.restart = true; this.finish(this.t.restart, "idle"); }
           else if (msg.code === "busy") this.finish(this.t.busy, "idle");
           else if (msg.code === "server_error") this.finish(this.t.serverError, "idle");
+          else if (msg.code === "unauthorised" || msg.code === "start_timeout") this.finish(this.t.connFailed, "idle");
           break;
         default:
           break;
@@ -674,7 +675,9 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
     onClosed(call, closeEvent) {
       if (call !== this.call || call.closed) return;
       if (call.ended || call.hangingUp) { this.finish(null, "ended"); return; }
-      const restart = closeEvent && (closeEvent.code === 1012 || closeEvent.code === 1001);
+      const code = closeEvent ? closeEvent.code : 0;
+      if (code === 1013) { this.finish(this.t.busy, "idle"); return; } // try again later: all lines busy
+      const restart = code === 1012 || code === 1001;
       this.finish(restart || call.restart ? this.t.restart : this.t.connLost, "idle");
     }
 
