@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export CARECALL_CACHE ?= $(HOME)/.cache/carecall
 
-.PHONY: demo test bench setup system python models lint
+.PHONY: demo test bench setup system python models coqui lint
 
 demo: setup
 	$(VENV)/bin/carecall serve
@@ -16,7 +16,7 @@ bench: setup
 	$(PY) -m bench.latency
 	$(PY) -m bench.triage_accuracy
 
-setup: system python models
+setup: system python models coqui
 
 system:
 	bash scripts/install-system.sh
@@ -26,6 +26,11 @@ python:
 
 models: python
 	$(PY) scripts/assemble_models.py
+
+# The optional Coqui TTS engine (GPU deployments) in its own environment, $(CARECALL_CACHE)/venv-coqui:
+# torch is ~7 GB and stays out of $(VENV); the tests run its code there.
+coqui:
+	bash scripts/install-coqui.sh
 
 lint: python
 	$(VENV)/bin/ruff check .
