@@ -429,7 +429,7 @@ def build_router() -> APIRouter:
         )
 
     @router.get("/users")
-    def users(request: Request, user: Principal = Depends(admin_page), error: str | None = None) -> Response:
+    def users(request: Request, user: Principal = Depends(admin_page)) -> Response:
         with get_services(request).database.session() as session:
             accounts = repository.list_users(session)
         _audit(request, user, "view_users")
