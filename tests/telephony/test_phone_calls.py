@@ -1,0 +1,123 @@
+"""Phone calls through the real CareCall server (embedded models), as a carrier or a PBX would
+place them: streamdouble over Media Streams, SIPp over SIP/RTP. What each side heard is checked:
+the caller's words in the call record, the bot's speech in what the simulated caller received."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamdouble import api as sd_api
+from streamdouble.scenario import Say, Scenario, Wait, WaitFor
+from streamdouble.session import SessionConfig
+
+from bench.harness import RunningServer, start_server, stop_server
+from tests.telephony.conftest import free_port
+from tests.telephony.peers import HAVE_SIPP, HAVE_TCPDUMP, Capture, decode_stream, run_sipp, scenario, ulaw_file
+from voice import g711
+from voice.resample import resample
+
+pytestmark = [pytest.mark.models, pytest.mark.sip]
+
+COMPLAINT = "I have had a cough and a fever for three days."
+
+
+def is_speech(samples: np.ndarray, rate: int) -> bool:
+    """Loud enough, and its loudness varies like syllables do (not silence, not a tone)."""
+    x = samples.astype(np.float64) / 32768
+    if len(x) < rate // 2:
+        return False
+    n = rate // 50
+    frames = x[: len(x) // n * n].reshape(-1, n)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    return 20 * np.log10(max(np.sqrt((x**2).mean()), 1e-6)) > -40 and rms.std() > 0.3 * rms.mean()
+
+
+@pytest.fixture(scope="module")
+def phone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    sip_port = free_port(socket.SOCK_DGRAM)
+    lo = random.randrange(40000, 49000, 100)
+    server = start_server(tmp_path_factory.mktemp("phone-server"), {
+        "CARECALL_SIP_ENABLED": "true", "CARECALL_SIP_PORT": str(sip_port),
+        "CARECALL_SIP_RTP_PORT_MIN": str(lo), "CARECALL_SIP_RTP_PORT_MAX": str(lo + 99),
+        "CARECALL_SIP_DEFAULT_LANGUAGE": "en",
+    })
+    server.env["SIP_PORT"] = str(sip_port)
+    try:
+        yield server
+    finally:
+        stop_server(server.process)
+
+
+def calls_on(server: RunningServer, channel: str, timeout: float = 20) -> list[dict]:
+    """Ended calls of a channel from the call records (SQLite in the server's data dir)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        con = sqlite3.connect(server.data_dir / "carecall.db")
+        try:
+            rows = con.execute("SELECT id, language, status FROM calls WHERE channel = ? ORDER BY started_at",
+                               (channel,)).fetchall()
+            out = []
+            for call_id, language, status in rows:
+                turns = con.execute("SELECT speaker, text, voice_to_voice_ms FROM turns WHERE call_id = ? ORDER BY idx",
+                                    (call_id,)).fetchall()
+                out.append({"id": call_id, "language": language, "status": status,
+                            "turns": [{"speaker": s, "text": t, "v2v": v} for s, t, v in turns]})
+        finally:
+            con.close()
+        if (out and all(c["status"] == "ended" for c in out)) or time.monotonic() > deadline:
+            return out
+        time.sleep(0.5)
+
+
+def phone_speech(say, text: str, lead_s: float, tail_s: float) -> np.ndarray:
+    """8 kHz speech with silence around it (the bot's greeting plays during the lead)."""
+    pcm = resample(say(text, "en"), 8000).samples
+    return np.concatenate([np.zeros(int(lead_s * 8000), np.int16), pcm, np.zeros(int(tail_s * 8000), np.int16)])
+
+
+async def test_media_streams_call_with_streamdouble(phone_server: RunningServer, say) -> None:
+    speech = resample(say(COMPLAINT, "en"), 8000).samples
+    data = g711.ulaw_encode(speech)
+    frames = [data[i:i + 160].ljust(160, b"\xff") for i in range(0, len(data), 160)]
+    sc = Scenario("complaint", [WaitFor("audio", 20), WaitFor("quiet", 40), Say(Path("complaint.wav"), frames),
+                                 Wait(25.0)])
+    url = phone_server.base_url.replace("http", "ws") + "/telephony/twilio/stream"
+    report = await sd_api.run_scenario(url, sc, config=SessionConfig(
+        custom_parameters={"language": "en", "mode": "triage"}, response_timeout_s=20))
+    assert report.violations == [], report.to_dict()
+    assert report.spoke and report.result.marks_echoed
+    bot = g711.ulaw_decode(report.audio_received)
+    assert is_speech(bot, 8000) and len(bot) > 2 * 8000
+    (call,) = calls_on(phone_server, "media-stream")
+    callers = [t["text"].lower() for t in call["turns"] if t["speaker"] == "caller"]
+    assert any("cough" in c and "fever" in c for c in callers), call["turns"]
+    assert sum(t["speaker"] == "bot" for t in call["turns"]) >= 2  # greeting and a reply
+
+
+@pytest.mark.skipif(not (HAVE_SIPP and HAVE_TCPDUMP), reason="needs sipp and tcpdump")
+async def test_sip_call_with_sipp_speech(phone_server: RunningServer, say, tmp_path: Path) -> None:
+    speech = phone_speech(say, COMPLAINT, lead_s=15.0, tail_s=0.5)
+    sc = scenario("uac_speech.xml", tmp_path, speech=str(ulaw_file(speech, tmp_path / "speech.ulaw")),
+                  talk_ms=str(int(len(speech) / 8 + 25000)))
+    mp = random.randrange(26000, 29000, 2)
+    with Capture(tmp_path / "bot.pcap", mp) as cap:
+        run = await run_sipp(f"127.0.0.1:{phone_server.env['SIP_PORT']}", sc, sip_port=free_port(socket.SOCK_DGRAM),
+                             media_port=mp, keys={"lang": "en"}, timeout=90)
+        await asyncio.sleep(0.5)
+    assert run.ok, run.output[-2000:]
+    bot = decode_stream(cap.packets(), 0)
+    assert is_speech(bot, 8000), "SIPp heard the bot speak"
+    (call,) = calls_on(phone_server, "sip")
+    assert call["language"] == "en"
+    callers = [t["text"].lower() for t in call["turns"] if t["speaker"] == "caller"]
+    assert any("cough" in c and "fever" in c for c in callers), call["turns"]
+    log = phone_server.log_text()
+    assert "8613800001234" not in log, "no phone numbers in the logs"
