@@ -325,8 +325,8 @@ class Call:
                 if not self._speaking:
                     await self._set_state("listening")
                 return
-            if barge_candidate and self._speaking and self._is_backchannel(text):
-                return  # "mm-hm" while the bot talks: keep talking
+            if barge_candidate and self._is_backchannel(text):
+                return  # "mm-hm" said while the bot talked: an acknowledgement, not a turn
             await self._interrupt()
             timing = _ReplyTiming(speech_end=speech_end, endpoint=endpoint, transcript=time.monotonic())
             index = self._next_turn_index()
