@@ -149,3 +149,60 @@ def rms_dbfs(samples: np.ndarray) -> float:
         return -120.0
     rms = float(np.sqrt(np.mean((samples.astype(np.float64) / 32768.0) ** 2)))
     return 20 * np.log10(max(rms, 1e-6))
+
+
+async def run_baresip(target: str, speech8k: np.ndarray, workdir: Path, *,
+                      quit_after_s: int) -> tuple[str, Path | None]:
+    """baresip dials `target`, speaks `speech8k` (its source file; the call ends when the file
+    does) and records what it hears (sndfile). Returns (its output, the heard WAV)."""
+    import wave
+
+    conf = workdir / "baresip"
+    out = workdir / "heard"
+    conf.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    source = workdir / "caller.wav"
+    with wave.open(str(source), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(speech8k.astype("<i2").tobytes())
+    with socket_free() as port:
+        sip_port = port
+    (conf / "config").write_text(
+        f"sip_listen\t\t127.0.0.1:{sip_port}\nnet_interface\t\t127.0.0.1\n"
+        f"audio_player\t\taufile,{out / 'played.wav'}\naudio_source\t\taufile,{source}\n"
+        f"audio_alert\t\taufile,{out / 'alert.wav'}\nmodule_path\t\t/usr/lib/baresip/modules\n"
+        "module\t\t\tg711.so\nmodule\t\t\taufile.so\nmodule\t\t\tsndfile.so\n"
+        f"snd_path\t\t{out}\nmodule_app\t\taccount.so\nmodule_app\t\tmenu.so\n")
+    (conf / "accounts").write_text("<sip:baresip-test@127.0.0.1>;regint=0\n")
+    proc = await asyncio.create_subprocess_exec(
+        "baresip", "-f", str(conf), "-t", str(quit_after_s), "-e", f"/dial {target}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
+    try:
+        text, _ = await asyncio.wait_for(proc.communicate(), quit_after_s + 20)
+    except TimeoutError:
+        proc.kill()
+        text, _ = await proc.communicate()
+    heard = sorted(out.glob("dump-*-dec.wav"))
+    return text.decode(errors="replace"), heard[-1] if heard else None
+
+
+@contextlib.contextmanager
+def socket_free():  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield port
+
+
+def read_wav_samples(path: Path) -> tuple[np.ndarray, int]:
+    import wave
+
+    with wave.open(str(path)) as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+        if w.getnchannels() > 1:
+            data = data.reshape(-1, w.getnchannels())[:, 0]
+        return data.astype(np.int16), w.getframerate()

@@ -20,7 +20,18 @@ from streamdouble.session import SessionConfig
 
 from bench.harness import RunningServer, start_server, stop_server
 from tests.telephony.conftest import free_port
-from tests.telephony.peers import HAVE_SIPP, HAVE_TCPDUMP, Capture, decode_stream, run_sipp, scenario, ulaw_file
+from tests.telephony.peers import (
+    HAVE_BARESIP,
+    HAVE_SIPP,
+    HAVE_TCPDUMP,
+    Capture,
+    decode_stream,
+    read_wav_samples,
+    run_baresip,
+    run_sipp,
+    scenario,
+    ulaw_file,
+)
 from voice import g711
 from voice.resample import resample
 
@@ -121,3 +132,19 @@ async def test_sip_call_with_sipp_speech(phone_server: RunningServer, say, tmp_p
     assert any("cough" in c and "fever" in c for c in callers), call["turns"]
     log = phone_server.log_text()
     assert "8613800001234" not in log, "no phone numbers in the logs"
+
+
+@pytest.mark.skipif(not HAVE_BARESIP, reason="needs baresip")
+async def test_sip_call_from_baresip_softphone(phone_server: RunningServer, say, tmp_path: Path) -> None:
+    speech = phone_speech(say, "I have a bad headache and my neck is stiff.", lead_s=15.0, tail_s=25.0)
+    before = len(calls_on(phone_server, "sip", timeout=0))
+    output, heard_path = await run_baresip(f"sip:en@127.0.0.1:{phone_server.env['SIP_PORT']}", speech, tmp_path,
+                                           quit_after_s=int(len(speech) / 8000) + 5)
+    assert "Call established" in output, output[-2000:]
+    assert heard_path is not None
+    heard, rate = read_wav_samples(heard_path)
+    assert rate == 8000 and is_speech(heard, 8000), "baresip heard the bot speak"
+    calls = calls_on(phone_server, "sip")
+    assert len(calls) == before + 1
+    callers = [t["text"].lower() for t in calls[-1]["turns"] if t["speaker"] == "caller"]
+    assert any("headache" in c for c in callers), calls[-1]["turns"]

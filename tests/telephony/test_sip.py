@@ -17,11 +17,14 @@ import pytest
 from telephony.sip.endpoint import SipConfig, SipEndpoint
 from tests.telephony.conftest import CallRecord, EchoHub, dominant_hz, free_port, next_event, tone
 from tests.telephony.peers import (
+    HAVE_BARESIP,
     HAVE_SIPP,
     HAVE_TCPDUMP,
     Capture,
     decode_stream,
+    read_wav_samples,
     rms_dbfs,
+    run_baresip,
     run_sipp,
     scenario,
     ulaw_file,
@@ -240,3 +243,21 @@ async def test_garbage_and_malformed_sip_are_ignored_and_calls_go_on(tmp_path: P
     assert run.ok, run.output[-2000:]
     (rec,) = hub.wait_calls(1, timeout=5)
     assert rec.info.language == "zh" and len(rec.caller_audio) > 14000
+
+
+@pytest.mark.skipif(not HAVE_BARESIP, reason="needs baresip")
+async def test_baresip_softphone_hears_the_echo(tmp_path: Path) -> None:
+    hub = EchoHub()
+    ep = await started(hub)
+    speech = np.concatenate([tone(440, 1.5, 8000).samples, np.zeros(2 * 8000, np.int16)])
+    try:
+        output, heard_path = await run_baresip(f"sip:en@127.0.0.1:{ep.local_addr[1]}", speech, tmp_path,
+                                               quit_after_s=8)
+    finally:
+        await ep.stop()
+    assert "Call established" in output, output[-2000:]
+    (rec,) = hub.wait_calls(1, timeout=5)
+    assert rec.info.language == "en" and abs(dominant_hz(rec.caller_audio, 16000) - 440) < 10
+    assert heard_path is not None, output[-2000:]
+    heard, rate = read_wav_samples(heard_path)
+    assert rate == 8000 and rms_dbfs(heard) > -35 and abs(dominant_hz(heard, 8000) - 440) < 10
