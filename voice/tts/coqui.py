@@ -44,7 +44,6 @@ PATHS_FIX = (
 )
 XTTS_LANGUAGES = {"en": "en", "zh": "zh-cn"}  # CareCall's language codes -> XTTS's
 _REFERENCE_NAMES = ("reference.wav", "speaker.wav")  # looked for beside an XTTS model without a voice given
-_DONE = object()
 
 
 class CoquiUnavailable(ModelMissing):
@@ -162,8 +161,9 @@ class CoquiSynthesizer:
     async def synthesize(self, text: str) -> AsyncIterator[Pcm]:
         for clause in self._clauses(text):
             if self.is_xtts:
-                async for pcm in self._xtts_clause(clause):
-                    yield pcm
+                async with contextlib.aclosing(self._xtts_clause(clause)) as pcms:  # closed at once on barge-in
+                    async for pcm in pcms:
+                        yield pcm
             else:
                 yield await asyncio.get_running_loop().run_in_executor(self._executor, self._render, clause)
 
@@ -195,8 +195,8 @@ class CoquiSynthesizer:
         async with self._turn:
             chunks = await self._step(self._xtts_start, clause)
             try:
-                while (chunk := await self._step(next, chunks, _DONE)) is not _DONE:
-                    yield self._to_pcm(chunk)
+                while (pcm := await self._step(self._next_pcm, chunks)) is not None:
+                    yield pcm
             finally:
                 with contextlib.suppress(ValueError):  # "already executing" only if cancelled twice mid-step
                     chunks.close()  # no step is running (see _step): frees the stream's GPU tensors now
@@ -224,6 +224,10 @@ class CoquiSynthesizer:
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         with self._step_lock:
             return fn(*args)
+
+    def _next_pcm(self, chunks: Iterator[Any]) -> Pcm | None:
+        chunk = next(chunks, None)  # a tensor on the model's device; .cpu() waits for the GPU: not on the loop
+        return None if chunk is None else self._to_pcm(chunk)
 
     def _to_pcm(self, chunk: Any) -> Pcm:
         return Pcm.from_float(chunk.detach().float().cpu().numpy().reshape(-1), self.sample_rate)

@@ -205,7 +205,7 @@ async def test_xtts_stream_stops_cleanly_when_the_caller_barges_in(xtts_en) -> N
     first = await anext(stream)
     assert len(first) > 0
     await stream.aclose()  # barge-in: the consumer stops after one chunk
-    # the model is free again at once for the next turn
+    assert not xtts_en._turn.locked()  # the model is free again at once for the next turn
     chunks = await asyncio.wait_for(collect(xtts_en, "Thank you."), timeout=60)
     assert chunks
 
