@@ -3,6 +3,7 @@ utterance it came from; derived findings (fever from 38.5 °C, infant from "two 
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 from dialogue.extract import Extraction
@@ -86,6 +87,12 @@ class Facts:
                 self._suppressed |= {"child", "baby"}
             elif age >= 1:
                 self._suppressed.add("baby")
+        temp = self.slots.get("temp_c")
+        said = self.findings.get("fever")
+        generic = said is not None and re.search(r"temperature|temp\b|体温|热度", said.span, re.IGNORECASE)
+        low = temp is not None and temp.value < 37.8
+        if low and said is not None and said.present and generic and temp is not None and temp.turn >= said.turn:
+            self._suppressed.add("fever")  # "a temperature of 37.6" is not a fever; "low-grade fever 37.7" is
         for _ in range(2):  # derived findings may build on each other
             for d in catalog.derived:
                 if d.finding in self._suppressed or not self.holds(d.when):
