@@ -22,8 +22,22 @@ log = logging.getLogger("carecall.telephony")
 class PhoneLines:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
-        self.router = build_router(settings)
+        self.router = build_router(settings, on_status=self._carrier_status)
         self.sip: SipEndpoint | None = None
+        self._engine: Any = None
+
+    async def _carrier_status(self, attempt_id: int, form: dict[str, str]) -> None:
+        """A campaign call's progress from the carrier: store the attempt's outcome."""
+        import asyncio
+
+        from records.db import create_db_engine
+        from telephony.campaigns import apply_carrier_status
+
+        if self._engine is None:
+            self._engine = create_db_engine(self.settings.resolved_database_url)
+        outcome = await asyncio.to_thread(apply_carrier_status, self._engine, attempt_id, form)
+        if outcome:
+            log.info("campaign attempt %d: %s", attempt_id, outcome)
 
     async def start(self, app: FastAPI) -> None:
         if self.settings.sip_enabled:
@@ -36,3 +50,5 @@ class PhoneLines:
         if self.sip is not None:
             await self.sip.stop()
             self.sip = None
+        if self._engine is not None:
+            self._engine.dispose()

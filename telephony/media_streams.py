@@ -417,10 +417,12 @@ def build_router(
     get_hub: Callable[[Any], Any] | None = None,
     prefix: str = "/telephony/twilio",
     input_rate: int = 16000,
+    on_status: Callable[[int, dict[str, str]], Awaitable[None]] | None = None,
 ) -> APIRouter:
     """The voice webhook, the stream's end webhook and the Media Streams WebSocket.
 
-    `get_hub(app)` returns the process's `CallHub` (default: `app.state.hub`)."""
+    `get_hub(app)` returns the process's `CallHub` (default: `app.state.hub`); `on_status(attempt,
+    form)` receives outbound calls' status callbacks."""
     router = APIRouter(prefix=prefix)
     transfers = _Transfers()
     hub_of = get_hub or (lambda app: getattr(app.state, "hub", None))
@@ -453,6 +455,10 @@ def build_router(
         form = await verified_form(request)
         if form is None:
             return Response("invalid signature", status_code=403, media_type="text/plain")
+        answered_by = form.get("AnsweredBy", "")
+        if answered_by.startswith("machine") or answered_by == "fax":  # MachineDetection on outbound calls
+            log.info("voice webhook: answered by %s; hanging up", answered_by[:24])
+            return Response(HANGUP_TWIML, media_type="application/xml")
         hub = hub_of(request.app)
         if hub is not None and not hub.has_capacity():
             log.warning("voice webhook: worker busy, rejecting call from %s", mask_number(form.get("From", "")))
@@ -470,6 +476,17 @@ def build_router(
             action = settings.public_base_url.rstrip("/") + prefix + "/stream-ended"
         twiml = connect_stream_twiml(ws_base(request) + prefix + "/stream", params, action)
         return Response(twiml, media_type="application/xml")
+
+    @router.post("/status")
+    async def status(request: Request) -> Response:
+        """Call progress from the carrier (StatusCallback of outbound campaign calls)."""
+        form = await verified_form(request)
+        if form is None:
+            return Response("invalid signature", status_code=403, media_type="text/plain")
+        attempt = _int_or_none(request.query_params.get("attempt"))
+        if on_status is not None and attempt is not None:
+            await on_status(attempt, form)
+        return Response(status_code=204)
 
     @router.post("/stream-ended", name="twilio_stream_ended")
     async def stream_ended(request: Request) -> Response:

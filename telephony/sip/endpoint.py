@@ -80,6 +80,7 @@ class DialResult:
     reason: str = ""
     result: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
+    call_id: str | None = None  # CareCall's call id (the call record) when answered
 
 
 @dataclass
@@ -533,7 +534,7 @@ class SipEndpoint:
                                 **(params or {})})
         clog.info("answered (%s)", codec.name)
         result = await self._run_call(session, hub, info)
-        return DialResult("answered", 200, result=result, duration_s=time.monotonic() - started)
+        return DialResult("answered", 200, result=result, duration_s=time.monotonic() - started, call_id=call_id)
 
     async def _retransmit_invite(self, out: Any, remote: tuple[str, int], got: asyncio.Event) -> None:
         """Timer A (RFC 3261 §17.1.1.2): resend the INVITE until any response arrives."""
