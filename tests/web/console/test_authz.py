@@ -1,9 +1,10 @@
 """Authorisation over EVERY console route: anonymous, a widget token holder, nurse, admin.
 
-The widget engineer's token (issued by /widget) may not exist yet, so the "widget" case carries
-random credentials of every shape a widget could hold: an `Authorization: Bearer` header, a
-`carecall_widget` cookie, and a forged console session cookie. None of them may open anything
-but the login page and the console's static files."""
+"widget" is a patient's browser holding a real call token from web/widget/tokens.py (what
+POST /widget/token hands out), signed with the same CARECALL_SECRET_KEY as console sessions,
+presented every way it could be: as a bearer header, as a widget cookie and as the console's own
+session cookie. "widget-random" does the same with random values (for a token format that may
+change). Neither may open anything but the login page and the console's static files."""
 
 from __future__ import annotations
 
@@ -58,21 +59,27 @@ def test_the_matrix_covers_every_console_route():
     assert routes == covered
 
 
-def widget_client(console):
+def widget_client(console, real: bool):
+    if real:
+        from web.widget.tokens import CallTokens
+
+        token = CallTokens(console.settings.secret_key.get_secret_value()).issue("en")
+    else:
+        token = secrets.token_urlsafe(40)
     return console.client(
-        headers={"Authorization": f"Bearer {secrets.token_urlsafe(24)}"},
-        cookies={"carecall_widget": secrets.token_urlsafe(24), "carecall_console": secrets.token_urlsafe(40)},
+        headers={"Authorization": f"Bearer {token}"},
+        cookies={"carecall_widget": token, "carecall_console": token},
     )
 
 
-@pytest.mark.parametrize("who", ["anonymous", "widget", "nurse", "admin"])
+@pytest.mark.parametrize("who", ["anonymous", "widget", "widget-random", "nurse", "admin"])
 @pytest.mark.parametrize(
     ("method", "template", "path", "needs", "form"), ROUTES, ids=[f"{m} {t}" for m, t, *_ in ROUTES]
 )
 def test_authorisation_matrix(console, who, method, template, path, needs, form):
     path = path.replace("{nurse_id}", str(console.user_ids["nurse"]))
-    if who == "widget":
-        client = widget_client(console)
+    if who.startswith("widget"):
+        client = widget_client(console, real=who == "widget")
     else:
         client = console.client(None if who == "anonymous" else who)
     data = None
