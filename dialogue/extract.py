@@ -16,7 +16,7 @@ Answer = Literal["yes", "no", "unknown"]
 # gaps never swallow a negation: "calf is not sore" must not read as "calf ~ sore"
 _EN_NEG_WORD = r"(?:not|no|never|without|isn'?t|wasn'?t|aren'?t|doesn'?t|don'?t|didn'?t|hasn'?t)\b"
 _EN_GAP = rf"\W+(?:(?!{_EN_NEG_WORD})[\w'’]+\W+){{0,3}}?"
-_ZH_GAP = r"[^，。；！？,.;!?\n不没无未别]{0,6}?"
+_ZH_GAP = r"[^，。；！？,.;!?\n不没无未]{0,6}?"
 _EN_SENTENCE = re.compile(r"[.;!?\n]|,\s+(?=(?:and\s+|but\s+)?(?:i|he|she|they|we|it|my|his|her|their)\b)")
 _ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]")
 _EN_FILLERS = re.compile(r"^(?:(?:um+|uh+|er+|erm|well|oh|hmm+|so|ah|like)[,.\s]+)+", re.IGNORECASE)

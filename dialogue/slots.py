@@ -68,6 +68,10 @@ _ZH_UNIT_H = {
     "年": 8760,
 }
 _EN_RELATIVE = [
+    (r"\b(?:the )?(?:past|last) (?:few )?months?\b", 730),
+    (r"\b(?:the )?(?:past|last) (?:few )?weeks?\b", 168),
+    (r"\b(?:the )?(?:past|last) (?:few )?years?\b", 8760),
+    (r"\b(?:the )?(?:past|last) fortnight\b", 336),
     (r"\bsince yesterday\b|\byesterday\b", 24),
     (r"\blast night\b|\bovernight\b", 12),
     (r"\bthis morning\b|\bsince morning\b|\bearlier today\b", 6),
