@@ -279,10 +279,21 @@ class WebRtcTransport:
     def send_message(self, message: dict[str, Any]) -> None:
         text = dumps(message)
         channel = self._channel
-        if channel is not None and channel.readyState == "open":
+        if channel is None or channel.readyState == "connecting":
+            if not self._closed:
+                self._pending.append(text)
+        elif channel.readyState == "open" and self._link_up(channel):
             channel.send(text)
-        elif channel is None or channel.readyState == "connecting":
-            self._pending.append(text)
+        # else: the browser is gone; nothing to tell it
+
+    @staticmethod
+    def _link_up(channel: RTCDataChannel) -> bool:
+        # a channel can still read "open" after the browser closed DTLS; sending then fails in an
+        # aiortc task nobody awaits
+        try:
+            return channel.transport.transport.state == "connected"
+        except AttributeError:
+            return False
 
     async def hangup(self, reason: str) -> None:
         """Let queued speech finish (a goodbye), tell the client, then close the connection."""
