@@ -27,6 +27,7 @@ def coqui_venv() -> Path:
 
 
 @pytest.mark.models
+@pytest.mark.timeout(900)  # ~1 min alone; several on a loaded 2-core machine (the subprocess has its own limit)
 def test_coqui_engine_on_tiny_models_in_its_own_environment() -> None:
     python = coqui_venv() / "bin" / "python"
     if not python.exists():
