@@ -21,6 +21,10 @@ _EN_SENTENCE = re.compile(r"[.;!?\n]|,\s+(?=(?:and\s+|but\s+)?(?:i|he|she|they|w
 _ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]")
 _EN_FILLERS = re.compile(r"^(?:(?:um+|uh+|er+|erm|well|oh|hmm+|so|ah|like)[,.\s]+)+", re.IGNORECASE)
 _ZH_FILLERS = re.compile(r"^(?:(?:呃|啊|那个|这个|嗯嗯|嗯|哦|噢|唉|哎)[，,。\s]*)+")
+_NEVER_LIKE = re.compile(r"\bnever\b|从来没|从没|没有?这么|没有?那么", re.IGNORECASE)
+_LIKE_THIS = re.compile(
+    r"like (?:this|that)|this (?:bad|severe|much)|so (?:bad|severe)|before|in my life|这么|那么|过", re.IGNORECASE
+)
 _ZH_ECHO_YES = re.compile(
     r"^(?:有点|有些|挺|很|特别|非常|比较)?(?:疼|痛|肿|烧|喘|红|痒|晕|麻|吐了|拉了|出了|会的|来了|动了)"
 )
@@ -132,7 +136,8 @@ class Extractor:
             window = window[terms[-1].end() :]
         window = self._pseudo.sub(" ", window)
         if self._cue.search(window):
-            return False
+            # "never had pain like this", "从来没这么疼过": a comparison, not a denial
+            return bool(_NEVER_LIKE.search(window) and _LIKE_THIS.search(after))
         return not (fid in self._resolvable and self._resolved.search(after))
 
     # --- answers and intents -----------------------------------------------------------------

@@ -113,6 +113,15 @@ FINDINGS = [
     ("en", "non-productive cough", "productive_sputum", False),
     ("en", "my calf is not sore", "calf_pain", None),
     ("en", "I feel lightheaded", "dizziness", True),
+    ("en", "I've never had chest pain like this before", "chest_pain", True),
+    ("en", "nothing helps my chest pain", "chest_pain", True),
+    ("en", "I've never had asthma", "chronic_lung", False),
+    ("zh", "胸口从来没这么疼过", "chest_pain", True),
+    ("en", "I don't have a fever", "fever", False),
+    ("en", "she hasn't had any vomiting", "vomiting", False),
+    ("en", "no fever, has a cough", "cough", True),
+    ("en", "no fever and he is coughing", "cough", True),
+    ("zh", "手心脚心特别痒", "itching", True),
 ]
 
 
