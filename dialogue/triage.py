@@ -205,6 +205,13 @@ class TriageDialogue(_Base):
         if flags:
             return [*prefix, *flags, Outcome(self.result())]
         if reask is not None:
+            if self.assist is not None and self.pending is not None and not new:
+                # an off-script turn: a short guarded reply from the LLM, then the same question again
+                p, q = self.pending
+                question = self.kn.protocol_text[self.lang][p.id].questions[q.id]
+                fallback = self.t("not_understood_number" if q.kind in ("number", "scale") else "not_understood_yes_no")
+                reply = await self.assist.offscript(text, question, self.lang, fallback)
+                return [reply, *self.ask(question, q.kind)]
             return reask
 
         if self.phase == "transfer_offer":

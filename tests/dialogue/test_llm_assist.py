@@ -129,6 +129,28 @@ async def test_rephrased_question_is_used_only_when_the_guard_passes() -> None:
     assert "amoxicillin" not in said and "saliva" in said  # the template
 
 
+async def test_off_script_turn_gets_a_guarded_reply_then_the_question_again() -> None:
+    model = FakeChatModel(capable=True, text_reply="I understand, that sounds worrying.")
+    d = _dialogue(model)
+    [o async for o in d.opening()]
+    await _say(d, "yes", 1)
+    out = await _say(d, "I have a headache", 2)
+    question = [o for o in out if isinstance(o, str)][-1]
+    out = await _say(d, "my neighbour's dog kept me up all night", 3)
+    said = [o for o in out if isinstance(o, str)]
+    assert said[0] == "I understand, that sounds worrying."
+    assert said[-1] in (question, "I understand, that sounds worrying.") or "?" in said[-1]
+
+    unsafe = FakeChatModel(capable=True, text_reply="It might be a migraine, take 2 tablets of ibuprofen.")
+    d = _dialogue(unsafe)
+    [o async for o in d.opening()]
+    await _say(d, "yes", 1)
+    await _say(d, "I have a headache", 2)
+    out = await _say(d, "my neighbour's dog kept me up all night", 3)
+    said = " ".join(o for o in out if isinstance(o, str))
+    assert "ibuprofen" not in said and "migraine" not in said and "yes or a no" in said
+
+
 async def test_llm_unavailable_falls_back_to_rules_and_templates() -> None:
     model = FakeChatModel(capable=True, fail=True)
     d = _dialogue(model, lang="zh")
