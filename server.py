@@ -111,16 +111,22 @@ async def start_chat_model(settings: Settings, stack: AsyncExitStack) -> ChatMod
 
 def load_engines(settings: Settings, executor: ThreadPoolExecutor, chat_model: ChatModel) -> Engines:
     from dialogue.factory import build_dialogue_factory
-
     from voice.asr import WhisperRecognizer
     from voice.tts.mandarin import MandarinSynthesizer
     from voice.tts.piper import PiperSynthesizer
 
     recognizer = WhisperRecognizer.from_settings(settings, executor)
-    synthesizers: dict[str, Synthesizer] = {
-        "en": CachingSynthesizer(PiperSynthesizer.from_settings(settings, executor)),
-        "zh": CachingSynthesizer(MandarinSynthesizer.from_settings(settings, executor)),
-    }
+    def voice(language: str) -> Synthesizer:
+        engine = settings.tts_engine_en if language == "en" else settings.tts_engine_zh
+        if engine == "coqui":  # the [coqui] extra, for GPU hosts
+            from voice.tts.coqui import CoquiSynthesizer
+
+            return CoquiSynthesizer.from_settings(settings, executor, language=language)
+        if language == "en":
+            return PiperSynthesizer.from_settings(settings, executor)
+        return MandarinSynthesizer.from_settings(settings, executor)
+
+    synthesizers: dict[str, Synthesizer] = {lang: CachingSynthesizer(voice(lang)) for lang in ("en", "zh")}
     dialogue = build_dialogue_factory(
         chat_model=chat_model,
         emergency_numbers={"zh": settings.emergency_number_zh, "en": settings.emergency_number_en},

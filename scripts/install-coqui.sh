@@ -3,8 +3,9 @@
 #   ${CARECALL_COQUI_VENV:-${CARECALL_CACHE:-~/.cache/carecall}/venv-coqui}
 # torch's CUDA build is ~7 GB installed, so it never goes into the main .venv (which stays
 # torch-free); the main test suite runs the Coqui tests through this environment's python.
-# Idempotent: the stamp holds a hash of this script (the pins below live here) and of the clone it
-# installs, so a second run returns at once.
+# Idempotent: the stamp holds a hash of this script (the pins below live here), so a second run
+# returns at once, from any clone: the repo is not installed into it; its tests put the clone on
+# PYTHONPATH instead (CI's fresh clone in another folder must not rebuild 7 GB).
 #
 # Why these pins (FIELD-NOTES.md): coqui-tts imports torchaudio, and torchaudio must match torch
 # exactly; PyPI's newest torchaudio/torchcodec do not import next to this disk's CPU torch, and no
@@ -36,7 +37,7 @@ requirements=(
   "pytest-timeout>=2.3"
 )
 
-want=$( { cat "$here/scripts/install-coqui.sh"; echo "$here"; } | sha256sum | cut -d' ' -f1)
+want=$(sha256sum < "$here/scripts/install-coqui.sh" | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
   exit 0
 fi
@@ -50,8 +51,6 @@ mkdir -p "$(dirname "$venv")"
 python3.11 -m venv "$venv"
 pip install -q --upgrade pip wheel
 pip install -q "${requirements[@]}"
-# The repo itself, without the main product's dependencies (faster-whisper, piper, llama.cpp...).
-pip install -q --no-deps -e "$here"
-"$venv/bin/python" -c "import torch, torchaudio, TTS.api, TTS.tts.models.xtts, voice.tts.coqui" \
+PYTHONPATH="$here" "$venv/bin/python" -c "import torch, torchaudio, TTS.api, TTS.tts.models.xtts, voice.tts.coqui" \
   || { echo "install-coqui: $venv was built but does not import; see the errors above" >&2; exit 1; }
 echo "$want" > "$stamp"

@@ -33,6 +33,7 @@ def test_coqui_engine_on_tiny_models_in_its_own_environment() -> None:
     if not python.exists():
         pytest.fail(f"no Coqui environment at {python.parent.parent}: run `make coqui` (`make test` does)")
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"}}
+    env["PYTHONPATH"] = str(REPO)  # the environment holds the engines' dependencies, not the clone
     proc = subprocess.run(
         [
             str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
