@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import Select, select
+
 from records.db import Database
 from records.models import Call
 from records.repository import audit, expired_recordings
@@ -65,7 +67,5 @@ def purge_recordings(database: Database, data_dir: Path, retention_days: int, no
     return removed
 
 
-def _live_recording_paths():
-    from sqlalchemy import select
-
+def _live_recording_paths() -> Select[tuple[str | None]]:
     return select(Call.recording_path).where(Call.recording_path.is_not(None), Call.recording_purged_at.is_(None))
