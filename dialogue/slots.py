@@ -101,6 +101,10 @@ def extract_slots(text: str, lang: str) -> list[SlotValue]:
     return out
 
 
+def _in_pregnancy(span: str, out: list[SlotValue]) -> bool:
+    return any(s.slot == "pregnancy_weeks" and span.strip() in s.span for s in out)
+
+
 def _add(out: list[SlotValue], slot: str, value: float | None, span: str) -> None:
     if value is not None and not any(s.slot == slot for s in out):
         out.append(SlotValue(slot, float(value), span))
@@ -142,6 +146,8 @@ def _en(t: str, out: list[SlotValue]) -> None:
         _NUM + r"\s*weeks?\s*(?:pregnant|gestation|along|of pregnancy)|pregnant[^.;]{0,20}?" + _NUM + r"\s*weeks", low
     ):
         _add(out, "pregnancy_weeks", float(m.group(1) or m.group(2)), m.group(0))
+    for m in re.finditer(r"\b(?:i'?m|she'?s|i am|she is|at)\s+" + _NUM + r"\s*weeks\b(?!\s*(?:old|ago))", low):
+        _add(out, "pregnancy_weeks", float(m.group(1)), m.group(0))
     for m in re.finditer(_NUM + r"\s*months?\s*pregnant", low):
         _add(out, "pregnancy_weeks", round(float(m.group(1)) * 4.3), m.group(0))
     # pain score
@@ -189,7 +195,7 @@ def _en(t: str, out: list[SlotValue]) -> None:
         low,
     ):
         pre = low[max(0, m.start() - 12) : m.start()]
-        if re.search(r"(?:per|every|each|times)\s*$", pre):
+        if re.search(r"(?:per|every|each|times)\s*$", pre) or _in_pregnancy(m.group(0), out):
             continue
         _add(out, "duration_hours", float(m.group(1)) * _EN_UNIT_H[m.group(2)], m.group(0))
         break
@@ -230,6 +236,8 @@ def _zh(t: str, out: list[SlotValue]) -> None:
     if re.search(r"刚出生|新生儿|满月", t):
         _add(out, "age_years", 0.05, "新生儿")
     # pregnancy
+    for m in re.finditer(r"(?:孕妇|孕期|怀孕了?)[，,\s]*(?:已经|现在)?(\d+)\s*(?:周|个?星期)", t):
+        _add(out, "pregnancy_weeks", float(m.group(1)), m.group(0))
     for m in re.finditer(
         r"(?:怀孕|孕|怀了|妊娠)\s*(?:已经|快|差不多)?\s*" + _NUM + r"\s*(周|个?星期|个?礼拜|个?月)", t
     ):
@@ -263,6 +271,8 @@ def _zh(t: str, out: list[SlotValue]) -> None:
         + r"(?!大|的(?:宝宝|孩子|婴儿|小孩|娃))",
         t,
     ):
+        if _in_pregnancy(m.group(0), out) or re.match(r"\s*一次", t[m.end() :]):
+            continue
         pre = t[max(0, m.start() - 3) : m.start()]
         if re.search(r"(?:怀孕|孕|怀了|妊娠|一天|每天|1天)\s*$", pre) or re.match(r"\s*(?:次|回|趟)", t[m.end() :]):
             continue
