@@ -146,7 +146,12 @@ def _en(t: str, out: list[SlotValue]) -> None:
         _NUM + r"\s*weeks?\s*(?:pregnant|gestation|along|of pregnancy)|pregnant[^.;]{0,20}?" + _NUM + r"\s*weeks", low
     ):
         _add(out, "pregnancy_weeks", float(m.group(1) or m.group(2)), m.group(0))
-    for m in re.finditer(r"\b(?:i'?m|she'?s|i am|she is|at)\s+" + _NUM + r"\s*weeks\b(?!\s*(?:old|ago))", low):
+    for m in re.finditer(
+        r"\b(?:i'?m|she'?s|i am|she is|at)\s+"
+        + _NUM
+        + r"\s*weeks\b(?!\s*(?:old|ago|into|in|of|since|after|now|with|post))",
+        low,
+    ):
         _add(out, "pregnancy_weeks", float(m.group(1)), m.group(0))
     for m in re.finditer(_NUM + r"\s*months?\s*pregnant", low):
         _add(out, "pregnancy_weeks", round(float(m.group(1)) * 4.3), m.group(0))
