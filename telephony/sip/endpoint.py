@@ -262,7 +262,15 @@ class SipEndpoint:
 
     # --- inbound calls -----------------------------------------------------------------------
     def _on_invite(self, call: IncomingCall) -> None:
-        asyncio.get_running_loop().create_task(self._answer(call), name=f"sip-answer-{call.call_id[:12]}")
+        asyncio.get_running_loop().create_task(self._answer_safely(call), name=f"sip-answer-{call.call_id[:12]}")
+
+    async def _answer_safely(self, call: IncomingCall) -> None:
+        try:
+            await self._answer(call)
+        except Exception:  # e.g. no free RTP port: the caller gets a clear failure, other calls go on
+            log.exception("could not answer a SIP call")
+            if not call._answered:
+                call.reject(503, "Service Unavailable")
 
     async def _answer(self, call: IncomingCall) -> None:
         hub = self._get_hub()

@@ -60,8 +60,13 @@ def upgrade() -> None:
     op.create_table(
         "campaign_attempts",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("contact_id", sa.Integer, sa.ForeignKey("campaign_contacts.id", ondelete="CASCADE"),
-                  nullable=False, index=True),
+        sa.Column(
+            "contact_id",
+            sa.Integer,
+            sa.ForeignKey("campaign_contacts.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
         sa.Column("campaign_id", sa.String(64), nullable=False, index=True),
         sa.Column("number", sa.Integer, nullable=False),  # 1, 2, ... for this contact
         sa.Column("channel", sa.String(16), nullable=False),
