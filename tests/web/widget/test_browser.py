@@ -362,3 +362,24 @@ def test_the_standalone_page_works_under_its_content_security_policy(
         page.get_by_role("button", name="End call").click()
         wait_for(page, "w.state === 'ended'", 15, "the end of the call")
         assert not problems, problems
+
+
+def test_on_the_websocket_too_a_token_opens_one_call_and_nothing_else(server: Server) -> None:
+    from websockets.sync.client import connect
+
+    def start(token: str | None) -> tuple[dict, int | None]:  # type: ignore[type-arg]
+        with connect(server.url.replace("http", "ws") + "/ws/call") as ws:
+            ws.send(json.dumps({"type": "start", "language": "en", "sample_rate": 16000, "token": token}))
+            first = json.loads(ws.recv(timeout=20))
+            with contextlib.suppress(Exception):
+                ws.send(json.dumps({"type": "end"}))
+                while True:
+                    ws.recv(timeout=10)
+            return first, ws.close_code
+
+    token = httpx.post(f"{server.url}/widget/token", json={"lang": "en"}).json()["token"]
+    assert start(token)[0]["type"] == "started"
+    for bad in (token, None, token[:-3] + "abc"):
+        first, code = start(bad)
+        assert first["type"] == "error" and first["code"] == "unauthorised", first
+        assert code == 1008

@@ -120,6 +120,21 @@ async def test_bad_offers_get_clear_4xx_and_cost_nothing(served) -> None:  # typ
     assert widget.tokens.peek(good)
 
 
+async def test_an_offer_aiortc_cannot_use_is_refused_and_closed(served) -> None:  # type: ignore[no-untyped-def]
+    http, widget, hub = served
+    client = ClientPeer()
+    offer = await client.offer()
+    # well-formed, with ICE and DTLS, but no codec in common
+    sdp = "\r\n".join(
+        line.split(" ")[0] + " nope/8000" if line.startswith("a=rtpmap:") else line
+        for line in offer["sdp"].split("\r\n")
+    )
+    r = await http.post("/widget/rtc/offer", json={"sdp": sdp, "type": "offer", "token": await token(http)})
+    assert r.status_code == 400 and r.json()["detail"] == "the SDP offer could not be used"
+    assert not widget.transports and not widget._tasks and not hub.runs
+    await client.close()
+
+
 async def test_a_token_opens_exactly_one_call(served) -> None:  # type: ignore[no-untyped-def]
     http, widget, hub = served
     t = await token(http, "zh")
