@@ -32,6 +32,7 @@ from tests.telephony.peers import (
     scenario,
     ulaw_file,
 )
+from tests.telephony.twilio_carrier import StrictCarrier
 from voice import g711
 from voice.resample import resample
 
@@ -77,10 +78,11 @@ def calls_on(server: RunningServer, channel: str, timeout: float = 20) -> list[d
                                (channel,)).fetchall()
             out = []
             for call_id, language, status in rows:
-                turns = con.execute("SELECT speaker, text, voice_to_voice_ms FROM turns WHERE call_id = ? ORDER BY idx",
-                                    (call_id,)).fetchall()
+                turns = con.execute("SELECT speaker, text, voice_to_voice_ms, interrupted, heard_text FROM turns "
+                                    "WHERE call_id = ? ORDER BY idx", (call_id,)).fetchall()
                 out.append({"id": call_id, "language": language, "status": status,
-                            "turns": [{"speaker": s, "text": t, "v2v": v} for s, t, v in turns]})
+                            "turns": [{"speaker": s, "text": t, "v2v": v, "interrupted": bool(i), "heard": h}
+                                      for s, t, v, i, h in turns]})
         finally:
             con.close()
         if (out and all(c["status"] == "ended" for c in out)) or time.monotonic() > deadline:
@@ -148,3 +150,31 @@ async def test_sip_call_from_baresip_softphone(phone_server: RunningServer, say,
     assert len(calls) == before + 1
     callers = [t["text"].lower() for t in calls[-1]["turns"] if t["speaker"] == "caller"]
     assert any("headache" in c for c in callers), calls[-1]["turns"]
+
+
+async def test_barge_in_over_media_streams_clears_and_records_what_was_heard(phone_server: RunningServer,
+                                                                             say) -> None:
+    """The caller talks over the greeting: CareCall sends `clear`, the carrier stops playing, and the
+    call record keeps the part of the greeting the caller heard (marks and playback, end to end)."""
+    speech = resample(say("Sorry, I have a terrible pain in my chest.", "en"), 8000).samples
+    url = phone_server.base_url.replace("http", "ws") + "/telephony/twilio/stream"
+    before = len(calls_on(phone_server, "media-stream", timeout=0))
+    async with StrictCarrier(url, custom={"language": "en"}) as carrier:
+        while carrier.log.heard_s < 3.0:
+            await carrier.silence(0.02)
+        await carrier.stream(speech)
+        heard_when_done = carrier.log.heard_s
+        await carrier.silence(15.0)
+    log = carrier.log
+    assert log.violations == [] and log.clears, "CareCall cleared the carrier's buffer"
+    cleared_at = log.clears[0]
+    straight_after = [t for t in log.media_arrivals if cleared_at + 0.1 < t < cleared_at + 0.5]
+    calls = calls_on(phone_server, "media-stream")
+    assert len(calls) == before + 1
+    greeting = calls[-1]["turns"][0]
+    assert greeting["speaker"] == "bot" and greeting["interrupted"], calls[-1]["turns"]
+    assert greeting["heard"] and len(greeting["heard"]) < len(greeting["text"])
+    # what the record says was heard matches what the carrier played (within a clause or so)
+    share_recorded = len(greeting["heard"]) / len(greeting["text"])
+    assert share_recorded > 0.1 and heard_when_done > 3.0
+    assert not straight_after, "no more of the interrupted greeting arrives after the clear"
