@@ -31,7 +31,7 @@
       consentTitle: "开始前请阅读",
       consent: "本次通话由语音机器人接听，会被录音并转成文字，供医院护士审核，用于为您安排就诊。机器人不做诊断。",
       consentCheck: "我已了解并同意录音",
-      emergencyHint: "如有胸痛、呼吸困难、昏迷等危急情况，请直接拨打",
+      emergencyHint: (n) => `如有胸痛、呼吸困难、昏迷等危急情况，请直接拨打 ${n}。`,
       start: "开始通话",
       end: "结束通话",
       again: "重新开始",
@@ -63,7 +63,7 @@
         consultation: "请预约门诊，近几天内就诊。",
         self_care: "可以先在家观察护理。",
       },
-      safetyNet: "如果症状加重或出现新的危险信号，请立即就医或拨打",
+      safetyNet: (n) => `如果症状加重或出现新的危险信号，请立即就医或拨打 ${n}。`,
     },
     en: {
       title: "CareCall nurse line",
@@ -72,7 +72,7 @@
       consentTitle: "Before you start",
       consent: "You will talk to a voice assistant. The call is recorded and transcribed so a hospital nurse can review it and arrange your care. The assistant does not diagnose.",
       consentCheck: "I understand and agree to the recording",
-      emergencyHint: "For chest pain, severe breathing trouble or fainting, call",
+      emergencyHint: (n) => `For chest pain, severe breathing trouble or fainting, call ${n} now.`,
       start: "Start call",
       end: "End call",
       again: "Start again",
@@ -104,7 +104,7 @@
         consultation: "Book a clinic visit in the next few days.",
         self_care: "You can look after this at home for now.",
       },
-      safetyNet: "If you get worse or notice new warning signs, get care at once or call",
+      safetyNet: (n) => `If you get worse or notice new warning signs, get care at once or call ${n}.`,
     },
   };
   const DEFAULT_EMERGENCY = { zh: "120", en: "911" };
@@ -228,7 +228,7 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
       this.$("cc-consent-title").textContent = t.consentTitle;
       this.$("cc-consent-text").textContent = t.consent;
       this.$("cc-agree-text").textContent = t.consentCheck;
-      this.$("cc-hint").textContent = `${t.emergencyHint} ${this.emergencyNumber}.`;
+      this.$("cc-hint").textContent = t.emergencyHint(this.emergencyNumber);
       this.$("cc-captions").setAttribute("aria-label", t.captionsLabel);
       this.$("cc-outcome-title").textContent = t.outcomeTitle;
       this.render();
@@ -649,7 +649,7 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
         for (const a of advice) { const li = document.createElement("li"); li.textContent = a; ul.append(li); }
         adviceBox.append(h, ul);
       }
-      this.$("cc-safety").textContent = `${t.safetyNet} ${this.emergencyNumber}.`;
+      this.$("cc-safety").textContent = t.safetyNet(this.emergencyNumber);
       if (disp === "emergency_ambulance" || disp === "emergency") this.showBanner({ level: disp });
       box.hidden = false;
       box.focus();
