@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     twilio_account_sid: str = Field("", description="for outbound calls through the carrier's REST API")
     twilio_api_base: str = Field("https://api.twilio.com", description="Calls API base URL")
     twilio_from_number: str = Field("", description="caller id for outbound carrier calls (E.164)")
+    campaign_worker: bool = Field(False, description="the server dials due campaign calls itself")
+    campaign_concurrency: int = Field(2, description="campaign calls one worker places at once")
+    campaign_poll_s: float = Field(10.0, description="how often a worker looks for due campaign calls")
 
     # --- limits ---------------------------------------------------------------------------------
     max_concurrent_calls: int = 8

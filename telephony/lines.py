@@ -8,6 +8,8 @@ and the SIP endpoint, started and stopped with the app.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -25,11 +27,10 @@ class PhoneLines:
         self.router = build_router(settings, on_status=self._carrier_status)
         self.sip: SipEndpoint | None = None
         self._engine: Any = None
+        self._worker: asyncio.Task[None] | None = None
 
     async def _carrier_status(self, attempt_id: int, form: dict[str, str]) -> None:
         """A campaign call's progress from the carrier: store the attempt's outcome."""
-        import asyncio
-
         from records.db import create_db_engine
         from telephony.campaigns import apply_carrier_status
 
@@ -45,8 +46,49 @@ class PhoneLines:
                                    get_hub=lambda: getattr(app.state, "hub", None))
             await self.sip.start()
             app.state.sip = self.sip
+        if self.settings.campaign_worker:
+            self._start_campaign_worker()
+
+    def _start_campaign_worker(self) -> None:
+        """Dial due follow-up calls from this server (SIP through its endpoint, carrier by REST)."""
+        from records.db import create_db_engine
+        from telephony.campaigns import CampaignRunner, CarrierDialer, Dialer, SipDialer
+
+        s = self.settings
+        dialers: dict[str, Dialer] = {}
+        if self.sip is not None:
+            dialers["sip"] = SipDialer(self.sip)
+        if s.twilio_account_sid and s.twilio_auth_token.get_secret_value():
+            dialers["carrier"] = CarrierDialer(
+                api_base=s.twilio_api_base, account_sid=s.twilio_account_sid,
+                auth_token=s.twilio_auth_token.get_secret_value(), from_number=s.twilio_from_number,
+                public_base_url=s.public_base_url)
+        if not dialers:
+            log.warning("campaign worker: no SIP endpoint and no carrier account configured; not dialling")
+            return
+        if self._engine is None:
+            self._engine = create_db_engine(s.resolved_database_url)
+        runner = CampaignRunner(self._engine, dialers, concurrency=s.campaign_concurrency)
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await runner.run(until_idle=False, poll_s=s.campaign_poll_s)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a database hiccup must not stop follow-up calls for good
+                    log.exception("campaign worker: error; retrying")
+                    await asyncio.sleep(s.campaign_poll_s)
+
+        self._worker = asyncio.create_task(loop(), name="campaign-worker")
+        log.info("campaign worker started (%s)", ", ".join(sorted(dialers)))
 
     async def aclose(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._worker
+            self._worker = None
         if self.sip is not None:
             await self.sip.stop()
             self.sip = None

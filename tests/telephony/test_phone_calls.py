@@ -55,13 +55,16 @@ def is_speech(samples: np.ndarray, rate: int) -> bool:
 @pytest.fixture(scope="module")
 def phone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     sip_port = free_port(socket.SOCK_DGRAM)
+    patient_port = free_port(socket.SOCK_DGRAM)  # where SIPp answers the server's follow-up calls
     lo = random.randrange(40000, 49000, 100)
     server = start_server(tmp_path_factory.mktemp("phone-server"), {
         "CARECALL_SIP_ENABLED": "true", "CARECALL_SIP_PORT": str(sip_port),
         "CARECALL_SIP_RTP_PORT_MIN": str(lo), "CARECALL_SIP_RTP_PORT_MAX": str(lo + 99),
-        "CARECALL_SIP_DEFAULT_LANGUAGE": "en",
+        "CARECALL_SIP_DEFAULT_LANGUAGE": "en", "CARECALL_SIP_TRUNK": f"127.0.0.1:{patient_port}",
+        "CARECALL_CAMPAIGN_WORKER": "true", "CARECALL_CAMPAIGN_POLL_S": "1",
     })
     server.env["SIP_PORT"] = str(sip_port)
+    server.env["PATIENT_PORT"] = str(patient_port)
     try:
         yield server
     finally:
@@ -74,13 +77,13 @@ def calls_on(server: RunningServer, channel: str, timeout: float = 20) -> list[d
     while True:
         con = sqlite3.connect(server.data_dir / "carecall.db")
         try:
-            rows = con.execute("SELECT id, language, status FROM calls WHERE channel = ? ORDER BY started_at",
+            rows = con.execute("SELECT id, language, status, mode FROM calls WHERE channel = ? ORDER BY started_at",
                                (channel,)).fetchall()
             out = []
-            for call_id, language, status in rows:
+            for call_id, language, status, mode in rows:
                 turns = con.execute("SELECT speaker, text, voice_to_voice_ms, interrupted, heard_text FROM turns "
                                     "WHERE call_id = ? ORDER BY idx", (call_id,)).fetchall()
-                out.append({"id": call_id, "language": language, "status": status,
+                out.append({"id": call_id, "language": language, "status": status, "mode": mode,
                             "turns": [{"speaker": s, "text": t, "v2v": v, "interrupted": bool(i), "heard": h}
                                       for s, t, v, i, h in turns]})
         finally:
@@ -178,3 +181,45 @@ async def test_barge_in_over_media_streams_clears_and_records_what_was_heard(pho
     share_recorded = len(greeting["heard"]) / len(greeting["text"])
     assert share_recorded > 0.1 and heard_when_done > 3.0
     assert not straight_after, "no more of the interrupted greeting arrives after the clear"
+
+
+@pytest.mark.skipif(not (HAVE_SIPP and HAVE_TCPDUMP), reason="needs sipp and tcpdump")
+async def test_follow_up_campaign_call_dialled_by_the_server(phone_server: RunningServer, say, tmp_path: Path) -> None:
+    """The server's campaign worker claims a due patient and calls them through the SIP trunk;
+    SIPp answers as the patient and speaks; both sides' audio and the stored outcome are checked."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from records.db import create_db_engine
+    from telephony.campaigns import Attempt, create_campaign, import_csv
+
+    words = phone_speech(say, "Yes, this is Zhang Wei. My wound is healing well.", lead_s=14.0, tail_s=1.0)
+    sc = scenario("uas_answer.xml", tmp_path, speech=str(ulaw_file(words, tmp_path / "patient.ulaw")),
+                  talk_ms=str(int(len(words) / 8 + 20000)))
+    mp = random.randrange(26000, 29000, 2)
+    before = len(calls_on(phone_server, "sip", timeout=0))
+    engine = create_db_engine(f"sqlite:///{phone_server.data_dir / 'carecall.db'}")
+    with Capture(tmp_path / "bot.pcap", mp) as cap:
+        sipp = asyncio.create_task(run_sipp(None, sc, sip_port=int(phone_server.env["PATIENT_PORT"]), media_port=mp,
+                                             timeout=90))
+        await asyncio.sleep(0.5)
+        with Session(engine) as session, session.begin():
+            c = create_campaign(session, "surgery discharges", channel="sip", timezone="UTC",
+                                window_start="00:00", window_end="23:59")
+            import_csv(session, c, "name,phone,language,department\nZhang Wei,+8613900003333,en,surgery\n")
+        run = await sipp
+        await asyncio.sleep(0.5)
+    assert run.ok, run.output[-2000:]
+    assert is_speech(decode_stream(cap.packets(), 0), 8000), "the patient heard CareCall speak"
+    calls = calls_on(phone_server, "sip")
+    assert len(calls) == before + 1 and calls[-1]["mode"] == "followup"
+    callers = [t["text"].lower() for t in calls[-1]["turns"] if t["speaker"] == "caller"]
+    assert any("wound" in c or "healing" in c for c in callers), calls[-1]["turns"]
+    for _ in range(40):
+        with Session(engine) as session:
+            attempts = session.scalars(select(Attempt)).all()
+            if attempts and attempts[0].outcome != "pending":
+                break
+        await asyncio.sleep(0.5)
+    engine.dispose()
+    assert [(a.outcome, a.call_id) for a in attempts] == [("completed", calls[-1]["id"])]
