@@ -10,6 +10,9 @@ from dialogue.protocols import DISPOSITIONS, URGENCY, Knowledge, Protocol, Quest
 
 MAX_QUESTIONS = 6  # protocol questions per call; critical ones may go up to MAX_QUESTIONS_CRITICAL
 MAX_QUESTIONS_CRITICAL = 9
+# findings that say who calls or that something hurts, but not what is wrong: on their own they are not
+# an understood complaint
+NONSPECIFIC = frozenset({"child", "baby", "child_under_16", "elderly", "pregnant", "pain", "sudden_onset", "worsening"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +85,15 @@ def assess(facts: Facts, kn: Knowledge, mode: str = "triage") -> Assessment:
     for f in flags:
         reasons.append(f"red_flag:{f.id}")
         level = most_urgent(level, f.level)
-    if not complaints and not flags and level == DISPOSITIONS[0]:
-        level = "consultation"  # nothing recognised: a clinician should see them, never "stay at home"
+    if not complaints and not flags:
+        # fail-safe: no complaint protocol recognised. Never home care. When nothing specific was understood
+        # at all (only who is calling, or a pain we cannot place), a clinician within 24 h; severity
+        # modifiers (general.yaml) may raise it further.
+        specific = [f for f, v in facts.findings.items() if v.present and f not in NONSPECIFIC]
+        floor = "consultation" if specific else "consultation_24"
+        if URGENCY[level] < URGENCY[floor]:
+            level = floor
+            reasons.append(f"failsafe:no_recognised_complaint:{floor}")
     chief = None
     if complaints:
         chief = max(complaints, key=lambda c: URGENCY[c[1]])[0]  # stable: earliest among the most urgent

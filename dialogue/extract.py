@@ -75,6 +75,8 @@ class Extractor:
 
         self._findings = {fid: finding_re(p) for fid, p in lex.findings.items()}
         self._absent = {fid: finding_re(p) for fid, p in lex.absent.items()}
+        self._denied_rx = {fid: finding_re(p) for fid, p in lex.denied_means.items()}
+        self._asr = [(re.compile(k, flags), v) for k, v in lex.asr_confusions.items()]
         neg = lex.negation
         if zh:
             self._cue = re.compile(_alt(neg.cues))
@@ -107,7 +109,14 @@ class Extractor:
         }
 
     # --- findings ---------------------------------------------------------------------------
+    def normalise(self, text: str) -> str:
+        """Undo known speech-recognition confusions (光盘 → 黄痰, "my chess hurts" → chest)."""
+        for rx, meant in self._asr:
+            text = rx.sub(meant, text)
+        return text
+
     def extract(self, text: str) -> Extraction:
+        text = self.normalise(text)
         mentions = [
             Mention(fid, self._present(text, m.start(), m.end(), fid), m.group(0))
             for fid, rx in self._findings.items()
@@ -117,6 +126,13 @@ class Extractor:
             Mention(fid, False, m.group(0), definite=True)
             for fid, rx in self._absent.items()
             for m in rx.finditer(text)
+        ]
+        # the absence of a normal function, said in the negative, is the finding itself
+        mentions += [
+            Mention(fid, True, m.group(0))
+            for fid, rx in self._denied_rx.items()
+            for m in rx.finditer(text)
+            if self._denied(text, m.start(), m.end(), fid)
         ]
         return Extraction(tuple(mentions), tuple(extract_slots(text, self.lang)))
 
@@ -139,6 +155,18 @@ class Extractor:
             # "never had pain like this", "从来没这么疼过": a comparison, not a denial
             return bool(_NEVER_LIKE.search(window) and _LIKE_THIS.search(after))
         return not (fid in self._resolvable and self._resolved.search(after))
+
+    def _denied(self, text: str, start: int, end: int, fid: str) -> bool:
+        """A negation cue governs this normal function itself: nothing that is a finding stands between them
+        ("haven't felt the baby kick" yes; "no pain when I pee" no: the cue negates the pain)."""
+        if self._present(text, start, end, fid):
+            return False
+        lo = max(0, start - (12 if self.lang == "zh" else 48))
+        cues = list(self._cue.finditer(text, lo, start))
+        if not cues:
+            return False
+        between = text[cues[-1].end() : start]
+        return not any(rx.search(between) for rx in self._findings.values())
 
     # --- answers and intents -----------------------------------------------------------------
     def _clean(self, text: str) -> str:

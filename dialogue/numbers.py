@@ -226,6 +226,7 @@ def normalise_en(text: str) -> str:
             n = n * 100 + extra
         return str(n)
 
+    text = re.sub(r"\ban?\s+(?=hundred\b)", "one ", text, flags=re.IGNORECASE)  # "a hundred and one" (°F)
     text = _EN_WORD_RE.sub(repl, text)
     text = re.sub(r"\b(\d+)\s+and\s+a\s+half\b", r"\1.5", text, flags=re.IGNORECASE)
     text = re.sub(r"\b(\d+)\s+(?:point|dot)\s+(\d)\b", r"\1.\2", text, flags=re.IGNORECASE)

@@ -147,6 +147,10 @@ class Lexicon(_Strict):
     answers: Answers
     absent: dict[str, list[str]] = {}
     findings: dict[str, list[str]]
+    # a NEGATED mention of a normal function is itself a finding ("haven't felt the baby kick", "没感觉到胎动")
+    denied_means: dict[str, list[str]] = {}
+    # known speech-recognition confusions, rewritten before anything is matched: pattern -> what was meant
+    asr_confusions: dict[str, str] = {}
 
 
 class ProtocolText(_Strict):
@@ -312,6 +316,10 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
         _check_ids(lex_path, "negation.resolvable", set(lex.negation.resolvable), known)
         for fid, pats in lex.findings.items():
             _check_regexes(lex_path, f"findings.{fid}", pats)
+        _check_ids(lex_path, "denied_means", set(lex.denied_means), known)
+        for fid, pats in lex.denied_means.items():
+            _check_regexes(lex_path, f"denied_means.{fid}", pats)
+        _check_regexes(lex_path, "asr_confusions", list(lex.asr_confusions))
         for name in ("unknown", "no", "yes", "repeat", "transfer", "correction", "stop", "identity_denied", "no_more"):
             _check_regexes(lex_path, f"answers.{name}", getattr(lex.answers, name))
         lexicons[lang] = lex
