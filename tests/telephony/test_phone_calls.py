@@ -62,6 +62,7 @@ def phone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
         "CARECALL_SIP_RTP_PORT_MIN": str(lo), "CARECALL_SIP_RTP_PORT_MAX": str(lo + 99),
         "CARECALL_SIP_DEFAULT_LANGUAGE": "en", "CARECALL_SIP_TRUNK": f"127.0.0.1:{patient_port}",
         "CARECALL_CAMPAIGN_WORKER": "true", "CARECALL_CAMPAIGN_POLL_S": "1",
+        "CARECALL_TRANSFER_TARGET": "sip:nurse@127.0.0.1:5099",
     })
     server.env["SIP_PORT"] = str(sip_port)
     server.env["PATIENT_PORT"] = str(patient_port)
@@ -223,3 +224,23 @@ async def test_follow_up_campaign_call_dialled_by_the_server(phone_server: Runni
         await asyncio.sleep(0.5)
     engine.dispose()
     assert [(a.outcome, a.call_id) for a in attempts] == [("completed", calls[-1]["id"])]
+
+
+@pytest.mark.skipif(not HAVE_SIPP, reason="needs sipp")
+async def test_caller_asking_for_a_nurse_is_transferred_by_refer(phone_server: RunningServer, say,
+                                                                 tmp_path: Path) -> None:
+    """"I want to speak to a nurse" on a SIP call: the dialogue asks for a transfer and the endpoint
+    REFERs the caller to the human line (SIPp checks the Refer-To, accepts, reports success, gets
+    the BYE). (转人工 / 找护士 in Mandarin take the same path, but Whisper base misheard both in the
+    8 kHz phone band here: 转员工, 找互心.)"""
+    words = resample(say("I want to speak to a nurse.", "en"), 8000).samples
+    speech = np.concatenate([np.zeros(15 * 8000, np.int16), words, np.zeros(8000, np.int16)])
+    sc = scenario("uac_refer.xml", tmp_path, speech=str(ulaw_file(speech, tmp_path / "nurse.ulaw")))
+    before = len(calls_on(phone_server, "sip", timeout=0))
+    run = await run_sipp(f"127.0.0.1:{phone_server.env['SIP_PORT']}", sc, sip_port=free_port(socket.SOCK_DGRAM),
+                         media_port=random.randrange(26000, 29000, 2), timeout=90)
+    assert run.ok, run.output[-2000:]
+    calls = calls_on(phone_server, "sip")
+    assert len(calls) == before + 1
+    callers = [t["text"].lower() for t in calls[-1]["turns"] if t["speaker"] == "caller"]
+    assert any("nurse" in c for c in callers), calls[-1]["turns"]
