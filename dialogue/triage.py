@@ -97,12 +97,12 @@ class _Base:
                     rf_ids |= rf.when.finding_ids()
                 self.assist.compare(rules, llm, rf_ids)
                 for fid, present in llm.items():
-                    if fid not in rules and fid not in self.facts.findings:
-                        # the LLM may add what the rules missed, never overturn them
-                        self.facts.set_finding(fid, present, utt.turn_index, utt.text, "", source="llm")
+                    if present and fid not in rules and fid not in self.facts.findings:
+                        # the LLM may add what the rules missed, never overturn them, and never write down
+                        # an absence (that would skip the protocol question that could find a red flag)
+                        self.facts.set_finding(fid, True, utt.turn_index, utt.text, "", source="llm")
                         self.turn_mentions.add(fid)
-                        if present:
-                            new.append(fid)
+                        new.append(fid)
         return new
 
     def red_flag_outputs(self, a: Assessment) -> list[DialogueOutput]:
