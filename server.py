@@ -190,7 +190,8 @@ async def ws_call(ws: WebSocket) -> None:
         mode=start.mode,  # type: ignore[arg-type]
         params=start.params,
     )
-    transport = WebSocketTransport(ws, start, max_message_bytes=settings.max_ws_message_bytes, call_id=info.call_id)
+    transport = WebSocketTransport(ws, start, max_message_bytes=settings.max_ws_message_bytes, call_id=info.call_id,
+                                   emergency_number=settings.emergency_number(start.language))
     await transport.send_json({"type": "started", "call_id": info.call_id, "sample_rate": transport.output_rate})
     await transport.start()
     try:

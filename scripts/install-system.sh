@@ -11,6 +11,7 @@ packages=(
   tcpdump           # captures RTP that SIPp sends (SIPp cannot record)
   iproute2          # unshare -n + ip link: tests confined to loopback
   libsndfile1
+  fonts-wqy-microhei  # Chinese glyphs for the widget and console in headless Chromium (screenshots, tests)
   ffmpeg
 )
 missing=()

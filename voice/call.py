@@ -378,10 +378,14 @@ class Call:
         if reply is None or reply.done():
             return
         self._interrupted_at_s = self.transport.played_s()
-        await self.transport.clear()
+        # Cancel before clearing: clearing awaits (it tells the client), and a reply still running
+        # could push one more chunk in that gap, to be played after the clear.
         reply.cancel()
+        await self.transport.clear()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reply
+        if not self._end.is_set():
+            await self._set_state("listening")
 
     async def _speak(self, outputs: AsyncIterator[DialogueOutput], timing: _ReplyTiming | None) -> None:
         """Dialogue text → clauses → TTS → transport, the three stages overlapping."""

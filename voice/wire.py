@@ -17,8 +17,9 @@ from voice.events import (
 )
 
 
-def event_to_json(event: CallEvent) -> dict[str, Any] | None:
-    """The client-facing form of an event, or None for events clients don't get."""
+def event_to_json(event: CallEvent, *, emergency_number: str | None = None) -> dict[str, Any] | None:
+    """The client-facing form of an event, or None for events clients don't get. A red flag carries
+    the emergency number to show (120 / 911, from the settings)."""
     if isinstance(event, StateChanged):
         return {"type": "state", "state": event.state}
     if isinstance(event, PartialTranscript):
@@ -39,7 +40,10 @@ def event_to_json(event: CallEvent) -> dict[str, Any] | None:
     if isinstance(event, ActionTaken):
         a = event.action
         if isinstance(a, Escalate):
-            return {"type": "red_flag", "reason": a.reason, "red_flags": list(a.red_flags), "level": a.level}
+            msg = {"type": "red_flag", "reason": a.reason, "red_flags": list(a.red_flags), "level": a.level}
+            if emergency_number:
+                msg["emergency_number"] = emergency_number
+            return msg
         if isinstance(a, Outcome):
             return {"type": "outcome", **a.data}
         if isinstance(a, Transfer):

@@ -38,6 +38,9 @@ async def test_english_caller_is_heard_and_answered(carecall_server, say) -> Non
     assert len(bot) >= 2  # greeting and a reply
     assert is_speech(Pcm.concat(report.bot_audio, report.output_rate))
     assert report.latencies_ms and report.latencies_ms[0] > 0  # measured on the caller's clock (speed: bench/)
+    # the caller hung up with {"type": "end"} and still got the call's result
+    assert report.end_reason == "caller ended the call"
+    assert report.result.get("disposition")
     reply = bot[-1]
     m = reply["metrics"]
     assert m["voice_to_voice_ms"] > 0 and m["asr_ms"] is not None and m["tts_first_audio_ms"] is not None

@@ -71,12 +71,14 @@ def parse_start(raw: str | bytes | None) -> StartRequest:
 class WebSocketTransport:
     """Transport over one accepted WebSocket whose `start` message has been read."""
 
-    def __init__(self, ws: WebSocket, start: StartRequest, *, max_message_bytes: int, call_id: str) -> None:
+    def __init__(self, ws: WebSocket, start: StartRequest, *, max_message_bytes: int, call_id: str,
+                 emergency_number: str | None = None) -> None:
         self.ws = ws
         self.input_rate = start.sample_rate
         self.output_rate = start.output_sample_rate
         self._max_bytes = max_message_bytes
         self._call_id = call_id
+        self._emergency_number = emergency_number
         self._inbox: asyncio.Queue[InboundEvent] = asyncio.Queue()
         self._send_lock = asyncio.Lock()
         self._sender = PacedSender(self._send_frame, self.output_rate)
@@ -106,6 +108,7 @@ class WebSocketTransport:
             await self._close(1008, "too many protocol errors")
 
     async def _read_loop(self) -> None:
+        ended_by_caller = False
         try:
             while True:
                 msg = await self.ws.receive()
@@ -115,14 +118,15 @@ class WebSocketTransport:
                 text: str | None = msg.get("text")
                 if data is not None:
                     await self._on_bytes(data)
-                elif text is not None:
-                    if await self._on_text(text):
-                        break
+                elif text is not None and await self._on_text(text):
+                    ended_by_caller = True  # the socket stays open for the final `ended` message
+                    break
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
-            self.closed = True
-            await self._inbox.put(CallerHangup("caller disconnected"))
+            if not ended_by_caller:
+                self.closed = True
+                await self._inbox.put(CallerHangup("caller disconnected"))
 
     async def _on_bytes(self, data: bytes) -> None:
         if len(data) > self._max_bytes:
@@ -184,7 +188,7 @@ class WebSocketTransport:
         self._sender.reset_played()
 
     async def send_event(self, event: CallEvent) -> None:
-        payload = event_to_json(event)
+        payload = event_to_json(event, emergency_number=self._emergency_number)
         if payload is not None:
             await self.send_json(payload)
 

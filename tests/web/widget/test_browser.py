@@ -161,15 +161,7 @@ def test_caller_is_heard_and_the_bot_is_heard(
         assert page.get_by_role("button", name="Start again").is_visible()
 
 
-WS_BARGE_IN_RACE = pytest.mark.xfail(
-    strict=False,
-    reason="voice/call.py Call._interrupt clears the transport before cancelling the reply; on /ws/call "
-    "WebSocketTransport.clear() awaits sending {type: clear}, and the reply can push one more chunk "
-    "meanwhile, which then plays after the clear (cancel the reply first, then clear)",
-)
-
-
-@pytest.mark.parametrize("transport", ["webrtc", pytest.param("websocket", marks=WS_BARGE_IN_RACE)])
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
 def test_barge_in_silences_the_bot_at_once(
     pw: Playwright, server: Server, wavs: dict[str, Path], transport: str
 ) -> None:
