@@ -85,11 +85,18 @@ def assess(facts: Facts, kn: Knowledge, mode: str = "triage") -> Assessment:
     for f in flags:
         reasons.append(f"red_flag:{f.id}")
         level = most_urgent(level, f.level)
-    if not complaints and not flags:
+    understood = any(
+        facts.present(t) and (facts.findings.get(t) is None or facts.findings[t].source != "paraphrase")
+        for pid, _ in complaints
+        for t in kn.protocols[pid].triggers
+    )
+    if not understood and not flags:
         # fail-safe: no complaint protocol recognised. Never home care. When nothing specific was understood
         # at all (only who is calling, or a pain we cannot place), a clinician within 24 h; severity
         # modifiers (general.yaml) may raise it further.
-        specific = [f for f, v in facts.findings.items() if v.present and f not in NONSPECIFIC]
+        specific = [
+            f for f, v in facts.findings.items() if v.present and f not in NONSPECIFIC and v.source != "paraphrase"
+        ]
         floor = "consultation" if specific else "consultation_24"
         if URGENCY[level] < URGENCY[floor]:
             level = floor

@@ -36,6 +36,7 @@ class Mention:
     present: bool
     span: str
     definite: bool = False  # an explicit statement of absence ("afebrile"): wins in its utterance
+    via: str = ""  # "" for the lexicon; "paraphrase" for the embedding fallback (dialogue.paraphrase)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +59,9 @@ def _alt(patterns: list[str]) -> str:
 
 
 class Extractor:
-    def __init__(self, lex: Lexicon, lang: str) -> None:
+    def __init__(self, lex: Lexicon, lang: str, *, paraphrase: bool = True) -> None:
         self.lang = lang
+        self.paraphrase = paraphrase  # the embedding fallback, when its model is installed
         self.lex = lex
         zh = lang == "zh"
         flags = 0 if zh else re.IGNORECASE
@@ -134,7 +136,34 @@ class Extractor:
             for m in rx.finditer(text)
             if self._denied(text, m.start(), m.end(), fid)
         ]
+        if self.paraphrase:
+            mentions += self._paraphrased(text, mentions)
         return Extraction(tuple(mentions), tuple(extract_slots(text, self.lang)))
+
+    def unrecognised_clauses(self, text: str, mentions: list[Mention]) -> list[str]:
+        """Clauses with no lexicon finding and no negation cue: what the paraphrase fallback may read."""
+        from dialogue.paraphrase import clauses
+
+        spans = [m.span for m in mentions if m.span]
+        return [
+            c for c in clauses(text, self.lang) if not any(s in c or c in s for s in spans) and not self._cue.search(c)
+        ]
+
+    def _paraphrased(self, text: str, mentions: list[Mention]) -> list[Mention]:
+        from dialogue.paraphrase import THRESHOLD, nearest_findings
+
+        triggers = _protocol_triggers()
+        if any(m.present and m.finding in triggers for m in mentions):
+            return []  # the lexicon recognised a complaint: the fallback is only for callers it did not
+        todo = self.unrecognised_clauses(text, mentions)
+        if not todo:
+            return []
+        known = {m.finding for m in mentions}
+        return [
+            Mention(m.finding, True, m.clause, via="paraphrase")
+            for m in nearest_findings(todo, self.lang)
+            if m.cosine >= THRESHOLD[self.lang] and m.finding not in known
+        ]
 
     def _present(self, text: str, start: int, end: int, fid: str) -> bool:
         if self.lang == "zh":
@@ -190,6 +219,11 @@ class Extractor:
     def intent(self, name: str, text: str) -> bool:
         rx = self._intents.get(name)
         return bool(rx and rx.search(text.strip()))
+
+
+@lru_cache(maxsize=1)
+def _protocol_triggers() -> frozenset[str]:
+    return frozenset(t for p in knowledge().protocols.values() for t in p.triggers)
 
 
 @lru_cache(maxsize=4)

@@ -45,7 +45,7 @@ class Facts:
         """Merge one utterance's extraction; returns the ids of findings it set present."""
         new: list[str] = []
         for fid, m in ext.findings().items():
-            self.set_finding(fid, m.present, turn, text, m.span, source)
+            self.set_finding(fid, m.present, turn, text, m.span, m.via or source)
             if m.present:
                 new.append(fid)
         for s in ext.slots:

