@@ -79,6 +79,7 @@ class Extractor:
         self._absent = {fid: finding_re(p) for fid, p in lex.absent.items()}
         self._denied_rx = {fid: finding_re(p) for fid, p in lex.denied_means.items()}
         self._asr = [(re.compile(k, flags), v) for k, v in lex.asr_confusions.items()]
+        self._sites = {fid: finding_re(p) for fid, p in lex.pain_sites.items()}
         neg = lex.negation
         if zh:
             self._cue = re.compile(_alt(neg.cues))
@@ -129,6 +130,7 @@ class Extractor:
             for fid, rx in self._absent.items()
             for m in rx.finditer(text)
         ]
+        mentions += self._located_pain(text, mentions)
         # the absence of a normal function, said in the negative, is the finding itself
         mentions += [
             Mention(fid, True, m.group(0))
@@ -185,6 +187,32 @@ class Extractor:
             return bool(_NEVER_LIKE.search(window) and _LIKE_THIS.search(after))
         return not (fid in self._resolvable and self._resolved.search(after))
 
+    def _located_pain(self, text: str, mentions: list[Mention]) -> list[Mention]:
+        """A present pain and a body part in the same clause: that site's pain, unless already said."""
+        pains = [m for m in mentions if m.finding == "pain" and m.present]
+        if not pains or not self._sites:
+            return []
+        known = {m.finding for m in mentions}
+        splitter = _ZH_CLAUSE if self.lang == "zh" else _EN_SENTENCE
+        out: list[Mention] = []
+        near = 8 if self.lang == "zh" else 30  # characters between the body part and the pain word
+        for clause in splitter.split(text):
+            at = [
+                i
+                for p in pains
+                for i in _find_all(clause, p.span)
+                if self._present(clause, i, i + len(p.span), "pain")  # "胸口不疼": not this clause's pain
+            ]
+            if not at:
+                continue
+            for fid, rx in self._sites.items():
+                for m in rx.finditer(clause):
+                    close = any(m.start() - near <= i <= m.end() + near for i in at)
+                    if close and fid not in known and self._present(clause, m.start(), m.end(), fid):
+                        out.append(Mention(fid, True, clause.strip()))
+                        known.add(fid)
+        return out
+
     def _denied(self, text: str, start: int, end: int, fid: str) -> bool:
         """A negation cue governs this normal function itself: nothing that is a finding stands between them
         ("haven't felt the baby kick" yes; "no pain when I pee" no: the cue negates the pain)."""
@@ -219,6 +247,14 @@ class Extractor:
     def intent(self, name: str, text: str) -> bool:
         rx = self._intents.get(name)
         return bool(rx and rx.search(text.strip()))
+
+
+def _find_all(text: str, sub: str) -> list[int]:
+    out, i = [], text.find(sub)
+    while sub and i >= 0:
+        out.append(i)
+        i = text.find(sub, i + 1)
+    return out
 
 
 @lru_cache(maxsize=1)

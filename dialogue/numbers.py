@@ -184,6 +184,8 @@ def normalise_zh(text: str) -> str:
     text = text.replace("半个", "0.5个").replace("个半", ".5个")
     # 两三天, 七八个小时: a spoken range, keep its upper end
     text = re.sub(r"([一二两三四五六七八])([二三四五六七八九])(?=[天个周年月小分次岁星礼])", r"\2", text)
+    # 好几天, 几个礼拜: "several" time units, read as three (never 十几, 二十几)
+    text = re.sub(r"(?<![一二两三四五六七八九十百\d])好?几(?=个?(?:天|礼拜|星期|周|月|年|小时))", "三", text)
 
     def repl(m: re.Match[str]) -> str:
         out = _zh_number(m.group(0))

@@ -149,6 +149,9 @@ class Lexicon(_Strict):
     findings: dict[str, list[str]]
     # a NEGATED mention of a normal function is itself a finding ("haven't felt the baby kick", "没感觉到胎动")
     denied_means: dict[str, list[str]] = {}
+    # where it hurts: a pain word and one of these body parts in the same clause is that location's pain
+    # ("my back's been aching", "脸上长了个痘痘，有点疼" stays plain pain: the part must share the clause)
+    pain_sites: dict[str, list[str]] = {}
     # known speech-recognition confusions, rewritten before anything is matched: pattern -> what was meant
     asr_confusions: dict[str, str] = {}
 
@@ -316,6 +319,9 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
         _check_ids(lex_path, "negation.resolvable", set(lex.negation.resolvable), known)
         for fid, pats in lex.findings.items():
             _check_regexes(lex_path, f"findings.{fid}", pats)
+        _check_ids(lex_path, "pain_sites", set(lex.pain_sites), known)
+        for fid, pats in lex.pain_sites.items():
+            _check_regexes(lex_path, f"pain_sites.{fid}", pats)
         _check_ids(lex_path, "denied_means", set(lex.denied_means), known)
         for fid, pats in lex.denied_means.items():
             _check_regexes(lex_path, f"denied_means.{fid}", pats)

@@ -79,6 +79,18 @@ def test_speech_recognition_confusions_are_undone_before_matching() -> None:
     assert "chest_pain" not in _present("we played chess all afternoon", "en")
 
 
+def test_a_pain_word_next_to_a_body_part_is_that_site_s_pain() -> None:
+    assert "back_pain" in _present("my back's been aching for a couple of days", "en")
+    assert "back_pain" in _present("腰这边一直疼", "zh")
+    assert "chest_pain" not in _present("肚子疼，胸口不疼", "zh")
+    assert "back_pain" not in _present("the pain came back this morning", "en")
+
+
+def test_a_symptom_persisting_for_weeks_is_not_home_care() -> None:
+    assert triage_text("我身上长了个疙瘩，不疼不痒，好几个礼拜了", "zh").disposition != "self_care"
+    assert triage_text("I've had pain in my lower back for 3 weeks now", "en").disposition != "self_care"
+
+
 def test_numbers_as_callers_say_them() -> None:
     numbers = triage_text("sore ear for two days, temperature about a hundred and one", "en").to_dict()["numbers"]
     assert numbers["temp_c"] == pytest.approx(38.3, abs=0.1)
