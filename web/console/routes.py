@@ -1,7 +1,7 @@
 """The nurse console at /console: login, review queue, live calls, call page with its actions and
-exports, audit log and users (admin). Server-rendered Jinja2 with autoescaping; the small script in
-static/console.js only sets text (never HTML), and a strict Content-Security-Policy forbids inline
-scripts, so a caller's words are always shown as text.
+exports, follow-up campaigns (campaigns.py), audit log and users (admin). Server-rendered Jinja2
+with autoescaping; the small script in static/console.js only sets text (never HTML), and a strict
+Content-Security-Policy forbids inline scripts, so a caller's words are always shown as text.
 
 Route handlers are plain `def`s: FastAPI runs them in its thread pool, so database work never
 blocks the event loop that carries call audio."""
@@ -22,6 +22,7 @@ from records.recordings import recording_file
 from web.console import media
 from web.console.admin import add_admin_routes
 from web.console.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE_S, Principal
+from web.console.campaigns import add_campaign_routes
 from web.console.common import (
     COOKIE_PATH,
     ERRORS,
@@ -270,4 +271,5 @@ def build_router() -> APIRouter:
         )  # fmt: skip
 
     add_admin_routes(router)
+    add_campaign_routes(router)
     return router

@@ -20,6 +20,15 @@ from web.console import ConsoleServices, install, open_services
 
 USERS = {"admin": ("ada", "admin-pass-1"), "nurse": ("nina", "nurse-pass-1")}
 XSS_CALL = "c0ffee00xss"
+CAMPAIGN = "cardio-dec"  # the campaign of the seeded follow-up call "quiet-followup"
+XSS_PATIENT = '<img src=x onerror="alert(3)">Wang Fang'
+CAMPAIGN_CSV = f"""name,phone,language,discharge_date,department,template
+"{XSS_PATIENT.replace('"', '""')}",+86 138 0000 0001,zh,2026-11-20,cardiology,
+Li Lei,13800000002,en,2026-11-21,cardiology,
+Zhao Min,+8613800000003,zh,,cardiology,
+Sun Li,+8613800000004,zh,,cardiology,
+Chen Jie,+8613800000005,en,,cardiology,
+"""
 
 
 @dataclass
@@ -68,7 +77,31 @@ def seed(database, data_dir: Path) -> dict[str, int]:
     with database.session() as s:
         for role, (name, password) in USERS.items():
             ids[role] = repository.create_user(s, name, password, role).id
+    seed_campaign(database)
     return ids
+
+
+def seed_campaign(database) -> None:
+    """Campaign "cardio-dec" (max 2 attempts) through telephony/campaigns.py's own functions:
+    Wang Fang (XSS name): no answer, then completed → the call "quiet-followup";
+    Li Lei: busy once, due for a retry; Zhao Min: completed → the red-flag call XSS_CALL (escalated);
+    Sun Li: failed twice (attempts used up); Chen Jie: not called yet."""
+    from telephony.campaigns import Contact, create_campaign, finish_attempt, import_csv, start_attempt
+
+    with database.session() as s:
+        campaign = create_campaign(s, "Cardiology December", id=CAMPAIGN, max_attempts=2, retry_backoff_s=1800)
+        report = import_csv(s, campaign, CAMPAIGN_CSV)
+        assert report.imported == 5 and not report.skipped
+        contacts = {c.name: c for c in s.query(Contact).filter_by(campaign_id=CAMPAIGN)}
+        for name, outcomes in {
+            XSS_PATIENT: [("no-answer", None), ("completed", "quiet-followup")],
+            "Li Lei": [("busy", None)],
+            "Zhao Min": [("completed", XSS_CALL)],
+            "Sun Li": [("failed", None), ("failed", None)],
+        }.items():
+            for outcome, call_id in outcomes:
+                attempt = start_attempt(s, contacts[name], "sip", "seed")
+                finish_attempt(s, attempt, outcome, call_id=call_id, sip_status=486 if outcome == "busy" else None)
 
 
 @pytest.fixture

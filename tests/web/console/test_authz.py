@@ -13,7 +13,7 @@ import secrets
 import pytest
 from fastapi.routing import APIRoute
 
-from tests.web.console.conftest import USERS, XSS_CALL, csrf_of
+from tests.web.console.conftest import CAMPAIGN, USERS, XSS_CALL, csrf_of
 
 # (method, route template, concrete path, who may use it, form data for POSTs)
 PUBLIC, NURSE, ADMIN = "public", "nurse", "admin"
@@ -38,7 +38,19 @@ ROUTES = [
     ("POST", "/console/users", "/console/users", ADMIN,
      {"username": "newbie", "password": "long-password", "role": "nurse"}),
     ("POST", "/console/users/{user_id}", "/console/users/{nurse_id}", ADMIN, {"role": "nurse", "active": "yes"}),
+    ("GET", "/console/campaigns", "/console/campaigns", NURSE, None),
+    ("GET", "/console/campaigns/{campaign_id}", f"/console/campaigns/{CAMPAIGN}", NURSE, None),
+    ("POST", "/console/campaigns", "/console/campaigns", ADMIN, {"name": "Ortho January", "channel": "sip"}),
+    ("POST", "/console/campaigns/{campaign_id}/import", f"/console/campaigns/{CAMPAIGN}/import", ADMIN, {}),
+    ("POST", "/console/campaigns/{campaign_id}/pause", f"/console/campaigns/{CAMPAIGN}/pause", ADMIN, {}),
+    ("POST", "/console/campaigns/{campaign_id}/resume", f"/console/campaigns/{CAMPAIGN}/resume", ADMIN, {}),
 ]  # fmt: skip
+# uploads sent with a route's form (multipart)
+FILES = {
+    "/console/campaigns/{campaign_id}/import": {
+        "file": ("new.csv", b"name,phone\nNew Patient,+8613900000009\n", "text/csv")
+    }
+}
 PAGES = {
     "/console/",
     "/console/live",
@@ -46,6 +58,8 @@ PAGES = {
     "/console/audit",
     "/console/users",
     "/console/settings",
+    "/console/campaigns",
+    "/console/campaigns/{campaign_id}",
 }
 
 
@@ -87,7 +101,7 @@ def test_authorisation_matrix(console, who, method, template, path, needs, form)
         data = dict(form)
         if who in USERS:
             data["csrf_token"] = csrf_of(client)
-    r = client.request(method, path, data=data, follow_redirects=False)
+    r = client.request(method, path, data=data, files=FILES.get(template), follow_redirects=False)
 
     allowed = needs == PUBLIC or (needs == NURSE and who in USERS) or (needs == ADMIN and who == "admin")
     if allowed:
@@ -101,6 +115,7 @@ def test_authorisation_matrix(console, who, method, template, path, needs, form)
         assert r.status_code == 401
     if not allowed:
         assert "chest pain" not in r.text.lower() and "alert(1)" not in r.text
+        assert "Wang Fang" not in r.text and "Cardiology December" not in r.text
 
 
 def test_login_form_needs_its_token_and_the_right_password(console):
