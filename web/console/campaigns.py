@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from records import repository
 from records.models import Call, User
-from telephony.campaigns import Attempt, Campaign, Contact, create_campaign, import_csv
+from telephony.campaigns import Attempt, Campaign, Contact, create_campaign, import_csv, next_allowed
 from web.console.auth import Principal
 from web.console.common import (
     COOKIE_PATH,
@@ -184,16 +184,17 @@ def _campaign(session: Session, campaign_id: str) -> Campaign:
     return campaign
 
 
-def _local(campaign: Campaign) -> Any:
+def _next_call(campaign: Campaign) -> Any:
+    """A due patient's next call in the campaign's local time: the stored time moved into the call
+    window (the dialler puts a patient claimed outside the window back until it opens)."""
     zone = ZoneInfo(campaign.timezone)
 
-    def local(value: datetime | None) -> str:
+    def next_call(value: datetime | None) -> str:
         if value is None:
             return ""
-        aware = value if value.tzinfo else value.replace(tzinfo=ZoneInfo("UTC"))
-        return aware.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        return next_allowed(campaign, value).astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
-    return local
+    return next_call
 
 
 def _audit(request: Request, user: Principal, action: str, **detail: Any) -> None:
@@ -231,7 +232,7 @@ def add_campaign_routes(router: APIRouter) -> None:
         return render(
             request, "campaign.html", user, status_code, campaign=campaign, counts=counts, patients=patients,
             total=total, page=page, page_size=PAGE_SIZE, outcome=outcome or "", outcome_label=outcome_label,
-            local=_local(campaign), outcome_filters=[*OUTCOME_FILTERS, "pending", "none"], **context,
+            next_call=_next_call(campaign), outcome_filters=[*OUTCOME_FILTERS, "pending", "none"], **context,
         )  # fmt: skip
 
     @router.get("/campaigns")

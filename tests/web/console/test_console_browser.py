@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.records.simulate import triage_call
-from tests.web.console.conftest import USERS, XSS_CALL
+from tests.web.console.conftest import CAMPAIGN, USERS, XSS_CALL, XSS_PATIENT
 
 pytestmark = [pytest.mark.browser]
 
@@ -191,6 +191,39 @@ def test_live_call_transcript_and_red_flag_alert(served, page):
     served.publish(triage_call("live-call-2")[:9])
     expect(page.locator("#alerts .alert")).to_contain_text("chest_pain_radiating")
     served.publish(events[-1:])
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_nurse_opens_a_campaign_from_the_queue(served, page):
+    """The queue's campaign filter leads to the campaign page: patients with masked numbers, each
+    attempt's outcome, the escalated patient flagged, and a patient's markup shown as text."""
+    from playwright.sync_api import expect
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    sign_in(page, served.base, "nurse")
+    page.select_option("select[name=campaign]", CAMPAIGN)
+    page.click(".filters button[type=submit]")
+    page.wait_for_url(f"**campaign={CAMPAIGN}**")
+    page.click("#campaign-link")
+    page.wait_for_url(f"**/console/campaigns/{CAMPAIGN}")
+    rows = page.locator("table.patients tbody tr")
+    expect(rows).to_have_count(5)
+    expect(rows.first.locator(".patient-name")).to_contain_text(XSS_PATIENT)  # text, not an <img>
+    assert page.evaluate("document.querySelectorAll('main img').length") == 0
+    expect(rows.first).to_contain_text("+*********0001")
+    expect(rows.first.locator("li.attempt")).to_have_count(2)
+    expect(page.locator("tr", has_text="Zhao Min")).to_contain_text("escalated")
+    page.screenshot(path=str(SHOTS / "console-campaign.png"), full_page=True)
+    page.select_option("select[name=outcome]", "busy")
+    page.click(".filters button[type=submit]")
+    page.wait_for_url("**outcome=busy**")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Li Lei")
+    rows.first.locator("text=busy").first.wait_for()
+    page.goto(f"{served.base}/console/campaigns/{CAMPAIGN}?outcome=completed")
+    page.locator("tr", has_text="Zhao Min").locator("a", has_text="call record").click()
+    page.wait_for_url(f"**/console/calls/{XSS_CALL}")
+    expect(page.locator("#red-flags")).to_contain_text("chest_pain_radiating")
 
 
 def lambda_has(cls: str):
