@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     endpoint_preroll_ms: int = 300
     endpoint_gap_smoothing_ms: int = 300
     max_utterance_s: float = 30.0
-    barge_in_min_speech_ms: int = 250
+    barge_in_min_speech_ms: int = 600
     silence_reprompt_s: float = 8.0
     silence_reprompts_before_end: int = 2
 

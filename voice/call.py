@@ -130,7 +130,6 @@ class Call:
         self.recorder = StereoRecorder(recording_dir / f"{info.call_id}.wav") if recording_dir else None
         self.dialogue: DialogueManager = engines.dialogue(info)
         self._in_resamplers: dict[int, StreamResampler] = {}
-        self._out_resampler = StreamResampler(self.synthesizer.sample_rate, transport.output_rate)
         self._t0 = time.monotonic()
         self._stream_t0: float | None = None  # monotonic time the first caller audio arrived
         self._turn_index = 0
@@ -142,6 +141,7 @@ class Call:
         self._reply_clauses: list[_SpokenClause] = []
         self._interrupted_at_s: float | None = None
         self._speaking = False
+        self._bot_turn_start_s: float | None = None
         self._turn_lock = asyncio.Lock()
         self._partials: asyncio.Task[None] | None = None
         self._speculative: tuple[int, asyncio.Task[Transcript]] | None = None
@@ -395,7 +395,7 @@ class Call:
         self._interrupted_at_s = None
         self.endpointer.set_silence_ms(self.tt.endpointer.silence_ms)  # until ExpectAnswer says otherwise
         full_text: list[str] = []
-        start_s: float | None = None
+        self._bot_turn_start_s = None
         turn_recorded = False
 
         async def produce() -> None:
@@ -425,6 +425,8 @@ class Call:
 
         producer = asyncio.ensure_future(produce())
         self.transport.mark_turn()
+        # One resampler per bot turn, flushed at its end, so no tail of the turn waits in its filter.
+        resampler = StreamResampler(self.synthesizer.sample_rate, self.transport.output_rate)
         try:
             sent_s = 0.0
             while (clause := await clauses.get()) is not None:
@@ -434,33 +436,23 @@ class Call:
                 async for audio in self.synthesizer.synthesize(clause):
                     if timing and timing.first_synth is None:
                         timing.first_synth = time.monotonic()
-                    out = self._out_resampler.process(audio)
-                    if not len(out):
-                        continue
-                    if not self._speaking:
-                        self._speaking = True
-                        start_s = self.now_s()
-                        await self._set_state("speaking")
-                    await self.transport.send_audio(out)
-                    if self.recorder:
-                        self.recorder.bot(out)
-                    if timing and timing.first_sent is None:
-                        timing.first_sent = time.monotonic()
-                    clause_s += out.duration
+                    clause_s += await self._send(resampler.process(audio), timing)
                 self._reply_clauses.append(_SpokenClause(clause, sent_s, clause_s))
                 sent_s += clause_s
             await producer
+            if self._speaking:
+                sent_s += await self._send(resampler.process(Pcm.silence(0, resampler.in_rate), last=True), timing)
             # Wait until the caller has heard it all: barge-in stays possible meanwhile.
             while self.transport.played_s() + 0.02 < sent_s:
                 await asyncio.sleep(0.02)
-            await self._bot_turn_done(full_text, start_s, timing, interrupted=False)
+            await self._bot_turn_done(full_text, self._bot_turn_start_s, timing, interrupted=False)
             turn_recorded = True
         except asyncio.CancelledError:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await producer
             if not turn_recorded:
-                await self._bot_turn_done(full_text, start_s, timing, interrupted=True)
+                await self._bot_turn_done(full_text, self._bot_turn_start_s, timing, interrupted=True)
             raise
         finally:
             self._speaking = False
@@ -482,6 +474,21 @@ class Call:
             splitter = ClauseSplitter(self.info.language)
             clauses += splitter.push(text) + splitter.flush()
         prefetch(clauses)
+
+    async def _send(self, out: Pcm, timing: _ReplyTiming | None) -> float:
+        """Bot audio to the caller (and the recording); returns its duration."""
+        if not len(out):
+            return 0.0
+        if not self._speaking:
+            self._speaking = True
+            self._bot_turn_start_s = self.now_s()
+            await self._set_state("speaking")
+        await self.transport.send_audio(out)
+        if self.recorder:
+            self.recorder.bot(out)
+        if timing and timing.first_sent is None:
+            timing.first_sent = time.monotonic()
+        return out.duration
 
     async def _after_speech(self, action: object) -> None:
         if isinstance(action, EndCall):

@@ -10,12 +10,16 @@ from voice.audio import Pcm
 
 class StreamResampler:
     """Converts a live stream chunk by chunk, keeping filter state between chunks (no clicks at
-    chunk edges). One per direction per call."""
+    chunk edges). One per direction per call. Live audio uses soxr's medium quality: HQ holds back
+    ~90 ms going 8 → 16 kHz, which is latency the caller waits for; MQ is transparent for speech."""
 
-    def __init__(self, in_rate: int, out_rate: int) -> None:
+    def __init__(self, in_rate: int, out_rate: int, *, quality: str = "MQ") -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
-        self._stream = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16")
+        self._stream = (
+            None if in_rate == out_rate
+            else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality=quality)
+        )
 
     def process(self, audio: Pcm, *, last: bool = False) -> Pcm:
         if audio.sample_rate != self.in_rate:
