@@ -108,6 +108,8 @@ class CallerSession:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> CallerSession:
+        if self.rate not in SEND_RATES:
+            raise ValueError(f"the call protocol takes {SEND_RATES} Hz, not {self.rate}: resample first")
         self._ws = await websockets.connect(self.url, max_size=2**22)
         start: dict[str, Any] = {"type": "start", "language": self.language, "sample_rate": self.rate,
                                  "output_sample_rate": 16000, "mode": self.mode, "params": self.params}
@@ -143,6 +145,15 @@ class CallerSession:
         return t_start + audio.duration
 
     async def _pump(self) -> None:
+        try:
+            await self._pump_frames()
+        finally:  # the line died: nobody may wait forever for speech that will never be sent
+            for item in self._queue:
+                if isinstance(item, asyncio.Future) and not item.done():
+                    item.set_exception(ConnectionError("the call's connection closed"))
+            self._queue.clear()
+
+    async def _pump_frames(self) -> None:
         silence = np.zeros(self._frame, dtype=np.int16)
         next_at = time.monotonic()
         while True:
