@@ -70,6 +70,8 @@ class TurnTaking:
     endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
     # Silence that ends a short answer (after a yes/no or number question).
     short_answer_silence_ms: int = 300
+    # ...but only while the answer is this short; longer speech is a sentence with pauses in it.
+    short_answer_max_s: float = 1.2
     # Caller speech over the bot longer than this interrupts it at once; shorter speech is
     # transcribed first and interrupts only if it is not a backchannel ("mm-hm", "嗯").
     barge_in_min_speech_ms: int = 600
@@ -409,10 +411,11 @@ class Call:
                         for clause in splitter.push(out):
                             await clauses.put(clause)
                     elif isinstance(out, ExpectAnswer):
-                        short = out.kind in ("yes_no", "number", "scale")
-                        cfg = self.tt
-                        self.endpointer.set_silence_ms(
-                            cfg.short_answer_silence_ms if short else cfg.endpointer.silence_ms)
+                        if out.kind in ("yes_no", "number", "scale"):
+                            self.endpointer.set_silence_ms(
+                                self.tt.short_answer_silence_ms, up_to_speech_s=self.tt.short_answer_max_s)
+                        else:
+                            self.endpointer.set_silence_ms(self.tt.endpointer.silence_ms)
                     elif isinstance(out, EndCall | Transfer):
                         after.append(out)
                         await self._emit(ActionTaken(self.info.call_id, out))

@@ -76,6 +76,7 @@ class Endpointer:
     def __init__(self, config: EndpointerConfig) -> None:
         self.config = config
         self.silence_ms = config.silence_ms
+        self._short_until_s: float | None = None
         self._vad = webrtcvad.Vad(config.aggressiveness)
         self._pending = np.zeros(0, dtype=np.int16)
         self._frames_seen = 0
@@ -106,8 +107,12 @@ class Endpointer:
             return 0.0
         return (self._last_voiced_frame - self._start_frame + 1) * FRAME_MS / 1000
 
-    def set_silence_ms(self, ms: int) -> None:
+    def set_silence_ms(self, ms: int, *, up_to_speech_s: float | None = None) -> None:
+        """The silence wait for the next utterance. With `up_to_speech_s`, the wait applies only while
+        the utterance is that short ("yes", "三天"): a caller who goes on talking is mid-sentence, and
+        a comma pause must not end their turn, so longer speech gets the configured wait."""
         self.silence_ms = ms
+        self._short_until_s = up_to_speech_s
 
     def reset(self) -> None:
         self._speech = None
@@ -154,18 +159,21 @@ class Endpointer:
                 self._paused = False
                 events.append(SpeechResumed(index * FRAME_MS / 1000))
         silence_ms = (index - self._last_voiced_frame) * FRAME_MS
+        wait_ms = self.silence_ms
+        if self._short_until_s is not None and self.voiced_s() > self._short_until_s:
+            wait_ms = max(wait_ms, cfg.silence_ms)
         too_long = (index - self._start_frame) * FRAME_MS / 1000 >= cfg.max_utterance_s
-        if not self._paused and not voiced and silence_ms >= min(cfg.pause_ms, self.silence_ms):
+        if not self._paused and not voiced and silence_ms >= min(cfg.pause_ms, wait_ms):
             self._paused = True
             events.append(SpeechPaused(self._trimmed(), (self._last_voiced_frame + 1) * FRAME_MS / 1000))
-        if silence_ms >= self.silence_ms or too_long:
+        if silence_ms >= wait_ms or too_long:
             speech_ms = (self._last_voiced_frame - self._start_frame + 1) * FRAME_MS
             ended = SpeechEnded(
                 audio=self._trimmed(),
                 start_s=self._start_frame * FRAME_MS / 1000,
                 speech_end_s=(self._last_voiced_frame + 1) * FRAME_MS / 1000,
                 decided_s=(index + 1) * FRAME_MS / 1000,
-                forced=too_long and silence_ms < self.silence_ms,
+                forced=too_long and silence_ms < wait_ms,
             )
             self._speech = None
             self._paused = False

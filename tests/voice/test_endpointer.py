@@ -81,3 +81,17 @@ def test_a_click_is_not_an_utterance(sentence: Pcm) -> None:
 def test_wrong_rate_is_refused() -> None:
     with pytest.raises(ValueError, match="16000 Hz"):
         Endpointer(EndpointerConfig()).feed(Pcm.silence(0.1, 8000))
+
+
+def test_the_short_answer_wait_only_applies_to_short_answers(sentence: Pcm, say) -> None:
+    gap = Pcm.silence(0.4, 16000)  # longer than the short wait, shorter than the normal one
+    ep = Endpointer(EndpointerConfig(silence_ms=600))
+    ep.set_silence_ms(300, up_to_speech_s=1.0)
+    long_with_pause = Pcm.concat([Pcm.silence(0.3, 16000), sentence, gap, sentence, Pcm.silence(1.0, 16000)], 16000)
+    assert len([e for e in feed_all(ep, long_with_pause) if isinstance(e, SpeechEnded)]) == 1
+    ep = Endpointer(EndpointerConfig(silence_ms=600))
+    ep.set_silence_ms(300, up_to_speech_s=1.0)
+    no = resample(say("No.", "en"), 16000)
+    end = next(e for e in feed_all(ep, Pcm.concat([Pcm.silence(0.3, 16000), no, Pcm.silence(1.0, 16000)], 16000))
+               if isinstance(e, SpeechEnded))
+    assert end.decided_s - end.speech_end_s == pytest.approx(0.3, abs=0.03)
