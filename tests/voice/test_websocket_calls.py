@@ -74,12 +74,18 @@ async def test_barge_in_stops_the_bot_and_marks_the_turn(carecall_server, say) -
         # no bot audio of the interrupted reply keeps flowing after the clear
         after = [t for t in line.bot_audio_times if clear["_at"] + 0.15 < t < clear["_at"] + 0.6]
         assert not after
-        await line.wait_bot_quiet(since=barge_at, quiet_s=1.0)
+        # Wait for the event, not for a quiet spell: on a loaded machine the interruption may be
+        # transcribed after the bot has already answered a first part of it.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            t["speaker"] == "caller" and "chest" in t["text"].lower() for t in line.report.turns
+        ):
+            await asyncio.sleep(0.1)
         await line.hang_up()
     interrupted = [t for t in line.report.turns if t["speaker"] == "bot" and t["interrupted"]]
     assert interrupted, line.report.turns
     callers = [t["text"].lower() for t in line.report.turns if t["speaker"] == "caller"]
-    assert any("chest" in c for c in callers)
+    assert any("chest" in c for c in callers), callers
 
 
 async def test_a_backchannel_does_not_interrupt(carecall_server, say) -> None:
