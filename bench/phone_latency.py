@@ -266,7 +266,7 @@ def serve_responder(http_port: int, sip_port: int) -> None:
     from fastapi import FastAPI
 
     from settings import Settings
-    from telephony.media_streams import build_router
+    from telephony.twilio_webhooks import build_router
 
     hub = ResponderHub()
     app = FastAPI()

@@ -7,10 +7,8 @@ import re
 from collections.abc import MutableMapping
 from typing import Any, Protocol
 
-import numpy as np
-
 from voice.audio import Pcm
-from voice.resample import StreamResampler
+from voice.resample import live_resampler
 
 _DIGITS = re.compile(r"\d")
 
@@ -62,49 +60,11 @@ class LogOnce:
         return self._seen.get(key, 0)
 
 
-class Upsample2x:
-    """8 → 16 kHz for caller audio with 1.5 ms of delay (a 48-tap Kaiser-windowed half-band FIR,
-    state kept between chunks). soxr's streaming HQ resampler holds back ~89 ms, which every turn's
-    endpoint decision would wait for; phone audio has nothing above 4 kHz to preserve."""
-
-    TAPS = 48
-
-    def __init__(self) -> None:
-        n = np.arange(self.TAPS) - (self.TAPS - 1) / 2
-        h = np.sinc(n / 2) * np.kaiser(self.TAPS, 8.0)
-        self._h = h * (2.0 / h.sum())
-        self._state = np.zeros(self.TAPS - 1)
-
-    def process(self, samples: np.ndarray) -> np.ndarray:
-        up = np.zeros(2 * len(samples))
-        up[::2] = samples
-        buf = np.concatenate([self._state, up])
-        self._state = buf[-(self.TAPS - 1):]
-        out = np.convolve(buf, self._h, mode="valid")
-        return np.clip(np.round(out), -32768, 32767).astype(np.int16)
-
-
 class _Resampler(Protocol):
     def process(self, audio: Pcm) -> Pcm: ...
 
 
-class _Fast2x:
-    def __init__(self) -> None:
-        self._up = Upsample2x()
-
-    def process(self, audio: Pcm) -> Pcm:
-        return Pcm(self._up.process(audio.samples), audio.sample_rate * 2)
-
-
-class _Same:
-    def process(self, audio: Pcm) -> Pcm:
-        return audio
-
-
 def caller_resampler(input_rate: int) -> _Resampler:
-    """8 kHz phone audio → the rate the call loop asked for, with as little delay as possible."""
-    if input_rate == 8000:
-        return _Same()
-    if input_rate == 16000:
-        return _Fast2x()
-    return StreamResampler(8000, input_rate)
+    """8 kHz phone audio → `input_rate` with as little delay as possible (the call loop does this;
+    kept for tools that read phone audio themselves)."""
+    return live_resampler(8000, input_rate)

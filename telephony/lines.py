@@ -15,8 +15,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from telephony.media_streams import build_router
 from telephony.sip.endpoint import SipConfig, SipEndpoint
+from telephony.twilio_webhooks import build_router
 
 log = logging.getLogger("carecall.telephony")
 

@@ -54,7 +54,7 @@ from voice.events import (
 from voice.hub import Engines
 from voice.ports import Transcript, Transport
 from voice.recording import StereoRecorder
-from voice.resample import StreamResampler
+from voice.resample import StreamResampler, Upsample2x, live_resampler
 from voice.textnorm import ClauseSplitter
 
 log = logging.getLogger("carecall.call")
@@ -131,7 +131,7 @@ class Call:
         self.endpointer = Endpointer(self.tt.endpointer)
         self.recorder = StereoRecorder(recording_dir / f"{info.call_id}.wav") if recording_dir else None
         self.dialogue: DialogueManager = engines.dialogue(info)
-        self._in_resamplers: dict[int, StreamResampler] = {}
+        self._in_resamplers: dict[int, StreamResampler | Upsample2x] = {}
         self._t0 = time.monotonic()
         self._stream_t0: float | None = None  # monotonic time the first caller audio arrived
         self._turn_index = 0
@@ -236,7 +236,7 @@ class Call:
         if audio.sample_rate != ASR_RATE:
             rs = self._in_resamplers.get(audio.sample_rate)
             if rs is None:
-                rs = self._in_resamplers[audio.sample_rate] = StreamResampler(audio.sample_rate, ASR_RATE)
+                rs = self._in_resamplers[audio.sample_rate] = live_resampler(audio.sample_rate, ASR_RATE)
             audio = rs.process(audio)
         if self.recorder:
             self.recorder.caller(audio)

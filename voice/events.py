@@ -28,7 +28,15 @@ class CallerHangup:
     reason: str = "caller hung up"
 
 
-InboundEvent = CallerAudio | Dtmf | CallerHangup
+@dataclass(frozen=True, slots=True)
+class AudioDropped:
+    """The transport dropped caller audio (sent faster than real time, or the loop fell behind)."""
+
+    total_s: float  # seconds dropped in this call so far
+    reason: str
+
+
+InboundEvent = CallerAudio | Dtmf | CallerHangup | AudioDropped
 
 
 # --- what a call tells its observers ---------------------------------------------------------

@@ -35,3 +35,39 @@ def resample(audio: Pcm, out_rate: int) -> Pcm:
         return audio
     out = soxr.resample(audio.samples, audio.sample_rate, out_rate, quality="HQ")
     return Pcm(np.ascontiguousarray(out, dtype=np.int16), out_rate)
+
+
+class Upsample2x:
+    """Exactly 2x up (8 → 16 kHz phone audio) with 1.5 ms of delay: a 48-tap Kaiser-windowed half-band
+    FIR, state kept between chunks. soxr's streaming resampler holds back tens of ms, which every
+    turn's endpoint decision would wait for; phone audio has nothing above 4 kHz to preserve."""
+
+    TAPS = 48
+
+    def __init__(self, in_rate: int = 8000) -> None:
+        self.in_rate = in_rate
+        self.out_rate = 2 * in_rate
+        n = np.arange(self.TAPS) - (self.TAPS - 1) / 2
+        h = np.sinc(n / 2) * np.kaiser(self.TAPS, 8.0)
+        self._h = h * (2.0 / h.sum())
+        self._state = np.zeros(self.TAPS - 1)
+
+    def upsample(self, samples: np.ndarray) -> np.ndarray:
+        up = np.zeros(2 * len(samples))
+        up[::2] = samples
+        buf = np.concatenate([self._state, up])
+        self._state = buf[-(self.TAPS - 1):]
+        out = np.convolve(buf, self._h, mode="valid")
+        return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+
+    def process(self, audio: Pcm, *, last: bool = False) -> Pcm:
+        if audio.sample_rate != self.in_rate:
+            raise ValueError(f"resampler expects {self.in_rate} Hz, got {audio.sample_rate} Hz")
+        return Pcm(self.upsample(audio.samples), self.out_rate)
+
+
+def live_resampler(in_rate: int, out_rate: int) -> StreamResampler | Upsample2x:
+    """The lowest-delay converter for live caller audio: the FIR for exactly 2x, soxr otherwise."""
+    if out_rate == 2 * in_rate:
+        return Upsample2x(in_rate)
+    return StreamResampler(in_rate, out_rate)

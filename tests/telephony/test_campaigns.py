@@ -39,8 +39,8 @@ from telephony.campaigns import (
     retry_at,
 )
 from telephony.lines import PhoneLines
-from telephony.media_streams import twilio_signature
 from telephony.sip.endpoint import SipConfig, SipEndpoint
+from telephony.twilio_webhooks import twilio_signature
 from tests.telephony.conftest import EchoHub, ServerThread, free_port, tone
 from tests.telephony.peers import HAVE_SIPP, run_sipp, scenario, ulaw_file
 

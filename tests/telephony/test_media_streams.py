@@ -19,7 +19,8 @@ from streamdouble.scenario import Say, Scenario, Wait
 from streamdouble.session import SessionConfig
 
 from settings import Settings
-from telephony.media_streams import MediaStreamTransport, build_router, twilio_signature
+from telephony.media_streams import MediaStreamTransport
+from telephony.twilio_webhooks import build_router, twilio_signature
 from tests.telephony.conftest import CallRecord, EchoHub, ServerThread, dominant_hz, next_event, tone
 from tests.telephony.twilio_carrier import StrictCarrier
 from voice import g711
@@ -102,7 +103,8 @@ def test_streamdouble_call_end_to_end(run_in_thread) -> None:
     assert abs(dominant_hz(reply, 8000) - 440) < 15
     assert rec.info.language == "en" and rec.info.mode == "followup" and rec.info.channel == "media-stream"
     assert rec.info.params["patient"] == "p1" and rec.info.params["stream_sid"] == report.stream_sid
-    assert rec.transport.input_rate == 16000 and abs(dominant_hz(rec.caller_audio, 16000) - 440) < 15
+    # 8 kHz as on the wire: only the call loop resamples
+    assert rec.transport.input_rate == 8000 and abs(dominant_hz(rec.caller_audio, 8000) - 440) < 15
     assert rec.hangup is not None
 
 
@@ -233,11 +235,11 @@ def test_bad_input_is_ignored_with_a_log_line_and_other_calls_go_on(run_in_threa
     rec_bad, rec_good = by_sid[bad.stream_sid], by_sid[good.stream_sid]
     for rec, hz in ((rec_bad, 400), (rec_good, 800)):
         got = rec.caller_audio
-        # the valid audio arrived (0.6 s + 1.0 s silence at 16 kHz, less the resampler's held-back tail)
-        assert 1.5 * 16000 < len(got) <= 1.6 * 16000
-        assert abs(dominant_hz(got[: 9600], 16000) - hz) < 15
+        # the valid audio arrived (0.6 s + 1.0 s silence at 8 kHz, as on the wire)
+        assert 1.55 * 8000 < len(got) <= 1.6 * 8000
+        assert abs(dominant_hz(got[: 4800], 8000) - hz) < 15
     assert rec_bad.digits == []
-    assert abs(len(rec_bad.caller_audio) - len(rec_good.caller_audio)) <= 320  # nothing extra got through
+    assert abs(len(rec_bad.caller_audio) - len(rec_good.caller_audio)) <= 160  # nothing extra got through
     for c, hz in ((bad, 400), (good, 800)):
         assert c.log.violations == [] and abs(dominant_hz(c.log.heard_pcm(), 8000) - hz) < 15
     text = caplog.text

@@ -13,8 +13,8 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voice.audio import AudioFormatError, Pcm
-from voice.events import CallerAudio, CallerHangup, CallEvent, Dtmf, InboundEvent
-from voice.pacing import PacedSender
+from voice.events import AudioDropped, CallerAudio, CallerHangup, CallEvent, Dtmf
+from voice.transports.base import PacedTransport, strict_rate
 from voice.wire import event_to_json
 
 log = logging.getLogger("carecall.ws")
@@ -53,11 +53,11 @@ def parse_start(raw: str | bytes | None) -> StartRequest:
     language = msg.get("language")
     if language not in ("zh", "en"):
         raise ProtocolError("bad_language", "language must be 'zh' or 'en'")
-    rate = msg.get("sample_rate", 16000)
-    out_rate = msg.get("output_sample_rate", rate)
-    for name, value in (("sample_rate", rate), ("output_sample_rate", out_rate)):
-        if value not in SAMPLE_RATES:
-            raise ProtocolError("bad_sample_rate", f"{name} must be one of {SAMPLE_RATES}, got {value!r}")
+    try:  # integers only: 16000.0 once passed and killed the paced sender (issue 10 #2)
+        rate = strict_rate("sample_rate", msg.get("sample_rate", 16000), SAMPLE_RATES)
+        out_rate = strict_rate("output_sample_rate", msg.get("output_sample_rate", rate), SAMPLE_RATES)
+    except ValueError as exc:
+        raise ProtocolError("bad_sample_rate", str(exc)) from None
     mode = msg.get("mode", "triage")
     if mode not in ("triage", "followup"):
         raise ProtocolError("bad_mode", "mode must be 'triage' or 'followup'")
@@ -68,29 +68,29 @@ def parse_start(raw: str | bytes | None) -> StartRequest:
     return StartRequest(language, rate, out_rate, mode, token if isinstance(token, str) else None, params)
 
 
-class WebSocketTransport:
-    """Transport over one accepted WebSocket whose `start` message has been read."""
+class WebSocketTransport(PacedTransport):
+    """Transport over one accepted WebSocket whose `start` message has been read: JSON control
+    messages and binary PCM16 frames; pacing and the inbound policy come from `PacedTransport`."""
 
     def __init__(self, ws: WebSocket, start: StartRequest, *, max_message_bytes: int, call_id: str,
                  emergency_number: str | None = None) -> None:
+        super().__init__(input_rate=start.sample_rate, output_rate=start.output_sample_rate,
+                         send_frame=self._send_frame, name=f"ws:{call_id[:8]}")
         self.ws = ws
-        self.input_rate = start.sample_rate
-        self.output_rate = start.output_sample_rate
         self._max_bytes = max_message_bytes
         self._call_id = call_id
         self._emergency_number = emergency_number
-        self._inbox: asyncio.Queue[InboundEvent] = asyncio.Queue()
         self._send_lock = asyncio.Lock()
-        self._sender = PacedSender(self._send_frame, self.output_rate)
         self._reader: asyncio.Task[None] | None = None
         self._errors = 0
+        self._pending_notices: list[AudioDropped] = []
         self.closed = False
 
     async def start(self) -> None:
-        self._sender.start()
+        self.output.start()
         self._reader = asyncio.create_task(self._read_loop(), name=f"ws-read:{self._call_id[:8]}")
 
-    async def _send_frame(self, audio: Pcm) -> None:
+    async def _send_frame(self, audio: Pcm, _bot: bool) -> None:
         async with self._send_lock:
             await self.ws.send_bytes(audio.to_bytes())
 
@@ -107,6 +107,9 @@ class WebSocketTransport:
         if self._errors >= MAX_ERRORS:
             await self._close(1008, "too many protocol errors")
 
+    def on_audio_dropped(self, notice: AudioDropped) -> None:
+        self._pending_notices.append(notice)  # told from the read loop (this hook cannot await)
+
     async def _read_loop(self) -> None:
         ended_by_caller = False
         try:
@@ -121,12 +124,19 @@ class WebSocketTransport:
                 elif text is not None and await self._on_text(text):
                     ended_by_caller = True  # the socket stays open for the final `ended` message
                     break
+                while self._pending_notices:
+                    notice = self._pending_notices.pop(0)
+                    log.warning("call %s: caller audio dropped (%s), %.1f s so far", self._call_id[:8],
+                                notice.reason, notice.total_s)
+                    await self.send_json({"type": "error", "code": "audio_too_fast",
+                                          "message": "audio must be sent in real time; the excess was dropped",
+                                          "dropped_s": notice.total_s})
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
             if not ended_by_caller:
                 self.closed = True
-                await self._inbox.put(CallerHangup("caller disconnected"))
+                self.inbound.put(CallerHangup("caller disconnected"))
 
     async def _on_bytes(self, data: bytes) -> None:
         if len(data) > self._max_bytes:
@@ -138,7 +148,7 @@ class WebSocketTransport:
             await self._error("bad_audio_frame", str(exc))
             return
         if len(audio):
-            await self._inbox.put(CallerAudio(audio))
+            self.inbound.put_audio(CallerAudio(audio))
 
     async def _on_text(self, text: str) -> bool:
         """Handle a control message; True when the caller ends the call."""
@@ -147,19 +157,19 @@ class WebSocketTransport:
             return False
         try:
             msg = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             await self._error("bad_json", "text messages must be JSON control messages; audio goes in binary frames")
             return False
         kind = msg.get("type") if isinstance(msg, dict) else None
         if kind == "end":
-            await self._inbox.put(CallerHangup("caller ended the call"))
+            self.inbound.put(CallerHangup("caller ended the call"))
             return True
         if kind == "dtmf":
             digit = msg.get("digit")
             if not isinstance(digit, str) or digit not in DTMF_DIGITS:
                 await self._error("bad_dtmf", "digit must be one of 0-9 * # A-D")
             else:
-                await self._inbox.put(Dtmf(digit))
+                self.inbound.put(Dtmf(digit))
         elif kind == "ping":
             await self.send_json({"type": "pong"})
         elif kind == "start":
@@ -168,24 +178,13 @@ class WebSocketTransport:
             await self._error("unknown_event", f"unknown message type {str(kind)[:40]!r}")
         return False
 
-    # --- Transport ---------------------------------------------------------------------------
-    async def receive(self) -> InboundEvent:
-        return await self._inbox.get()
+    # --- the wire side of the Transport ------------------------------------------------------
+    @property
+    def gone(self) -> bool:
+        return self.closed or self.output.closed
 
-    async def send_audio(self, audio: Pcm) -> None:
-        if self.closed:
-            return
-        await self._sender.push(audio)
-
-    async def clear(self) -> None:
-        self._sender.clear()
+    async def on_clear(self) -> None:
         await self.send_json({"type": "clear"})
-
-    def played_s(self) -> float:
-        return self._sender.played_s()
-
-    def mark_turn(self) -> None:
-        self._sender.reset_played()
 
     async def send_event(self, event: CallEvent) -> None:
         payload = event_to_json(event, emergency_number=self._emergency_number)
@@ -194,14 +193,12 @@ class WebSocketTransport:
 
     async def hangup(self, reason: str) -> None:
         # let queued audio finish (a goodbye) before closing, up to a few seconds
-        for _ in range(250):
-            if self._sender.queued_s <= 0 or self.closed:
-                break
-            await asyncio.sleep(0.02)
+        if not self.closed:
+            await self.output.wait_for_playout(5.0)
         await self._close(1000, reason[:100])
 
     async def _close(self, code: int, reason: str) -> None:
-        await self._sender.close()
+        await self.output.close()
         if not self.closed:
             self.closed = True
             with contextlib.suppress(Exception):

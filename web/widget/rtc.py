@@ -1,8 +1,8 @@
 """The widget's WebRTC transport: one aiortc peer connection seen by the call loop as a `Transport`.
 
-Inbound: the browser's Opus track is decoded by aiortc (48 kHz), mixed to mono and resampled to the
-loop's rate. Outbound: `BotAudioTrack.recv()` hands aiortc one 20 ms frame per tick from a queue that
-`clear()` empties at once, so barge-in silences the bot within a frame plus the browser's jitter
+Inbound: the browser's Opus track is decoded by aiortc (48 kHz) and mixed to mono; the call loop
+resamples. Outbound: `BotAudioTrack.recv()` hands aiortc one 20 ms frame per tick from the shared paced
+output, which `clear()` empties at once, so barge-in silences the bot within a frame plus the browser's jitter
 buffer. Captions and state travel as JSON on the "events" data channel (see messages.py).
 
 It lives in web/widget/ rather than voice/ because only the widget's signalling creates it and it is
@@ -12,7 +12,6 @@ the one module tied to aiortc; voice/ stays free of a network stack, like teleph
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import fractions
 import json
@@ -26,8 +25,9 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
 from voice.audio import Pcm
-from voice.events import CallerAudio, CallerHangup, CallEvent, Dtmf, InboundEvent
-from voice.resample import StreamResampler
+from voice.events import CallerAudio, CallerHangup, CallEvent, Dtmf
+from voice.pacing import PacedOutput
+from voice.transports.base import PacedTransport
 from web.widget.messages import dumps, event_message
 
 log = logging.getLogger("carecall.widget.rtc")
@@ -37,82 +37,30 @@ FRAME_MS = 20
 
 
 class BotAudioTrack(MediaStreamTrack):
-    """The bot's voice as an aiortc audio track: 20 ms mono frames on a steady clock, silence when
-    nothing is queued. `clear()` drops everything not yet handed to the encoder."""
+    """The bot's voice as an aiortc audio track: aiortc asks for one frame at a time and the shared
+    paced output (pull mode) hands out the next 20 ms of bot audio when it is due, silence when
+    nothing is queued. Its `clear()` drops everything not yet handed to the encoder."""
 
     kind = "audio"
 
-    def __init__(self, sample_rate: int = OPUS_RATE, frame_ms: int = FRAME_MS) -> None:
+    def __init__(self, output: PacedOutput | None = None) -> None:
         super().__init__()
-        self.sample_rate = sample_rate
-        self.frame_samples = sample_rate * frame_ms // 1000
-        self._frame_s = frame_ms / 1000
-        self._time_base = fractions.Fraction(1, sample_rate)
-        self._chunks: collections.deque[np.ndarray] = collections.deque()
-        self._queued = 0  # samples waiting
+        self.output = output or PacedOutput(OPUS_RATE, lead_s=0.0, max_ahead_s=0.5, name="webrtc-out")
+        self.sample_rate = self.output.sample_rate
+        self.frame_samples = self.output.frame_samples
+        self._time_base = fractions.Fraction(1, self.sample_rate)
         self._pts = 0
-        self._clock_start: float | None = None
-        self._played = 0  # bot samples handed out since the last mark/clear
-        self.changed = asyncio.Event()  # set whenever the queue shrinks
-        self.frames_sent = 0
-
-    # --- producer side ---------------------------------------------------------------------------
-    def push(self, samples: np.ndarray) -> None:
-        if len(samples):
-            self._chunks.append(samples.astype(np.int16, copy=False))
-            self._queued += len(samples)
-
-    def clear(self) -> float:
-        dropped = self._queued / self.sample_rate
-        self._chunks.clear()
-        self._queued = 0
-        self._played = 0
-        self.changed.set()
-        return dropped
+        self.frames_sent = 0  # every frame handed to aiortc, speech or silence
 
     @property
     def queued_s(self) -> float:
-        return self._queued / self.sample_rate
-
-    def played_s(self) -> float:
-        return self._played / self.sample_rate
-
-    def mark(self) -> None:
-        self._played = 0
-
-    # --- aiortc side ------------------------------------------------------------------------------
-    def _take(self, n: int) -> tuple[np.ndarray, int]:
-        out = np.zeros(n, dtype=np.int16)
-        filled = 0
-        while filled < n and self._chunks:
-            chunk = self._chunks[0]
-            take = min(n - filled, len(chunk))
-            out[filled : filled + take] = chunk[:take]
-            filled += take
-            if take == len(chunk):
-                self._chunks.popleft()
-            else:
-                self._chunks[0] = chunk[take:]
-        self._queued -= filled
-        return out, filled
+        return self.output.queued_s
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._clock_start is None:
-            self._clock_start = now
-        else:
-            wait = self._clock_start + self._pts / self.sample_rate - now
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif wait < -0.25:  # the loop stalled: restart the clock rather than burst to catch up
-                self._clock_start = now - self._pts / self.sample_rate
-        samples, filled = self._take(self.frame_samples)
-        self._played += filled
-        if filled:
-            self.changed.set()
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        pcm = await self.output.pull_frame()
+        frame = av.AudioFrame.from_ndarray(pcm.samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = self.sample_rate
         frame.pts = self._pts
         frame.time_base = self._time_base
@@ -134,28 +82,25 @@ def frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
     return np.asarray(mono).astype(np.int16)
 
 
-class WebRtcTransport:
-    """One widget call's audio and events over one peer connection (the `Transport` protocol)."""
+class WebRtcTransport(PacedTransport):
+    """One widget call's audio and events over one peer connection (the `Transport` protocol).
+    Caller audio reaches the loop at the decoder's rate (48 kHz; the loop resamples)."""
 
     def __init__(
         self,
         pc: RTCPeerConnection,
         *,
         emergency_number: str,
-        input_rate: int = 16_000,
+        input_rate: int = OPUS_RATE,  # the rate aiortc's Opus decoder delivers; audio keeps its own rate
         output_rate: int = OPUS_RATE,
         max_ahead_s: float = 0.5,
         max_inbound_s: float = 30.0,
     ) -> None:
+        super().__init__(input_rate=input_rate, output_rate=output_rate, send_frame=None, lead_s=0.0,
+                         max_ahead_s=max_ahead_s, max_backlog_s=max_inbound_s, name="webrtc")
         self.pc = pc
-        self.input_rate = input_rate
-        self.output_rate = output_rate
         self.emergency_number = emergency_number
-        self.track = BotAudioTrack(OPUS_RATE)
-        self._max_ahead_s = max_ahead_s
-        self._inbound: asyncio.Queue[InboundEvent] = asyncio.Queue()
-        self._max_inbound = int(max_inbound_s * 1000 / FRAME_MS)
-        self._out_resamplers: dict[int, StreamResampler] = {}
+        self.track = BotAudioTrack(self.output)
         self._channel: RTCDataChannel | None = None
         self._pending: list[str] = []  # messages waiting for the data channel to open
         self._reader: asyncio.Task[None] | None = None
@@ -163,10 +108,17 @@ class WebRtcTransport:
         self._closed = False
         self.closed = asyncio.Event()
         self.frames_in = 0
-        self.frames_dropped = 0
         pc.on("datachannel", self._attach_channel)
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def frames_dropped(self) -> int:
+        return round(self.inbound.dropped_s / (FRAME_MS / 1000))
+
+    @property
+    def gone(self) -> bool:
+        return self._closed or self.output.closed
 
     # --- wiring ----------------------------------------------------------------------------------
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -200,7 +152,7 @@ class WebRtcTransport:
             return
         try:
             data = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if not isinstance(data, dict):
             return
@@ -209,67 +161,31 @@ class WebRtcTransport:
             self._caller_gone("caller hung up")
         elif kind == "dtmf" and isinstance(data.get("digit"), str) and data["digit"] in "0123456789*#":
             if len(data["digit"]) == 1:
-                self._inbound.put_nowait(Dtmf(data["digit"]))
+                self.inbound.put(Dtmf(data["digit"]))
 
     def _caller_gone(self, reason: str) -> None:
         if not self._hung_up:
             self._hung_up = True
-            self._inbound.put_nowait(CallerHangup(reason))
+            self.inbound.put(CallerHangup(reason))
 
     async def _read(self, track: MediaStreamTrack) -> None:
-        resampler: StreamResampler | None = None
         try:
             while True:
                 frame = await track.recv()
-                mono = frame_to_mono(frame)
-                if resampler is None or resampler.in_rate != frame.sample_rate:
-                    resampler = StreamResampler(frame.sample_rate, self.input_rate)
-                out = resampler.process(Pcm(mono, frame.sample_rate))
-                if not len(out) or self._hung_up:
+                if self._hung_up:
                     continue
-                if self._inbound.qsize() >= self._max_inbound:  # the loop is not reading: keep the newest
-                    with contextlib.suppress(asyncio.QueueEmpty):
-                        self._inbound.get_nowait()
-                    self.frames_dropped += 1
-                self._inbound.put_nowait(CallerAudio(out))
-                self.frames_in += 1
+                mono = frame_to_mono(frame)
+                if len(mono):
+                    self.inbound.put_audio(CallerAudio(Pcm(mono, frame.sample_rate)))
+                    self.frames_in += 1
         except MediaStreamError:
             pass
         finally:
             self._caller_gone("caller's audio ended")
 
-    # --- Transport protocol ----------------------------------------------------------------------
-    async def receive(self) -> InboundEvent:
-        if self._hung_up and self._inbound.empty():
-            return CallerHangup("caller hung up")
-        return await self._inbound.get()
-
-    async def send_audio(self, audio: Pcm) -> None:
-        if self._closed or not len(audio):
-            return
-        samples = audio.samples
-        if audio.sample_rate != OPUS_RATE:
-            resampler = self._out_resamplers.get(audio.sample_rate)
-            if resampler is None:
-                resampler = self._out_resamplers[audio.sample_rate] = StreamResampler(
-                    audio.sample_rate, OPUS_RATE
-                )
-            samples = resampler.process(audio).samples
-        self.track.push(samples)
-        # back-pressure: stay at most `max_ahead_s` ahead of what the caller hears
-        while self.track.queued_s > self._max_ahead_s and not self._closed:
-            self.track.changed.clear()
-            await self.track.changed.wait()
-
-    async def clear(self) -> None:
-        self.track.clear()
+    # --- the wire side of the Transport ----------------------------------------------------------
+    async def on_clear(self) -> None:
         self.send_message({"type": "clear"})  # as on /ws/call; the browser has nothing queued to drop
-
-    def played_s(self) -> float:
-        return self.track.played_s()
-
-    def mark_turn(self) -> None:
-        self.track.mark()
 
     async def send_event(self, event: CallEvent) -> None:
         message = event_message(event, emergency_number=self.emergency_number)
@@ -297,11 +213,8 @@ class WebRtcTransport:
 
     async def hangup(self, reason: str) -> None:
         """Let queued speech finish (a goodbye), tell the client, then close the connection."""
-        deadline = time.monotonic() + min(self.track.queued_s + 0.5, 10.0)
-        while self.track.queued_s > 0 and time.monotonic() < deadline and not self._closed:
-            self.track.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.track.changed.wait(), 0.2)
+        if not self._closed:
+            await self.output.wait_for_playout(min(self.output.queued_s + 0.5, 10.0))
         self.send_message({"type": "hangup", "reason": reason})
         await self.close()
 
@@ -329,7 +242,7 @@ class WebRtcTransport:
         if self._closed:
             return
         self._closed = True
-        self.track.changed.set()  # release a send_audio waiting on back-pressure
+        await self.output.close()  # releases a send_audio waiting on back-pressure
         self._caller_gone("connection closed")
         channel = self._channel
         if channel is not None and channel.readyState == "open":

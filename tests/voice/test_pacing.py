@@ -1,0 +1,202 @@
+"""The one paced output, on virtual time: frames on the clock with a lead, back-pressure, segments,
+clear() returning the heard position, the playout-finished signal, markers, idle frames and pull mode."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.voice.virtual_time import run_virtual
+from voice.audio import Pcm
+from voice.pacing import PacedOutput
+
+
+def tone(seconds: float, rate: int = 16000) -> Pcm:
+    return Pcm(np.full(round(seconds * rate), 1000, dtype=np.int16), rate)
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def test_frames_leave_on_the_clock_a_lead_ahead_and_clear_returns_what_was_heard() -> None:
+    async def main() -> None:
+        sent: list[tuple[float, int, bool]] = []
+
+        async def send(frame: Pcm, bot: bool) -> None:
+            sent.append((now(), len(frame), bot))
+
+        out = PacedOutput(16000, send=send, lead_s=0.06, max_ahead_s=5.0)
+        out.start()
+        t0 = now()
+        out.begin_segment()
+        await out.push(tone(0.6))
+        await asyncio.sleep(0.3)
+        heard = out.clear()
+        n_at_clear = len(sent)
+        await asyncio.sleep(0.2)
+        await out.close()
+        assert all(n == 320 and bot for _, n, bot in sent)
+        # 0.3 s of frames plus the lead (3 frames) went out, nothing after the clear
+        assert n_at_clear == 15 + 3 + 1
+        assert len(sent) == n_at_clear
+        assert sent[0][0] == t0 and sent[4][0] == pytest.approx(t0 + 0.02)
+        # the caller heard 0.3 s: what was sent less what was still inside the lead
+        assert heard == pytest.approx(0.3, abs=0.021)
+        assert out.played_s() == pytest.approx(heard)
+
+    run_virtual(main())
+
+
+def test_back_pressure_holds_the_producer_to_real_time() -> None:
+    async def main() -> None:
+        async def send(frame: Pcm, bot: bool) -> None:
+            return None
+
+        out = PacedOutput(8000, send=send, max_ahead_s=0.2)
+        out.start()
+        t0 = now()
+        for _ in range(10):
+            await out.push(tone(0.2, 8000))
+        elapsed = now() - t0
+        assert 1.45 <= elapsed <= 1.65  # 2 s pushed: at most 0.2 s + one piece (+ the lead) queued ahead
+        assert await out.wait_for_playout(5.0)
+        assert now() - t0 == pytest.approx(2.0, abs=0.001)  # finished exactly when the last frame played
+        await out.close()
+
+    run_virtual(main())
+
+
+def test_playout_signal_waits_for_the_far_end_and_a_remainder_is_padded_at_the_end() -> None:
+    async def main() -> None:
+        frames: list[Pcm] = []
+
+        async def send(frame: Pcm, bot: bool) -> None:
+            frames.append(frame)
+
+        out = PacedOutput(16000, send=send, lead_s=0.06)
+        out.start()
+        t0 = now()
+        out.begin_segment()
+        await out.push(tone(0.105))  # 5 frames and a quarter: the quarter waits for more audio
+        await asyncio.sleep(0.5)
+        assert len(frames) == 5
+        assert await out.wait_for_playout(1.0)  # the end of the turn: the remainder goes, padded
+        assert len(frames) == 6
+        assert np.count_nonzero(frames[-1].samples) == 80
+        assert out.played_s() == pytest.approx(out.segment_sent_s)
+        assert now() - t0 == pytest.approx(0.52, abs=0.001)  # a new burst at 0.5 s: one frame
+        await out.close()
+
+    run_virtual(main())
+
+
+def test_audio_after_a_clear_continues_the_segment_from_what_was_heard() -> None:
+    async def main() -> None:
+        async def send(frame: Pcm, bot: bool) -> None:
+            return None
+
+        out = PacedOutput(16000, send=send, lead_s=0.06)
+        out.start()
+        out.begin_segment()
+        await out.push(tone(1.0))
+        await asyncio.sleep(0.4)
+        heard = out.clear()
+        await out.push(tone(0.2))
+        assert await out.wait_for_playout(1.0)
+        assert out.played_s() == pytest.approx(heard + 0.2, abs=0.001)
+        out.begin_segment()
+        assert out.played_s() == 0.0
+        await out.close()
+
+    run_virtual(main())
+
+
+def test_markers_follow_their_audio_and_raw_items_take_a_slot() -> None:
+    async def main() -> None:
+        log: list[str] = []
+
+        async def send(frame: Pcm, bot: bool) -> None:
+            log.append("audio" if bot else "idle")
+
+        async def send_raw(item: object) -> None:
+            log.append(f"raw:{item}")
+
+        def mark(name: str):
+            async def run() -> None:
+                log.append(f"mark:{name}")
+            return run
+
+        out = PacedOutput(8000, send=send, send_raw=send_raw)
+        out.start()
+        await out.push(tone(0.04, 8000), marker=mark("a"))
+        await out.push(tone(0.02, 8000), marker=mark("b"))
+        out.push_raw(["d1", "d2"])
+        assert await out.wait_for_playout(1.0)
+        assert log == ["audio", "audio", "mark:a", "audio", "mark:b", "raw:d1", "raw:d2"]
+        await out.close()
+
+    run_virtual(main())
+
+
+def test_idle_frames_keep_a_phone_stream_flowing() -> None:
+    async def main() -> None:
+        log: list[tuple[float, bool]] = []
+
+        async def send(frame: Pcm, bot: bool) -> None:
+            log.append((now(), bot))
+
+        out = PacedOutput(8000, send=send, idle_frames=True, lead_s=0.04)
+        out.start()
+        t0 = now()
+        await asyncio.sleep(0.1)
+        await out.push(tone(0.1, 8000))
+        assert await out.wait_for_playout(1.0)
+        await asyncio.sleep(0.1)
+        await out.close()
+        times = [t - t0 for t, _ in log]
+        gaps = np.diff(times)
+        assert np.allclose(gaps[2:], 0.02, atol=1e-6)  # one steady 20 ms clock, silence or speech
+        assert [b for _, b in log].count(True) == 5
+
+    run_virtual(main())
+
+
+def test_a_stalled_loop_restarts_the_clock_instead_of_bursting() -> None:
+    async def main() -> None:
+        times: list[float] = []
+
+        async def send(frame: Pcm, bot: bool) -> None:
+            times.append(now())
+            if len(times) == 10:
+                asyncio.get_running_loop().advance(1.0)  # type: ignore[attr-defined]  # a 1 s stall
+
+        out = PacedOutput(16000, send=send, lead_s=0.06)
+        out.start()
+        await out.push(tone(0.5))
+        assert await out.wait_for_playout(5.0)
+        await out.close()
+        after = np.diff(times[10:])
+        assert after.max() <= 0.0201 and (after == 0).sum() <= 3  # at most the lead goes at once
+
+    run_virtual(main())
+
+
+def test_pull_mode_hands_out_frames_on_the_clock_and_silence_when_idle() -> None:
+    async def main() -> None:
+        out = PacedOutput(48000, lead_s=0.0)
+        t0 = now()
+        await out.push(tone(0.04, 48000))
+        frames = [await out.pull_frame() for _ in range(5)]
+        assert [np.count_nonzero(f.samples) for f in frames] == [960, 960, 0, 0, 0]
+        assert now() - t0 == pytest.approx(0.08)
+        assert await out.wait_for_playout(0.1)  # the audio was played; only silence followed
+
+    run_virtual(main())
+
+
+def test_only_integer_rates() -> None:
+    with pytest.raises(ValueError):
+        PacedOutput(16000.0)  # type: ignore[arg-type]
