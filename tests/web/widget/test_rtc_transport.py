@@ -1,6 +1,6 @@
 """The WebRTC transport against a real aiortc client peer over loopback: caller audio reaches the
-loop at the decoder's 48 kHz (the call loop resamples), bot audio comes back as Opus in real time, `clear()` silences it at once,
-events arrive on the data channel, and either side hanging up ends the call cleanly."""
+loop at the decoder's 48 kHz (the call loop resamples), bot audio comes back as Opus in real time,
+`clear()` silences it at once, events arrive on the data channel, and either side hanging up ends the call cleanly."""
 
 from __future__ import annotations
 
