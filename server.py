@@ -27,9 +27,9 @@ from dialogue.llm import ChatModel
 from dialogue.openai_chat import OpenAIChatModel
 from settings import Settings
 from telephony.lines import PhoneLines
+from voice.admission import AdmissionRefused, CallRequest, admit, validate
 from voice.call import Call, TurnTaking
 from voice.endpointer import EndpointerConfig
-from voice.events import CallInfo
 from voice.hub import CallHub, CallsBusy, Engines
 from voice.metrics import CallMetrics
 from voice.ports import Synthesizer
@@ -169,11 +169,12 @@ async def ws_call(ws: WebSocket) -> None:
         if first["type"] == "websocket.disconnect":
             return
         start = parse_start(first.get("text"))
-        authorise = getattr(ws.app.state, "authorise_call", None)
+        request = CallRequest("websocket", language=start.language, mode=start.mode, params=start.params)
+        validate(request)  # a bad language or mode is refused before a token is spent
+        authorise = ws.app.state.authorise_call
         if authorise is not None:
             await authorise(start.token)
-        if not runtime.hub.has_capacity():
-            raise CallsBusy("busy")
+        admitted = admit(runtime.hub, request)
     except TimeoutError:
         await _reject(ws, "start_timeout", "no start message within 10 s", 1008)
         return
@@ -183,27 +184,25 @@ async def ws_call(ws: WebSocket) -> None:
     except PermissionError as exc:
         await _reject(ws, "unauthorised", str(exc), 1008)
         return
-    except CallsBusy:
-        await _reject(ws, "busy", "all lines are busy, please try again shortly", 1013)
+    except AdmissionRefused as exc:
+        if exc.busy:
+            await _reject(ws, "busy", "all lines are busy, please try again shortly", 1013)
+        else:
+            await _reject(ws, exc.code, exc.message, 1003)
         return
 
-    info = CallInfo(
-        call_id=CallHub.new_call_id(),
-        language=start.language,  # type: ignore[arg-type]
-        channel="websocket",
-        mode=start.mode,  # type: ignore[arg-type]
-        params=start.params,
-    )
-    transport = WebSocketTransport(ws, start, max_message_bytes=settings.max_ws_message_bytes, call_id=info.call_id,
-                                   emergency_number=settings.emergency_number(start.language))
-    await transport.send_json({"type": "started", "call_id": info.call_id, "sample_rate": transport.output_rate})
-    await transport.start()
-    try:
-        await runtime.hub.run(info, transport)
-    except CallsBusy:
-        await transport.send_json({"type": "error", "code": "busy", "message": "all lines are busy"})
-    finally:
-        await transport.aclose()
+    with admitted:
+        info = admitted.info
+        transport = WebSocketTransport(ws, start, max_message_bytes=settings.max_ws_message_bytes,
+                                       call_id=info.call_id, emergency_number=settings.emergency_number(info.language))
+        await transport.send_json({"type": "started", "call_id": info.call_id, "sample_rate": transport.output_rate})
+        await transport.start()
+        try:
+            await admitted.run(transport)
+        except CallsBusy:
+            await transport.send_json({"type": "error", "code": "busy", "message": "all lines are busy"})
+        finally:
+            await transport.aclose()
 
 
 async def _reject(ws: WebSocket, code: str, message: str, close_code: int) -> None:
@@ -230,6 +229,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
 
     app = FastAPI(title="CareCall", lifespan=lifespan)
     app.state.settings = settings
+    app.state.authorise_call = None  # set below when call tokens are required
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -27,7 +27,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from settings import Settings
-from voice.events import CallInfo
+from voice.admission import AdmissionRefused, Admitted, CallRequest, admit
 from voice.hub import CallsBusy
 from web.widget.guard import RateLimiter, check_rate, read_json
 from web.widget.rtc import WebRtcTransport
@@ -225,7 +225,7 @@ class WidgetService:
         if not all(m.ice.usernameFragment and m.dtls and m.dtls.fingerprints for m in parsed.media):
             raise HTTPException(status_code=400, detail="the SDP offer lacks ICE or DTLS parameters")
         try:
-            self.tokens.peek(token)
+            peeked = self.tokens.peek(token)
         except TokenError as exc:
             raise HTTPException(status_code=exc.status, detail=exc.message) from None
         if self._closing:
@@ -236,13 +236,18 @@ class WidgetService:
         if len(self.transports) >= self.max_peers:
             raise HTTPException(status_code=429, detail="too many connections open; try again shortly",
                                 headers={"Retry-After": "5"})
-        if not hub.has_capacity():
-            raise HTTPException(status_code=503, detail=BUSY, headers={"Retry-After": "30"})
+        try:  # the one admission of every entry point: validate, take the line before answering
+            admitted = admit(hub, CallRequest("webrtc", language=lang or peeked.language))
+        except AdmissionRefused as exc:
+            if exc.busy:
+                raise HTTPException(status_code=503, detail=BUSY, headers={"Retry-After": "30"}) from None
+            raise HTTPException(status_code=400, detail=exc.message) from None
         try:
-            grant = self.tokens.redeem(token)
+            self.tokens.redeem(token)
         except TokenError as exc:
+            admitted.release()
             raise HTTPException(status_code=exc.status, detail=exc.message) from None
-        language = lang or grant.language
+        language = admitted.info.language
 
         if self.loopback_only:
             sdp = filter_candidates(sdp, _is_loopback)
@@ -257,13 +262,13 @@ class WidgetService:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
+            admitted.release()
             await self._forget(transport)
             log.info("widget offer refused: %s", type(exc).__name__)
             raise HTTPException(status_code=400, detail="the SDP offer could not be used") from None
 
-        call_id = hub.new_call_id()
-        info = CallInfo(call_id=call_id, language=language, channel="webrtc")
-        self._spawn(self._run_call(hub, info, transport), name=f"webrtc-call:{call_id[:8]}")
+        call_id = admitted.info.call_id
+        self._spawn(self._run_call(admitted, transport), name=f"webrtc-call:{call_id[:8]}")
         log.info("call %s: webrtc offer answered", call_id[:8])
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "call_id": call_id}
 
@@ -281,14 +286,15 @@ class WidgetService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_call(self, hub: Any, info: CallInfo, transport: WebRtcTransport) -> None:
+    async def _run_call(self, admitted: Admitted, transport: WebRtcTransport) -> None:
+        info = admitted.info
         short = info.call_id[:8]
         try:
             if not await transport.wait_connected(self.connect_timeout_s):
                 log.info("call %s: webrtc never connected (%s)", short, transport.pc.connectionState)
                 return
             transport.send_message({"type": "connected", "call_id": info.call_id, "transport": "webrtc"})
-            await hub.run(info, transport)
+            await admitted.run(transport)
         except CallsBusy:
             transport.send_message({"type": "error", "code": "busy", "message": BUSY})
         except asyncio.CancelledError:
@@ -298,6 +304,7 @@ class WidgetService:
             transport.send_message({"type": "error", "code": "server_error",
                                     "message": "something went wrong on our side"})
         finally:
+            admitted.release()
             await self._forget(transport)
 
     async def _forget(self, transport: WebRtcTransport) -> None:
