@@ -23,6 +23,7 @@ from voice.conversation import (
     Escalate,
     ExpectAnswer,
     Outcome,
+    Say,
     Transfer,
 )
 from voice.events import CallInfo
@@ -116,7 +117,7 @@ class _Base:
         labels = [self.kn.phrases[self.lang].red_flags[f.id] for f in fresh]
         action = self.t("red_flag_ambulance" if level == "emergency_ambulance" else "red_flag_emergency")
         out: list[DialogueOutput] = [
-            self.t("red_flag_intro") + " " + action,
+            Say(self.t("red_flag_intro") + " " + action, protected=True),  # finished or repeated, never lost
             Escalate(reason="; ".join(labels), red_flags=tuple(f.id for f in a.red_flags), level=level),  # type: ignore[arg-type]
         ]
         if not self.transferred:

@@ -1,8 +1,11 @@
 """One call: the streaming loop that listens, decides when the caller has finished, asks the
-dialogue for a reply, speaks it clause by clause, and stops at once when the caller barges in.
+dialogue for a reply, speaks it clause by clause, and stops at once when the caller barges in
+(safety advice marked protected is finished first, or repeated).
 
 The loop knows only seams: a Transport, a Recognizer, Synthesizers by language and a
-DialogueManager. Everything it does is reported as events (voice.events) to observers.
+DialogueManager, plus an injected clock. Each bot utterance is a `voice.reply.Reply`. Everything
+the call starts runs in one `asyncio.TaskGroup`. Events go to observers first (the record commits a
+finished turn) and only then to the caller's client, in order.
 """
 
 from __future__ import annotations
@@ -12,19 +15,23 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from voice.audio import Pcm
+from voice.clock import LOOP_CLOCK, Clock
 from voice.conversation import (
     CallerUtterance,
     DialogueManager,
     DialogueOutput,
     EndCall,
+    Escalate,
     ExpectAnswer,
+    Say,
     Transfer,
+    Upcoming,
 )
 from voice.endpointer import (
     Endpointer,
@@ -37,6 +44,7 @@ from voice.endpointer import (
 )
 from voice.events import (
     ActionTaken,
+    AudioDropped,
     CallEnded,
     CallerAudio,
     CallerHangup,
@@ -52,14 +60,16 @@ from voice.events import (
     TurnRecorded,
 )
 from voice.hub import Engines
-from voice.ports import Transcript, Transport
+from voice.ports import Prefetching, Transcript, Transferable, Transport
 from voice.recording import StereoRecorder
+from voice.reply import Reply, ReplyTiming, SpokenClause
 from voice.resample import StreamResampler, Upsample2x, live_resampler
 from voice.textnorm import ClauseSplitter
 
 log = logging.getLogger("carecall.call")
 
 ASR_RATE = 16_000
+EVENT_DRAIN_S = 10.0  # at the end, at most this long for observers to take the last events
 _ONLY_PUNCTUATION = re.compile(r"^[\W_]*$")
 
 
@@ -79,36 +89,11 @@ class TurnTaking:
     partial_interval_s: float = 0.6  # 0 turns partial transcripts off
     speculative_decoding: bool = True  # start the final decode at a pause, before the endpoint
     silence_reprompt_s: float = 8.0
-
-
-@dataclass
-class _ReplyTiming:
-    speech_end: float  # monotonic: the caller stopped speaking
-    endpoint: float  # the endpointer decided
-    transcript: float  # final transcript ready
-    first_text: float | None = None
-    first_clause: float | None = None
-    first_synth: float | None = None
-    first_sent: float | None = None
-
-    def metrics(self) -> TurnMetrics:
-        def ms(a: float | None, b: float | None) -> float | None:
-            return None if a is None or b is None else round((b - a) * 1000, 1)
-
-        return TurnMetrics(
-            endpoint_wait_ms=ms(self.speech_end, self.endpoint),
-            asr_ms=ms(self.endpoint, self.transcript),
-            llm_first_token_ms=ms(self.transcript, self.first_text),
-            tts_first_audio_ms=ms(self.first_clause, self.first_synth),
-            voice_to_voice_ms=ms(self.speech_end, self.first_sent),
-        )
-
-
-@dataclass
-class _SpokenClause:
-    text: str
-    start_s: float  # offset in the bot turn's audio
-    duration_s: float
+    # Bounds that hold whatever the bot is doing (issue 10 #2): the call ends after this long, or
+    # after the caller said nothing for this long (not once the call was escalated to a nurse).
+    max_call_s: float = 1800.0
+    max_silence_s: float = 120.0
+    max_reply_s: float = 120.0  # one reply (text, synthesis and playout) may take this long
 
 
 class Call:
@@ -121,35 +106,41 @@ class Call:
         publish: Callable[[CallEvent], Awaitable[None]],
         turn_taking: TurnTaking | None = None,
         recording_dir: Path | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.info = info
         self.transport = transport
         self.engines = engines
         self._publish = publish
         self.tt = turn_taking or TurnTaking()
+        self.clock = clock or LOOP_CLOCK
         self.synthesizer = engines.synthesizers[info.language]
         self.endpointer = Endpointer(self.tt.endpointer)
-        self.recorder = StereoRecorder(recording_dir / f"{info.call_id}.wav") if recording_dir else None
+        self.recorder = (StereoRecorder(recording_dir / f"{info.call_id}.wav", max_s=self.tt.max_call_s + 60)
+                         if recording_dir else None)
         self.dialogue: DialogueManager = engines.dialogue(info)
         self._in_resamplers: dict[int, StreamResampler | Upsample2x] = {}
-        self._t0 = time.monotonic()
-        self._stream_t0: float | None = None  # monotonic time the first caller audio arrived
+        self._t0 = self.clock.now()
+        self._stream_t0: float | None = None  # clock time the first caller audio arrived
         self._turn_index = 0
         self._end = asyncio.Event()
         self._end_reason = "completed"
         self._caller_hung_up = False
+        self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._reply: asyncio.Task[None] | None = None
-        self._reply_clauses: list[_SpokenClause] = []
-        self._interrupted_at_s: float | None = None
+        self._outbox: asyncio.Queue[CallEvent] = asyncio.Queue()
+        self._reply: Reply | None = None
+        self._owed: list[str] = []  # protected advice cut before it was heard: said again first
         self._speaking = False
-        self._bot_turn_start_s: float | None = None
         self._turn_lock = asyncio.Lock()
         self._partials: asyncio.Task[None] | None = None
-        self._speculative: tuple[int, asyncio.Task[Transcript]] | None = None
+        self._speculative: tuple[int, asyncio.Task[Transcript | None]] | None = None
         self._barge_candidate = False
-        self._last_activity = time.monotonic()
+        self._last_activity = self._t0  # anything happened (reprompt timer)
+        self._last_caller = self._t0  # the caller spoke or pressed a key (max silence)
         self._silences = 0
+        self._escalated = False
+        self._dropped_told = False
         self.state: CallState = "connecting"
         self.turns: list[Turn] = []
 
@@ -162,57 +153,87 @@ class Call:
             self._end_reason = reason
             self._end.set()
 
-    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(f"{name}:{self.info.call_id[:8]}")
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """A task of this call, in its TaskGroup; a failure ends the call, never the process."""
+        assert self._tg is not None, "the call is not running"
+        task = self._tg.create_task(self._guard(coro, name), name=f"{name}:{self.info.call_id[:8]}")
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(self._tasks.discard)
         return task
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("call %s: task %s failed: %r", self.info.call_id[:8], task.get_name(), exc,
-                      exc_info=exc)
+    async def _guard(self, coro: Coroutine[Any, Any, Any], name: str) -> Any:
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("call %s: task %s failed: %r", self.info.call_id[:8], name, exc, exc_info=exc)
             self._finish("internal error")
+            return None
 
     async def run(self) -> dict[str, Any]:
+        deliver = asyncio.create_task(self._deliver_events(), name=f"events:{self.info.call_id[:8]}")
         await self._emit(CallStarted(self.info.call_id, self.info, time.time()))
-        self._spawn(self._receive_loop(), "receive")
-        self._spawn(self._silence_watch(), "silence")
-        self._start_reply(self.dialogue.opening(), None)
         try:
-            await self._end.wait()
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                self._spawn(self._receive_loop(), "receive")
+                self._spawn(self._silence_watch(), "silence")
+                self._spawn(self._time_limit(), "time-limit")
+                self._start_reply(self.dialogue.opening(), None, "opening")
+                await self._end.wait()
+                reply = self._reply
+                if reply is not None and not reply.done and reply.start_s is not None:
+                    reply.heard_s = self.transport.played_s()  # the call ended mid-reply
+                for task in list(self._tasks):
+                    task.cancel()
         finally:
             for task in list(self._tasks):
                 task.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.gather(*self._tasks, return_exceptions=True)
             if self.recorder:
                 self.recorder.close()
             result = self.dialogue.result()
             await self._set_state("ended")
             await self._emit(CallEnded(self.info.call_id, self._end_reason, result,
                                        str(self.recorder.path) if self.recorder else None))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.join(), EVENT_DRAIN_S)
+            deliver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deliver
             if not self._caller_hung_up:
                 with contextlib.suppress(Exception):
                     await self.transport.hangup(self._end_reason)
         return result
 
     def now_s(self) -> float:
-        return time.monotonic() - self._t0
+        return self.clock.now() - self._t0
 
     async def _emit(self, event: CallEvent) -> None:
-        await self._publish(event)
-        try:
-            await self.transport.send_event(event)
-        except Exception as exc:  # the caller's client went away; the hang-up will follow
-            log.debug("call %s: event not delivered: %r", self.info.call_id[:8], exc)
+        """Events leave in order: observers first (the record commits a finished turn), then the
+        caller's client, so a client never sees a turn as final that a crash could still lose."""
+        self._outbox.put_nowait(event)
+
+    async def _deliver_events(self) -> None:
+        while True:
+            event = await self._outbox.get()
+            try:
+                await self._publish(event)
+                await self.transport.send_event(event)
+            except Exception as exc:  # the caller's client went away; the hang-up will follow
+                log.debug("call %s: event not delivered: %r", self.info.call_id[:8], exc)
+            finally:
+                self._outbox.task_done()
 
     async def _set_state(self, state: CallState) -> None:
         if state != self.state:
             self.state = state
             await self._emit(StateChanged(self.info.call_id, state))
+
+    async def _time_limit(self) -> None:
+        await self.clock.sleep(self.tt.max_call_s)
+        log.info("call %s: maximum call length reached", self.info.call_id[:8])
+        self._finish("maximum call length reached")
 
     # --- caller side ------------------------------------------------------------------------
     async def _receive_loop(self) -> None:
@@ -223,16 +244,18 @@ class Call:
                 self._finish(event.reason)
                 return
             if isinstance(event, Dtmf):
-                self._last_activity = time.monotonic()
-                await self._interrupt()
-                self._start_reply(self.dialogue.on_dtmf(event.digit), None)
-                continue
-            if isinstance(event, CallerAudio):
+                self._last_activity = self._last_caller = self.clock.now()
+                await self._interrupt(force=True)  # a key press is deliberate: it always interrupts
+                self._start_reply(self.dialogue.on_dtmf(event.digit), None, "dtmf")
+            elif isinstance(event, CallerAudio):
                 self._on_audio(event.audio)
+            elif isinstance(event, AudioDropped) and not self._dropped_told:
+                self._dropped_told = True
+                log.warning("call %s: the transport dropped caller audio (%s)", self.info.call_id[:8], event.reason)
 
     def _on_audio(self, audio: Pcm) -> None:
         if self._stream_t0 is None:
-            self._stream_t0 = time.monotonic() - audio.duration
+            self._stream_t0 = self.clock.now() - audio.duration
         if audio.sample_rate != ASR_RATE:
             rs = self._in_resamplers.get(audio.sample_rate)
             if rs is None:
@@ -242,10 +265,9 @@ class Call:
             self.recorder.caller(audio)
         for ev in self.endpointer.feed(audio):
             self._on_endpoint(ev)
-        if (
-            self._barge_candidate
-            and self.endpointer.voiced_s() * 1000 >= self.tt.barge_in_min_speech_ms
-        ):
+        if self.endpointer.in_speech:
+            self._last_caller = self.clock.now()
+        if self._barge_candidate and self.endpointer.voiced_s() * 1000 >= self.tt.barge_in_min_speech_ms:
             self._barge_candidate = False
             self._spawn(self._interrupt(), "barge-in")
 
@@ -253,9 +275,9 @@ class Call:
         return (self._stream_t0 or self._t0) - self._t0 + stream_s
 
     def _on_endpoint(self, ev: object) -> None:
-        now = time.monotonic()
+        now = self.clock.now()
         if isinstance(ev, SpeechStarted):
-            self._last_activity = now
+            self._last_activity = self._last_caller = now
             self._silences = 0
             self._barge_candidate = self._speaking
             if self.tt.partial_interval_s > 0 and self._partials is None:
@@ -263,8 +285,7 @@ class Call:
         elif isinstance(ev, SpeechPaused):
             self._drop_speculative()
             if self.tt.speculative_decoding and not self._speaking:
-                task = asyncio.ensure_future(
-                    self.engines.recognizer.transcribe(ev.audio, self.info.language))
+                task = self._spawn(self._decode_quietly(ev.audio), "speculative")
                 self._speculative = (len(ev.audio), task)
         elif isinstance(ev, SpeechResumed):
             self._drop_speculative()
@@ -272,13 +293,21 @@ class Call:
             self._barge_candidate = False
             self._stop_partials()
         elif isinstance(ev, SpeechEnded):
-            self._last_activity = now
+            self._last_activity = self._last_caller = now
             self._stop_partials()
             barge_candidate, self._barge_candidate = self._barge_candidate, False
             # The caller stopped speaking this long ago (the silence wait since then).
             speech_end = now - (self.endpointer.now_s - ev.speech_end_s)
             speculative, self._speculative = self._speculative, None
             self._spawn(self._caller_turn(ev, speech_end, now, speculative, barge_candidate), "turn")
+
+    async def _decode_quietly(self, audio: Pcm) -> Transcript | None:
+        """A speculative decode: its failure only means the endpoint decodes again."""
+        try:
+            return await self.engines.recognizer.transcribe(audio, self.info.language)
+        except Exception as exc:
+            log.info("call %s: speculative decode failed: %r", self.info.call_id[:8], exc)
+            return None
 
     def _drop_speculative(self) -> None:
         """The caller went on talking: that decode is stale (cancelled if it has not started)."""
@@ -294,7 +323,7 @@ class Call:
     async def _partial_loop(self) -> None:
         last = ""
         while True:
-            await asyncio.sleep(self.tt.partial_interval_s)
+            await self.clock.sleep(self.tt.partial_interval_s)
             audio = self.endpointer.speech_so_far()
             if audio is None:
                 return
@@ -310,17 +339,18 @@ class Call:
         ev: SpeechEnded,
         speech_end: float,
         endpoint: float,
-        speculative: tuple[int, asyncio.Task[Transcript]] | None,
+        speculative: tuple[int, asyncio.Task[Transcript | None]] | None,
         barge_candidate: bool,
     ) -> None:
         async with self._turn_lock:
             if not self._speaking:
                 await self._set_state("thinking")
+            transcript: Transcript | None = None
             if speculative is not None and speculative[0] == len(ev.audio):
                 transcript = await speculative[1]
-            else:
-                if speculative is not None:
-                    speculative[1].cancel()
+            elif speculative is not None:
+                speculative[1].cancel()
+            if transcript is None:
                 transcript = await self.engines.recognizer.transcribe(ev.audio, self.info.language)
             text = transcript.text.strip()
             if not text or _ONLY_PUNCTUATION.match(text):
@@ -329,20 +359,21 @@ class Call:
                 return
             if barge_candidate and self._is_backchannel(text):
                 return  # "mm-hm" said while the bot talked: an acknowledgement, not a turn
-            await self._interrupt()
-            timing = _ReplyTiming(speech_end=speech_end, endpoint=endpoint, transcript=time.monotonic())
+            await self._after_protected()
+            await self._interrupt(force=True)
+            timing = ReplyTiming(speech_end=speech_end, endpoint=endpoint, transcript=self.clock.now())
             index = self._next_turn_index()
+            m = timing.metrics()
             turn = Turn(
                 index=index,
                 speaker="caller",
                 text=text,
                 start_s=round(self._stream_to_call_s(ev.start_s), 3),
                 end_s=round(self._stream_to_call_s(ev.speech_end_s), 3),
-                metrics=TurnMetrics(endpoint_wait_ms=timing.metrics().endpoint_wait_ms,
-                                    asr_ms=timing.metrics().asr_ms),
+                metrics=TurnMetrics(endpoint_wait_ms=m.endpoint_wait_ms, asr_ms=m.asr_ms),
             )
             await self._record(turn)
-            self._start_reply(self.dialogue.respond(CallerUtterance(text, index)), timing)
+            self._start_reply(self.dialogue.respond(CallerUtterance(text, index)), timing, "response")
 
     def _is_backchannel(self, text: str) -> bool:
         words = self.tt.backchannels.get(self.info.language, frozenset())
@@ -351,15 +382,20 @@ class Call:
 
     async def _silence_watch(self) -> None:
         while True:
-            await asyncio.sleep(0.25)
+            await self.clock.sleep(0.25)
+            now = self.clock.now()
+            if not self._escalated and now - self._last_caller >= self.tt.max_silence_s:
+                log.info("call %s: no word from the caller for %.0f s", self.info.call_id[:8], self.tt.max_silence_s)
+                self._finish("no response from the caller")
+                return
             busy = self._speaking or self.endpointer.in_speech or self._turn_lock.locked()
-            if busy or (self._reply is not None and not self._reply.done()):
-                self._last_activity = time.monotonic()
+            if busy or (self._reply is not None and not self._reply.done):
+                self._last_activity = now
                 continue
-            if time.monotonic() - self._last_activity >= self.tt.silence_reprompt_s:
+            if now - self._last_activity >= self.tt.silence_reprompt_s:
                 self._silences += 1
-                self._last_activity = time.monotonic()
-                self._start_reply(self.dialogue.on_silence(self._silences), None)
+                self._last_activity = now
+                self._start_reply(self.dialogue.on_silence(self._silences), None, "silence")
 
     def _next_turn_index(self) -> int:
         index = self._turn_index
@@ -371,34 +407,59 @@ class Call:
         await self._emit(TurnRecorded(self.info.call_id, turn))
 
     # --- bot side -------------------------------------------------------------------------
-    def _start_reply(self, outputs: AsyncIterator[DialogueOutput], timing: _ReplyTiming | None) -> None:
-        self._reply = self._spawn(self._speak(outputs, timing), "reply")
+    def _start_reply(self, outputs: AsyncIterator[DialogueOutput], timing: ReplyTiming | None, kind: str) -> None:
+        reply = Reply(kind, timing)
+        if self._owed:
+            outputs, self._owed = _say_first(" ".join(self._owed), outputs), []
+        reply.task = self._spawn(self._speak(reply, outputs), f"reply-{kind}")
+        self._reply = reply
 
-    async def _interrupt(self) -> None:
-        """Barge-in: silence the bot now, then cancel generation and synthesis."""
+    async def _after_protected(self) -> None:
+        """The caller spoke over protected advice: their turn comes once the advice has been played."""
         reply = self._reply
-        if reply is None or reply.done():
+        while reply is not None and not reply.done and reply.protected:
+            reply.caller_waiting = True
+            left = reply.protected_left_s(self.transport.played_s())
+            if left == 0:
+                return
+            if left is None:  # still being synthesised: wait for the next clause
+                reply.changed.clear()
+                await reply.changed.wait()
+            else:
+                await self.clock.sleep(left)
+
+    async def _cut_after_protected(self, reply: Reply) -> None:
+        """A barge-in over protected advice: cut the rest of the reply as soon as the advice is heard."""
+        await self._after_protected()
+        if self._reply is reply and not reply.done:
+            await self._interrupt(force=True)
+
+    async def _interrupt(self, *, force: bool = False) -> None:
+        """Barge-in: silence the bot now, then cancel generation and synthesis. Protected advice is
+        not cut by speech (`force=False`): the caller's turn waits for it (`_after_protected`)."""
+        reply = self._reply
+        if reply is None or reply.done or reply.task is None:
             return
-        self._interrupted_at_s = self.transport.played_s()
+        if not force and reply.protected and reply.protected_left_s(self.transport.played_s()) != 0:
+            if not reply.caller_waiting:
+                reply.caller_waiting = True
+                self._spawn(self._cut_after_protected(reply), "cut-after-advice")
+            return
         # Cancel before clearing: clearing awaits (it tells the client), and a reply still running
         # could push one more chunk in that gap, to be played after the clear.
-        reply.cancel()
-        await self.transport.clear()
+        reply.task.cancel()
+        reply.heard_s = await self.transport.clear()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reply
+            await reply.task
+        self._owed = reply.unheard_protected()
         if not self._end.is_set():
             await self._set_state("listening")
 
-    async def _speak(self, outputs: AsyncIterator[DialogueOutput], timing: _ReplyTiming | None) -> None:
+    async def _speak(self, reply: Reply, outputs: AsyncIterator[DialogueOutput]) -> None:
         """Dialogue text → clauses → TTS → transport, the three stages overlapping."""
-        clauses: asyncio.Queue[str | None] = asyncio.Queue()
-        after: list[Any] = []  # actions that wait for the speech to end (hang-up, transfer)
-        self._reply_clauses = []
-        self._interrupted_at_s = None
+        clauses: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
+        timing = reply.timing
         self.endpointer.set_silence_ms(self.tt.endpointer.silence_ms)  # until ExpectAnswer says otherwise
-        full_text: list[str] = []
-        self._bot_turn_start_s = None
-        turn_recorded = False
 
         async def produce() -> None:
             splitter = ClauseSplitter(self.info.language)
@@ -406,10 +467,18 @@ class Call:
                 async for out in outputs:
                     if isinstance(out, str):
                         if timing and timing.first_text is None:
-                            timing.first_text = time.monotonic()
-                        full_text.append(out)
-                        for clause in splitter.push(out):
-                            await clauses.put(clause)
+                            timing.first_text = self.clock.now()
+                        reply.text_parts.append(out)
+                        if isinstance(out, Say) and out.protected:
+                            own = ClauseSplitter(self.info.language)
+                            parts = [(c, False) for c in splitter.flush()]
+                            parts += [(c, True) for c in own.push(out.text) + own.flush()]
+                        else:
+                            parts = [(c, False) for c in splitter.push(out)]
+                        for clause, protected in parts:
+                            if protected:
+                                reply.pending_protected.append(clause)
+                            await clauses.put((clause, protected))
                     elif isinstance(out, ExpectAnswer):
                         if out.kind in ("yes_no", "number", "scale"):
                             self.endpointer.set_silence_ms(
@@ -417,104 +486,107 @@ class Call:
                         else:
                             self.endpointer.set_silence_ms(self.tt.endpointer.silence_ms)
                     elif isinstance(out, EndCall | Transfer):
-                        after.append(out)
+                        reply.after.append(out)
                         await self._emit(ActionTaken(self.info.call_id, out))
-                    else:  # Escalate, Outcome: act at once, mid-sentence if need be
+                    else:  # Escalate, Outcome...: act at once, mid-sentence if need be
+                        self._escalated = self._escalated or isinstance(out, Escalate)
                         await self._emit(ActionTaken(self.info.call_id, out))
                 for clause in splitter.flush():
-                    await clauses.put(clause)
+                    await clauses.put((clause, False))
             finally:
                 await clauses.put(None)
 
-        producer = asyncio.ensure_future(produce())
+        producer = self._spawn(produce(), "reply-text")
         self.transport.mark_turn()
         # One resampler per bot turn, flushed at its end, so no tail of the turn waits in its filter.
         resampler = StreamResampler(self.synthesizer.sample_rate, self.transport.output_rate)
         try:
-            sent_s = 0.0
-            while (clause := await clauses.get()) is not None:
-                if timing and timing.first_clause is None:
-                    timing.first_clause = time.monotonic()
-                clause_s = 0.0
-                async for audio in self.synthesizer.synthesize(clause):
-                    if timing and timing.first_synth is None:
-                        timing.first_synth = time.monotonic()
-                    clause_s += await self._send(resampler.process(audio), timing)
-                self._reply_clauses.append(_SpokenClause(clause, sent_s, clause_s))
-                sent_s += clause_s
-            await producer
-            if self._speaking:
-                sent_s += await self._send(resampler.process(Pcm.silence(0, resampler.in_rate), last=True), timing)
-            # Wait until the caller has heard it all: barge-in stays possible meanwhile.
-            while self.transport.played_s() + 0.02 < sent_s:
-                await asyncio.sleep(0.02)
-            await self._bot_turn_done(full_text, self._bot_turn_start_s, timing, interrupted=False)
-            turn_recorded = True
+            async with asyncio.timeout(self.tt.max_reply_s):
+                while (item := await clauses.get()) is not None:
+                    text, protected = item
+                    if timing and timing.first_clause is None:
+                        timing.first_clause = self.clock.now()
+                    clause_s = 0.0
+                    async for audio in self.synthesizer.synthesize(text):
+                        if timing and timing.first_synth is None:
+                            timing.first_synth = self.clock.now()
+                        clause_s += await self._send(reply, resampler.process(audio))
+                    reply.clauses.append(SpokenClause(text, reply.sent_s, clause_s, protected))
+                    reply.sent_s += clause_s
+                    if protected and text in reply.pending_protected:
+                        reply.pending_protected.remove(text)
+                    reply.changed.set()
+                if self._speaking:
+                    reply.sent_s += await self._send(reply, resampler.process(Pcm.silence(0, resampler.in_rate),
+                                                                              last=True))
+                # Until the caller has heard it all: barge-in stays possible meanwhile.
+                await self.transport.wait_for_playout()
+        except TimeoutError:
+            log.warning("call %s: a reply ran past %.0f s; cut", self.info.call_id[:8], self.tt.max_reply_s)
+            producer.cancel()
+            reply.heard_s = await self.transport.clear()
+            reply.after.clear()
         except asyncio.CancelledError:
             producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await producer
-            if not turn_recorded:
-                await self._bot_turn_done(full_text, self._bot_turn_start_s, timing, interrupted=True)
+            if not reply.recorded:
+                await self._bot_turn_done(reply)
             raise
         finally:
             self._speaking = False
-        for action in after:
+            reply.changed.set()
+        await self._bot_turn_done(reply)
+        for action in reply.after:
             await self._after_speech(action)
         if not self._end.is_set():
             await self._set_state("listening")
             self._prefetch_next()
-        self._last_activity = time.monotonic()
+        self._last_activity = self.clock.now()
 
     def _prefetch_next(self) -> None:
         """Render the dialogue's likely next phrases while the caller talks (if both sides can)."""
-        prefetch = getattr(self.synthesizer, "prefetch", None)
-        upcoming = getattr(self.dialogue, "upcoming", None)
-        if prefetch is None or upcoming is None:
+        if not isinstance(self.synthesizer, Prefetching) or not isinstance(self.dialogue, Upcoming):
             return
         clauses: list[str] = []
-        for text in upcoming():
+        for text in self.dialogue.upcoming():
             splitter = ClauseSplitter(self.info.language)
             clauses += splitter.push(text) + splitter.flush()
-        prefetch(clauses)
+        self.synthesizer.prefetch(clauses)
 
-    async def _send(self, out: Pcm, timing: _ReplyTiming | None) -> float:
+    async def _send(self, reply: Reply, out: Pcm) -> float:
         """Bot audio to the caller (and the recording); returns its duration."""
         if not len(out):
             return 0.0
         if not self._speaking:
             self._speaking = True
-            self._bot_turn_start_s = self.now_s()
+            if reply.start_s is None:
+                reply.start_s = self.now_s()
             await self._set_state("speaking")
         await self.transport.send_audio(out)
         if self.recorder:
             self.recorder.bot(out)
-        if timing and timing.first_sent is None:
-            timing.first_sent = time.monotonic()
+        if reply.timing and reply.timing.first_sent is None:
+            reply.timing.first_sent = self.clock.now()
         return out.duration
 
-    async def _after_speech(self, action: object) -> None:
+    async def _after_speech(self, action: EndCall | Transfer) -> None:
         if isinstance(action, EndCall):
             self._finish(action.reason)
-        elif isinstance(action, Transfer):
-            transfer = getattr(self.transport, "transfer", None)
-            if transfer is None:
-                log.info("call %s: transport cannot transfer", self.info.call_id[:8])
-                return
-            if await transfer(action.target):
-                self._finish("transferred")
+        elif not isinstance(self.transport, Transferable):
+            log.info("call %s: transport cannot transfer", self.info.call_id[:8])
+        elif await self.transport.transfer(action.target):
+            self._finish("transferred")
 
-    async def _bot_turn_done(
-        self, text_parts: list[str], start_s: float | None, timing: _ReplyTiming | None, *, interrupted: bool
-    ) -> None:
-        text = "".join(text_parts).strip()
+    async def _bot_turn_done(self, reply: Reply) -> None:
+        if reply.recorded:
+            return
+        reply.recorded = True
+        text = reply.text
         if not text:
             return
-        heard = self._heard_text() if interrupted else text
-        self.dialogue.heard(heard, interrupted)
-        played = self._interrupted_at_s if interrupted else None
-        start = start_s if start_s is not None else self.now_s()
-        end = start + played if played is not None else self.now_s()
+        heard = reply.heard_text(self.info.language)
+        self.dialogue.heard(heard, reply.interrupted)
+        start = reply.start_s if reply.start_s is not None else self.now_s()
+        end = start + reply.heard_s if reply.heard_s is not None else self.now_s()
         await self._record(
             Turn(
                 index=self._next_turn_index(),
@@ -522,25 +594,16 @@ class Call:
                 text=text,
                 start_s=round(start, 3),
                 end_s=round(end, 3),
-                interrupted=interrupted,
-                heard_text=heard if interrupted else None,
-                metrics=timing.metrics() if timing else None,
+                interrupted=reply.interrupted,
+                heard_text=heard if reply.interrupted else None,
+                metrics=reply.timing.metrics() if reply.timing else None,
+                protected=reply.protected,
             )
         )
 
-    def _heard_text(self) -> str:
-        """The part of the reply the caller heard before barging in (whole clauses, and the
-        heard share of the clause that was playing)."""
-        played = self._interrupted_at_s or 0.0
-        heard: list[str] = []
-        for c in self._reply_clauses:
-            if played >= c.start_s + c.duration_s:
-                heard.append(c.text)
-            elif played > c.start_s and c.duration_s > 0:
-                share = (played - c.start_s) / c.duration_s
-                heard.append(c.text[: int(len(c.text) * share)])
-                break
-            else:
-                break
-        sep = "" if self.info.language == "zh" else " "
-        return sep.join(h.strip() for h in heard if h.strip())
+
+async def _say_first(text: str, outputs: AsyncIterator[DialogueOutput]) -> AsyncIterator[DialogueOutput]:
+    """Protected advice the caller did not hear, said again before the next reply."""
+    yield Say(text, protected=True)
+    async for out in outputs:
+        yield out

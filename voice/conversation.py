@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from voice.events import CallInfo
 
@@ -46,8 +46,26 @@ class Outcome:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+class Say(str):
+    """Text to speak as one piece. `Say(text, protected=True)` marks safety advice ("call 120 now"):
+    the caller can still speak over it, but the bot finishes the instruction before it yields the
+    turn, and repeats it first thing if it was cut anyway (a key press); the record marks the turn.
+    It is a `str`, so code that reads a dialogue's text keeps working."""
+
+    protected: bool
+
+    def __new__(cls, text: str, protected: bool = False) -> Say:
+        obj = super().__new__(cls, text)
+        obj.protected = protected
+        return obj
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+
 BotAction = Escalate | Transfer | EndCall | ExpectAnswer | Outcome
-DialogueOutput = str | BotAction  # text is spoken; it may arrive in small pieces (LLM tokens)
+DialogueOutput = str | BotAction  # text is spoken (LLM tokens may come in small pieces; `Say` is a str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +91,18 @@ class DialogueManager(Protocol):
         """What the caller actually heard of the last reply (less than all of it after a barge-in)."""
         ...
 
-    # Optional: `upcoming() -> list[str]`, the phrases the dialogue will likely say next (its next
-    # protocol questions); the loop renders them ahead so they cost no synthesis when needed.
-
     def result(self) -> dict[str, Any]:
         """The call's structured result: chief complaint, findings with evidence, red flags,
         disposition, department, summary (triage) or questionnaire outcomes (follow-up)."""
         ...
+
+
+@runtime_checkable
+class Upcoming(Protocol):
+    """Optional for a dialogue: the phrases it will likely say next (its next protocol questions);
+    the loop renders them ahead so they cost no synthesis when needed."""
+
+    def upcoming(self) -> list[str]: ...
 
 
 class DialogueFactory(Protocol):

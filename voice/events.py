@@ -70,6 +70,7 @@ class Turn:
     interrupted: bool = False
     heard_text: str | None = None  # bot turns: what the caller heard before a barge-in
     metrics: TurnMetrics | None = None
+    protected: bool = False  # bot turns: it carried safety advice the bot finished or repeated (conversation.Say)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,13 +44,14 @@ class Synthesizer(Protocol):
 @runtime_checkable
 class Transport(Protocol):
     """How a caller's audio reaches a call and the bot's audio goes back (WebSocket, WebRTC,
-    Media Streams, SIP/RTP). Audio out is paced by the transport in real time."""
+    Media Streams, SIP/RTP). Audio crosses at the wire's rate (`input_rate` in, `output_rate` out;
+    the call loop resamples); the transport paces bot audio in real time (voice.pacing)."""
 
     input_rate: int  # rate of the audio `receive` delivers
     output_rate: int  # rate `send_audio` expects
 
     async def receive(self) -> InboundEvent:
-        """Next thing from the caller: audio, a DTMF digit, or a hang-up (after which no more)."""
+        """Next thing from the caller: audio, a DTMF digit, a drop notice, or a hang-up (after which no more)."""
         ...
 
     async def send_audio(self, audio: Pcm) -> None:
@@ -58,17 +59,21 @@ class Transport(Protocol):
         of real time); the transport plays it at real-time pace."""
         ...
 
-    async def clear(self) -> None:
-        """Drop bot audio queued but not yet played (barge-in)."""
+    async def clear(self) -> float:
+        """Drop bot audio queued but not yet played (barge-in); returns the seconds of the current
+        bot turn the caller heard."""
         ...
 
     def played_s(self) -> float:
-        """Seconds of bot audio the caller has actually heard since the last `clear` or start of
-        the current bot turn (see `mark_turn`)."""
+        """Seconds of bot audio the caller has heard in the current bot turn (see `mark_turn`)."""
         ...
 
     def mark_turn(self) -> None:
-        """A new bot turn starts: reset the `played_s` counter."""
+        """A new bot turn starts: `played_s` counts from 0."""
+        ...
+
+    async def wait_for_playout(self, timeout: float | None = None) -> bool:
+        """Until all bot audio sent so far has been played (or cleared); False on timeout."""
         ...
 
     async def send_event(self, event: CallEvent) -> None:
@@ -76,6 +81,22 @@ class Transport(Protocol):
         ...
 
     async def hangup(self, reason: str) -> None: ...
+
+
+@runtime_checkable
+class Transferable(Protocol):
+    """A transport that can hand the caller to a human line (SIP REFER, carrier `<Dial>`)."""
+
+    async def transfer(self, target: str) -> bool:
+        """True once the transfer was accepted (the call then ends here)."""
+        ...
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A synthesiser that can render phrases ahead of need (voice.tts.cache)."""
+
+    def prefetch(self, clauses: list[str]) -> None: ...
 
 
 class CallObserver(Protocol):

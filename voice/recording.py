@@ -17,8 +17,13 @@ FLUSH_SAMPLES = RATE  # write to disk every second of caller audio
 
 
 class StereoRecorder:
-    def __init__(self, path: Path) -> None:
+    """`max_s` caps the file at the call's maximum length (its size is tied to the call's length,
+    whatever a client sends; the transports already admit caller audio at real time only)."""
+
+    def __init__(self, path: Path, *, max_s: float | None = None) -> None:
         self.path = path
+        self._max_samples = None if max_s is None else int(max_s * RATE)
+        self.dropped_s = 0.0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "wb")
         self._file.write(self._header(0))
@@ -48,6 +53,9 @@ class StereoRecorder:
             return
         if audio.sample_rate != RATE:
             raise ValueError("the recorder takes 16 kHz caller audio")
+        if self._max_samples is not None and self._written + self._caller_len + len(audio) > self._max_samples:
+            self.dropped_s += audio.duration
+            return
         self._caller.append(audio.samples)
         self._caller_len += len(audio.samples)
         if self._caller_len >= FLUSH_SAMPLES:
