@@ -77,6 +77,9 @@ def turn_taking(settings: Settings) -> TurnTaking:
         backchannels=load_backchannels(),
         partial_interval_s=settings.asr_partial_interval_s,
         silence_reprompt_s=settings.silence_reprompt_s,
+        max_call_s=settings.max_call_s,
+        max_silence_s=settings.max_caller_silence_s,
+        max_reply_s=settings.max_reply_s,
     )
 
 

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     barge_in_min_speech_ms: int = 600
     silence_reprompt_s: float = 8.0
     silence_reprompts_before_end: int = 2
+    max_call_s: float = Field(1800.0, gt=0, description="a call ends after this long, whatever happens in it")
+    max_caller_silence_s: float = Field(120.0, gt=0, description="...or after the caller said nothing this long")
+    max_reply_s: float = Field(120.0, gt=0, description="one bot reply (text, synthesis, playout) at most this long")
 
     # --- safety and routing ---------------------------------------------------------------------
     emergency_number_zh: str = "120"

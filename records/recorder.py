@@ -38,6 +38,8 @@ class CallRecorder:
         self._queue: asyncio.Queue[CallEvent] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="records-writer")
+        self._commits: dict[int, asyncio.Future[None]] = {}  # finished turns waiting for their commit
+        self.commit_wait_s = 2.0
 
     async def on_event(self, event: CallEvent) -> None:
         self.feed.apply(event)  # console viewers first: a red flag must not wait for a disk
@@ -48,6 +50,13 @@ class CallRecorder:
             self._task = asyncio.create_task(self._writer(), name="records-writer")
         assert self._queue is not None
         self._queue.put_nowait(event)
+        if isinstance(event, TurnRecorded):
+            # a finished turn is on disk before the caller's client is told it is final (issue 10 #6):
+            # the call loop tells the client only after this returns; a database that is down only
+            # delays that by `commit_wait_s`
+            done = self._commits[id(event)] = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(done), self.commit_wait_s)
 
     async def flush(self) -> None:
         if self._queue is not None:
@@ -102,6 +111,9 @@ class CallRecorder:
                         await asyncio.sleep(0.2 * attempt)
             finally:
                 self._queue.task_done()
+                waiter = self._commits.pop(id(event), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
 
     # --- synchronous writes (writer thread) -------------------------------------------------
     def write(self, event: CallEvent) -> None:

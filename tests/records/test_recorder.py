@@ -74,7 +74,9 @@ async def test_call_end_stores_result_findings_summary_and_recording(database, d
         assert call.red_flags[0].turn_idx == 3
 
 
-async def test_on_event_never_waits_for_the_database(database):
+async def test_on_event_waits_only_for_a_finished_turn_and_never_blocks_the_loop(database):
+    """The call loop tells the caller a turn is final only once `on_event` returned (issue 10 #6):
+    a turn's event returns once it is committed; other events at once; the loop runs meanwhile."""
     recorder = CallRecorder(database)
     slow_write = recorder.write
 
@@ -84,10 +86,6 @@ async def test_on_event_never_waits_for_the_database(database):
 
     recorder.write = write  # type: ignore[method-assign]
     events = triage_call("call-slow")
-    started = time.perf_counter()
-    for event in events:
-        await recorder.on_event(event)
-    assert time.perf_counter() - started < 0.1
     loop_ticks = 0
 
     async def ticker():
@@ -97,6 +95,16 @@ async def test_on_event_never_waits_for_the_database(database):
             loop_ticks += 1
 
     task = asyncio.create_task(ticker())
+    for event in events:
+        started = time.perf_counter()
+        await recorder.on_event(event)
+        waited = time.perf_counter() - started
+        if isinstance(event, TurnRecorded):
+            assert waited >= 0.25  # stored before it returned
+            with database.session() as s:
+                assert any(t.idx == event.turn.index for t in s.get(Call, "call-slow").turns)
+        else:
+            assert waited < 0.1
     await recorder.aclose()
     task.cancel()
     assert loop_ticks > 20, "the event loop kept running while the writer worked"
