@@ -8,12 +8,22 @@ from pathlib import Path
 import typer
 
 from records.cli import records_app, user_app
-from telephony.campaign_cli import campaign_app
+from telephony.campaign_cli import campaign_app, lend_runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CareCall voice triage and follow-up")
 app.add_typer(user_app, name="user")
 app.add_typer(records_app, name="records")
 app.add_typer(campaign_app, name="campaign")
+
+
+def _open_runtime(settings: object) -> object:
+    """The composition root lends SIP campaign dialling its runtime (telephony never imports server)."""
+    from server import open_runtime
+
+    return open_runtime(settings)  # type: ignore[arg-type]
+
+
+lend_runtime(_open_runtime)  # type: ignore[arg-type]
 
 
 @app.command()

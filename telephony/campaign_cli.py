@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import typer
 
 campaign_app = typer.Typer(no_args_is_help=True, help="Outbound follow-up call campaigns")
+
+# How `campaign run` gets the models and the call hub for SIP campaigns: lent by the composition root
+# (cli.py, from server.open_runtime), so that nothing here imports server.py.
+RuntimeOpener = Callable[[Any], AbstractAsyncContextManager[Any]]
+_runtime_opener: list[RuntimeOpener] = []
+
+
+def lend_runtime(opener: RuntimeOpener) -> None:
+    _runtime_opener[:] = [opener]
 
 
 def _db():  # type: ignore[no-untyped-def]
@@ -84,10 +96,11 @@ async def _run(concurrency: int, forever: bool, worker: str | None) -> None:
                 auth_token=settings.twilio_auth_token.get_secret_value(), from_number=settings.twilio_from_number,
                 public_base_url=settings.public_base_url)
         if settings.sip_trunk:
-            from server import open_runtime
             from telephony.sip.endpoint import SipConfig, SipEndpoint
 
-            runtime = await stack.enter_async_context(open_runtime(settings))
+            if not _runtime_opener:
+                raise typer.BadParameter("SIP campaigns need the call runtime (run through `carecall campaign run`)")
+            runtime = await stack.enter_async_context(_runtime_opener[0](settings))
             endpoint = SipEndpoint(SipConfig.from_settings(settings), get_hub=lambda: runtime.hub)
             await endpoint.start()
             stack.push_async_callback(endpoint.stop)
