@@ -28,8 +28,7 @@ async def _call_and_kill(server, first, second) -> tuple[str, list[dict]]:
         assert await line.wait_bot_quiet(since=sent, quiet_s=0.5, timeout=60), "no answer"
         sent = await line.say(second)
         assert await line.wait_bot_audio(since=sent, timeout=60) is not None
-        await asyncio.sleep(0.5)  # a turn's commit lands within milliseconds of the turn
-        finished = list(line.report.turns)  # what the caller's client saw finish
+        finished = list(line.report.turns)  # what the caller's client saw finish (committed before it was shown)
         stop_server(server.process, signal.SIGKILL)  # mid-call: the bot is speaking
         return line.report.call_id, finished
 
@@ -79,3 +78,56 @@ def test_a_killed_server_keeps_every_finished_turn(tmp_path, say, kind, request)
             assert audio.status_code == 206 and audio.content[:4] == b"RIFF" and audio.content[22:24] == b"\x02\x00"
     finally:
         stop_server(restarted.process)
+
+
+async def _call_and_kill_at(server, utterances, kill_after: int) -> tuple[str, list[dict]]:
+    """SIGKILL the server the moment the caller's client has seen `kill_after` finished turns."""
+    async with CallerSession(server.ws_url, "en") as line:
+
+        async def watch() -> None:
+            while len(line.report.turns) < kill_after:
+                await asyncio.sleep(0.002)
+            server.process.send_signal(signal.SIGKILL)  # no grace: right after the client saw it
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await line.wait_bot_quiet(since=0.0, quiet_s=0.3, timeout=60)
+            for audio in utterances:
+                if watcher.done():
+                    break
+                sent = await line.say(audio)
+                await line.wait_bot_quiet(since=sent, quiet_s=0.3, timeout=60)
+            await asyncio.wait_for(watcher, 60)
+        finally:
+            watcher.cancel()
+        return line.report.call_id, list(line.report.turns[:kill_after])
+
+
+def test_kill_right_after_the_client_sees_a_turn_never_loses_it(tmp_path, say):
+    """Issue 10 #6: a turn reaches the caller's client only once it is committed, so a kill -9 at the
+    moment a client sees turn N keeps turn N; repeated over calls, killed after a random turn."""
+    import random
+
+    data_dir = tmp_path / "data"
+    url = f"sqlite:///{data_dir / 'carecall.db'}"
+    utterances = [say("I have had a cough and a fever for three days.", "en"), say("It hurts when I breathe in.", "en")]
+    rng = random.Random(10_6)
+    seen: dict[str, list[dict]] = {}
+    for _ in range(3):
+        kill_after = rng.randint(1, 4)  # the greeting, the caller's first turn, the reply, the second turn
+        server = start_server(data_dir, {"CARECALL_DATABASE_URL": url})
+        try:
+            call_id, finished = asyncio.run(_call_and_kill_at(server, utterances, kill_after))
+        finally:
+            stop_server(server.process, signal.SIGKILL)
+        assert len(finished) == kill_after
+        seen[call_id] = finished
+    db = open_database(url)
+    try:
+        with db.session() as s:
+            for call_id, finished in seen.items():
+                stored = [(t.speaker, t.text) for t in get_call(s, call_id).turns]
+                for turn in finished:
+                    assert (turn["speaker"], turn["text"]) in stored, f"a turn the client saw was lost ({call_id[:8]})"
+    finally:
+        db.dispose()
