@@ -4,13 +4,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export CARECALL_CACHE ?= $(HOME)/.cache/carecall
 
-.PHONY: demo test bench setup system python models coqui lint
+.PHONY: demo test test-fast bench setup system python models coqui lint
 
 demo: setup
 	$(VENV)/bin/carecall serve
 
 test: setup
 	bash scripts/run-tests.sh
+
+# The deterministic tier (no real models, browser, SIP peers or PostgreSQL), in under two minutes.
+test-fast: python
+	bash scripts/run-tests.sh --fast
 
 bench: setup
 	$(PY) -m bench.latency

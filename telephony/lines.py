@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from telephony.sip.endpoint import SipConfig, SipEndpoint
 from telephony.twilio_webhooks import build_router
+from voice.admission import hub_of
 
 log = logging.getLogger("carecall.telephony")
 
@@ -43,7 +44,7 @@ class PhoneLines:
     async def start(self, app: FastAPI) -> None:
         if self.settings.sip_enabled:
             self.sip = SipEndpoint(SipConfig.from_settings(self.settings),
-                                   get_hub=lambda: getattr(app.state, "hub", None))
+                                   get_hub=lambda: hub_of(app.state))
             await self.sip.start()
             app.state.sip = self.sip
         if self.settings.campaign_worker:

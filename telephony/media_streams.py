@@ -283,7 +283,8 @@ def _parse(text: str, once: LogOnce) -> dict[str, Any] | None:
     return msg
 
 
-async def _read_loop(ws: WebSocket, transport: MediaStreamTransport, clog: logging.LoggerAdapter) -> None:
+async def _read_loop(ws: WebSocket, transport: MediaStreamTransport,
+                     clog: logging.LoggerAdapter[logging.Logger]) -> None:
     once = LogOnce(clog)
     try:
         while True:

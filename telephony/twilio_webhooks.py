@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request, Response, WebSocket
 
 from telephony.common import mask_number
 from telephony.media_streams import serve_stream
-from voice.admission import AdmissionRefused, CallRequest, validate
+from voice.admission import AdmissionRefused, CallRequest, Hub, hub_of, validate
 
 log = logging.getLogger("carecall.telephony.twilio")
 
@@ -102,7 +102,7 @@ class _Transfers:
 def build_router(
     settings: Any,
     *,
-    get_hub: Callable[[Any], Any] | None = None,
+    get_hub: Callable[[Any], Hub | None] | None = None,
     prefix: str = "/telephony/twilio",
     input_rate: int | None = None,  # accepted for older callers: stream audio reaches the loop at 8 kHz
     on_status: Callable[[int, dict[str, str]], Awaitable[None]] | None = None,
@@ -113,11 +113,11 @@ def build_router(
     form)` receives outbound calls' status callbacks."""
     router = APIRouter(prefix=prefix)
     transfers = _Transfers()
-    hub_of = get_hub or (lambda app: getattr(app.state, "hub", None))
+    find_hub: Callable[[Any], Hub | None] = get_hub or (lambda app: hub_of(app.state))
     router.transfers = transfers  # type: ignore[attr-defined]  # for tests and the console
 
     def token() -> str:
-        return settings.twilio_auth_token.get_secret_value()
+        return str(settings.twilio_auth_token.get_secret_value())
 
     def public_url(request: Request) -> str:
         base = (settings.public_base_url or "").rstrip("/")
@@ -147,7 +147,7 @@ def build_router(
         if answered_by.startswith("machine") or answered_by == "fax":  # MachineDetection on outbound calls
             log.info("voice webhook: answered by %s; hanging up", answered_by[:24])
             return Response(HANGUP_TWIML, media_type="application/xml")
-        hub = hub_of(request.app)
+        hub = find_hub(request.app)
         if hub is not None and not hub.has_capacity():
             log.warning("voice webhook: worker busy, rejecting call from %s", mask_number(form.get("From", "")))
             return Response(BUSY_TWIML, media_type="application/xml")
@@ -158,7 +158,7 @@ def build_router(
         except AdmissionRefused as exc:
             log.warning("voice webhook: %s", exc.message)
             return Response(REJECT_TWIML, media_type="application/xml")
-        params = {"language": language, "mode": mode}
+        params: dict[str, str] = {"language": language, "mode": mode}
         for key in ("campaign", "attempt", "patient"):
             if q.get(key):
                 params[key] = q[key][:64]
@@ -190,7 +190,7 @@ def build_router(
 
     @router.websocket("/stream")
     async def stream(ws: WebSocket) -> None:
-        await serve_stream(ws, hub_of(ws.app), on_transfer=transfers.put, default_transfer=settings.transfer_target)
+        await serve_stream(ws, find_hub(ws.app), on_transfer=transfers.put, default_transfer=settings.transfer_target)
 
     return router
 

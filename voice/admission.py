@@ -44,6 +44,7 @@ class AdmissionRefused(Exception):
         return self.code == "busy"
 
 
+@runtime_checkable
 class Hub(Protocol):
     """What admission needs of `voice.hub.CallHub` (either version)."""
 
@@ -65,6 +66,12 @@ class ReservingHub(Protocol):
     """A hub that takes a line atomically: `reserve()` → a ticket, `run(ticket, info, transport)`."""
 
     def reserve(self, channel: str = "") -> Line: ...
+
+
+def hub_of(state: object) -> Hub | None:
+    """The call hub an app keeps in its state (`app.state.hub`), typed; None before start-up."""
+    hub = getattr(state, "hub", None)
+    return hub if isinstance(hub, Hub) else None
 
 
 @dataclass(frozen=True, slots=True)

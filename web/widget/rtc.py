@@ -78,8 +78,8 @@ def frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
     else:
         mono = data.reshape(-1, channels).mean(axis=1) if channels > 1 else data.reshape(-1)
     if frame.format.name.startswith("flt"):
-        return np.clip(mono * 32767.0, -32768, 32767).astype(np.int16)
-    return np.asarray(mono).astype(np.int16)
+        return np.asarray(np.clip(mono * 32767.0, -32768, 32767), dtype=np.int16)
+    return np.asarray(mono, dtype=np.float64).astype(np.int16)
 
 
 class WebRtcTransport(PacedTransport):
@@ -172,7 +172,7 @@ class WebRtcTransport(PacedTransport):
         try:
             while True:
                 frame = await track.recv()
-                if self._hung_up:
+                if self._hung_up or not isinstance(frame, av.AudioFrame):
                     continue
                 mono = frame_to_mono(frame)
                 if len(mono):

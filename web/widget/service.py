@@ -27,7 +27,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from settings import Settings
-from voice.admission import AdmissionRefused, Admitted, CallRequest, admit
+from voice.admission import AdmissionRefused, Admitted, CallRequest, admit, hub_of
 from voice.hub import CallsBusy
 from web.widget.guard import RateLimiter, check_rate, read_json
 from web.widget.rtc import WebRtcTransport
@@ -105,7 +105,7 @@ class WidgetService:
         self.allowed_origins = set(settings.widget_allowed_origins if allowed_origins is None else allowed_origins)
         self._offers = RateLimiter(offers_per_minute, 60.0)
         self._token_limit = RateLimiter(tokens_per_minute, 60.0)
-        self._hub_getter = hub_getter or (lambda request: getattr(request.app.state, "hub", None))
+        self._hub_getter = hub_getter or (lambda request: hub_of(request.app.state))
         self.transports: set[WebRtcTransport] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
