@@ -127,17 +127,17 @@ def test_max_call_length_and_max_silence_hold_when_a_reply_never_finishes() -> N
     from tests.voice.fakes import FakeSynthesizer
 
     stuck = FakeSynthesizer(hang=True)
-    tt = TurnTaking(partial_interval_s=0.0, max_silence_s=30.0, max_call_s=600.0, max_reply_s=1000.0)
-    sc = Scenario([Speech(0.5, 2.5, COUGH)], dialogue(), TEXTS, synthesizer=stuck, turn_taking=tt, duration_s=900)
+    tt = TurnTaking(partial_interval_s=0.0, max_silence_s=30.0, max_call_s=120.0, max_reply_s=1000.0)
+    sc = Scenario([Speech(0.5, 2.5, COUGH)], dialogue(), TEXTS, synthesizer=stuck, turn_taking=tt, duration_s=200)
     o = run_virtual(run_scenario(sc))
     assert o.end_reason == "no response from the caller"
     assert o.rel(o.events[-1][0]) == pytest.approx(3.1 + 30.0, abs=0.26)  # 30 s after the caller's last word
     # a caller who keeps talking over a stuck bot: the call still ends at its maximum length
-    talk = [Speech(0.5 + 10 * i, 2.5 + 10 * i, COUGH) for i in range(80)]
-    sc = Scenario(talk, dialogue(), TEXTS, synthesizer=FakeSynthesizer(hang=True), turn_taking=tt, duration_s=900)
+    talk = [Speech(0.5 + 10 * i, 2.5 + 10 * i, COUGH) for i in range(20)]
+    sc = Scenario(talk, dialogue(), TEXTS, synthesizer=FakeSynthesizer(hang=True), turn_taking=tt, duration_s=200)
     o = run_virtual(run_scenario(sc))
     assert o.end_reason == "maximum call length reached"
-    assert o.rel(o.events[-1][0]) == pytest.approx(600.0, abs=0.5)
+    assert o.rel(o.events[-1][0]) == pytest.approx(120.0, abs=0.5)
 
 
 def test_a_reply_past_its_limit_is_cut_and_the_call_goes_on() -> None:
