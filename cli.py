@@ -83,8 +83,8 @@ def call(
         typer.echo(f"voice-to-voice (caller's clock): {', '.join(f'{x:.0f} ms' for x in body['latencies_ms'])}")
 
 
-from dialogue.commands import eval_cmd as _eval_cmd  # noqa: E402
-from dialogue.commands import triage as _triage  # noqa: E402
+from dialogue.commands import eval_cmd as _eval_cmd  # noqa: E402  (registered after the commands above, in help order)
+from dialogue.commands import triage as _triage  # noqa: E402  (as above)
 
 app.command("triage")(_triage)
 app.command("eval")(_eval_cmd)

@@ -50,7 +50,7 @@ def test_one_utterance_starts_and_ends_once(sentence: Pcm) -> None:
 
 
 def test_short_gaps_are_smoothed_and_long_ones_split(sentence: Pcm) -> None:
-    gap = lambda s: Pcm.silence(s, 16000)  # noqa: E731
+    gap = lambda s: Pcm.silence(s, 16000)  # noqa: E731  (a one-line helper reads better inline here)
     two_with_short_gap = Pcm.concat([gap(0.5), sentence, gap(0.25), sentence, gap(1.0)], 16000)
     ends = [e for e in feed_all(Endpointer(EndpointerConfig(silence_ms=500)), two_with_short_gap)
             if isinstance(e, SpeechEnded)]
