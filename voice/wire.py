@@ -36,6 +36,7 @@ def event_to_json(event: CallEvent, *, emergency_number: str | None = None) -> d
             "interrupted": t.interrupted,
             "heard_text": t.heard_text,
             "metrics": dataclasses.asdict(t.metrics) if t.metrics else None,
+            **({"protected": True} if t.protected else {}),  # safety advice, finished or repeated
         }
     if isinstance(event, ActionTaken):
         a = event.action
