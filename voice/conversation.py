@@ -46,7 +46,16 @@ class Outcome:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-BotAction = Escalate | Transfer | EndCall | ExpectAnswer | Outcome
+@dataclass(frozen=True, slots=True)
+class HoldForNurse:
+    """An escalated caller went quiet: keep the line open for a nurse (never hang up on them). The loop
+    passes it to observers like any action; the dialogue also raises a nurse-level `Escalate` for the console."""
+
+    reason: str = ""
+    red_flags: tuple[str, ...] = ()
+
+
+BotAction = Escalate | Transfer | EndCall | ExpectAnswer | Outcome | HoldForNurse
 DialogueOutput = str | BotAction  # text is spoken; it may arrive in small pieces (LLM tokens)
 
 
@@ -54,6 +63,7 @@ DialogueOutput = str | BotAction  # text is spoken; it may arrive in small piece
 class CallerUtterance:
     text: str
     turn_index: int
+    uncertain_words: tuple[str, ...] = ()  # words the recogniser heard with low probability (read back)
 
 
 class DialogueManager(Protocol):
