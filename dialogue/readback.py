@@ -66,7 +66,10 @@ class ReadBack:
     def value_text(self, slot: str, v: float) -> str:
         nums = confirm_text()[self.lang].numbers
         if slot == "age_years":
-            return nums["age_months"].format(v=_fmt(round(v * 12, 1)))
+            weeks = round(v * 52)
+            if weeks < 13:
+                return nums["age_weeks"].format(v=weeks)
+            return nums["age_months"].format(v=_fmt(round(v * 12)))
         return nums[slot].format(v=_fmt(v))
 
     def detect(

@@ -17,6 +17,7 @@ from dialogue.engine import Assessment, assess, next_question
 from dialogue.extract import Extractor, Mention, extractor
 from dialogue.facts import Facts
 from dialogue.readback import Snapshot
+from dialogue.screen import ScreenAsk
 from dialogue.protocols import URGENCY, Knowledge, Protocol, Question, knowledge
 from dialogue.result import TriageResult, build_result
 from dialogue.slots import slot_answer
@@ -80,7 +81,7 @@ class _Base:
         self.turn_mentions: set[str] = set()
         self.turn_found: dict[str, Mention] = {}  # this turn's lexicon verdicts, present or denied
         self.phase = "start"
-        self.questions = 0  # every question put to the caller (protocol, screen, confirmations, read-backs)
+        self.questions_put = 0  # every question put to the caller (protocol, screen, confirmations, read-backs)
         self.holding = False  # escalated and silent: the line is held open for a nurse
 
     # --- language helpers ------------------------------------------------------------------------
@@ -92,7 +93,7 @@ class _Base:
 
     def ask(self, text: str, kind: str) -> list[DialogueOutput]:
         self.last_prompt, self.last_kind = text, kind
-        self.questions += 1
+        self.questions_put += 1
         return [ExpectAnswer(kind), text]  # type: ignore[arg-type]
 
     # --- understanding ---------------------------------------------------------------------------
@@ -250,7 +251,10 @@ class TriageDialogue(Checks, _Base):
         if flags:
             self.check = None
             return [*prefix, *flags, Outcome(self.result())]
-        if reask is None and check is None and (c := self.raised_now(before, utt.text, utt.uncertain_words, saved)):
+        screen_number = isinstance(check, ScreenAsk) and check.kind == "number"  # a baby's age is read back too
+        if reask is None and (check is None or screen_number) and (
+            c := self.raised_now(before, utt.text, utt.uncertain_words, saved)
+        ):
             return [*prefix, *self.ask_check(c)]
         if reask is not None and check is not None:
             return [*prefix, *reask]
@@ -430,7 +434,7 @@ class TriageDialogue(Checks, _Base):
             escalation_level=self.escalation_level,
             transferred=self.transferred,
             questions_asked=sorted(self.asked),
-            questions_total=self.questions,
+            questions_total=self.questions_put,
             held_for_nurse=self.holding,
             end_reason=self.ended,
             llm_disagreements=list(self.assist.disagreements) if self.assist else [],
