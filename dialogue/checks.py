@@ -57,7 +57,9 @@ class Checks:
             kind = "yes_no"
         return [Outcome(self.state()), *self.ask(c.text, kind)]
 
-    def raised_now(self, before: Snapshot, text: str, uncertain: tuple[str, ...], saved: tuple[Any, ...]) -> Check | None:
+    def raised_now(
+        self, before: Snapshot, text: str, uncertain: tuple[str, ...], saved: tuple[Any, ...]
+    ) -> Check | None:
         """What this caller turn needs checked before anything else: a suspected red flag at once, else a
         read-back of what it changed. Nothing once the call is escalated."""
         if self.escalated:

@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from dialogue.engine import red_flags
 from dialogue.facts import Facts
 from dialogue.protocols import LANGS, PROMPTS_DIR, Knowledge, ProtocolError, _check_ids, _model, _read, _Strict
@@ -34,8 +36,8 @@ TEXTS = (
 
 class ConfirmText(_Strict):
     texts: dict[str, str]
-    numbers: dict[str, str] = {}
-    lay: dict[str, str] = {}
+    numbers: dict[str, str] = Field(default_factory=dict)
+    lay: dict[str, str] = Field(default_factory=dict)
 
 
 @lru_cache(maxsize=4)
@@ -146,7 +148,8 @@ class Confirmer:
             outcome, present = "unsure: left unstated", None
         self.retried = False
         if present is not None and fid not in facts.findings:
-            facts.set_finding(fid, present, turn, text, span, source="confirmed" if outcome != "unsure: treated as present" else "assumed")
+            source = "assumed" if outcome.startswith("unsure") else "confirmed"
+            facts.set_finding(fid, present, turn, text, span, source=source)
         self.done.add(fid)
         self.records.append(
             {

@@ -103,9 +103,11 @@ class ReadBack:
             changed += [e.span for s, e in facts.slots.items() if before.slots.get(s) is not e]
             low = text.lower()
             short = len(text.strip()) <= SHORT_ANSWER_CHARS
-            hit = [w for w in uncertain if w and w.lower() in low and (short or any(w.lower() in c.lower() for c in changed))]
+            spans = [c.lower() for c in changed]
+            hit = [w for w in uncertain if w and w.lower() in low and (short or any(w.lower() in c for c in spans))]
             if hit and (changed or short):
-                return ReadBackAsk("words", "", self._t("readback_words", text=text.strip()), turn, before, text.strip())
+                said = text.strip()
+                return ReadBackAsk("words", "", self._t("readback_words", text=said), turn, before, said)
         return None
 
     def ask_again(self, ask: ReadBackAsk, turn: int) -> ReadBackAsk:

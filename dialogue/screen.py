@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
 from dialogue.extract import Mention
 from dialogue.facts import Facts
 from dialogue.protocols import (
@@ -42,8 +44,8 @@ class ScreenItem(_Strict):
     follow_up: bool = False
     slot: str | None = None
     when: Cond | None = None
-    complaints: list[str] = []
-    or_findings: list[str] = []
+    complaints: list[str] = Field(default_factory=list)
+    or_findings: list[str] = Field(default_factory=list)
     why: str
 
 
@@ -62,7 +64,7 @@ class ItemText(_Strict):
     phrase: str = ""
     question: str
     follow_up: str = ""
-    keys: list[str] = []
+    keys: list[str] = Field(default_factory=list)
 
 
 class ScreenText(_Strict):
@@ -206,7 +208,9 @@ class Screen:
             return self._ask("bundle" if len(ids) > 1 else "single", ids, turn, disposition, b.template)
         return None
 
-    def _ask(self, kind: AskKind, ids: tuple[str, ...], turn: int, disposition: str, template: str = "bundle") -> ScreenAsk:
+    def _ask(
+        self, kind: AskKind, ids: tuple[str, ...], turn: int, disposition: str, template: str = "bundle"
+    ) -> ScreenAsk:
         st = self.data.text[self.lang]
         if kind in ("bundle", "which"):
             key = "which" if kind == "which" else template

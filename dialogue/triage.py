@@ -16,10 +16,10 @@ from dialogue.confirm import confirm_text
 from dialogue.engine import Assessment, assess, next_question
 from dialogue.extract import Extractor, Mention, extractor
 from dialogue.facts import Facts
-from dialogue.readback import Snapshot
-from dialogue.screen import ScreenAsk
 from dialogue.protocols import URGENCY, Knowledge, Protocol, Question, knowledge
+from dialogue.readback import Snapshot
 from dialogue.result import TriageResult, build_result
+from dialogue.screen import ScreenAsk
 from dialogue.slots import slot_answer
 from dialogue.summary import sbar
 from voice.conversation import (

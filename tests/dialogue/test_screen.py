@@ -278,6 +278,7 @@ def test_a_malformed_screen_file_names_the_file_and_the_field(tmp_path: Path) ->
     root = tmp_path / "prompts"
     shutil.copytree(PROMPTS_DIR, root)
     path = root / "screens" / "emergency.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace("general: chest_pain", "general: chest_pian"), encoding="utf-8")
+    broken = path.read_text(encoding="utf-8").replace("general: chest_pain", "general: chest_pian")
+    path.write_text(broken, encoding="utf-8")
     with pytest.raises(ProtocolError, match=r"emergency\.yaml.*chest_pian"):
         load_screen(root)
