@@ -65,21 +65,27 @@ def trial(facts: Facts) -> Facts:
     return t
 
 
-def would_fire(facts: Facts, kn: Knowledge, fid: str, mode: str = "triage") -> bool:
-    """Would this finding, if present, raise a red flag that is not raised already?"""
+def would_fire(facts: Facts, kn: Knowledge, fid: str, mode: str = "triage", with_: tuple[str, ...] = ()) -> bool:
+    """Would this finding, if present (together with `with_`), raise a red flag that is not raised already,
+    and one that this finding takes part in?"""
     facts.derive(kn.catalog)
     now = {f.id for f in red_flags(facts, kn, mode)}
     t = trial(facts)
-    t.set_finding(fid, True, 0, "", "")
+    for f in (fid, *with_):
+        t.set_finding(f, True, 0, "", "")
     t.derive(kn.catalog)
     fired = {f.id for f in red_flags(t, kn, mode)} - now
     facts.derive(kn.catalog)
-    return bool(fired)
+    if not with_:
+        return bool(fired)
+    return any(fid in rf.when.finding_ids() for rf in kn.red_flags if rf.id in fired)
 
 
 def red_flag_suspicions(facts: Facts, kn: Knowledge, mode: str = "triage") -> list[str]:
-    """Suspected findings that would raise a red flag: what a call confirms at once (also for `carecall eval`)."""
-    return [f for f in facts.suspected() if would_fire(facts, kn, f, mode)]
+    """Suspected findings that would raise a red flag, alone or with the other suspicions ("chest pain" and
+    "spreading to the arm" both half-heard): what a call confirms at once (also for `carecall eval`)."""
+    open_ = tuple(facts.suspected())
+    return [f for f in open_ if would_fire(facts, kn, f, mode) or would_fire(facts, kn, f, mode, open_)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,15 +110,19 @@ class Confirmer:
     def _open(self, facts: Facts) -> list[str]:
         return [f for f in facts.suspected() if f not in self.done]
 
+    def _red(self, fid: str, facts: Facts) -> bool:
+        others = tuple(self._open(facts))
+        return would_fire(facts, self.kn, fid, self.mode) or would_fire(facts, self.kn, fid, self.mode, others)
+
     def next_red_flag(self, facts: Facts, turn: int) -> ConfirmAsk | None:
         for f in self._open(facts):
-            if would_fire(facts, self.kn, f, self.mode):
+            if self._red(f, facts):
                 return self._ask(f, True, facts, turn)
         return None
 
     def next_other(self, facts: Facts, turn: int) -> ConfirmAsk | None:
         for f in self._open(facts):
-            return self._ask(f, would_fire(facts, self.kn, f, self.mode), facts, turn)
+            return self._ask(f, self._red(f, facts), facts, turn)
         return None
 
     def _ask(self, fid: str, red: bool, facts: Facts, turn: int) -> ConfirmAsk:

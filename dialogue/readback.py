@@ -17,6 +17,7 @@ from dialogue.confirm import confirm_text, would_fire
 from dialogue.extract import Mention
 from dialogue.facts import Facts, FindingValue, SlotEntry
 from dialogue.protocols import Knowledge
+from dialogue.slots import slot_answer
 
 CRITICAL_SLOTS = ("temp_c", "age_years", "pregnancy_weeks", "glucose_mmol")
 SHORT_ANSWER_CHARS = 16  # a bare answer ("yes", "没有", "38.5"): any unsure word in it matters
@@ -120,6 +121,11 @@ class ReadBack:
         outcome: Literal["kept", "undone", "ask_number", "reask"] = "kept"
         if ask.kind in ("number", "renumber"):
             e = facts.slots.get(ask.key)
+            if (e is None or e.turn != turn) and answer != "yes":
+                value = slot_answer(ask.key, text, self.lang)  # a bare "39.5" read in the slot's unit
+                if value is not None:
+                    facts.set_slot(ask.key, value, turn, text, text)
+                    e = facts.slots[ask.key]
             corrected = e is not None and e.turn == turn  # "no, 39.5": the caller's correction
             if ask.kind == "renumber" or corrected or answer in ("yes", "unknown"):
                 if e is not None:

@@ -177,8 +177,29 @@ async def test_no_suspected_red_flag_is_ever_dropped(lang: str, flag: str, findi
     assert c.escalated() and flag in c.d.result()["red_flags"]
 
 
+async def test_a_red_flag_made_of_two_half_heard_findings_is_confirmed_and_kept_when_unsure() -> None:
+    text = "I feel funny in the middle and it is odd"
+    c = Call("en", {text: [("chest_pain", "funny in the middle"), ("pain_radiating", "it is odd")]})
+    await c.open()
+    await c.say("yes")
+    await c.say(text)
+    assert c.d.check.finding == "chest_pain" and c.d.check.red_flag
+    await c.say("not sure")
+    assert not c.escalated() and c.d.check.finding == "pain_radiating"
+    await c.say("yes")
+    assert c.escalated() and "cardiac_chest_pain" in c.d.result()["red_flags"]
+
+
+async def test_a_suspicion_completing_a_red_flag_with_what_was_said_is_asked_at_once() -> None:
+    text = "I have chest pain and I feel a bit odd"
+    c = Call("en", {text: [("sweating", "a bit odd")]})
+    await c.open()
+    await c.say("yes")
+    await c.say(text)
+    assert c.last_question() == "So there is sweating or a cold sweat, is that right?"
+
+
 def test_every_red_flag_finding_has_lay_wording_in_both_languages() -> None:
-    kn = knowledge()
     ct = confirm_text()
     for fid in LONE.values():
         assert fid in ct["zh"].lay and fid in ct["en"].lay
