@@ -23,7 +23,8 @@ async def test_a_temperature_is_read_back_and_kept_on_yes() -> None:
     await c.say("yes")
     assert c.d.facts.num("temp_c") == 38.5 and "temperature" not in c.last_question()
     rb = c.d.result()["readbacks"]
-    assert rb == [{"kind": "number", "what": "temp_c", "question": "I heard a temperature of 38.5 degrees. Is that right?",
+    q = "I heard a temperature of 38.5 degrees. Is that right?"
+    assert rb == [{"kind": "number", "what": "temp_c", "question": q,
                    "asked_turn": 2, "answer": "yes", "answer_turn": 3, "outcome": "kept"}]
 
 
@@ -46,8 +47,10 @@ async def test_a_corrected_number_in_the_answer_wins() -> None:
     ("lang", "opening", "question"),
     [
         ("zh", "宝宝五个月大，咳嗽两天了", "我听到的是宝宝5个月大，对吗？"),
-        ("en", "my baby is five months old and has had a cough for two days", "I heard the baby is 5 months old. Is that right?"),
-        ("en", "I'm 30 weeks pregnant and I've had a headache since this morning", "I heard 30 weeks pregnant. Is that right?"),
+        ("en", "my baby is five months old and has had a cough for two days",
+         "I heard the baby is 5 months old. Is that right?"),
+        ("en", "I'm 30 weeks pregnant and I've had a headache since this morning",
+         "I heard 30 weeks pregnant. Is that right?"),
         ("zh", "我有糖尿病，血糖22，口很渴", "我听到的是血糖22，对吗？"),
     ],
 )
