@@ -82,5 +82,9 @@ class Call:
         return any(isinstance(o, EndCall) for o in self.log)
 
     @staticmethod
+    def actions_of(out: list[Any], kind: type) -> list[Any]:
+        return [o for o in out if isinstance(o, kind)]
+
+    @staticmethod
     def text(out: list[Any]) -> str:
         return " ".join(o for o in out if isinstance(o, str))
