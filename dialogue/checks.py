@@ -57,18 +57,26 @@ class Checks:
             kind = "yes_no"
         return [Outcome(self.state()), *self.ask(c.text, kind)]
 
-    def raised_now(
+    def confirm_now(self) -> ConfirmAsk | None:
+        """A suspected red flag is confirmed at once, before anything else (even a question being re-asked:
+        a screen question set aside for it is asked again later). Nothing once the call is escalated."""
+        if self.escalated or isinstance(self.check, ConfirmAsk):
+            return None  # (a confirmation being asked again in other words stands)
+        c = self.confirmer.next_red_flag(self.facts, self.turn)
+        if c is not None and isinstance(self.check, ScreenAsk):
+            self.screen.queue.insert(0, (self.check.kind, self.check.items))
+            self.screen.retried = False
+        return c
+
+    def read_back_now(
         self, before: Snapshot, text: str, uncertain: tuple[str, ...], saved: tuple[Any, ...]
-    ) -> Check | None:
-        """What this caller turn needs checked before anything else: a suspected red flag at once, else a
-        read-back of what it changed. Nothing once the call is escalated."""
+    ) -> ReadBackAsk | None:
+        """A read-back of what this turn changed, before the triage acts on it; never once escalated."""
         if self.escalated:
             return None
-        c: Check | None = self.confirmer.next_red_flag(self.facts, self.turn)
-        if c is None:
-            c = self.readback.detect(before, self.facts, self.turn_found, text, uncertain, self.turn)
-            if c is not None:
-                self._before_check = saved
+        c = self.readback.detect(before, self.facts, self.turn_found, text, uncertain, self.turn)
+        if c is not None:
+            self._before_check = saved
         return c
 
     def before_questions(self) -> Check | None:

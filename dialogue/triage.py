@@ -251,9 +251,11 @@ class TriageDialogue(Checks, _Base):
         if flags:
             self.check = None
             return [*prefix, *flags, Outcome(self.result())]
+        if c := self.confirm_now():
+            return [*prefix, *self.ask_check(c)]
         screen_number = isinstance(check, ScreenAsk) and check.kind == "number"  # a baby's age is read back too
         if reask is None and (check is None or screen_number) and (
-            c := self.raised_now(before, utt.text, utt.uncertain_words, saved)
+            c := self.read_back_now(before, utt.text, utt.uncertain_words, saved)
         ):
             return [*prefix, *self.ask_check(c)]
         if reask is not None and check is not None:

@@ -124,6 +124,20 @@ async def test_an_unsure_non_red_flag_suspicion_is_left_unstated_not_invented() 
     assert c.d.result()["confirmations"][0]["outcome"] == "unsure: left unstated"
 
 
+async def test_a_suspected_red_flag_in_an_unclear_answer_comes_before_the_re_asked_question() -> None:
+    opening = "I've had a sore throat for two days"
+    odd = "well my husband says my face looks odd"
+    c = Call("en", {odd: [("face_droop", "my face looks odd")]})
+    await c.open()
+    await c.say("yes")
+    await c.say(opening)
+    saliva = c.last_question()
+    await c.say(odd)  # neither yes nor no to the protocol question, and a half-heard stroke sign
+    assert c.last_question() == "So the face looks droopy on one side, is that right?"
+    await c.say("no")
+    assert c.last_question() == saliva  # the set-aside question comes back
+
+
 async def test_suspicions_are_not_asked_once_escalated() -> None:
     text = "chest pain spreading to my left arm and I'm sweating"
     c = Call("en", {text: [("face_droop", "face")]})

@@ -46,6 +46,23 @@ async def test_a_silent_caller_after_a_red_flag_is_held_for_a_nurse_never_hung_u
     assert held_label in r["summary"]["recommendation"]  # the record shows what was done
 
 
+async def test_a_follow_up_call_that_escalated_is_held_too() -> None:
+    from tests.dialogue.screen_driver import NUMBERS
+
+    factory = build_dialogue_factory(chat_model=None, emergency_numbers=NUMBERS, llm_capable=False)
+    info = CallInfo("fu-hold", "zh", "text", "followup", {"patient_name": "王芳", "department": "general_surgery"})
+    c = TextCall("zh")
+    c.d = factory(info)
+    await c.open()
+    for a in ["是我", "方便", "还好", "没有", "没有", "没有", "没有", "三分", "有点红", "有，在流脓"]:
+        await c.say(a)
+    await c.say("有，昨晚烧到三十八度五")  # fever + pus: red flag
+    assert c.d.escalated
+    outs = [await c.silence(n) for n in range(1, 7)]
+    assert any(c.actions_of(o, HoldForNurse) for o in outs)
+    assert not any(c.actions_of(o, EndCall) for o in outs) and not c.d.ended
+
+
 async def test_the_caller_who_speaks_again_is_answered() -> None:
     c = TextCall("en")
     await c.open()
