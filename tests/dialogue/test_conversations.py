@@ -68,7 +68,7 @@ async def test_en_sore_throat_self_care() -> None:
     # the emergency screen (issue 9): what the protocol did not settle, in two bundled questions
     assert "chest pain" in c.text(out) and "face or arm" in c.text(out)
     out = await c.say("no")
-    assert "passing out" in c.text(out)
+    assert "fainting" in c.text(out)
     out = await c.say("no")
     assert c.actions(out, EndCall)[0].reason == "completed"
     r = c.d.result()

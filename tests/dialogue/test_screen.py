@@ -14,7 +14,7 @@ from dialogue.screen import load_screen, screen_data
 from tests.dialogue.screen_driver import Call
 
 CORE = {"en": "chest pain", "zh": "胸痛"}
-NEURO = {"en": "passing out", "zh": "晕倒"}
+NEURO = {"en": "fainting", "zh": "晕倒"}
 
 
 def _screen_questions(c: Call) -> list[str]:
@@ -161,6 +161,23 @@ async def test_babies_get_the_infant_screen_not_the_adult_one(
     assert "chest" not in items and "stroke" not in items and not any(adult_word in q for q in asked)
     bundle = next(q for q in asked if infant_word in q and ("floppy" in q or "软绵绵" in q))
     assert "feeding" in bundle or "吃奶" in bundle
+
+
+async def test_an_adult_who_mentions_a_child_is_still_screened_as_an_adult() -> None:
+    c = Call("en")
+    await c.open()
+    await c.say("yes")
+    await c.say("My son drove me in, I've had a sore throat for two days")
+    await c.answer_until_done("no")
+    items = {x["item"] for x in c.d.result()["screen"]}
+    assert {"chest", "stroke"} <= items  # "my son" is who is calling about, not the patient's age
+    child = Call("en")
+    await child.open()
+    await child.say("yes")
+    await child.say("my 8 year old son has had a sore throat for two days")
+    await child.answer_until_done("no")
+    items = {x["item"] for x in child.d.result()["screen"]}
+    assert "stroke" not in items and "chest" not in items and "collapse" in items
 
 
 async def test_a_young_baby_is_asked_about_fever_and_a_yes_escalates() -> None:
