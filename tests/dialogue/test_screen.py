@@ -299,3 +299,34 @@ def test_a_malformed_screen_file_names_the_file_and_the_field(tmp_path: Path) ->
     path.write_text(broken, encoding="utf-8")
     with pytest.raises(ProtocolError, match=r"emergency\.yaml.*chest_pian"):
         load_screen(root)
+
+
+@pytest.mark.parametrize(
+    ("lang", "opening", "answers", "flag"),
+    [
+        # issue 9's misses, which the lexicon still does not read: the screen asks, the caller answers truthfully
+        ("en", "my mum's face has dropped on one side and she's talking rubbish",
+         {"face or arm": "yes, her face", "new, and on one side": "yes"}, "stroke_signs"),
+        ("en", "I keep thinking about ending my life and I have pills saved up",
+         {"harming yourself": "yes"}, "suicide_risk"),
+        ("zh", "我爸今天有点不对劲", {"脸歪": "有，他的嘴有点歪", "一侧": "是的"}, "stroke_signs"),
+    ],
+)
+async def test_the_screen_catches_emergencies_the_words_did_not_raise(
+    lang: str, opening: str, answers: dict[str, str], flag: str
+) -> None:
+    c = Call(lang)
+    await c.open()
+    await c.say({"en": "yes", "zh": "好的"}[lang])
+    text = opening
+    for _ in range(25):
+        if c.escalated() or c.ended():
+            break
+        await c.say(text)
+        q = c.last_question()
+        text = next((a for k, a in answers.items() if k in q), None) or (
+            opening if "didn't catch" in q or "没听清" in q else {"en": "no", "zh": "没有"}[lang]
+        )
+    assert c.escalated(), c.text(c.log)
+    assert flag in c.d.result()["red_flags"]
+    assert any(x["answer"].startswith("yes") for x in c.d.result()["screen"])  # the screen's question found it
