@@ -187,6 +187,10 @@ class Confirmer:
             s = facts.suspicion(fid)
             if s is None:
                 continue
-            out.append({"finding": fid, "turn": s.turn, "span": s.span, "score": round(s.score, 3),
-                        "status": next((r["outcome"] for r in self.records if r["finding"] == fid), "open")})
+            rec = next((r for r in self.records if r["finding"] == fid), None)
+            out.append({
+                "finding": fid, "turn": s.turn, "span": s.span, "score": round(s.score, 3),
+                "red_flag": rec["red_flag"] if rec else self._red(fid, facts),
+                "status": rec["outcome"] if rec else "open",
+            })
         return sorted(out, key=lambda d: (d["turn"], d["finding"]))
