@@ -292,7 +292,9 @@ class Screen:
                 yes.add(it.id)
             elif found:
                 no.add(it.id)
-        if answer != "no" or kind == "which":
+        # key words name an item after "yes" / "which one?", or after a "no, but my arm's gone numb" that says
+        # something is present (a finding the lexicon read), never after a bare or fully negated "no"
+        if answer != "no" or kind == "which" or any(m.present for m in mentions.values()):
             low = text.lower()
             for it in items:
                 if it.id in yes | no:

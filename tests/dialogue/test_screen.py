@@ -141,6 +141,20 @@ async def test_a_no_in_the_caller_s_own_words_is_taken_item_by_item() -> None:
     assert ("chest", "no") in {(x["item"], x["answer"]) for x in r["screen"]}
 
 
+async def test_no_but_something_else_is_followed_up_not_recorded_absent() -> None:
+    c = Call("en")
+    await c.open()
+    await c.say("yes")
+    await c.say("I've had a sore throat for two days")
+    while "chest pain" not in c.last_question():
+        await c.say("no")
+    await c.say("no, but my arm has gone numb")
+    assert c.d.check.kind == "follow" and c.d.check.items == ("stroke",)
+    assert not c.d.facts.known("one_sided_numbness")
+    await c.say("yes, just the left side, since this morning")
+    assert c.escalated() and "stroke_signs" in c.d.result()["red_flags"]
+
+
 @pytest.mark.parametrize(
     ("lang", "consent", "opening", "no", "infant_word", "adult_word"),
     [
