@@ -378,3 +378,20 @@ class Screen:
     def questions(self) -> int:
         """Screen questions put to the caller (a bundle counts once)."""
         return len({(r["asked_turn"], r["question"], r["answer_turn"]) for r in self.records})
+
+
+def fixed_phrases(lang: str, data: ScreenData | None = None) -> list[str]:
+    """Every fixed thing the screen may say in `lang` (whole bundles, single questions, follow-ups), for a
+    synthesiser to render at start-up (issue 12's warm start). Bundles with items dropped are composed live."""
+    data = data or screen_data()
+    st = data.text["zh" if lang == "zh" else "en"]
+    out: list[str] = []
+    probe = Screen(lang, data)
+    for b in data.bundles:
+        ids = tuple(i for i in b.items if data.items[i].slot is None)
+        if len(ids) > 1:
+            out.append(probe._ask("bundle", ids, 0, "", b.template).text)
+    for it in data.items.values():
+        t = st.items[it.id]
+        out += [t.question] + ([t.follow_up] if t.follow_up else [])
+    return list(dict.fromkeys(out))

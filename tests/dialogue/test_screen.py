@@ -344,3 +344,13 @@ async def test_the_screen_catches_emergencies_the_words_did_not_raise(
     assert c.escalated(), c.text(c.log)
     assert flag in c.d.result()["red_flags"]
     assert any(x["answer"].startswith("yes") for x in c.d.result()["screen"])  # the screen's question found it
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_fixed_phrases_for_warm_start_include_the_whole_bundles(lang: str) -> None:
+    from dialogue.screen import fixed_phrases
+
+    phrases = fixed_phrases(lang)
+    core = {"en": "Any chest pain or pressure, trouble breathing, or weakness in the face or arm, or trouble speaking?",
+            "zh": "有没有胸痛或者胸口发闷、喘不上气，或者脸歪、胳膊没力气或者说话不清楚？"}[lang]
+    assert core in phrases and len(phrases) == len(set(phrases)) > 20
