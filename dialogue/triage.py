@@ -215,6 +215,7 @@ class TriageDialogue(Checks, _Base):
         self.assessment: Assessment = assess(self.facts, self.kn)
         self.summary: dict[str, Any] | None = None
         self.init_checks()
+        self.unclear_after_flag = 0  # unclear answers to the transfer offer (treated like silence)
 
     async def opening(self) -> AsyncIterator[DialogueOutput]:
         self.phase = "consent"
@@ -273,6 +274,11 @@ class TriageDialogue(Checks, _Base):
         if self.phase == "transfer_offer":
             if answer == "yes":
                 return self.transfer("accepted after red flag")
+            if answer != "no":  # "help...", a moan, words we cannot place: never hang up on that
+                self.unclear_after_flag += 1
+                if self.unclear_after_flag == 1:
+                    return self.ask(self.t("not_understood_yes_no") + " " + self.t("offer_transfer"), "yes_no")
+                return self.hold_outputs(self.max_silence_reprompts)
             self.ended = "red_flag"
             return [self.t("no_transfer"), self.t("after_red_flag_end"), Outcome(self.result()), EndCall("red_flag")]
 

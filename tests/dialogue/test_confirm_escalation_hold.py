@@ -63,6 +63,18 @@ async def test_a_follow_up_call_that_escalated_is_held_too() -> None:
     assert not any(c.actions_of(o, EndCall) for o in outs) and not c.d.ended
 
 
+@pytest.mark.parametrize(("lang", "mumble"), [("en", "uhh... help"), ("zh", "嗯…啊…")])
+async def test_an_unclear_reply_to_the_transfer_offer_is_not_hung_up_on(lang: str, mumble: str) -> None:
+    c = TextCall(lang)
+    await c.open()
+    await c.say(RED_FLAG[lang])
+    outs = [await c.say(mumble) for _ in range(4)]
+    assert not any(c.actions_of(o, EndCall) for o in outs) and not c.d.ended
+    assert sum(len(c.actions_of(o, HoldForNurse)) for o in outs) == 1
+    out = await c.say({"en": "no thanks", "zh": "不用了"}[lang])  # a clear no is the caller's choice
+    assert c.actions_of(out, EndCall)
+
+
 async def test_the_caller_who_speaks_again_is_answered() -> None:
     c = TextCall("en")
     await c.open()
