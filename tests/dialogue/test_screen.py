@@ -354,3 +354,16 @@ def test_fixed_phrases_for_warm_start_include_the_whole_bundles(lang: str) -> No
     core = {"en": "Any chest pain or pressure, trouble breathing, or weakness in the face or arm, or trouble speaking?",
             "zh": "有没有胸痛或者胸口发闷、喘不上气，或者脸歪、胳膊没力气或者说话不清楚？"}[lang]
     assert core in phrases and len(phrases) == len(set(phrases)) > 20
+
+
+async def test_keypad_answers_work_for_the_screen() -> None:
+    c = Call("zh")
+    await c.open()
+    await c.say("好的")
+    await c.say("我嗓子疼两天了")
+    while "胸痛" not in c.last_question():
+        await c.say("没有")
+    [o async for o in c.d.on_dtmf("2")]  # 2 = no
+    assert {x["item"]: x["answer"] for x in c.d.result()["screen"]}["chest"] == "no"
+    out = [o async for o in c.d.on_dtmf("1")]  # 1 = yes, to the next bundle: which one?
+    assert any("是哪一种" in o for o in out if isinstance(o, str))
