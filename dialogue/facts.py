@@ -20,6 +20,17 @@ class FindingValue:
 
 
 @dataclass(slots=True)
+class Suspicion:
+    """A finding the understanding layers only half-heard (semantic score between its two thresholds, or a
+    red-flag word whose time or intent is unclear): to be confirmed with the caller, never dropped."""
+
+    turn: int
+    text: str
+    span: str
+    score: float = 0.0
+
+
+@dataclass(slots=True)
 class SlotEntry:
     value: float
     turn: int
@@ -33,6 +44,7 @@ class Facts:
         self.slots: dict[str, SlotEntry] = {}
         self._derived: set[str] = set()
         self._suppressed: set[str] = set()
+        self._suspected: dict[str, Suspicion] = {}
 
     # --- updates: a later statement replaces an earlier one (corrections) ------------------------
     def set_finding(self, fid: str, present: bool, turn: int, text: str, span: str, source: str = "rules") -> None:
@@ -50,7 +62,23 @@ class Facts:
                 new.append(fid)
         for s in ext.slots:
             self.set_slot(s.slot, s.value, turn, text, s.span)
+        for m in getattr(ext, "suspected", ()):  # the semantic layer's half-heard findings (additive)
+            self.suspect(m.finding, turn, text, m.span, float(getattr(m, "score", 0.0) or 0.0))
         return new
+
+    def suspect(self, fid: str, turn: int, text: str, span: str, score: float = 0.0) -> None:
+        """Note a suspected finding; a finding already stated (present or denied) needs no suspicion."""
+        if fid not in self.findings:
+            self._suspected[fid] = Suspicion(turn, text, span, score)
+
+    def suspected(self) -> list[str]:
+        """Suspected findings not yet settled by the caller, earliest first."""
+        return sorted(
+            (f for f in self._suspected if f not in self.findings), key=lambda f: self._suspected[f].turn
+        )
+
+    def suspicion(self, fid: str) -> Suspicion | None:
+        return self._suspected.get(fid)
 
     # --- queries ---------------------------------------------------------------------------------
     def present(self, fid: str) -> bool:

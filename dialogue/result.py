@@ -23,13 +23,25 @@ class TriageResult:
     reasons: list[str] = field(default_factory=list)
     department_name: str = ""
     chief_complaint_name: str = ""
+    # half-heard findings to confirm (dialogue.confirm): {finding, turn, span, score, red_flag}
+    suspected: list[dict[str, Any]] = field(default_factory=list)
+    # what a call confirmed with the caller: {finding, question, answer, asked_turn, outcome, ...}
+    confirmations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def build_result(lang: str, facts: Facts, a: Assessment, kn: Knowledge) -> TriageResult:
+    from dialogue.confirm import would_fire
+
     texts = kn.protocol_text[lang]
+    suspected = []
+    for fid in facts.suspected():
+        s = facts.suspicion(fid)
+        assert s is not None
+        red = would_fire(facts, kn, fid)
+        suspected.append({"finding": fid, "turn": s.turn, "span": s.span, "score": round(s.score, 3), "red_flag": red})
     return TriageResult(
         language=lang,
         disposition=a.disposition,
@@ -42,4 +54,5 @@ def build_result(lang: str, facts: Facts, a: Assessment, kn: Knowledge) -> Triag
         reasons=a.reasons,
         department_name=kn.phrases[lang].departments.get(a.department, a.department),
         chief_complaint_name=texts[a.chief_complaint].name if a.chief_complaint else "",
+        suspected=suspected,
     )

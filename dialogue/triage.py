@@ -1,6 +1,8 @@
 """Triage: `triage_text` for one statement, and `TriageDialogue`, the per-call protocol conversation
-(greeting and consent → chief complaint → the protocol's open questions → disposition, department and
-safety-net advice → close), with red flags checked on every caller turn and overriding everything."""
+(greeting and consent → chief complaint → the protocol's open questions → the emergency screen → disposition,
+department and safety-net advice → close), with red flags checked on every caller turn and overriding
+everything. A suspected red flag is confirmed at once (dialogue.confirm), critical numbers and red-flag denials
+are read back (dialogue.readback), and an escalated caller who goes quiet is held for a nurse, never hung up on."""
 
 from __future__ import annotations
 
@@ -9,11 +11,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from dialogue.assist import LLMAssist
+from dialogue.checks import Checks
+from dialogue.confirm import confirm_text
 from dialogue.engine import Assessment, assess, next_question
-from dialogue.extract import Extractor, extractor
+from dialogue.extract import Extractor, Mention, extractor
 from dialogue.facts import Facts
 from dialogue.protocols import URGENCY, Knowledge, Protocol, Question, knowledge
+from dialogue.readback import Snapshot
 from dialogue.result import TriageResult, build_result
+from dialogue.screen import ScreenAsk
 from dialogue.slots import slot_answer
 from dialogue.summary import sbar
 from voice.conversation import (
@@ -22,6 +28,7 @@ from voice.conversation import (
     EndCall,
     Escalate,
     ExpectAnswer,
+    HoldForNurse,
     Outcome,
     Say,
     Transfer,
@@ -73,21 +80,29 @@ class _Base:
         self.last_kind = "free"
         self.heard_text: str | None = None
         self.turn_mentions: set[str] = set()
+        self.turn_found: dict[str, Mention] = {}  # this turn's lexicon verdicts, present or denied
         self.phase = "start"
+        self.questions_put = 0  # every question put to the caller (protocol, screen, confirmations, read-backs)
+        self.holding = False  # escalated and silent: the line is held open for a nurse
 
     # --- language helpers ------------------------------------------------------------------------
     def t(self, key: str, **kw: Any) -> str:
-        return self.kn.phrases[self.lang].texts[key].format(emergency=self.emergency, **kw)
+        texts = self.kn.phrases[self.lang].texts
+        if key not in texts:  # the confirmation / read-back / hold wording (prompts/<lang>/confirm.yaml)
+            return confirm_text()[self.lang].texts[key].format(emergency=self.emergency, **kw)
+        return texts[key].format(emergency=self.emergency, **kw)
 
     def ask(self, text: str, kind: str) -> list[DialogueOutput]:
         self.last_prompt, self.last_kind = text, kind
+        self.questions_put += 1
         return [ExpectAnswer(kind), text]  # type: ignore[arg-type]
 
     # --- understanding ---------------------------------------------------------------------------
     async def understand(self, utt: CallerUtterance) -> list[str]:
         """Rule extraction (authoritative), plus the LLM's reading when capable. Returns new findings."""
         ext = self.x.extract(utt.text)
-        self.turn_mentions = set(ext.findings())
+        self.turn_found = ext.findings()
+        self.turn_mentions = set(self.turn_found)
         new = self.facts.add(ext, utt.turn_index, utt.text)
         if self.assist is not None:
             llm = await self.assist.extract(utt.text, self.lang, self.kn.catalog.findings)
@@ -135,6 +150,12 @@ class _Base:
     async def on_silence(self, count: int) -> AsyncIterator[DialogueOutput]:
         if self.ended:
             return
+        if self.escalated:
+            # escalation never abandons the caller: a silent caller may have collapsed. Re-prompt, then hold
+            # the line open for a nurse (console alert); the bot never ends this call on silence.
+            for out in self.hold_outputs(count):
+                yield out
+            return
         if count <= self.max_silence_reprompts:
             yield self.t("silence_reprompt")
             if self.last_prompt:
@@ -145,6 +166,25 @@ class _Base:
         yield self.t("silence_end")
         yield Outcome(self.result())
         yield EndCall("silence")
+
+    def hold_outputs(self, count: int) -> list[DialogueOutput]:
+        if count < self.max_silence_reprompts and not self.holding:
+            out: list[DialogueOutput] = [self.t("silence_escalated")]
+            if self.last_prompt:
+                out += [ExpectAnswer(self.last_kind), self.last_prompt]  # type: ignore[list-item]
+            return out
+        if self.holding:
+            return [self.t("hold_reprompt")]
+        self.holding = True
+        self.actions.append("hold_for_nurse")
+        flags = tuple(self.escalated)
+        reason = "caller silent after escalation: line held open for a nurse"
+        return [
+            self.t("hold_for_nurse"),
+            HoldForNurse(reason=reason, red_flags=flags),
+            Escalate(reason=reason, red_flags=flags, level="nurse"),
+            Outcome(self.result()),
+        ]
 
     async def on_dtmf(self, digit: str) -> AsyncIterator[DialogueOutput]:
         words = {"zh": {"1": "是", "2": "没有", "0": "转人工"}, "en": {"1": "yes", "2": "no", "0": "nurse please"}}
@@ -164,7 +204,7 @@ class _Base:
         raise NotImplementedError
 
 
-class TriageDialogue(_Base):
+class TriageDialogue(Checks, _Base):
     mode = "triage"
 
     def __init__(self, info: CallInfo, **kw: Any) -> None:
@@ -175,6 +215,8 @@ class TriageDialogue(_Base):
         self.complaint_tries = 0
         self.assessment: Assessment = assess(self.facts, self.kn)
         self.summary: dict[str, Any] | None = None
+        self.init_checks()
+        self.unclear_after_flag = 0  # unclear answers to the transfer offer (treated like silence)
 
     async def opening(self) -> AsyncIterator[DialogueOutput]:
         self.phase = "consent"
@@ -196,15 +238,30 @@ class TriageDialogue(_Base):
         if self.x.intent("repeat", text) and len(text) < 40:
             return [ExpectAnswer(self.last_kind), self.last_prompt] if self.last_prompt else []  # type: ignore[list-item]
         answer = self.x.answer(text)
+        self.turn = utt.turn_index
+        before, saved = Snapshot.of(self.facts), self._saved()
         new = await self.understand(utt)
         reask: list[DialogueOutput] | None = None
         prefix: list[DialogueOutput] = []
-        if self.phase == "questions" and self.pending is not None:
+        check, self.check = self.check, None
+        if check is not None:
+            reask = self.take_check(check, answer, utt.text)
+        elif self.phase == "questions" and self.pending is not None:
             reask = self._take_answer(utt, answer, new, prefix)
         self.assessment = assess(self.facts, self.kn)
         flags = self.red_flag_outputs(self.assessment)
         if flags:
+            self.check = None
             return [*prefix, *flags, Outcome(self.result())]
+        if c := self.confirm_now():
+            return [*prefix, *self.ask_check(c)]
+        screen_number = isinstance(check, ScreenAsk) and check.kind == "number"  # a baby's age is read back too
+        if reask is None and (check is None or screen_number) and (
+            c := self.read_back_now(before, utt.text, utt.uncertain_words, saved)
+        ):
+            return [*prefix, *self.ask_check(c)]
+        if reask is not None and check is not None:
+            return [*prefix, *reask]
         if reask is not None:
             if self.assist is not None and self.pending is not None and not new:
                 # an off-script turn: a short guarded reply from the LLM, then the same question again
@@ -218,11 +275,16 @@ class TriageDialogue(_Base):
         if self.phase == "transfer_offer":
             if answer == "yes":
                 return self.transfer("accepted after red flag")
+            if answer != "no":  # "help...", a moan, words we cannot place: never hang up on that
+                self.unclear_after_flag += 1
+                if self.unclear_after_flag == 1:
+                    return self.ask(self.t("not_understood_yes_no") + " " + self.t("offer_transfer"), "yes_no")
+                return self.hold_outputs(self.max_silence_reprompts)
             self.ended = "red_flag"
             return [self.t("no_transfer"), self.t("after_red_flag_end"), Outcome(self.result()), EndCall("red_flag")]
 
         if self.phase == "consent":
-            if answer == "no" and not new:
+            if answer == "no" and not new and check is None:
                 self.ended = "consent_declined"
                 return [self.t("consent_declined"), Outcome(self.result()), EndCall("consent_declined")]
             self.phase = "complaint"
@@ -230,6 +292,8 @@ class TriageDialogue(_Base):
                 return self.ask(self.t("ask_complaint"), "free")
 
         elif self.phase == "complaint":
+            if not self.assessment.complaints and (c := self.before_questions()):
+                return [*prefix, *self.ask_check(c)]  # "I've got the runs": confirm what was half-heard
             if not self.assessment.complaints:
                 self.complaint_tries += 1
                 if self.x.intent("stop", text) or self.complaint_tries >= 3:
@@ -277,9 +341,35 @@ class TriageDialogue(_Base):
         self.retried = False
         return None
 
+    def _saved(self) -> tuple[Any, ...]:
+        return (set(self.asked), self.pending, self.phase, self.last_prompt, self.last_kind, self.retried)
+
+    def undo_turn(self, saved: tuple[Any, ...]) -> None:
+        """A turn the caller says was heard wrongly: its facts are restored by the read-back; its question
+        state here, so the same question is asked again."""
+        self.asked, self.pending, self.phase, self.last_prompt, self.last_kind, self.retried = saved
+        self.asked = set(self.asked)
+
+    async def on_silence(self, count: int) -> AsyncIterator[DialogueOutput]:
+        if not self.ended and self.silent_check():
+            # no answer to a suspected red flag's confirmation: when unsure, escalate
+            self.assessment = assess(self.facts, self.kn)
+            flags = self.red_flag_outputs(self.assessment)
+            if flags:
+                for out in [*flags, Outcome(self.result())]:
+                    yield out
+                return
+            for out in await self.next_step():
+                yield out
+            return
+        async for out in super().on_silence(count):
+            yield out
+
     async def next_step(self, corrected: bool = False) -> list[DialogueOutput]:
         self.assessment = assess(self.facts, self.kn)
         prefix: list[DialogueOutput] = [self.t("correction_ack")] if corrected else []
+        if c := self.before_questions():
+            return [*prefix, *self.ask_check(c)]
         nxt = next_question(self.facts, self.kn, self.assessment, self.asked)
         if nxt is None:
             return [*prefix, *self.conclude()]
@@ -302,7 +392,11 @@ class TriageDialogue(_Base):
         return " ".join(parts)
 
     def conclude(self) -> list[DialogueOutput]:
+        """The disposition, unless a suspicion or the emergency screen must be asked first."""
         self.assessment = assess(self.facts, self.kn)
+        if c := self.before_disposition():
+            self.phase = "questions"
+            return self.ask_check(c)
         self.phase = "done"
         self.ended = "completed"
         out: list[DialogueOutput] = [self.t("result_intro") + " " + self.advice(), self.t("close")]
@@ -349,12 +443,15 @@ class TriageDialogue(_Base):
             escalation_level=self.escalation_level,
             transferred=self.transferred,
             questions_asked=sorted(self.asked),
+            questions_total=self.questions_put,
+            held_for_nurse=self.holding,
             end_reason=self.ended,
             llm_disagreements=list(self.assist.disagreements) if self.assist else [],
+            **self.check_results(),
         )
         return r
 
     def _action_label(self, action: str) -> str:
-        t = self.kn.phrases[self.lang].texts
+        t = {**confirm_text()[self.lang].texts, **self.kn.phrases[self.lang].texts}
         name, _, level = action.partition(":")
         return t[f"action_{name}"].format(level=level) if f"action_{name}" in t else action

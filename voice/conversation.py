@@ -64,7 +64,16 @@ class Say(str):
         return str(self)
 
 
-BotAction = Escalate | Transfer | EndCall | ExpectAnswer | Outcome
+@dataclass(frozen=True, slots=True)
+class HoldForNurse:
+    """An escalated caller went quiet: keep the line open for a nurse (never hang up on them). The loop
+    passes it to observers like any action; the dialogue also raises a nurse-level `Escalate` for the console."""
+
+    reason: str = ""
+    red_flags: tuple[str, ...] = ()
+
+
+BotAction = Escalate | Transfer | EndCall | ExpectAnswer | Outcome | HoldForNurse
 DialogueOutput = str | BotAction  # text is spoken (LLM tokens may come in small pieces; `Say` is a str)
 
 
@@ -72,6 +81,7 @@ DialogueOutput = str | BotAction  # text is spoken (LLM tokens may come in small
 class CallerUtterance:
     text: str
     turn_index: int
+    uncertain_words: tuple[str, ...] = ()  # words the recogniser heard with low probability (read back)
 
 
 class DialogueManager(Protocol):
