@@ -198,8 +198,10 @@ class SimulatedCaller:
             self.complaint_asked += 1
             if self.complaint_asked == 1:
                 return Reply(self.case.opening, qid, False)
-            said = [p for fid in self.case.truth.present for p in self.case.phrasing(fid)]
-            return Reply(self.w["again"].format(said[0] if said else self.case.opening), qid, False)
+            # asked again: the chief complaint (the first present finding) in the caller's other words
+            main = self.case.truth.present[:1]
+            said = [p for fid in main for p in self.case.phrasing(fid)] or [self.case.opening]
+            return Reply(self.w["again"].format(said[(self.complaint_asked - 2) % len(said)]), qid, False)
         if qid == "transfer_offer":
             return Reply(self.w["transfer"], qid, False)
         fallback = False
