@@ -1,4 +1,5 @@
-"""`carecall triage`, `carecall eval` and `carecall simulate`: plain typer-compatible functions, registered in cli.py."""
+"""`carecall triage`, `carecall eval` and `carecall simulate`: plain typer-compatible functions, registered
+in cli.py."""
 
 from __future__ import annotations
 

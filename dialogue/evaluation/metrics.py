@@ -107,6 +107,7 @@ def summarise_conversations(rows: list[Row]) -> dict[str, Any]:
     for flag in sorted({f for r in rows for f in r.expected_red_flags}):
         cases = [r for r in rows if flag in r.expected_red_flags]
         hit = [flag in r.red_flags for r in cases]
-        recall[flag] = {"n": len(cases), "recall": _frac(hit), "missed": [r.id for r in cases if flag not in r.red_flags]}
+        missed = [r.id for r in cases if flag not in r.red_flags]
+        recall[flag] = {"n": len(cases), "recall": _frac(hit), "missed": missed}
     summary["red_flag_recall"] = recall
     return summary

@@ -49,7 +49,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_caller_answers_from_the_truth_and_says_i_dont_know_for_the_rest() -> None:
     kn = knowledge()
     c = SimulatedCaller(case(truth={"present": ["chest_pain", "sweating"], "absent": ["pain_radiating"]}), kn)
-    assert c.reply(PendingQuestion("chest_pain.sweating", "yes_no", ("sweating",)), "").text.lower().startswith(("yes", "yeah"))
+    yes = c.reply(PendingQuestion("chest_pain.sweating", "yes_no", ("sweating",)), "").text
+    assert yes.lower().startswith(("yes", "yeah"))
     no = c.reply(PendingQuestion("chest_pain.radiating", "yes_no", ("pain_radiating",)), "").text
     assert kn.lexicons and no.lower().startswith(("no", "nope"))
     unknown = c.reply(PendingQuestion("chest_pain.heart", "yes_no", ("heart_disease",)), "")
@@ -66,7 +67,8 @@ def test_caller_closed_world_bundles_and_derived_findings() -> None:
     bundled = PendingQuestion("screen.life", "yes_no", ("chest_pain", "breathless", "face_droop"))
     assert c.reply(bundled, "").text in ("没有", "没有，都没有", "不是", "没有的")
     assert c.verdict("fever") == "yes" and c.verdict("infant_under_3m") == "yes"  # derived from the numbers
-    assert c.reply(PendingQuestion("x", "yes_no", ("chest_pain", "headache")), "").text.startswith(("有", "是", "对", "嗯"))
+    either = c.reply(PendingQuestion("x", "yes_no", ("chest_pain", "headache")), "").text
+    assert either.startswith(("有", "是", "对", "嗯"))
     # a man is never pregnant, whatever the rest of the truth leaves open
     assert SimulatedCaller(case(truth={"sex": "m"}), kn).verdict("pregnant") == "no"
 
@@ -78,7 +80,8 @@ def test_caller_numbers_in_lay_words_that_the_engine_reads_back() -> None:
     for slot, v in [("temp_c", 38.5), ("age_years", 67), ("age_years", 0.5), ("pain_score", 8), ("duration_hours", 48)]:
         for lang in ("zh", "en"):
             said = say_number(slot, v, lang)
-            assert slot_answer(slot, said, lang) == pytest.approx(v, abs=0.1 if slot != "age_years" else 0.05), (slot, said)
+            tolerance = 0.1 if slot != "age_years" else 0.05
+            assert slot_answer(slot, said, lang) == pytest.approx(v, abs=tolerance), (slot, said)
 
 
 def test_caller_guesses_from_the_question_text_when_the_dialogue_gives_no_state() -> None:
@@ -91,7 +94,8 @@ def test_caller_guesses_from_the_question_text_when_the_dialogue_gives_no_state(
 
 def test_cases_are_validated_with_file_line_and_field(tmp_path: Path) -> None:
     kn = knowledge()
-    bad = write(tmp_path, "bad.jsonl", [{"id": "a", "lang": "en", "opening": "x", "truth": {"present": ["chest_ache"]}}])
+    row = {"id": "a", "lang": "en", "opening": "x", "truth": {"present": ["chest_ache"]}}
+    bad = write(tmp_path, "bad.jsonl", [row])
     with pytest.raises(CaseError, match=r"bad.jsonl:1 \(case a\).*chest_ache"):
         load_cases(bad, "conversation", kn)
     bad = write(tmp_path, "bad2.jsonl", [{"id": "a", "lang": "fr", "text": "x"}])
@@ -119,13 +123,15 @@ async def test_a_conversation_reaches_the_red_flag_only_through_the_questions() 
     kn = knowledge()
     factory = build_dialogue_factory(chat_model=None, emergency_numbers={"en": "911", "zh": "120"}, llm_capable=False)
     c = case(id="arm", truth={"present": ["chest_pain", "pain_radiating"], "age": 70, "rest": "absent"},
-             phrasings={"pain_radiating": "it goes down my left arm"}, gold="emergency_ambulance", departments=["emergency"])
+             phrasings={"pain_radiating": "it goes down my left arm"}, gold="emergency_ambulance",
+             departments=["emergency"])
     conv = await converse(c, factory, kn)
     assert conv.row.pred == "emergency_ambulance" and conv.row.red_flags == ["cardiac_chest_pain"]
     assert conv.row.questions == 1  # "does it spread to your arm...?" "yes, it goes down my left arm"
     assert ("caller", "yes, it goes down my left arm") in conv.turns
     assert conv.row.expected_red_flags == ["cardiac_chest_pain"] and conv.fallbacks == 0
-    zh = case(id="zh", lang="zh", opening="嗓子疼", truth={"present": ["sore_throat"], "age": 30, "durations": 48, "rest": "absent"})
+    truth = {"present": ["sore_throat"], "age": 30, "durations": 48, "rest": "absent"}
+    zh = case(id="zh", lang="zh", opening="嗓子疼", truth=truth)
     conv = await converse(zh, factory, kn)
     assert (conv.row.pred, conv.row.department, conv.row.end_reason) == ("self_care", "ent", "completed")
     assert conv.row.questions == 3 and expected_red_flags(zh, kn) == []
@@ -149,7 +155,8 @@ def test_summary_questions_and_red_flag_recall() -> None:
 
 # --- the CLIs, as a user runs them -------------------------------------------------------------------------
 SIM_CASES = [
-    {"id": "arm", "lang": "en", "opening": "my chest hurts", "gold": "emergency_ambulance", "departments": ["emergency"],
+    {"id": "arm", "lang": "en", "opening": "my chest hurts", "gold": "emergency_ambulance",
+     "departments": ["emergency"],
      "truth": {"present": ["chest_pain", "pain_radiating"], "age": 70, "rest": "absent"}},
     {"id": "throat", "lang": "zh", "opening": "嗓子疼", "gold3": "sc", "departments": ["ent"],
      "truth": {"present": ["sore_throat"], "age": 30, "durations": 48, "rest": "absent"}},
@@ -215,7 +222,8 @@ def test_cli_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     p = run("eval", "--protocol", "no_such_protocol")
     assert p.returncode == 2 and "unknown protocol" in p.stderr
     broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"id": "a", "lang": "en", "opening": "x", "truth": {"present": ["nonsense"]}}\n{oops\n', encoding="utf-8")
+    first = '{"id": "a", "lang": "en", "opening": "x", "truth": {"present": ["nonsense"]}}'
+    broken.write_text(first + "\n{oops\n", encoding="utf-8")
     p = run("simulate", str(broken))
     assert p.returncode == 2 and "broken.jsonl:2: not JSON" in p.stderr and "Traceback" not in p.stderr
     p = run("simulate")
