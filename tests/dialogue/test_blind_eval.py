@@ -51,13 +51,28 @@ def test_every_triage_red_flag_has_blind_lay_statements_in_both_languages() -> N
     assert all(r["why"] and r["gold3"] == "em" for r in rows)
 
 
-@pytest.mark.xfail(strict=False, reason="main engine 2026-12-02: FIGURES_RF")
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "main engine 2026-12-02: 14 of 64 red-flag statements under-triaged (accuracy3 78.1%): "
+        "cardiac_chest_pain en-1 en-2 zh-1 zh-2, stroke_signs en-1, severe_breathing en-1, sepsis_signs "
+        "en-1, major_bleeding en-1, gi_bleeding zh-2, pregnancy_emergency en-2, suicide_risk en-1, "
+        "overdose_or_poisoning en-1 zh-1, infant_dehydration zh-1"
+    ),
+)
 def test_no_emergency_under_triaged_on_blind_red_flag_statements() -> None:
     rows = statements(RED_FLAGS)
     assert summarise(rows)["under_triaged_emergencies"] == 0, figures(rows)
 
 
-@pytest.mark.xfail(strict=False, reason="main engine 2026-12-02: FIGURES_CONV")
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "main engine 2026-12-02: 6 of 34 conversations under-triaged (accuracy3 79.4%): en-baby-fever, "
+        "zh-baby-fever, en-weak-stroke, en-sad-plan, zh-mood-risk, en-testicle (opening not understood, "
+        "so no question was asked)"
+    ),
+)
 def test_no_emergency_under_triaged_in_blind_conversations() -> None:
     convs = asyncio.run(simulate(load_cases(CONVERSATIONS, "conversation", knowledge())))  # type: ignore[arg-type]
     s = summarise_conversations([c.row for c in convs])
@@ -65,7 +80,15 @@ def test_no_emergency_under_triaged_in_blind_conversations() -> None:
     assert s["under_triaged_emergencies"] == 0, (s["accuracy3"], missed)
 
 
-@pytest.mark.xfail(strict=False, reason="main engine 2026-12-02: FIGURES_FA")
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "main engine 2026-12-02: 8 of 30 false alarms (27%) got an emergency: past fit + cure question "
+        "(en-01, zh-01), poison ivy (en-02), past suicidal thoughts (en-06, zh-07), iron-black stool "
+        "question (en-10), 'cut myself shaving' read as self-harm (en-12), first-aid question about "
+        "fainting (zh-05)"
+    ),
+)
 def test_false_alarms_rarely_raise_or_confirm_a_red_flag() -> None:
     """Red-flag words in the past, as questions, about treatment: an emergency disposition or a red-flag
     confirmation on at most 15% of these non-emergencies (issue 9: confirmation on <= 15%)."""
@@ -74,14 +97,26 @@ def test_false_alarms_rarely_raise_or_confirm_a_red_flag() -> None:
     assert len(alarmed) <= 0.15 * len(rows), alarmed
 
 
-@pytest.mark.xfail(strict=False, reason="main engine 2026-12-02: FIGURES_ACC")
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "main engine 2026-12-02: accuracy3 72.6% on the 124 blind statements (en 69.4%, zh 75.8%), "
+        "accuracy5 55.6%"
+    ),
+)
 def test_blind_statement_accuracy3_at_least_90_percent() -> None:
     rows = statements(RED_FLAGS) + statements(FALSE_ALARMS) + statements(DEPARTMENTS)
     s = summarise(rows)
     assert s["accuracy3"] >= 0.90, s["by_lang"]
 
 
-@pytest.mark.xfail(strict=False, reason="main engine 2026-12-02: FIGURES_DEPT")
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "main engine 2026-12-02: department top-1 46.7% on the 30 blind department statements, 46.6% on "
+        "the 88 zh TEST-split questions"
+    ),
+)
 def test_department_top1_at_least_85_percent() -> None:
     s = summarise(statements(DEPARTMENTS))
     t = summarise(statements(ZH_DEPT_TEST))
