@@ -325,7 +325,7 @@ class TriageDialogue(_Base):
 
     def pending_question(self) -> PendingQuestion | None:
         """The question now awaiting the caller's answer, from the dialogue's own state; None when done."""
-        if self.ended:
+        if self.ended or self.transferred:
             return None
         if self.phase == "questions" and self.pending is not None:
             p, q = self.pending

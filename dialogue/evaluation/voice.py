@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import socket
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -65,8 +66,8 @@ async def _call(case: ConversationCase, url: str, observed: _Observed, synths: d
         d = observed.calls[started["call_id"]]
         await line.wait_bot_quiet(since=0.0, quiet_s=0.8, timeout=REPLY_TIMEOUT_S)
         for _ in range(MAX_TURNS):
-            if line.ended.is_set() or d.ended:
-                end_reason = d.ended or line.report.end_reason or "ended"
+            if line.ended.is_set() or d.ended or getattr(d, "transferred", False):
+                end_reason = d.ended or ("transferred" if getattr(d, "transferred", False) else "") or "ended"
                 break
             bot = [t["text"] for t in line.report.turns if t["speaker"] == "bot"]
             reply = caller.reply(d.pending_question(), bot[-1] if bot else "")
@@ -91,12 +92,17 @@ async def _call(case: ConversationCase, url: str, observed: _Observed, synths: d
     return Conversation(row, turns + [("said", t) for t in said], result, 0)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextlib.asynccontextmanager
 async def running_server() -> AsyncIterator[tuple[str, _Observed, dict[str, Any]]]:
     """The CareCall app on a free loopback port, in this process; yields (ws url, observer, voices)."""
     import uvicorn
 
-    from bench.harness import free_port
     from server import create_app, open_runtime
     from settings import Settings
 

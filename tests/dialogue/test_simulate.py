@@ -5,6 +5,7 @@ print a JSON summary whose values are computed from small known case files."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,21 @@ def test_cli_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     assert p.returncode == 2 and "broken.jsonl:2: not JSON" in p.stderr and "Traceback" not in p.stderr
     p = run("simulate")
     assert p.returncode == 2 and "FILE" in p.stderr
+
+
+@pytest.mark.models
+def test_simulate_voice_through_the_real_server(tmp_path: Path) -> None:
+    """One caller spoken by the project's English voice, heard by the server's Whisper, over a live call."""
+    case = {"id": "voice-arm", "lang": "en", "opening": "my chest hurts", "gold": "emergency_ambulance",
+            "departments": ["emergency"], "truth": {"present": ["chest_pain", "pain_radiating"], "age": 70,
+                                                     "rest": "absent"},
+            "phrasings": {"pain_radiating": "it goes down my left arm"}}
+    p = subprocess.run([str(CARECALL), "simulate", str(write(tmp_path, "v.jsonl", [case])), "--voice", "--json",
+                        "--show"], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                       env={**os.environ, "CARECALL_DATA_DIR": str(tmp_path / "data")})
+    assert p.returncode == 0, p.stderr[-2000:]
+    s = json.loads(p.stdout.strip().splitlines()[-1])
+    assert s["n"] == 1 and s["under_triaged_emergencies"] == 0 and s["accuracy5"] == 1.0
+    assert s["red_flag_recall"]["cardiac_chest_pain"]["recall"] == 1.0 and s["questions_median"] == 1.0
+    heard = [line for line in p.stdout.splitlines() if line.strip().startswith("caller:")]
+    assert any("arm" in line.lower() for line in heard)  # what the recogniser heard, not what was typed
