@@ -165,7 +165,10 @@ def load_cases(path: Path, kind: Literal["statement", "conversation"], kn: Knowl
     model: type[_Case] = StatementCase if kind == "statement" else ConversationCase
     cases: list[_Case] = []
     seen: set[str] = set()
-    for line, obj in read_jsonl(path):
+    rows = read_jsonl(path)
+    if kind == "conversation" and not any("truth" in obj for _, obj in rows):
+        raise CaseError(f"{path}: no conversation cases (a conversation case has an opening and a truth)")
+    for line, obj in rows:
         if kind == "statement" and "text" not in obj and "opening" in obj:
             obj = {**obj, "text": obj["opening"]}  # a conversation case's opening is a statement too
         case = _validate(model, path, line, obj)
