@@ -52,12 +52,6 @@ class Row:
             return False
         return self.questions is not None or not self.confirmation_asked
 
-    def as_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
-        d.update(pred3=self.pred3, ok3=self.ok3, ok5=self.ok5, dept_ok=self.dept_ok,
-                 under_triaged_emergency=self.under_triaged_emergency)
-        return d
-
 
 def _frac(hits: list[bool]) -> float | None:
     return round(sum(hits) / len(hits), 4) if hits else None
