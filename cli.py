@@ -1,4 +1,4 @@
-"""`carecall` command line: serve, call, triage, eval, user, campaign."""
+"""`carecall` command line: serve, call, triage, eval, simulate, user, campaign."""
 
 from __future__ import annotations
 
@@ -84,10 +84,12 @@ def call(
 
 
 from dialogue.commands import eval_cmd as _eval_cmd  # noqa: E402  (registered after the commands above, in help order)
+from dialogue.commands import simulate_cmd as _simulate_cmd  # noqa: E402  (as above)
 from dialogue.commands import triage as _triage  # noqa: E402  (as above)
 
 app.command("triage")(_triage)
 app.command("eval")(_eval_cmd)
+app.command("simulate")(_simulate_cmd)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ FIRST_RUNS = [
     ("heldout_g4.jsonl (20, zh + en, after the g1-g3 mechanisms; accuracy5 45.0%)", "65.0%", 5),
 ]
 CARECALL = ROOT / ".venv" / "bin" / "carecall"
+BLIND = ROOT / "tests" / "dialogue" / "blind"  # written fresh by the evaluation work; nobody tunes on them
+BLIND_STATEMENTS = ["statements_red_flags.jsonl", "statements_false_alarms.jsonl", "statements_departments.jsonl"]
+CASES = ROOT / "prompts" / "cases"  # each protocol's own cases (`carecall eval --protocol ID`)
 
 PUBLISHED = [
     ("Symptom checkers, Semigran et al. BMJ 2015 (23 apps)", "57%", "em 80%"),
@@ -67,14 +70,32 @@ def voice_fair(text: str) -> str:
     return " ".join(kept) or text
 
 
-def run_eval(path: Path) -> tuple[list[str], dict[str, Any]]:
+def run_eval(path: Path, command: str = "eval") -> tuple[list[str], dict[str, Any]]:
     p = subprocess.run(
-        [str(CARECALL), "eval", str(path), "--json"], capture_output=True, text=True, cwd=ROOT, timeout=600, check=False
+        [str(CARECALL), command, str(path), "--json"], capture_output=True, text=True, cwd=ROOT, timeout=1800,
+        check=False,
     )
     if p.returncode != 0:
-        sys.exit(f"carecall eval failed on {path}: {p.stderr.strip()[-500:]}")
+        sys.exit(f"carecall {command} failed on {path}: {p.stderr.strip()[-500:]}")
     lines = p.stdout.strip().splitlines()
     return lines[:-2], json.loads(lines[-1])
+
+
+def _merged(paths: list[Path], tmp: str, name: str) -> Path:
+    out = Path(tmp) / name
+    out.write_text("".join(p.read_text(encoding="utf-8") for p in paths), encoding="utf-8")
+    return out
+
+
+def blind_figures() -> dict[str, Any]:
+    """The blind sets and the protocol cases, each by itself, plus all blind statements together."""
+    out: dict[str, Any] = {name: run_eval(BLIND / name)[1] for name in BLIND_STATEMENTS}
+    out["zh_department_test.jsonl"] = run_eval(BLIND / "zh_department_test.jsonl")[1]
+    out["conversations.jsonl (simulate)"] = run_eval(BLIND / "conversations.jsonl", "simulate")[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out["all blind statements"] = run_eval(_merged([BLIND / n for n in BLIND_STATEMENTS], tmp, "blind.jsonl"))[1]
+        out["prompts/cases (every protocol)"] = run_eval(_merged(sorted(CASES.glob("*.jsonl")), tmp, "cases.jsonl"))[1]
+    return out
 
 
 def _pct(x: float | None) -> str:
@@ -100,6 +121,7 @@ def main() -> None:
         merged.write_text("".join(p.read_text(encoding="utf-8") for p in HELDOUT), encoding="utf-8")
         heldout_lines, heldout = run_eval(merged)
     per_set = {p.name: run_eval(p)[1] for p in HELDOUT}
+    blind = blind_figures()
 
     results = {
         "semigran45": semigran,
@@ -107,6 +129,7 @@ def main() -> None:
         "semigran45_zh": semigran_zh,
         "heldout": heldout,
         "heldout_per_set": per_set,
+        "blind": blind,
         "semigran45_cases": semigran_lines,
         "heldout_cases": heldout_lines,
         "published": [{"who": w, "accuracy3": a, "emergencies": e} for w, a, e in PUBLISHED],
@@ -144,6 +167,20 @@ def main() -> None:
             f"| {name} | {r['n']} | {_pct(r['accuracy3'])} | {_pct(r['accuracy5'])} | "
             f"{r['under_triaged_emergencies']} |"
             for name, r in per_set.items()
+        ],
+        "",
+        "Blind sets (tests/dialogue/blind/, written by the evaluation work, never tuned on) and each protocol's "
+        "own cases (prompts/cases/):",
+        "",
+        "| set | n | accuracy3 | accuracy5 | emergencies under-triaged | department top-1 | red-flag confirmation "
+        "on non-emergencies | questions per call (median / p95) |",
+        "|---|---|---|---|---|---|---|---|",
+        *[
+            f"| {name} | {r['n']} | {_pct(r['accuracy3'])} | {_pct(r['accuracy5'])} | "
+            f"{r['under_triaged_emergencies']} | {_pct(r['department_accuracy'])} | "
+            f"{_pct(r['confirmation_on_non_emergencies'])} | "
+            + (f"{r['questions_median']} / {r['questions_p95']} |" if "questions_median" in r else "- |")
+            for name, r in blind.items()
         ],
     ]
     body = "\n".join(table)

@@ -1,4 +1,5 @@
-"""`carecall triage` and `carecall eval`: plain typer-compatible functions, registered in cli.py."""
+"""`carecall triage`, `carecall eval` and `carecall simulate`: plain typer-compatible functions, registered
+in cli.py."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-
-TO3 = {"emergency_ambulance": "em", "emergency": "em", "consultation_24": "ne", "consultation": "ne", "self_care": "sc"}
 
 
 def triage(
@@ -44,73 +43,111 @@ def triage(
     typer.echo("findings: " + ", ".join(("" if f["present"] else "no ") + f["id"] for f in r.findings))
 
 
-def evaluate(cases: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Triage every case; returns per-case rows and the summary (`n`, `accuracy3`, `accuracy5`, ...)."""
-    from dialogue.triage import triage_text
+def _load(file: Path | None, protocol: str | None, kind: str) -> tuple[Path, list[Any]]:
+    from dialogue.evaluation.cases import CaseError, load_cases
+    from dialogue.protocols import PROMPTS_DIR, knowledge
 
-    rows: list[dict[str, Any]] = []
-    for c in cases:
-        r = triage_text(str(c["text"]), str(c.get("lang", "en")))
-        gold5 = c.get("gold")
-        gold3 = c.get("gold3") or (TO3.get(gold5) if gold5 else None)
-        pred3 = TO3[r.disposition]
-        rows.append(
-            {
-                "id": c.get("id"),
-                "lang": c.get("lang", "en"),
-                "pred": r.disposition,
-                "pred3": pred3,
-                "gold": gold5,
-                "gold3": gold3,
-                "ok3": None if gold3 is None else pred3 == gold3,
-                "ok5": None if gold5 is None else r.disposition == gold5,
-                "under_triaged_emergency": gold3 == "em" and pred3 in ("ne", "sc"),
-                "red_flags": r.red_flags,
-            }
-        )
-    with3 = [x for x in rows if x["ok3"] is not None]
-    with5 = [x for x in rows if x["ok5"] is not None]
-    per_class = {}
-    for k in ("em", "ne", "sc"):
-        sub = [x for x in with3 if x["gold3"] == k]
-        per_class[k] = round(sum(x["ok3"] for x in sub) / len(sub), 4) if sub else None
-    summary = {
-        "n": len(rows),
-        "accuracy3": round(sum(x["ok3"] for x in with3) / len(with3), 4) if with3 else None,
-        "accuracy5": round(sum(x["ok5"] for x in with5) / len(with5), 4) if with5 else None,
-        "under_triaged_emergencies": sum(x["under_triaged_emergency"] for x in rows),
-        "over_triaged": sum(
-            1 for x in with3 if ("em", "ne", "sc").index(x["pred3"]) < ("em", "ne", "sc").index(x["gold3"])
-        ),
-        "accuracy3_by_gold": per_class,
-    }
-    return rows, summary
+    kn = knowledge()
+    if protocol is not None:
+        if file is not None:
+            raise typer.BadParameter("give a case FILE or --protocol, not both")
+        if protocol not in kn.protocols:
+            raise typer.BadParameter(f"--protocol: unknown protocol {protocol!r} (see prompts/protocols/)")
+        file = PROMPTS_DIR / "cases" / f"{protocol}.jsonl"
+        if not file.exists():
+            raise typer.BadParameter(f"--protocol: {file} has no cases yet")
+    if file is None:
+        raise typer.BadParameter("give a case FILE (JSONL) or --protocol ID")
+    try:
+        return file, load_cases(file, kind, kn)  # type: ignore[arg-type]
+    except CaseError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def _case_line(x: Any) -> str:
+    verdict = "-" if x.ok3 is None else ("ok" if x.ok3 else ("UNDER" if x.under_triaged_emergency else "miss"))
+    gold = x.gold or x.gold3 or "-"
+    line = f"{x.id}\t{x.lang}\t{x.pred}\tdept={x.department}\tgold={gold}\t{verdict}"
+    if x.dept_ok is not None:
+        line += "\tdept_ok" if x.dept_ok else f"\tdept_miss(want {'|'.join(x.departments)})"
+    if x.confirmation_asked:
+        line += "\tconfirm"
+    if x.questions is not None:
+        line += f"\tq={x.questions}\tflags={','.join(x.red_flags) or '-'}"
+    return line
+
+
+def _summary_line(s: dict[str, Any]) -> str:
+    return (
+        f"n={s['n']} accuracy3={_pct(s['accuracy3'])} accuracy5={_pct(s['accuracy5'])} "
+        f"under_triaged_emergencies={s['under_triaged_emergencies']} "
+        f"department_accuracy={_pct(s['department_accuracy'])} (n={s['department_n']}) "
+        f"confirmation_asked={s['confirmation_asked']} "
+        f"confirmation_on_non_emergencies={_pct(s['confirmation_on_non_emergencies'])}"
+    )
 
 
 def eval_cmd(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help='JSONL: {"id","lang","text","gold"?,"gold3"?}'),
+    file: Path | None = typer.Argument(
+        None, exists=True, dir_okay=False, help='JSONL: {"id","lang","text","gold"?,"gold3"?,"departments"?}'
+    ),
+    protocol: str | None = typer.Option(None, "--protocol", help="run prompts/cases/<protocol>.jsonl"),
     json_out: bool = typer.Option(False, "--json", help="end with one JSON summary line"),
 ) -> None:
-    """Triage every case of FILE; print a line per case and a summary."""
-    cases = []
-    for i, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                cases.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise typer.BadParameter(f"{file}:{i}: not JSON: {e}") from None
-    rows, summary = evaluate(cases)
+    """Triage every case of FILE as one statement; print a line per case and a summary."""
+    from dialogue.evaluation.metrics import summarise
+    from dialogue.evaluation.statements import evaluate_statements
+
+    _, cases = _load(file, protocol, "statement")
+    rows = evaluate_statements(cases)
     for x in rows:
-        verdict = (
-            "-" if x["ok3"] is None else ("ok" if x["ok3"] else ("UNDER" if x["under_triaged_emergency"] else "miss"))
-        )
-        gold = x["gold"] or x["gold3"] or "-"
-        typer.echo(f"{x['id']}\t{x['lang']}\t{x['pred']}\tgold={gold}\t{verdict}")
-    acc3 = "n/a" if summary["accuracy3"] is None else f"{summary['accuracy3']:.1%}"
-    acc5 = "n/a" if summary["accuracy5"] is None else f"{summary['accuracy5']:.1%}"
+        typer.echo(_case_line(x))
+    summary = summarise(rows)
+    typer.echo(_summary_line(summary))
+    if json_out:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+
+
+def simulate_cmd(
+    file: Path | None = typer.Argument(None, exists=True, dir_okay=False, help="JSONL conversation cases"),
+    protocol: str | None = typer.Option(None, "--protocol", help="the conversation cases of prompts/cases/<id>.jsonl"),
+    json_out: bool = typer.Option(False, "--json", help="end with one JSON summary line"),
+    voice: bool = typer.Option(False, "--voice", help="through the real server: synthesised speech, real ASR"),
+    show: bool = typer.Option(False, "--show", help="print each conversation"),
+) -> None:
+    """Simulated callers hold whole triage conversations (answers from each case's truth)."""
+    import asyncio
+
+    from dialogue.evaluation.metrics import summarise_conversations
+
+    _, cases = _load(file, protocol, "conversation")
+    if voice:
+        from dialogue.evaluation.voice import simulate_voice
+
+        convs = asyncio.run(simulate_voice(cases))
+    else:
+        from dialogue.simulate import simulate
+
+        convs = asyncio.run(simulate(cases))
+    for c in convs:
+        typer.echo(_case_line(c.row))
+        if show:
+            for who, text in c.turns:
+                typer.echo(f"    {who:>6}: {text}")
+    summary = summarise_conversations([c.row for c in convs])
+    summary["caller_fallbacks"] = sum(c.fallbacks for c in convs)
+    typer.echo(_summary_line(summary))
     typer.echo(
-        f"n={summary['n']} accuracy3={acc3} accuracy5={acc5} "
-        f"under_triaged_emergencies={summary['under_triaged_emergencies']}"
+        f"questions per call: median {summary['questions_median']} p95 {summary['questions_p95']}; "
+        f"caller had to guess a question {summary['caller_fallbacks']} times"
     )
+    for flag, r in summary["red_flag_recall"].items():
+        missed = f" missed: {', '.join(r['missed'])}" if r["missed"] else ""
+        typer.echo(f"red flag {flag}: recall {_pct(r['recall'])} of {r['n']}{missed}")
     if json_out:
         typer.echo(json.dumps(summary, ensure_ascii=False))

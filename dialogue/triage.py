@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from dialogue.assist import LLMAssist
@@ -37,7 +38,18 @@ from voice.events import CallInfo
 
 log = logging.getLogger("carecall.dialogue.triage")
 
-__all__ = ["TriageDialogue", "TriageResult", "triage_text"]
+__all__ = ["PendingQuestion", "TriageDialogue", "TriageResult", "triage_text"]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingQuestion:
+    """What the bot's last question asks (for simulated callers and tests): `id` is "consent",
+    "complaint", "transfer_offer" or "<protocol>.<question>"; a "yes" confirms any of `findings`."""
+
+    id: str
+    kind: str
+    findings: tuple[str, ...] = ()
+    slot: str | None = None
 
 
 def triage_text(text: str, lang: str) -> TriageResult:
@@ -405,6 +417,17 @@ class TriageDialogue(Checks, _Base):
             self.actions.append(f"escalated:{level}")
             out.insert(1, Escalate(reason="protocol disposition", level=level))  # type: ignore[arg-type]
         return [*out, Outcome(self.result()), EndCall("completed")]
+
+    def pending_question(self) -> PendingQuestion | None:
+        """The question now awaiting the caller's answer, from the dialogue's own state; None when done."""
+        if self.ended or self.transferred:
+            return None
+        if self.phase == "questions" and self.pending is not None:
+            p, q = self.pending
+            return PendingQuestion(f"{p.id}.{q.id}", q.kind, (q.finding,) if q.finding else (), q.slot)
+        if self.phase in ("consent", "complaint", "transfer_offer"):
+            return PendingQuestion(self.phase, self.last_kind)
+        return None
 
     def state(self) -> dict[str, Any]:
         a = self.assessment

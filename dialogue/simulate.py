@@ -1,0 +1,103 @@
+"""`carecall simulate`: whole triage conversations between a simulated caller (answers from a case's
+truth, `dialogue.evaluation.caller`) and the real `TriageDialogue`, scored like `carecall eval` plus
+questions per call and recall per red flag. The voice variant is `dialogue.evaluation.voice`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dialogue.engine import red_flags
+from dialogue.evaluation.caller import SimulatedCaller, truth_facts
+from dialogue.evaluation.cases import ConversationCase
+from dialogue.evaluation.metrics import Row
+from dialogue.factory import build_dialogue_factory
+from dialogue.protocols import Knowledge, knowledge
+from voice.conversation import CallerUtterance, EndCall, Transfer
+from voice.events import CallInfo
+
+MAX_TURNS = 40  # a conversation that has not ended by then is stopped and reported as "max_turns"
+
+
+@dataclass(slots=True)
+class Conversation:
+    row: Row
+    turns: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text)
+    result: dict[str, Any] = field(default_factory=dict)
+    fallbacks: int = 0
+
+
+def red_flag_findings(kn: Knowledge) -> frozenset[str]:
+    ids: set[str] = set()
+    for rf in kn.red_flags:
+        ids |= rf.when.finding_ids()
+    return frozenset(ids)
+
+
+def expected_red_flags(case: ConversationCase, kn: Knowledge) -> list[str]:
+    if case.red_flags is not None:
+        return list(case.red_flags)
+    return [f.id for f in red_flags(truth_facts(case, kn), kn, "triage")]
+
+
+def _said(outputs: list[Any]) -> str:
+    return " ".join(o for o in outputs if isinstance(o, str)).strip()
+
+
+def _confirmed_red_flag(result: dict[str, Any], rf_findings: frozenset[str]) -> bool:
+    """A red-flag confirmation in the call's record (the `confirmations` the screen work adds), if any."""
+    for c in result.get("confirmations") or []:
+        fid = c.get("finding") or c.get("id") if isinstance(c, dict) else c
+        if fid in rf_findings or (isinstance(c, dict) and c.get("red_flag")):
+            return True
+    return False
+
+
+async def converse(case: ConversationCase, factory: Any, kn: Knowledge, max_turns: int = MAX_TURNS) -> Conversation:
+    """One simulated call, text only, through the same factory the server uses (no LLM)."""
+    d = factory(CallInfo(call_id=f"sim-{case.id}", language=case.lang, channel="text", mode="triage", params={}))
+    caller = SimulatedCaller(case, kn)
+    rf_findings = red_flag_findings(kn)
+    turns: list[tuple[str, str]] = []
+    outputs = [o async for o in d.opening()]
+    questions = fallbacks = 0
+    confirmation = False
+    end_reason = "max_turns"
+    for turn in range(1, max_turns + 1):
+        turns.append(("bot", _said(outputs)))
+        if any(isinstance(o, EndCall | Transfer) for o in outputs):
+            end_reason = next(o.reason for o in outputs if isinstance(o, EndCall | Transfer)) or "ended"
+            break
+        pending = d.pending_question() if hasattr(d, "pending_question") else None
+        reply = caller.reply(pending, turns[-1][1])
+        questions += reply.counted
+        fallbacks += reply.fallback
+        confirmation |= reply.confirmation and bool(set(reply.findings) & rf_findings)
+        turns.append(("caller", reply.text))
+        outputs = [o async for o in d.respond(CallerUtterance(text=reply.text, turn_index=turn))]
+        if not outputs:
+            end_reason = "no_reply"
+            break
+    result = d.result()
+    confirmation |= _confirmed_red_flag(result, rf_findings)
+    row = Row(
+        id=case.id,
+        lang=case.lang,
+        pred=result["disposition"],
+        department=result["department"],
+        gold=case.gold,
+        gold3=case.gold3_or_derived,
+        departments=list(case.departments),
+        red_flags=list(result.get("red_flags") or []),
+        confirmation_asked=confirmation,
+        questions=questions,
+        expected_red_flags=expected_red_flags(case, kn),
+        end_reason=end_reason,
+    )
+    return Conversation(row, turns, result, fallbacks)
+
+
+async def simulate(cases: list[ConversationCase], kn: Knowledge | None = None) -> list[Conversation]:
+    kn = kn or knowledge()
+    factory = build_dialogue_factory(chat_model=None, emergency_numbers={"zh": "120", "en": "911"}, llm_capable=False)
+    return [await converse(c, factory, kn) for c in cases]

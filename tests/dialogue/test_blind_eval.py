@@ -1,0 +1,151 @@
+"""The engine on the blind sets (tests/dialogue/blind/: written fresh by the evaluation work, never read
+by those who tune the understanding), against issue 9's thresholds. Where today's engine misses a
+threshold the test is marked xfail with the figures measured on main; the lead removes the mark once
+the engine meets it. A test here must never be "fixed" by editing the blind sets."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from dialogue.evaluation.cases import load_cases
+from dialogue.evaluation.metrics import Row, summarise, summarise_conversations
+from dialogue.evaluation.statements import evaluate_statements
+from dialogue.protocols import knowledge
+from dialogue.simulate import simulate
+
+ROOT = Path(__file__).resolve().parents[2]
+BLIND = Path(__file__).resolve().parent / "blind"
+SHARED = ROOT.parent / "shared"
+if not SHARED.exists():  # a worktree sits one level deeper than the main checkout
+    SHARED = ROOT.parent.parent / "shared"
+RED_FLAGS = BLIND / "statements_red_flags.jsonl"
+FALSE_ALARMS = BLIND / "statements_false_alarms.jsonl"
+DEPARTMENTS = BLIND / "statements_departments.jsonl"
+CONVERSATIONS = BLIND / "conversations.jsonl"
+ZH_DEPT_TEST = BLIND / "zh_department_test.jsonl"
+# CLINICAL.md's red flags that apply to a triage call, as prompts/red_flags.yaml names them
+TRIAGE_FLAGS = {rf.id for rf in knowledge().red_flags if "triage" in rf.modes}
+
+
+def statements(path: Path) -> list[Row]:
+    return evaluate_statements(load_cases(path, "statement", knowledge()))  # type: ignore[arg-type]
+
+
+def figures(rows: list[Row]) -> str:
+    s = summarise(rows)
+    missed = [r.id for r in rows if r.under_triaged_emergency]
+    return f"{json.dumps({k: s[k] for k in ('n', 'accuracy3', 'under_triaged_emergencies')})} missed={missed}"
+
+
+def test_every_triage_red_flag_has_blind_lay_statements_in_both_languages() -> None:
+    rows = [json.loads(line) for line in RED_FLAGS.read_text(encoding="utf-8").splitlines()]
+    covered = {(r["red_flag"], r["lang"]) for r in rows}
+    missing = sorted((f, lang) for f in TRIAGE_FLAGS for lang in ("zh", "en") if (f, lang) not in covered)
+    assert not missing, missing
+    assert all(r["why"] and r["gold3"] == "em" for r in rows)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "main engine 2026-12-02: 14 of 64 red-flag statements under-triaged (accuracy3 78.1%): "
+        "cardiac_chest_pain en-1 en-2 zh-1 zh-2, stroke_signs en-1, severe_breathing en-1, sepsis_signs "
+        "en-1, major_bleeding en-1, gi_bleeding zh-2, pregnancy_emergency en-2, suicide_risk en-1, "
+        "overdose_or_poisoning en-1 zh-1, infant_dehydration zh-1"
+    ),
+)
+def test_no_emergency_under_triaged_on_blind_red_flag_statements() -> None:
+    rows = statements(RED_FLAGS)
+    assert summarise(rows)["under_triaged_emergencies"] == 0, figures(rows)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "main engine 2026-12-02: 6 of 34 conversations under-triaged (accuracy3 79.4%): en-baby-fever, "
+        "zh-baby-fever, en-weak-stroke, en-sad-plan, zh-mood-risk, en-testicle (opening not understood, "
+        "so no question was asked)"
+    ),
+)
+def test_no_emergency_under_triaged_in_blind_conversations() -> None:
+    convs = asyncio.run(simulate(load_cases(CONVERSATIONS, "conversation", knowledge())))  # type: ignore[arg-type]
+    s = summarise_conversations([c.row for c in convs])
+    missed = [c.row.id for c in convs if c.row.under_triaged_emergency]
+    assert s["under_triaged_emergencies"] == 0, (s["accuracy3"], missed)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "main engine 2026-12-02: 8 of 30 false alarms (27%) got an emergency: past fit + cure question "
+        "(en-01, zh-01), poison ivy (en-02), past suicidal thoughts (en-06, zh-07), iron-black stool "
+        "question (en-10), 'cut myself shaving' read as self-harm (en-12), first-aid question about "
+        "fainting (zh-05)"
+    ),
+)
+def test_false_alarms_rarely_raise_or_confirm_a_red_flag() -> None:
+    """Red-flag words in the past, as questions, about treatment: an emergency disposition or a red-flag
+    confirmation on at most 15% of these non-emergencies (issue 9: confirmation on <= 15%)."""
+    rows = statements(FALSE_ALARMS)
+    alarmed = [r.id for r in rows if r.pred3 == "em" or r.confirmation_asked]
+    assert len(alarmed) <= 0.15 * len(rows), alarmed
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "main engine 2026-12-02: accuracy3 72.6% on the 124 blind statements (en 69.4%, zh 75.8%), "
+        "accuracy5 55.6%"
+    ),
+)
+def test_blind_statement_accuracy3_at_least_90_percent() -> None:
+    rows = statements(RED_FLAGS) + statements(FALSE_ALARMS) + statements(DEPARTMENTS)
+    s = summarise(rows)
+    assert s["accuracy3"] >= 0.90, s["by_lang"]
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "main engine 2026-12-02: department top-1 46.7% on the 30 blind department statements, 46.6% on "
+        "the 88 zh TEST-split questions"
+    ),
+)
+def test_department_top1_at_least_85_percent() -> None:
+    s = summarise(statements(DEPARTMENTS))
+    t = summarise(statements(ZH_DEPT_TEST))
+    assert min(s["department_accuracy"], t["department_accuracy"]) >= 0.85
+
+
+def test_zh_department_test_split_is_the_sha1_rule() -> None:
+    """TEST rows: sha1(question text, utf-8) starts with 0-4; the semantic work tunes on the others."""
+    rows = [json.loads(line) for line in ZH_DEPT_TEST.read_text(encoding="utf-8").splitlines()]
+    assert rows and all(hashlib.sha1(r["text"].encode("utf-8")).hexdigest()[0] in "01234" for r in rows)
+    source = SHARED / "data" / "zh_department_dev.jsonl"
+    if not source.exists():
+        pytest.skip(f"{source} is not on this machine")
+    dev = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    want = [r["id"] for r in dev if hashlib.sha1(r["text"].encode("utf-8")).hexdigest()[0] in "01234"]
+    assert [r["id"] for r in rows] == want
+
+
+def test_semigran45_stays_at_least_95_percent_with_none_under_triaged() -> None:
+    path = SHARED / "data" / "semigran45.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} is not on this machine")
+    rows = statements(path)
+    s = summarise(rows)
+    assert s["under_triaged_emergencies"] == 0 and s["accuracy3"] >= 0.95, figures(rows)
+
+
+def test_blind_cases_cite_their_reason() -> None:
+    for path in (RED_FLAGS, FALSE_ALARMS, DEPARTMENTS, CONVERSATIONS):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            assert row.get("why") and re.match(r"blind-", row["id"]), (path.name, row["id"])
