@@ -12,6 +12,7 @@ MAX_QUESTIONS = 6  # protocol questions per call; critical ones may go up to MAX
 MAX_QUESTIONS_CRITICAL = 9
 # findings that say who calls or that something hurts, but not what is wrong: on their own they are not
 # an understood complaint
+_MATCHED = ("paraphrase", "semantic")  # findings read by similarity, not stated in the lexicon's words
 NONSPECIFIC = frozenset({"child", "baby", "child_under_16", "elderly", "pregnant", "pain", "sudden_onset", "worsening"})
 
 
@@ -86,7 +87,7 @@ def assess(facts: Facts, kn: Knowledge, mode: str = "triage") -> Assessment:
         reasons.append(f"red_flag:{f.id}")
         level = most_urgent(level, f.level)
     understood = any(
-        facts.present(t) and (facts.findings.get(t) is None or facts.findings[t].source != "paraphrase")
+        facts.present(t) and (facts.findings.get(t) is None or facts.findings[t].source not in _MATCHED)
         for pid, _ in complaints
         for t in kn.protocols[pid].triggers
     )
@@ -95,7 +96,7 @@ def assess(facts: Facts, kn: Knowledge, mode: str = "triage") -> Assessment:
         # at all (only who is calling, or a pain we cannot place), a clinician within 24 h; severity
         # modifiers (general.yaml) may raise it further.
         specific = [
-            f for f, v in facts.findings.items() if v.present and f not in NONSPECIFIC and v.source != "paraphrase"
+            f for f, v in facts.findings.items() if v.present and f not in NONSPECIFIC and v.source not in _MATCHED
         ]
         floor = "consultation" if specific else "consultation_24"
         if URGENCY[level] < URGENCY[floor]:

@@ -70,9 +70,9 @@ def _alt(patterns: list[str]) -> str:
 
 
 class Extractor:
-    def __init__(self, lex: Lexicon, lang: str, *, paraphrase: bool = True) -> None:
+    def __init__(self, lex: Lexicon, lang: str, *, semantic: bool = True) -> None:
         self.lang = lang
-        self.paraphrase = paraphrase  # the embedding fallback, when its model is installed
+        self.semantic = semantic  # the exemplar match on every clause, when its model is installed
         self.lex = lex
         zh = lang == "zh"
         flags = 0 if zh else re.IGNORECASE
@@ -163,8 +163,8 @@ class Extractor:
             for m in rx.finditer(text):
                 if self._denied(text, m.start(), m.end(), fid):
                     mentions.append(self._timed(Mention(fid, True, m.group(0)), text, m.start(), m.end(), suspected))
-        if self.paraphrase:
-            mentions += self._paraphrased(text, mentions)
+        if self.semantic:
+            mentions += self._semantic(text, mentions, suspected)
         return Extraction(tuple(mentions), tuple(extract_slots(text, self.lang)), tuple(_dedupe(suspected, mentions)))
 
     def _masks(self, fid: str, text: str) -> list[tuple[int, int]]:
@@ -190,30 +190,46 @@ class Extractor:
             suspected.append(replace(tagged, score=0.5))
         return tagged
 
-    def unrecognised_clauses(self, text: str, mentions: list[Mention]) -> list[str]:
-        """Clauses with no lexicon finding and no negation cue: what the paraphrase fallback may read."""
-        from dialogue.paraphrase import clauses
+    def negated(self, clause: str) -> bool:
+        """A negation cue governs this clause, or it says the finding has gone ("已经不出血了"); pseudo-negations
+        such as "can't breathe" do not count."""
+        return bool(self._cue.search(self._pseudo.sub(" ", clause)) or self._resolved.search(clause))
 
-        spans = [m.span for m in mentions if m.span]
-        return [
-            c for c in clauses(text, self.lang) if not any(s in c or c in s for s in spans) and not self._cue.search(c)
-        ]
+    def _semantic(self, text: str, mentions: list[Mention], suspected: list[Mention]) -> list[Mention]:
+        """Every clause against the exemplar bank: >= high a finding, between the thresholds suspected."""
+        from dialogue import semantic
 
-    def _paraphrased(self, text: str, mentions: list[Mention]) -> list[Mention]:
-        from dialogue.paraphrase import THRESHOLD, nearest_findings
-
-        triggers = _protocol_triggers()
-        if any(m.present and m.finding in triggers for m in mentions):
-            return []  # the lexicon recognised a complaint: the fallback is only for callers it did not
-        todo = self.unrecognised_clauses(text, mentions)
-        if not todo:
+        idx = semantic.index(self.lang)
+        if idx is None:
             return []
-        known = {m.finding for m in mentions}
-        return [
-            Mention(m.finding, True, m.clause, via="paraphrase")
-            for m in nearest_findings(todo, self.lang)
-            if m.cosine >= THRESHOLD[self.lang] and m.finding not in known
+        todo = [
+            c
+            for c in semantic.clauses(text, self.lang)
+            if not semantic.reassuring(c, self.lang) and not self.negated(c)
         ]
+        known = {m.finding for m in mentions}
+        th = idx.bank.thresholds
+        out: list[Mention] = []
+        for best in semantic.best_matches(idx, todo, top=1):
+            hit = best[0]
+            if hit.score < th.low:
+                continue
+            start = max(text.find(hit.clause), 0)
+            end = start + len(hit.clause)
+            for fid in hit.findings:
+                if fid in known or fid in semantic.NEVER_ADD:
+                    continue
+                known.add(fid)
+                m = Mention(fid, True, hit.clause, via="semantic", score=round(hit.score, 3))
+                if hit.score >= th.high:
+                    out.append(self._timed(m, text, start, end, suspected))
+                    continue
+                r = self._time.read(text, start, end, fid)
+                if r.tense in ("question", "hypothetical"):
+                    continue  # a likeness in a question about treatment is no evidence ("吃什么药比较好")
+                if fid in self._time.timeless or decide(r, True) != "history":
+                    suspected.append(replace(m, tense=r.tense))
+        return out
 
     def _present(self, text: str, start: int, end: int, fid: str) -> bool:
         if self.lang == "zh":
@@ -329,11 +345,6 @@ def alarm_findings() -> frozenset[str]:
     kn = knowledge()
     ids = kn.known_findings()
     return frozenset(f for f in ids for rf in kn.red_flags if "triage" in rf.modes and _holds_alone(rf.when, f))
-
-
-@lru_cache(maxsize=1)
-def _protocol_triggers() -> frozenset[str]:
-    return frozenset(t for p in knowledge().protocols.values() for t in p.triggers)
 
 
 @lru_cache(maxsize=4)
