@@ -162,7 +162,7 @@ def test_scores_and_thresholds_go_with_each_mention() -> None:
 
 def test_history_is_not_suspected_by_the_semantic_layer_either() -> None:
     _model()
-    now, later = _flags_with_suspicions(
+    now, _later = _flags_with_suspicions(
         "years ago she used to cut herself, now she wants a dermatology appointment", "en"
     )
     assert not now
@@ -175,7 +175,7 @@ def test_bank_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError, match="low <= high"):
         load_bank("en", tmp_path)
     (tmp_path / "en" / "exemplars.yaml").write_text("thresholds: {high: 0.9, low: 0.8}\nexemplars: {fevr: [hot]}\n")
-    with pytest.raises(ProtocolError, match="exemplars.fevr: unknown finding"):
+    with pytest.raises(ProtocolError, match=r"exemplars\.fevr: unknown finding"):
         load_bank("en", tmp_path)
     with pytest.raises(ProtocolError, match="missing"):
         load_bank("zh", tmp_path)
