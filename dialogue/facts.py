@@ -46,6 +46,7 @@ class Facts:
         self._derived: set[str] = set()
         self._suppressed: set[str] = set()
         self._suspected: dict[str, Suspicion] = {}
+        self.utterances: list[str] = []  # the caller's words, in order (department routing reads them)
 
     # --- updates: a later statement replaces an earlier one (corrections) ------------------------
     def set_finding(self, fid: str, present: bool, turn: int, text: str, span: str, source: str = "rules") -> None:
@@ -73,6 +74,8 @@ class Facts:
 
     def add(self, ext: Extraction, turn: int, text: str, source: str = "rules") -> list[str]:
         """Merge one utterance's extraction; returns the ids of findings it set present."""
+        if text:
+            self.utterances.append(text)
         new: list[str] = []
         for fid, m in ext.findings().items():
             self.set_finding(fid, m.present, turn, text, m.span, m.via or source)

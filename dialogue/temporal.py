@@ -32,6 +32,7 @@ _EN_CLAUSE = re.compile(r"[.;!?\n,，。；！？]|\b(?:and|but|so|because)\b", 
 _ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]|但是|可是|不过")
 _EN_AS_IF = re.compile(r"\b(?:as|even) if\b|\bif (?:you|i) (?:can|could|may)\b", re.IGNORECASE)
 _ZH_QUESTION_END = re.compile(r"[吗呢么？?]\s*$")
+_SENTENCE_END = re.compile(r"[.!?。！？\n]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Reading:
     tense: Tense
     marker: str  # the words that decided it ("" for the default present)
     condition_term: bool  # the span names a condition (epilepsy), not an event
+    inherited: bool = False  # the marker came from an earlier clause of the same sentence
 
 
 class TemporalReader:
@@ -47,7 +49,7 @@ class TemporalReader:
         markers = data.get("markers") or {}
         if not isinstance(markers, dict):
             raise ProtocolError(f"{where}: markers: a mapping of marker class → phrases is required")
-        extra = set(data) - {"markers", "condition_terms", "timeless"}
+        extra = set(data) - {"markers", "condition_terms", "timeless", "condition_events"}
         if extra:
             raise ProtocolError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
         unknown = set(markers) - set(ORDER)
@@ -55,6 +57,8 @@ class TemporalReader:
             raise ProtocolError(f"{where}: markers: unknown class(es) {', '.join(sorted(unknown))} (known: {ORDER})")
         self._rx = {k: compile_many(v or [], lang, where=f"{where}: markers.{k}") for k, v in markers.items()}
         self.timeless = frozenset(data.get("timeless") or [])
+        events = data.get("condition_events") or []
+        self._events = compile_many(events, lang, where=f"{where}: condition_events") if events else None
         terms = data.get("condition_terms") or {}
         self._conditions = {
             fid: compile_many(v or [], lang, where=f"{where}: condition_terms.{fid}") for fid, v in terms.items()
@@ -92,6 +96,7 @@ class TemporalReader:
         cond_rx = self._conditions.get(fid)
         is_condition = bool(cond_rx and cond_rx.search(span))
         found = self._marker(clause)
+        inherited = False
         if found is None and i > 0:
             # a clause that is only a time marker ("Two years ago, he had a fit") governs the next one
             prev = text[spans[i - 1][0] : spans[i - 1][1]].strip()
@@ -99,13 +104,28 @@ class TemporalReader:
                 found = self._marker(prev)
                 if found and found[0] not in ("past", "recent"):
                     found = None
+        if found is None:
+            # a past marker earlier in the same sentence: the narrative goes on in the past, but only as a
+            # reading of unclear time ("之前…出现了口吐白沫，四肢抽搐" — or is it happening again now?)
+            for lo2, hi2 in reversed(spans[:i]):
+                if _SENTENCE_END.search(text[hi2 : hi2 + 1]):
+                    break
+                m = self._marker(text[lo2:hi2])
+                if m is not None:
+                    if m[0] == "past":
+                        found, inherited = m, True
+                    break
+        if is_condition and (found is None or found[0] == "recent"):
+            events = self._events
+            if events is None or not events.search(clause):
+                return Reading("known", found[1] if found else "", True)
         if found is None and self.lang == "zh" and _ZH_QUESTION_END.search(clause) and is_condition:
             found = ("question", clause[-1])
         if found is None:
             return Reading("known" if is_condition else "present", "", is_condition)
         kind, words = found
         tense: Tense = "present" if kind == "recent" else kind  # type: ignore[assignment]
-        return Reading(tense, words, is_condition)
+        return Reading(tense, words, is_condition, inherited)
 
 
 def decide(reading: Reading, alarm: bool) -> Verdict:
@@ -113,6 +133,8 @@ def decide(reading: Reading, alarm: bool) -> Verdict:
     t = reading.tense
     if t == "present":
         return "finding"
+    if t == "past" and reading.inherited and not reading.condition_term:
+        return "suspected" if alarm else "finding"
     if t in ("past", "known"):
         return "history"
     if reading.condition_term:
