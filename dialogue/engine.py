@@ -13,7 +13,7 @@ MAX_QUESTIONS = 6  # protocol questions per call; critical ones may go up to MAX
 MAX_QUESTIONS_CRITICAL = 9
 # findings that say who calls or that something hurts, but not what is wrong: on their own they are not
 # an understood complaint
-_MATCHED = ("paraphrase", "semantic")  # findings read by similarity, not stated in the lexicon's words
+_MATCHED = ("paraphrase", "semantic", "llm")  # read by likeness or by the LLM, not in the lexicon's words
 NONSPECIFIC = frozenset({"child", "baby", "child_under_16", "elderly", "pregnant", "pain", "sudden_onset", "worsening"})
 
 
