@@ -113,8 +113,9 @@ async def start_chat_model(settings: Settings, stack: AsyncExitStack) -> ChatMod
 
 
 def load_engines(settings: Settings, executor: ThreadPoolExecutor, chat_model: ChatModel) -> Engines:
-    from dialogue.factory import build_dialogue_factory
     from dialogue.paraphrase import index as paraphrase_index
+
+    from dialogue.factory import build_dialogue_factory
     from voice.asr import WhisperRecognizer
     from voice.tts.mandarin import MandarinSynthesizer
     from voice.tts.piper import PiperSynthesizer

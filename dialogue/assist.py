@@ -1,5 +1,6 @@
-"""LLM assistance, only when the configured model is capable: findings as schema-checked JSON (the
-rules stay authoritative for red flags; disagreements are logged as finding ids, never caller text),
+"""LLM assistance, only when the configured model is capable: findings as schema-checked JSON, passed
+through `llm_policy` (it may raise suspicions that the bot confirms, it never lowers urgency; the rules stay
+authoritative; disagreements are logged as finding ids, never caller text),
 gentler phrasing of template questions, replies to off-script turns and summary polish, every
 generated sentence passing `dialogue.guard`. Any failure falls back to the rule-based path."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -25,6 +27,26 @@ _SYSTEM = {
         "你在协助医院的电话分诊热线。绝不诊断，绝不提药名或剂量，绝不告诉来电者不需要就医。用一两句简短、亲切的话回答。"
     ),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class LLMReading:
+    """What the LLM's reading of one utterance may change, after the policy."""
+
+    add: tuple[str, ...]  # findings written down as present (source "llm"); never an absence
+    suspect: tuple[str, ...]  # red-flag findings the bot confirms with the caller before acting on them
+
+
+def llm_policy(llm: dict[str, bool], rules: dict[str, bool], known: set[str], alarm: frozenset[str]) -> LLMReading:
+    """The LLM goes through the same policy as the semantic layer: it may raise suspicions, never lower
+    urgency. A finding that raises a red flag on its own is only ever suspected (the bot confirms it, also
+    where the rules read the words as history); other findings it adds count as read by likeness (they never
+    make a complaint "understood", so the fail-safe floor stays); what it denies is ignored, and so is what
+    the caller's own words deny in the same utterance."""
+    positives = [f for f, p in llm.items() if p and rules.get(f) is None]
+    add = tuple(f for f in positives if f not in alarm and f not in known)
+    suspect = tuple(f for f in positives if f in alarm)
+    return LLMReading(add, suspect)
 
 
 class _Finding(BaseModel):

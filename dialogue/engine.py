@@ -3,6 +3,7 @@ a department (智能导诊), and the next protocol question worth asking. Pure f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from dialogue.facts import Facts
@@ -12,6 +13,7 @@ MAX_QUESTIONS = 6  # protocol questions per call; critical ones may go up to MAX
 MAX_QUESTIONS_CRITICAL = 9
 # findings that say who calls or that something hurts, but not what is wrong: on their own they are not
 # an understood complaint
+_MATCHED = ("paraphrase", "semantic", "llm")  # read by likeness or by the LLM, not in the lexicon's words
 NONSPECIFIC = frozenset({"child", "baby", "child_under_16", "elderly", "pregnant", "pain", "sudden_onset", "worsening"})
 
 
@@ -86,7 +88,7 @@ def assess(facts: Facts, kn: Knowledge, mode: str = "triage") -> Assessment:
         reasons.append(f"red_flag:{f.id}")
         level = most_urgent(level, f.level)
     understood = any(
-        facts.present(t) and (facts.findings.get(t) is None or facts.findings[t].source != "paraphrase")
+        facts.present(t) and (facts.findings.get(t) is None or facts.findings[t].source not in _MATCHED)
         for pid, _ in complaints
         for t in kn.protocols[pid].triggers
     )
@@ -95,7 +97,7 @@ def assess(facts: Facts, kn: Knowledge, mode: str = "triage") -> Assessment:
         # at all (only who is calling, or a pain we cannot place), a clinician within 24 h; severity
         # modifiers (general.yaml) may raise it further.
         specific = [
-            f for f, v in facts.findings.items() if v.present and f not in NONSPECIFIC and v.source != "paraphrase"
+            f for f, v in facts.findings.items() if v.present and f not in NONSPECIFIC and v.source not in _MATCHED
         ]
         floor = "consultation" if specific else "consultation_24"
         if URGENCY[level] < URGENCY[floor]:
@@ -108,17 +110,13 @@ def assess(facts: Facts, kn: Knowledge, mode: str = "triage") -> Assessment:
 
 
 def department(chief: str | None, level: str, facts: Facts, kn: Knowledge) -> str:
-    deps = kn.departments
-    if URGENCY[level] >= URGENCY["emergency"]:
-        return deps.get("emergency_department", "emergency")
-    dept = kn.protocols[chief].department if chief else deps.get("default", "general_medicine")
-    age = facts.num("age_years")
-    is_child = (age is not None and age < deps.get("paediatric_age_below", 14)) or (
-        age is None and facts.present("child")
-    )
-    if is_child and dept in deps.get("paediatric_override", []):
-        dept = deps.get("paediatrics", "paediatrics")
-    return dept
+    """Where to go (智能导诊): dialogue.departments scores the caller's words and the complaint's clinic."""
+    from dialogue.departments import route
+
+    said = "".join(facts.utterances)
+    lang = "zh" if re.search(r"[\u4e00-\u9fff]", said) else "en"
+    chief_dept = kn.protocols[chief].department if chief else None
+    return route(facts.utterances, lang, chief_dept, level, facts.num("age_years"), kn)
 
 
 def _target_known(q: Question, facts: Facts) -> bool:

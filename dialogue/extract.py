@@ -5,12 +5,15 @@ conversational intents (repeat, transfer to a human, correction, ...)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
-from dialogue.protocols import Lexicon, knowledge
+from dialogue.lexicon import AsrTolerance, compile_many, compile_phrase
+from dialogue.protocols import Cond, Lexicon, ProtocolError, knowledge
 from dialogue.slots import SlotValue, extract_slots
+from dialogue.temporal import Reading, decide
+from dialogue.temporal import reader as temporal_reader
 
 Answer = Literal["yes", "no", "unknown"]
 # gaps never swallow a negation: "calf is not sore" must not read as "calf ~ sore"
@@ -36,18 +39,26 @@ class Mention:
     present: bool
     span: str
     definite: bool = False  # an explicit statement of absence ("afebrile"): wins in its utterance
-    via: str = ""  # "" for the lexicon; "paraphrase" for the embedding fallback (dialogue.paraphrase)
+    via: str = ""  # "" for the lexicon; "semantic" for the exemplar match (dialogue.semantic); "llm"
+    score: float = 1.0  # how sure: 1.0 for the lexicon, the calibrated similarity for the semantic layer
+    tense: str = "present"  # dialogue.temporal: present | past | hypothetical | question | known | experiential
 
 
 @dataclass(frozen=True, slots=True)
 class Extraction:
     mentions: tuple[Mention, ...]
     slots: tuple[SlotValue, ...]
+    # findings the caller may have meant, to be confirmed by the bot before acting on them (a red flag whose
+    # time is unclear, a semantic match between the two thresholds, an LLM reading); never dropped
+    suspected: tuple[Mention, ...] = ()
 
     def findings(self) -> dict[str, Mention]:
-        """One verdict per finding: any positive mention wins over negated ones in the same utterance."""
+        """One verdict per finding: any positive mention wins over negated ones in the same utterance.
+        Positive mentions that are not about now (history, a hypothetical) are not findings."""
         out: dict[str, Mention] = {}
         for m in self.mentions:
+            if m.present and m.tense != "present":
+                continue
             old = out.get(m.finding)
             if old is None or m.definite or (m.present and not old.present and not old.definite):
                 out[m.finding] = m
@@ -59,27 +70,36 @@ def _alt(patterns: list[str]) -> str:
 
 
 class Extractor:
-    def __init__(self, lex: Lexicon, lang: str, *, paraphrase: bool = True) -> None:
+    def __init__(self, lex: Lexicon, lang: str, *, semantic: bool = True) -> None:
         self.lang = lang
-        self.paraphrase = paraphrase  # the embedding fallback, when its model is installed
+        self.semantic = semantic  # the exemplar match on every clause, when its model is installed
         self.lex = lex
         zh = lang == "zh"
         flags = 0 if zh else re.IGNORECASE
 
-        def finding_re(patterns: list[str]) -> re.Pattern[str]:
-            body = _alt(
-                [
-                    p.replace(" ~ ", _EN_GAP) if not zh else p.replace(" ~ ", _ZH_GAP).replace("~", _ZH_GAP)
-                    for p in patterns
-                ]
-            )
-            return re.compile(body if zh else rf"(?<![a-z0-9])(?:{body})(?![a-z])", flags)
+        def finding_re(patterns: list[str], where: str = "") -> re.Pattern[str]:
+            return compile_many(patterns, lang, where=f"prompts/{lang}/lexicon.yaml: {where}")
 
-        self._findings = {fid: finding_re(p) for fid, p in lex.findings.items()}
-        self._absent = {fid: finding_re(p) for fid, p in lex.absent.items()}
-        self._denied_rx = {fid: finding_re(p) for fid, p in lex.denied_means.items()}
+        self._findings = {fid: finding_re(p, f"findings.{fid}") for fid, p in lex.findings.items()}
+        self._excluded = {fid: finding_re(p, f"exclusions.{fid}") for fid, p in lex.exclusions.items()}
+        unknown = set(lex.exclusions) - set(lex.findings) - set(lex.pain_sites) - set(lex.denied_means)
+        if unknown:
+            raise ProtocolError(
+                f"prompts/{lang}/lexicon.yaml: exclusions: no such finding(s) {', '.join(sorted(unknown))}"
+            )
+        self._absent = {fid: finding_re(p, f"absent.{fid}") for fid, p in lex.absent.items()}
+        self._denied_rx = {fid: finding_re(p, f"denied_means.{fid}") for fid, p in lex.denied_means.items()}
+        if zh:
+            literals = [
+                ph.source for pats in lex.findings.values() for p in pats if (ph := compile_phrase(p, lang)).literal
+            ]
+            self._tolerance = AsrTolerance(literals, lang, never=lex.asr_words)
+        else:
+            self._tolerance = AsrTolerance(lex.asr_words, lang)
+        self._time = temporal_reader(lang)
+        self._alarm = alarm_findings()
         self._asr = [(re.compile(k, flags), v) for k, v in lex.asr_confusions.items()]
-        self._sites = {fid: finding_re(p) for fid, p in lex.pain_sites.items()}
+        self._sites = {fid: finding_re(p, f"pain_sites.{fid}") for fid, p in lex.pain_sites.items()}
         neg = lex.negation
         if zh:
             self._cue = re.compile(_alt(neg.cues))
@@ -113,59 +133,103 @@ class Extractor:
 
     # --- findings ---------------------------------------------------------------------------
     def normalise(self, text: str) -> str:
-        """Undo known speech-recognition confusions (光盘 → 黄痰, "my chess hurts" → chest)."""
+        """Undo known speech-recognition confusions (光盘 → 黄痰, "my chess hurts" → chest), then near-misses
+        of lexicon words (toneless pinyin for Mandarin, one edit for long English words)."""
         for rx, meant in self._asr:
             text = rx.sub(meant, text)
-        return text
+        return self._tolerance.fix(text)
 
     def extract(self, text: str) -> Extraction:
         text = self.normalise(text)
-        mentions = [
-            Mention(fid, self._present(text, m.start(), m.end(), fid), m.group(0))
-            for fid, rx in self._findings.items()
-            for m in rx.finditer(text)
-        ]
+        mentions: list[Mention] = []
+        suspected: list[Mention] = []
+        for fid, rx in self._findings.items():
+            masked = self._masks(fid, text)
+            for m in rx.finditer(text):
+                if any(a < m.end() and m.start() < b for a, b in masked):
+                    continue
+                present = self._present(text, m.start(), m.end(), fid)
+                mentions.append(self._timed(Mention(fid, present, m.group(0)), text, m.start(), m.end(), suspected))
         mentions += [
             Mention(fid, False, m.group(0), definite=True)
             for fid, rx in self._absent.items()
             for m in rx.finditer(text)
         ]
-        mentions += self._located_pain(text, mentions)
+        for lm in self._located_pain(text, mentions):
+            at = max(text.find(lm.span), 0)
+            mentions.append(self._timed(lm, text, at, at + len(lm.span), suspected))
         # the absence of a normal function, said in the negative, is the finding itself
-        mentions += [
-            Mention(fid, True, m.group(0))
-            for fid, rx in self._denied_rx.items()
-            for m in rx.finditer(text)
-            if self._denied(text, m.start(), m.end(), fid)
-        ]
-        if self.paraphrase:
-            mentions += self._paraphrased(text, mentions)
-        return Extraction(tuple(mentions), tuple(extract_slots(text, self.lang)))
+        for fid, rx in self._denied_rx.items():
+            for m in rx.finditer(text):
+                if self._denied(text, m.start(), m.end(), fid):
+                    mentions.append(self._timed(Mention(fid, True, m.group(0)), text, m.start(), m.end(), suspected))
+        if self.semantic:
+            mentions += self._semantic(text, mentions, suspected)
+        return Extraction(tuple(mentions), tuple(extract_slots(text, self.lang)), tuple(_dedupe(suspected, mentions)))
 
-    def unrecognised_clauses(self, text: str, mentions: list[Mention]) -> list[str]:
-        """Clauses with no lexicon finding and no negation cue: what the paraphrase fallback may read."""
-        from dialogue.paraphrase import clauses
+    def _masks(self, fid: str, text: str) -> list[tuple[int, int]]:
+        rx = self._excluded.get(fid)
+        return [(m.start(), m.end()) for m in rx.finditer(text)] if rx is not None else []
 
-        spans = [m.span for m in mentions if m.span]
-        return [
-            c for c in clauses(text, self.lang) if not any(s in c or c in s for s in spans) and not self._cue.search(c)
-        ]
+    def reading(self, text: str, start: int, end: int, fid: str = "") -> Reading:
+        return self._time.read(text, start, end, fid)
 
-    def _paraphrased(self, text: str, mentions: list[Mention]) -> list[Mention]:
-        from dialogue.paraphrase import THRESHOLD, nearest_findings
+    def _timed(self, m: Mention, text: str, start: int, end: int, suspected: list[Mention]) -> Mention:
+        """Tag a positive mention with its time and intent; an alarm finding whose time is unclear is
+        also put on the suspected list (confirmed by the bot, never dropped)."""
+        if not m.present or m.finding in self._time.timeless:
+            return m
+        r = self._time.read(text, start, end, m.finding)
+        if r.tense == "present":
+            return m
+        verdict = decide(r, m.finding in self._alarm)
+        if verdict == "finding":
+            return m
+        tagged = replace(m, tense=r.tense)
+        if verdict == "suspected":
+            suspected.append(replace(tagged, score=0.5))
+        return tagged
 
-        triggers = _protocol_triggers()
-        if any(m.present and m.finding in triggers for m in mentions):
-            return []  # the lexicon recognised a complaint: the fallback is only for callers it did not
-        todo = self.unrecognised_clauses(text, mentions)
-        if not todo:
+    def negated(self, clause: str) -> bool:
+        """A negation cue governs this clause, or it says the finding has gone ("已经不出血了"); pseudo-negations
+        such as "can't breathe" do not count."""
+        return bool(self._cue.search(self._pseudo.sub(" ", clause)) or self._resolved.search(clause))
+
+    def _semantic(self, text: str, mentions: list[Mention], suspected: list[Mention]) -> list[Mention]:
+        """Every clause against the exemplar bank: >= high a finding, between the thresholds suspected."""
+        from dialogue import semantic
+
+        idx = semantic.index(self.lang)
+        if idx is None:
             return []
-        known = {m.finding for m in mentions}
-        return [
-            Mention(m.finding, True, m.clause, via="paraphrase")
-            for m in nearest_findings(todo, self.lang)
-            if m.cosine >= THRESHOLD[self.lang] and m.finding not in known
+        todo = [
+            c
+            for c in semantic.clauses(text, self.lang)
+            if not semantic.reassuring(c, self.lang) and not self.negated(c)
         ]
+        known = {m.finding for m in mentions}
+        th = idx.bank.thresholds
+        out: list[Mention] = []
+        for best in semantic.best_matches(idx, todo, top=1):
+            hit = best[0]
+            if hit.score < th.low:
+                continue
+            start = max(text.find(hit.clause), 0)
+            end = start + len(hit.clause)
+            for fid in hit.findings:
+                if fid in known or fid in semantic.NEVER_ADD:
+                    continue
+                known.add(fid)
+                m = Mention(fid, True, hit.clause, via="semantic", score=round(hit.score, 3))
+                if hit.score >= th.high:
+                    out.append(self._timed(m, text, start, end, suspected))
+                    continue
+                r = self._time.read(text, start, end, fid)
+                if r.tense in ("question", "hypothetical"):
+                    continue  # a likeness in a question about treatment is no evidence ("吃什么药比较好")
+                if fid in self._time.timeless or decide(r, True) != "history":
+                    suspected.append(replace(m, tense=r.tense))
+        return out
 
     def _present(self, text: str, start: int, end: int, fid: str) -> bool:
         if self.lang == "zh":
@@ -257,9 +321,30 @@ def _find_all(text: str, sub: str) -> list[int]:
     return out
 
 
+def _dedupe(suspected: list[Mention], mentions: list[Mention]) -> list[Mention]:
+    """One suspicion per finding, and none for a finding the same utterance states or denies for now."""
+    settled = {m.finding for m in mentions if m.tense == "present"}
+    out: dict[str, Mention] = {}
+    for m in suspected:
+        if m.finding not in settled and (m.finding not in out or m.score > out[m.finding].score):
+            out[m.finding] = m
+    return list(out.values())
+
+
+def _holds_alone(c: Cond, fid: str) -> bool:
+    """Does the condition hold when `fid` is the only thing known?"""
+    if c.num or any(f != fid for f in c.all) or (c.any and fid not in c.any) or fid in c.none:
+        return False
+    return not c.or_ or any(_holds_alone(x, fid) for x in c.or_)
+
+
 @lru_cache(maxsize=1)
-def _protocol_triggers() -> frozenset[str]:
-    return frozenset(t for p in knowledge().protocols.values() for t in p.triggers)
+def alarm_findings() -> frozenset[str]:
+    """Findings that raise a red flag on their own (a seizure, an overdose, face droop): the ones whose time
+    and intent matter most."""
+    kn = knowledge()
+    ids = kn.known_findings()
+    return frozenset(f for f in ids for rf in kn.red_flags if "triage" in rf.modes and _holds_alone(rf.when, f))
 
 
 @lru_cache(maxsize=4)

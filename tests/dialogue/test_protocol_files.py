@@ -116,8 +116,8 @@ def _edit(path: Path, old: str, new: str) -> None:
         ),
         (
             "en/lexicon.yaml",
-            '  cough: ["cough\\\\w*"',
-            '  cough: ["cough(\\\\w*"',
+            '  cough: ["re:cough\\\\w*"',
+            '  cough: ["re:cough(\\\\w*"',
             ["en/lexicon.yaml", "findings.cough"],
         ),
         ("en/dialogue.yaml", '  self_care: "This', '  selfcare: "This', ["en/dialogue.yaml", "dispositions.self_care"]),

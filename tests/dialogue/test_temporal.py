@@ -1,0 +1,113 @@
+"""Time and intent (dialogue.temporal): a past event, a known condition, a hypothetical or a question about
+treatment is not a present red flag; an unclear time for a red flag makes it suspected, never dropped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dialogue.extract import extractor
+from dialogue.protocols import URGENCY, ProtocolError
+from dialogue.temporal import TemporalReader, reader
+from dialogue.triage import triage_text
+
+EM = URGENCY["emergency"]
+
+
+def _read(text: str, lang: str) -> tuple[set[str], set[str]]:
+    e = extractor(lang).extract(text)
+    return {f for f, m in e.findings().items() if m.present}, {m.finding for m in e.suspected}
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("en", "my son had a fit two years ago, can epilepsy be cured?"),
+        ("en", "Two years ago, he had a fit. Is epilepsy hereditary?"),
+        ("en", "my daughter has epilepsy, which medicine is best for it?"),
+        ("en", "which medicine is best"),
+        ("en", "I touched poison ivy and now my arm itches"),
+        ("en", "when I was a child I had a seizure, now I get headaches"),
+        ("zh", "癫痫能治好吗，他以前抽过一次"),
+        ("zh", "他以前抽过一次，癫痫能治好吗"),
+        ("zh", "用药哪个比较好"),
+        ("zh", "我爸有癫痫病史，平时吃什么药比较好？"),
+        ("zh", "小时候得过癫痫，现在偶尔头疼"),
+    ],
+)
+def test_history_and_treatment_questions_are_not_present_red_flags(lang: str, text: str) -> None:
+    r = triage_text(text, lang)
+    assert not r.red_flags, r.red_flags
+    assert URGENCY[r.disposition] < EM, r.disposition
+    _, suspected = _read(text, lang)
+    assert not suspected & {"seizure", "overdose", "poisoning"}, suspected
+
+
+@pytest.mark.parametrize(
+    ("lang", "text", "flag"),
+    [
+        ("en", "my 15 year old took more than thirty paracetamol tablets", "overdose_or_poisoning"),
+        (
+            "en",
+            "patient reports she swallowed about 40 tablets of her mother's sleeping pills",
+            "overdose_or_poisoning",
+        ),
+        ("en", "he's having a fit right now", "collapse_or_unconscious"),
+        ("en", "he had epilepsy as a child and now he's fitting again", "collapse_or_unconscious"),
+        ("en", "two hours ago she had a seizure", "collapse_or_unconscious"),
+        ("en", "she collapsed in the kitchen", "collapse_or_unconscious"),
+        ("zh", "孩子吃了一把奶奶的降压药", "overdose_or_poisoning"),
+        ("zh", "我女儿一次吃了三十片安眠药", "overdose_or_poisoning"),
+        ("zh", "他刚才抽搐了，现在叫不醒", "collapse_or_unconscious"),
+        ("zh", "他以前有癫痫，今天又抽了", "collapse_or_unconscious"),
+    ],
+)
+def test_present_events_still_raise_red_flags(lang: str, text: str, flag: str) -> None:
+    assert flag in triage_text(text, lang).red_flags
+
+
+@pytest.mark.parametrize(
+    ("lang", "text", "fid"),
+    [
+        ("en", "what should I do if he has a seizure", "seizure"),
+        ("en", "he has had a seizure before", "seizure"),
+        ("en", "what can I give him for the chest pain and sweating", None),  # a symptom in a question: still present
+        ("zh", "如果他抽搐了怎么办", "seizure"),
+        ("zh", "他抽搐过", "seizure"),
+    ],
+)
+def test_a_red_flag_of_unclear_time_is_suspected_not_dropped(lang: str, text: str, fid: str | None) -> None:
+    present, suspected = _read(text, lang)
+    if fid is None:
+        assert "chest_pain" in present or "chest_pain" in suspected
+        return
+    assert fid in suspected, (present, suspected)
+    assert fid not in present
+
+
+def test_tense_is_tagged_on_each_mention() -> None:
+    e = extractor("en").extract("my son had a fit two years ago, and today he has a fever")
+    by = {m.finding: m for m in e.mentions}
+    assert by["seizure"].tense == "past"
+    assert by["fever"].tense == "present"
+    assert "fever" in e.findings() and "seizure" not in e.findings()
+    assert by["child"].tense == "present"  # who the patient is does not depend on the tense
+
+
+def test_negation_still_wins_in_a_present_clause() -> None:
+    present, suspected = _read("no seizures since he was a child, he has a cough now", "en")
+    assert "seizure" not in present and "seizure" not in suspected
+    assert "cough" in present
+
+
+def test_marker_classes_are_known(tmp_path: Path) -> None:
+    with pytest.raises(ProtocolError, match="unknown class"):
+        TemporalReader({"markers": {"sometimes": ["often"]}}, "en", where="x.yaml")
+    with pytest.raises(ProtocolError, match="re:"):
+        TemporalReader({"markers": {"past": ["years (ago)?"]}}, "en", where="x.yaml")
+    bad = tmp_path / "en"
+    bad.mkdir()
+    (bad / "time_intent.yaml").write_text("markers: [oops\n", encoding="utf-8")
+    with pytest.raises(ProtocolError, match="not valid YAML"):
+        reader.__wrapped__("en", str(tmp_path))
