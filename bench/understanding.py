@@ -79,6 +79,7 @@ def speed(turns: int) -> dict[str, float]:
 class ClauseHit:
     findings: tuple[str, ...]
     score: float
+    clear: bool = True  # no other finding within semantic.MARGIN (else at most a suspicion)
 
 
 def semantic_hits(case: dict, enc_name: str = "use") -> list[ClauseHit]:
@@ -95,8 +96,9 @@ def semantic_hits(case: dict, enc_name: str = "use") -> list[ClauseHit]:
         if not semantic.reassuring(c, lang) and not x.negated(c)
     ]
     hits = []
-    for best in semantic.best_matches(idx, todo, top=1):
-        hits.append(ClauseHit(tuple(f for f in best[0].findings if f not in semantic.NEVER_ADD), best[0].score))
+    for best in semantic.best_matches(idx, todo, top=2):
+        clear = len(best) < 2 or best[0].score - best[1].score >= semantic.MARGIN
+        hits.append(ClauseHit(tuple(f for f in best[0].findings if f not in semantic.NEVER_ADD), best[0].score, clear))
     return hits
 
 
@@ -136,22 +138,22 @@ def rates(cases: list[dict], hits: list[list[ClauseHit]], high: float, low: floa
     pos = [(c, h) for c, h in zip(cases, hits, strict=True) if c["expect"]]
     neg = [(c, h) for c, h in zip(cases, hits, strict=True) if not c["expect"]]
 
-    def found(h: list[ClauseHit], t: float) -> set[str]:
-        return {f for x in h if x.score >= t for f in x.findings}
+    def found(h: list[ClauseHit], t: float, sure: bool) -> set[str]:
+        return {f for x in h if x.score >= t and (x.clear or not sure) for f in x.findings}
 
-    def ok(c: dict, h: list[ClauseHit], t: float) -> bool:
-        return bool(set(c["expect"]) & found(h, t))
+    def ok(c: dict, h: list[ClauseHit], t: float, sure: bool) -> bool:
+        return bool(set(c["expect"]) & found(h, t, sure))
 
     def wrong(c: dict, h: list[ClauseHit], t: float) -> bool:
-        return bool(found(h, t) - set(c["expect"]))
+        return bool(found(h, t, True) - set(c["expect"]))
 
     n_pos, n_neg = max(len(pos), 1), max(len(neg), 1)
     return {
-        "recall_finding": sum(ok(c, h, high) for c, h in pos) / n_pos,
-        "recall_finding_or_suspected": sum(ok(c, h, low) for c, h in pos) / n_pos,
+        "recall_finding": sum(ok(c, h, high, True) for c, h in pos) / n_pos,
+        "recall_finding_or_suspected": sum(ok(c, h, low, False) for c, h in pos) / n_pos,
         "wrong_finding_on_positives": sum(wrong(c, h, high) for c, h in pos) / n_pos,
-        "false_finding_on_negatives": sum(bool(found(h, high)) for _, h in neg) / n_neg,
-        "false_suspicion_on_negatives": sum(bool(found(h, low)) for _, h in neg) / n_neg,
+        "false_finding_on_negatives": sum(bool(found(h, high, True)) for _, h in neg) / n_neg,
+        "false_suspicion_on_negatives": sum(bool(found(h, low, False)) for _, h in neg) / n_neg,
         "n_positive": len(pos),
         "n_negative": len(neg),
     }

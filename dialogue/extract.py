@@ -210,10 +210,14 @@ class Extractor:
         known = {m.finding for m in mentions}
         th = idx.bank.thresholds
         out: list[Mention] = []
-        for best in semantic.best_matches(idx, todo, top=1):
+        for best in semantic.best_matches(idx, todo, top=2):
             hit = best[0]
             if hit.score < th.low:
                 continue
+            # two different readings almost as close: ambiguous, so at most a suspicion
+            # ("咽口水都疼" is as near "咽不下口水" as "一咽口水嗓子就疼")
+            close = len(best) > 1 and hit.score - best[1].score < semantic.MARGIN
+            sure = hit.score >= th.high and not close
             start = max(text.find(hit.clause), 0)
             end = start + len(hit.clause)
             for fid in hit.findings:
@@ -221,7 +225,7 @@ class Extractor:
                     continue
                 known.add(fid)
                 m = Mention(fid, True, hit.clause, via="semantic", score=round(hit.score, 3))
-                if hit.score >= th.high:
+                if sure:
                     out.append(self._timed(m, text, start, end, suspected))
                     continue
                 r = self._time.read(text, start, end, fid)

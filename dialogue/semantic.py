@@ -36,6 +36,7 @@ _EN_SPLIT = re.compile(r"[.;!?\n,]|\band\b|\bor\b|\bbut\b|\bplus\b|\balso\b", re
 _ZH_SPLIT = re.compile(r"[，。；！？,.;!?\n、]|但是|而且|还有")
 _SENTENCE = re.compile(r"[.;!?\n。；！？]|,\s*(?=but\b)|，(?=但是|可是|不过)")
 MIN_CLAUSE_CHARS = {"en": 8, "zh": 3}
+MARGIN = 0.03  # a finding needs its best exemplar this much closer than the best of another finding
 MAX_WHOLE_CHARS = {"en": 140, "zh": 40}
 # a clause that reassures is never a finding: the encoder does not see polarity ("vision is fine" ≈ "vision loss")
 _REASSURING = {

@@ -4,7 +4,9 @@ are data (prompts/<lang>/time_intent.yaml); this module only applies them.
 
 Policy (what each reading means for triage) lives in `decide`:
 - present                                  → a finding
-- past, known                              → history: not a present finding, not a red flag
+- past                                     → history: not a present finding, not a red flag
+- known                                    → history for a red flag or a condition name; a symptom that is
+                                             chronic is still a symptom ("a chronic cough")
 - hypothetical, question, experiential     → for a finding that can raise a red flag on its own: *suspected*
   (the bot confirms it); otherwise a present finding for the question/experiential case ("which medicine
   for his cough" still tells us he coughs), history for the hypothetical one.
@@ -135,6 +137,8 @@ def decide(reading: Reading, alarm: bool) -> Verdict:
         return "finding"
     if t == "past" and reading.inherited and not reading.condition_term:
         return "suspected" if alarm else "finding"
+    if t == "known" and not alarm and not reading.condition_term:
+        return "finding"  # a chronic cough is still a cough today; only red flags need a new event
     if t in ("past", "known"):
         return "history"
     if reading.condition_term:
