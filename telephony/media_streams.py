@@ -29,10 +29,12 @@ from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
 from telephony.common import LogOnce, call_log, caller_resampler, mask_number
 from telephony.pacing import FramePacer
+from telephony.stream_auth import StreamAuthError, StreamGuard
 from voice import g711
 from voice.audio import Pcm
 from voice.events import CallerAudio, CallerHangup, CallEvent, CallInfo, Dtmf, InboundEvent
 from voice.resample import resample
+from voice.wire import loads as json_loads  # bounded nesting, finite numbers
 
 log = logging.getLogger("carecall.telephony.media_streams")
 
@@ -342,7 +344,7 @@ class MediaStreamTransport:
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON 1e999 / Infinity
         return None
 
 
@@ -425,6 +427,8 @@ def build_router(
     form)` receives outbound calls' status callbacks."""
     router = APIRouter(prefix=prefix)
     transfers = _Transfers()
+    guard = StreamGuard(settings)  # signed stream tokens (telephony/stream_auth.py)
+    router.stream_guard = guard  # type: ignore[attr-defined]
     hub_of = get_hub or (lambda app: getattr(app.state, "hub", None))
     router.transfers = transfers  # type: ignore[attr-defined]  # for tests and the console
 
@@ -466,10 +470,7 @@ def build_router(
         q = request.query_params
         language = q.get("language", "zh") if q.get("language") in ("zh", "en") else "zh"
         mode = q.get("mode") if q.get("mode") in ("triage", "followup") else "triage"
-        params = {"language": language, "mode": mode}
-        for key in ("campaign", "attempt", "patient"):
-            if q.get(key):
-                params[key] = q[key][:64]
+        params = guard.parameters(language=language, mode=mode, query=q, verified=bool(token()))
         log.info("voice webhook: call from %s (%s, %s)", mask_number(form.get("From", "")), language, mode)
         action = str(request.url_for("twilio_stream_ended"))
         if settings.public_base_url:
@@ -505,6 +506,12 @@ def build_router(
             await _safe_close(ws, 1008, "no start message")
             return
         stream_sid, call_sid, custom = start
+        try:  # a signed stream token from our own TwiML, before anything else (#1)
+            custom = guard.admit(custom, url=ws.url, headers=ws.headers)
+        except StreamAuthError as exc:
+            log.warning("media stream refused: %s", exc)
+            await _safe_close(ws, 1008, "unauthorised")
+            return
         if hub is None or not hub.has_capacity():
             log.warning("media stream refused: %s", "no call hub" if hub is None else "worker busy")
             await _safe_close(ws, CLOSE_TRY_AGAIN, "busy")
@@ -573,13 +580,13 @@ async def _await_start(ws: WebSocket) -> tuple[str, str, dict[str, str]] | None:
             log.warning("media stream: unsupported encoding %r", str(fmt.get("encoding"))[:32])
             return None
         custom = start.get("customParameters") or {}
-        custom = {str(k)[:64]: str(v)[:256] for k, v in custom.items()} if isinstance(custom, dict) else {}
+        custom = {str(k)[:64]: str(v)[:2048] for k, v in custom.items()} if isinstance(custom, dict) else {}
         return sid, str(start.get("callSid", ""))[:64], custom
 
 
 def _parse(text: str) -> dict[str, Any] | None:
     try:
-        msg = json.loads(text)
+        msg = json_loads(text)
     except ValueError:
         log.warning("media stream: ignoring a message that is not JSON")
         return None
@@ -601,7 +608,7 @@ async def _read_loop(ws: WebSocket, transport: MediaStreamTransport, clog: loggi
                 once.warning("binary", "ignoring a binary frame (Media Streams is JSON text)")
                 continue
             try:
-                msg = json.loads(text)
+                msg = json_loads(text)
             except ValueError:
                 once.warning("json", "ignoring a message that is not JSON")
                 continue

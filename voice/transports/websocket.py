@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -15,57 +14,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voice.audio import AudioFormatError, Pcm
 from voice.events import CallerAudio, CallerHangup, CallEvent, Dtmf, InboundEvent
 from voice.pacing import PacedSender
-from voice.wire import event_to_json
+from voice.wire import SAMPLE_RATES, JsonInputError, ProtocolError, StartRequest, event_to_json, loads, parse_start
 
 log = logging.getLogger("carecall.ws")
 
-SAMPLE_RATES = (8000, 16000, 24000, 48000)
 DTMF_DIGITS = set("0123456789*#ABCD")
 MAX_ERRORS = 50  # a client that only sends garbage is cut off
 
-
-class ProtocolError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class StartRequest:
-    language: str
-    sample_rate: int
-    output_sample_rate: int
-    mode: str
-    token: str | None
-    params: dict[str, Any]
-
-
-def parse_start(raw: str | bytes | None) -> StartRequest:
-    """Validate the first message of a call."""
-    if not isinstance(raw, str):
-        raise ProtocolError("expected_start", "the first message must be a JSON 'start' message")
-    try:
-        msg = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError("bad_json", f"not JSON: {exc.msg}") from None
-    if not isinstance(msg, dict) or msg.get("type") != "start":
-        raise ProtocolError("expected_start", "the first message must be {\"type\": \"start\", ...}")
-    language = msg.get("language")
-    if language not in ("zh", "en"):
-        raise ProtocolError("bad_language", "language must be 'zh' or 'en'")
-    rate = msg.get("sample_rate", 16000)
-    out_rate = msg.get("output_sample_rate", rate)
-    for name, value in (("sample_rate", rate), ("output_sample_rate", out_rate)):
-        if value not in SAMPLE_RATES:
-            raise ProtocolError("bad_sample_rate", f"{name} must be one of {SAMPLE_RATES}, got {value!r}")
-    mode = msg.get("mode", "triage")
-    if mode not in ("triage", "followup"):
-        raise ProtocolError("bad_mode", "mode must be 'triage' or 'followup'")
-    token = msg.get("token")
-    params = msg.get("params") or {}
-    if not isinstance(params, dict):
-        raise ProtocolError("bad_params", "params must be an object")
-    return StartRequest(language, rate, out_rate, mode, token if isinstance(token, str) else None, params)
+# the start message and the JSON reader live with the rest of the wire format (voice/wire.py)
+__all__ = ["SAMPLE_RATES", "ProtocolError", "StartRequest", "WebSocketTransport", "parse_start"]
 
 
 class WebSocketTransport:
@@ -146,9 +103,10 @@ class WebSocketTransport:
             await self._error("message_too_large", f"messages must be at most {self._max_bytes} bytes")
             return False
         try:
-            msg = json.loads(text)
-        except json.JSONDecodeError:
-            await self._error("bad_json", "text messages must be JSON control messages; audio goes in binary frames")
+            msg = loads(text)
+        except JsonInputError as exc:
+            why = "text messages must be JSON control messages; audio goes in binary frames"
+            await self._error(exc.code, why if exc.code == "bad_json" else str(exc))
             return False
         kind = msg.get("type") if isinstance(msg, dict) else None
         if kind == "end":

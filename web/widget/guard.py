@@ -1,14 +1,15 @@
 """Cheap checks that run before the widget's endpoints spend anything: a per-client rate limit and a
-bounded JSON body reader (content type, size, shape)."""
+bounded JSON body reader (content type, size, nesting, finite numbers, shape)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from typing import Any
 
 from fastapi import HTTPException, Request
+
+from voice.wire import JsonInputError, loads
 
 
 class RateLimiter:
@@ -72,9 +73,10 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         if len(body) > max_bytes:
             raise HTTPException(status_code=413, detail=f"body larger than {max_bytes} bytes")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(status_code=400, detail="body is not valid JSON") from None
+        data = loads(body)
+    except JsonInputError as exc:
+        detail = "body is not valid JSON" if exc.code == "bad_json" else f"body refused: {exc}"
+        raise HTTPException(status_code=400, detail=detail) from None
     if not isinstance(data, dict):
         raise HTTPException(status_code=400, detail="body must be a JSON object")
     return data

@@ -31,7 +31,7 @@ from voice.events import CallInfo
 from voice.hub import CallsBusy
 from web.widget.guard import RateLimiter, check_rate, read_json
 from web.widget.rtc import WebRtcTransport
-from web.widget.tokens import CallTokens, TokenError
+from web.widget.tokens import CallGrant, CallTokens, TokenError
 
 log = logging.getLogger("carecall.widget")
 
@@ -85,7 +85,7 @@ class WidgetService:
         token_ttl_s: float = 120.0,
         max_peers: int | None = None,
         offers_per_minute: int = 10,
-        tokens_per_minute: int = 20,
+        tokens_per_minute: int | None = None,
         connect_timeout_s: float = 20.0,
         ice_servers: Sequence[str] | None = None,
         ice_addresses: Sequence[str] | None = None,
@@ -104,7 +104,7 @@ class WidgetService:
         self.loopback_only = loopback_only
         self.allowed_origins = set(settings.widget_allowed_origins if allowed_origins is None else allowed_origins)
         self._offers = RateLimiter(offers_per_minute, 60.0)
-        self._token_limit = RateLimiter(tokens_per_minute, 60.0)
+        self._token_limit = RateLimiter(tokens_per_minute or settings.widget_tokens_per_minute, 60.0)
         self._hub_getter = hub_getter or (lambda request: getattr(request.app.state, "hub", None))
         self.transports: set[WebRtcTransport] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -262,15 +262,16 @@ class WidgetService:
             raise HTTPException(status_code=400, detail="the SDP offer could not be used") from None
 
         call_id = hub.new_call_id()
-        info = CallInfo(call_id=call_id, language=language, channel="webrtc")
+        info = CallInfo(call_id=call_id, language=language, channel="webrtc", params=dict(grant.params))
         self._spawn(self._run_call(hub, info, transport), name=f"webrtc-call:{call_id[:8]}")
         log.info("call %s: webrtc offer answered", call_id[:8])
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "call_id": call_id}
 
-    async def authorise_call(self, token: str | None) -> None:
-        """For /ws/call's start message: use a widget token up, or refuse (PermissionError)."""
+    async def authorise_call(self, token: str | None) -> CallGrant:
+        """For /ws/call's start message: use a widget token up, or refuse (PermissionError). The
+        grant carries the signed, server-side call parameters."""
         try:
-            self.tokens.redeem(token)
+            return self.tokens.redeem(token)
         except TokenError as exc:
             raise PermissionError(exc.message) from None
 
