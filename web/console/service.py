@@ -32,7 +32,7 @@ class ConsoleServices:
     database: Database
     recorder: CallRecorder
     signer: SessionSigner
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)  # counts before argon2 (#7)
     own_database: bool = True
     purge_task: asyncio.Task[None] | None = None
     live_bridge: PostgresLiveBridge | None = None  # PostgreSQL: live calls of every worker
