@@ -29,7 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from settings import Settings
 from voice.events import CallInfo
 from voice.hub import CallsBusy
-from web.widget.guard import RateLimiter, check_rate, read_json
+from web.widget.guard import RateLimiter, check_rate, client_key, read_json, remote_candidate_filter
 from web.widget.rtc import WebRtcTransport
 from web.widget.tokens import CallGrant, CallTokens, TokenError
 
@@ -244,8 +244,9 @@ class WidgetService:
             raise HTTPException(status_code=exc.status, detail=exc.message) from None
         language = lang or grant.language
 
-        if self.loopback_only:
-            sdp = filter_candidates(sdp, _is_loopback)
+        # STUN goes only to the peer's own address (and our TURN relays), never to any host an offer names
+        keep = remote_candidate_filter(client_key(request), self.ice_servers)
+        sdp = filter_candidates(sdp, (lambda a: keep(a) and _is_loopback(a)) if self.loopback_only else keep)
         pc = RTCPeerConnection(self._rtc_configuration())
         transport = WebRtcTransport(pc, emergency_number=self.settings.emergency_number(language))
         self.transports.add(transport)
