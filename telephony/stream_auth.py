@@ -61,6 +61,8 @@ class StreamTokens:
             raise StreamAuthError("no stream token in the start message")
         if len(token) > MAX_TOKEN_CHARS:
             raise StreamAuthError("stream token too long")
+        if not token.isascii():
+            raise StreamAuthError("stream token not valid")
         try:
             data = self._serializer.loads(token, max_age=self.ttl_s)
         except SignatureExpired:

@@ -56,11 +56,18 @@ def _finite_float(text: str) -> float:
 
 
 def depth(value: Any) -> int:
-    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
+    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion. Raises
+    JsonInputError for a string that is not valid Unicode (a lone surrogate such as "\\ud800",
+    which JSON can escape but no database, log or signer can encode)."""
     deepest, stack = 0, [(value, 0)]
     while stack:
         item, level = stack.pop()
+        if isinstance(item, str):
+            _valid_text(item)
+            continue
         if isinstance(item, dict):
+            for key in item:
+                _valid_text(key)
             children: Any = item.values()
         elif isinstance(item, list):
             children = item
@@ -70,6 +77,14 @@ def depth(value: Any) -> int:
         deepest = max(deepest, level)
         stack.extend((child, level) for child in children)
     return deepest
+
+
+def _valid_text(text: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise JsonInputError("bad_json", "a string is not valid Unicode (lone surrogate)") from None
 
 
 def loads(text: str | bytes | bytearray, *, max_depth: int = MAX_JSON_DEPTH) -> Any:

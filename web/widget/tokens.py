@@ -68,6 +68,8 @@ class CallTokens:
     def _check(self, token: object) -> CallGrant:
         if not isinstance(token, str) or not token or len(token) > 2048:
             raise TokenInvalid("a call token is required")
+        if not token.isascii():  # tokens are URL-safe ASCII; anything else cannot be ours
+            raise TokenInvalid("the call token is not valid")
         try:
             data = self._serializer.loads(token, max_age=self.ttl_s)
         except SignatureExpired:
