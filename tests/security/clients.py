@@ -337,14 +337,18 @@ async def fuzz_sip(port: int, seed: int, n: int) -> Outcome:
         call = "probe-" + uuid.uuid4().hex
         probe = SIP_TEMPLATE.format(method="INVITE", port=port, src=src, branch=rng.randrange(10**9), tag="p",
                                     call=call, length=len(SIP_SDP), body=SIP_SDP)
-        await loop.sock_sendto(sock, probe.encode(), ("127.0.0.1", port))
-        deadline = time.monotonic() + 20
-        answered = None
+        # UDP: the fuzz may still fill the endpoint's socket buffer, so the probe is retransmitted as
+        # a real UA does (RFC 3261 timer A: 0.5 s, doubling) until it is answered
+        deadline = time.monotonic() + 30
+        answered, interval, next_send = None, 0.5, 0.0
         while time.monotonic() < deadline and answered is None:
+            if time.monotonic() >= next_send:
+                await loop.sock_sendto(sock, probe.encode(), ("127.0.0.1", port))
+                next_send, interval = time.monotonic() + interval, min(interval * 2, 4.0)
             try:
-                data = await asyncio.wait_for(loop.sock_recv(sock, 65535), deadline - time.monotonic())
+                data = await asyncio.wait_for(loop.sock_recv(sock, 65535), max(0.01, next_send - time.monotonic()))
             except TimeoutError:
-                break
+                continue
             text = data.decode("utf-8", errors="replace")
             if call in text and text.startswith("SIP/2.0 ") and not text.startswith("SIP/2.0 1"):
                 answered = text.split("\r\n", 1)[0]
