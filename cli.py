@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -34,6 +35,7 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None)) -> Non
     from server import create_app
     from settings import Settings
 
+    os.umask(0o077)  # everything the server writes (database, recordings, exports) is private (#10)
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
     # uvicorn's own frame limit sits above ours so that an oversized frame gets our clear error

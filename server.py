@@ -25,6 +25,7 @@ import web.widget
 from dialogue.llama_server import MODEL_ALIAS, LlamaServer
 from dialogue.llm import ChatModel
 from dialogue.openai_chat import OpenAIChatModel
+from records.db import private_dir
 from settings import Settings
 from telephony.lines import PhoneLines
 from voice.admission import AdmissionRefused, CallRequest, admit, validate
@@ -35,6 +36,7 @@ from voice.metrics import CallMetrics
 from voice.ports import Synthesizer
 from voice.transports.websocket import ProtocolError, WebSocketTransport, parse_start
 from voice.tts.cache import CachingSynthesizer
+from web.limits import BodyLimitMiddleware, BodyRule, console_signed_in
 
 log = logging.getLogger("carecall.server")
 
@@ -173,11 +175,12 @@ async def ws_call(ws: WebSocket) -> None:
         if first["type"] == "websocket.disconnect":
             return
         start = parse_start(first.get("text"))
-        request = CallRequest("websocket", language=start.language, mode=start.mode, params=start.params)
-        validate(request)  # a bad language or mode is refused before a token is spent
+        validate(CallRequest("websocket", language=start.language, mode=start.mode))  # refused before a token is spent
         authorise = ws.app.state.authorise_call
-        if authorise is not None:
-            await authorise(start.token)
+        grant = await authorise(start.token) if authorise is not None else None
+        # fields that touch records come from the server (the signed token), never the caller (#4)
+        params = dict(getattr(grant, "params", None) or {})
+        request = CallRequest("websocket", language=start.language, mode=start.mode, params=params)
         admitted = admit(runtime.hub, request)
     except TimeoutError:
         await _reject(ws, "start_timeout", "no start message within 10 s", 1008)
@@ -221,6 +224,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        private_dir(settings.data_dir)  # 0700: the database and recordings live here (#10)
         async with runtime_factory(settings) as runtime:
             app.state.runtime = runtime
             app.state.hub = runtime.hub
@@ -231,9 +235,14 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
             await widget.aclose()  # tell widget callers, close every WebRTC peer connection
         await records.aclose()  # after the hub drained: the last call events are stored
 
-    app = FastAPI(title="CareCall", lifespan=lifespan)
+    docs = settings.api_docs  # /docs and /openapi.json: off unless the operator turns them on (#10)
+    app = FastAPI(title="CareCall", lifespan=lifespan, docs_url="/docs" if docs else None,
+                  redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None)
     app.state.settings = settings
     app.state.authorise_call = None  # set below when call tokens are required
+    # body limits before any route parses a body (#8); the CSV upload's larger limit needs a session
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, is_signed_in=console_signed_in,
+                       rules=[BodyRule("/console/campaigns/", settings.max_upload_bytes)])
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

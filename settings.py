@@ -93,17 +93,22 @@ class Settings(BaseSettings):
     # --- limits ---------------------------------------------------------------------------------
     max_concurrent_calls: int = 8
     max_ws_message_bytes: int = 64 * 1024
+    max_body_bytes: int = Field(64 * 1024, description="largest HTTP request body, refused before parsing")
+    max_upload_bytes: int = Field(3 * 1024 * 1024, description="largest console upload (signed-in only)")
 
     # --- security -------------------------------------------------------------------------------
     secret_key: SecretStr = SecretStr("")
     twilio_auth_token: SecretStr = SecretStr("")
     metrics_token: SecretStr = Field(SecretStr(""), description="bearer token for /metrics; empty: loopback only")
-    call_token_required: bool = Field(False, description="every /ws/call start needs a /widget/token token")
+    call_token_required: bool = Field(True, description="every /ws/call start needs a /widget/token token; "
+                                      "turn off only for development")
     recording_retention_days: int = 30
+    api_docs: bool = Field(False, description="serve /docs and /openapi.json (development only)")
 
     # --- patient widget (WebRTC) ----------------------------------------------------------------
     webrtc_ice_addresses: list[str] = Field(default_factory=list, description="ICE host addresses; empty: all")
     webrtc_ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for browser and server")
+    widget_tokens_per_minute: int = Field(20, description="call tokens one address may get per minute")
     widget_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], description="pages that may embed")
 
     @property

@@ -34,6 +34,7 @@ from bench.harness import RunningServer, start_server, stop_server
 from bench.latency import synthesise_scripts
 from bench.report import percentile, update_readme
 from telephony.sip.endpoint import SipConfig, SipEndpoint
+from telephony.stream_auth import fetch_stream_parameters
 from voice import g711
 from voice.audio import Pcm
 from voice.caller import speech_ends
@@ -110,6 +111,7 @@ async def media_streams_call(url: str, language: str, utterances: list[Pcm]) -> 
     ear = Ear()
     outgoing: asyncio.Queue[np.ndarray] = asyncio.Queue()
     seq = 0
+    custom = await fetch_stream_parameters(url, {"language": language})  # the TwiML's, signed token included
     async with websockets.connect(url, max_size=2**20) as ws:
 
         async def send(msg: dict[str, Any]) -> None:
@@ -120,7 +122,7 @@ async def media_streams_call(url: str, language: str, utterances: list[Pcm]) -> 
         await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
         await send({"event": "start", "start": {"streamSid": sid, "callSid": "CA" + uuid.uuid4().hex,
                                                 "accountSid": "AC" + "0" * 32, "tracks": ["inbound"],
-                                                "customParameters": {"language": language},
+                                                "customParameters": custom,
                                                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
                                                                 "channels": 1}}})
         started_at: dict[int, float] = {}

@@ -4,6 +4,7 @@ Alembic migrations run to head before anything else touches it."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,33 @@ log = logging.getLogger("carecall.records")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x0CA2_EC41  # pg_advisory_lock key: one worker migrates at a time
+
+
+PRIVATE_DIR = 0o700  # folders holding health data: the service's user only
+PRIVATE_FILE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) as 0700, and tighten it if it already exists looser."""
+    path = Path(path)
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        try:
+            path.chmod(PRIVATE_DIR)
+        except PermissionError:  # not ours (e.g. /tmp): nothing to tighten
+            log.warning("cannot make %s private (mode %o)", path.name, path.stat().st_mode & 0o777)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` empty as 0600 if missing; tighten an existing file to 0600."""
+    path = Path(path)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(PRIVATE_FILE)
+    return path
 
 
 class DatabaseError(RuntimeError):
@@ -58,7 +86,16 @@ def create_db_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # health data at rest: the folder 0700, the database 0600 before SQLite opens it (its
+            # -wal and -shm files take the database file's mode)
+            database_file = Path(parsed.database)
+            if not database_file.parent.exists():
+                private_dir(database_file.parent)
+            private_file(database_file)
+            for extra in ("-wal", "-shm", "-journal"):
+                sidecar = database_file.with_name(database_file.name + extra)
+                if sidecar.exists():
+                    private_file(sidecar)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
 
         @event.listens_for(engine, "connect")

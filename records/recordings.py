@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import Select, select
 
-from records.db import Database
+from records.db import Database, private_dir
 from records.models import Call
 from records.repository import audit, expired_recordings
 
@@ -19,6 +19,11 @@ log = logging.getLogger("carecall.records.recordings")
 
 def recordings_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "recordings"
+
+
+def private_recordings_dir(data_dir: Path) -> Path:
+    """The recordings folder, created 0700 (the WAVs in it are written 0600 by the call loop)."""
+    return private_dir(recordings_dir(data_dir))
 
 
 def recording_file(call: Call, data_dir: Path) -> Path | None:

@@ -10,7 +10,6 @@ telephony/twilio_webhooks.py; the wire format is in telephony/carriers/.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,9 +21,11 @@ from telephony.carriers.base import CarrierCodec, CarrierProtocolError, DtmfIn, 
 from telephony.carriers.twilio import TwilioCodec
 from telephony.common import LogOnce, call_log
 from telephony.phone import DRAIN_S, PhoneTransport
+from telephony.stream_auth import StreamAuthError
 from voice.admission import AdmissionRefused, CallRequest, Hub, admit
 from voice.audio import Pcm
 from voice.events import Dtmf
+from voice.wire import loads as json_loads
 
 log = logging.getLogger("carecall.telephony.media_streams")
 
@@ -194,6 +195,7 @@ async def serve_stream(
     on_transfer: Callable[[str, str], None] | None = None,
     default_transfer: str = "",
     default_language: str = "zh",
+    authenticate: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None,
 ) -> None:
     """One carrier media stream from accept to close: read the start, admit the call (a missing
     language is `default_language`; a bad language or mode is refused, never guessed), run it."""
@@ -203,8 +205,16 @@ async def serve_stream(
     if start is None:
         await _safe_close(ws, CLOSE_POLICY, "no start message")
         return
-    params = {k: v for k, v in start.params.items() if k not in ("language", "mode")}
-    request = CallRequest("media-stream", language=start.params.get("language"), mode=start.params.get("mode"),
+    custom: Mapping[str, str] = start.params
+    if authenticate is not None:  # a signed stream token from our own TwiML, before anything else (issue 10 #1)
+        try:
+            custom = authenticate(start.params)
+        except StreamAuthError as exc:
+            log.warning("media stream refused: %s", exc)
+            await _safe_close(ws, CLOSE_POLICY, "unauthorised")
+            return
+    params = {k: v for k, v in custom.items() if k not in ("language", "mode")}
+    request = CallRequest("media-stream", language=custom.get("language"), mode=custom.get("mode"),
                           params={"call_sid": start.carrier_call_id, "stream_sid": start.stream_id, **params},
                           default_language=default_language)
     try:
@@ -273,7 +283,7 @@ def _parse(text: str, once: LogOnce) -> dict[str, Any] | None:
         once.warning("size", "media stream: ignoring an oversized message")
         return None
     try:
-        msg = json.loads(text)
+        msg = json_loads(text)  # bounded nesting, finite numbers
     except (ValueError, RecursionError):
         once.warning("json", "media stream: ignoring a message that is not JSON")
         return None

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request, Response, WebSocket
 
 from telephony.common import mask_number
 from telephony.media_streams import serve_stream
+from telephony.stream_auth import StreamGuard
 from voice.admission import AdmissionRefused, CallRequest, Hub, hub_of, validate
 
 log = logging.getLogger("carecall.telephony.twilio")
@@ -115,6 +116,8 @@ def build_router(
     transfers = _Transfers()
     find_hub: Callable[[Any], Hub | None] = get_hub or (lambda app: hub_of(app.state))
     router.transfers = transfers  # type: ignore[attr-defined]  # for tests and the console
+    guard = StreamGuard(settings)  # signed stream tokens (telephony/stream_auth.py)
+    router.stream_guard = guard  # type: ignore[attr-defined]
 
     def token() -> str:
         return str(settings.twilio_auth_token.get_secret_value())
@@ -158,10 +161,8 @@ def build_router(
         except AdmissionRefused as exc:
             log.warning("voice webhook: %s", exc.message)
             return Response(REJECT_TWIML, media_type="application/xml")
-        params: dict[str, str] = {"language": language, "mode": mode}
-        for key in ("campaign", "attempt", "patient"):
-            if q.get(key):
-                params[key] = q[key][:64]
+        # the call's parameters travel signed in the TwiML; the stream believes nothing else (issue 10 #1, #4)
+        params = guard.parameters(language=language, mode=mode, query=q, verified=bool(token()))
         log.info("voice webhook: call from %s (%s, %s)", mask_number(form.get("From", "")), language, mode)
         action = str(request.url_for("twilio_stream_ended"))
         if settings.public_base_url:
@@ -190,7 +191,8 @@ def build_router(
 
     @router.websocket("/stream")
     async def stream(ws: WebSocket) -> None:
-        await serve_stream(ws, find_hub(ws.app), on_transfer=transfers.put, default_transfer=settings.transfer_target)
+        await serve_stream(ws, find_hub(ws.app), on_transfer=transfers.put, default_transfer=settings.transfer_target,
+                           authenticate=lambda custom: guard.admit(custom, url=ws.url, headers=ws.headers))
 
     return router
 

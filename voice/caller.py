@@ -12,6 +12,7 @@ import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import websockets
@@ -22,6 +23,25 @@ from voice.resample import resample
 
 FRAME_S = 0.02
 SEND_RATES = (8000, 16000, 24000, 48000)
+
+
+async def fetch_call_token(ws_url: str, language: str, timeout_s: float = 10.0) -> str | None:
+    """A call token from the server's /widget/token (what the widget does), so that a /ws/call
+    that requires one (CARECALL_CALL_TOKEN_REQUIRED, the default) can be opened. None when the
+    server gives none (an old server, or a test server without the widget)."""
+    import httpx
+
+    parts = urlsplit(ws_url)
+    base = urlunsplit(("https" if parts.scheme == "wss" else "http", parts.netloc, "", "", ""))
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            r = await client.post(f"{base}/widget/token", json={"lang": language})
+    except httpx.HTTPError:
+        return None
+    if r.status_code != 200:
+        return None
+    token = r.json().get("token")
+    return token if isinstance(token, str) else None
 
 
 def read_wav(path: Path) -> Pcm:
@@ -89,8 +109,10 @@ class CallerSession:
     real phone or browser. `say` puts speech on the line; the rest waits for what the bot does."""
 
     def __init__(self, url: str, language: str, *, sample_rate: int = 16000, mode: str = "triage",
-                 token: str | None = None, params: dict[str, Any] | None = None) -> None:
+                 token: str | None = None, params: dict[str, Any] | None = None,
+                 fetch_token: bool = True) -> None:
         self.url = url
+        self.fetch_token = fetch_token  # no token given: ask the server for one, as the widget does
         self.language = language
         self.rate = sample_rate
         self.mode = mode
@@ -110,6 +132,8 @@ class CallerSession:
     async def __aenter__(self) -> CallerSession:
         if self.rate not in SEND_RATES:
             raise ValueError(f"the call protocol takes {SEND_RATES} Hz, not {self.rate}: resample first")
+        if self.token is None and self.fetch_token:
+            self.token = await fetch_call_token(self.url, self.language)
         self._ws = await websockets.connect(self.url, max_size=2**22)
         start: dict[str, Any] = {"type": "start", "language": self.language, "sample_rate": self.rate,
                                  "output_sample_rate": 16000, "mode": self.mode, "params": self.params}

@@ -4,6 +4,7 @@ playable file up to the last flush."""
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -24,8 +25,9 @@ class StereoRecorder:
         self.path = path
         self._max_samples = None if max_s is None else int(max_s * RATE)
         self.dropped_s = 0.0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "wb")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # 0600: a recording is health data (the mode is set at creation, never world-readable)
+        self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
         self._file.write(self._header(0))
         self._caller: list[np.ndarray] = []
         self._caller_len = 0  # samples of caller audio buffered, not yet written

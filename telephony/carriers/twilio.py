@@ -63,7 +63,7 @@ class TwilioCodec:
         if isinstance(fmt, dict) and fmt.get("encoding", "audio/x-mulaw") != "audio/x-mulaw":
             raise CarrierProtocolError("encoding", f"unsupported encoding {str(fmt.get('encoding'))[:32]!r}")
         custom = start.get("customParameters") or {}
-        params = {str(k)[:64]: str(v)[:256] for k, v in custom.items()} if isinstance(custom, dict) else {}
+        params = {str(k)[:64]: str(v)[:2048] for k, v in custom.items()} if isinstance(custom, dict) else {}
         self.stream_sid = sid[:64]
         return StreamStart(self.stream_sid, str(start.get("callSid", ""))[:64], params)
 

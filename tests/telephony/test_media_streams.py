@@ -20,6 +20,7 @@ from streamdouble.session import SessionConfig
 
 from settings import Settings
 from telephony.media_streams import MediaStreamTransport
+from telephony.stream_auth import TOKEN_PARAMETER, fetch_stream_parameters
 from telephony.twilio_webhooks import build_router, twilio_signature
 from tests.telephony.conftest import CallRecord, EchoHub, ServerThread, dominant_hz, next_event, tone
 from tests.telephony.twilio_carrier import StrictCarrier
@@ -65,6 +66,7 @@ def test_voice_webhook_answers_connect_stream_and_checks_signatures() -> None:
     stream = connect.find("Stream")
     assert stream is not None and stream.get("url") == "wss://carecall.example/telephony/twilio/stream"
     params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert params.pop(TOKEN_PARAMETER)  # the signed stream token the stream's start must carry
     assert params == {"language": "en", "mode": "followup", "attempt": "7"}
 
     # the stream's end: hang up, or dial the human line when the call asked for a transfer
@@ -83,17 +85,20 @@ def test_webhook_without_token_accepts_and_busy_worker_rejects() -> None:
     r = client.post("/telephony/twilio/voice", data={"CallSid": "CA1"})
     stream = ET.fromstring(r.text).find("Connect/Stream")
     assert stream.get("url") == "ws://testserver/telephony/twilio/stream"
-    assert {p.get("name"): p.get("value") for p in stream.findall("Parameter")} == {"language": "zh", "mode": "triage"}
+    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert params.pop(TOKEN_PARAMETER) and params == {"language": "zh", "mode": "triage"}
 
 
 # --- whole calls with streamdouble -----------------------------------------------------------
 def test_streamdouble_call_end_to_end(run_in_thread) -> None:
     hub = EchoHub()
     caller = tone(440, 1.5, 8000).samples
-    cfg = SessionConfig(custom_parameters={"language": "en", "mode": "followup", "patient": "p1"},
-                        response_timeout_s=5, quiet_period_s=1.0)
     with ServerThread(make_app(hub)) as srv:
         url = srv.ws + "/telephony/twilio/stream"
+        # the TwiML's parameters (signed stream token included), plus one the carrier made up
+        custom = {**run_in_thread(fetch_stream_parameters(url, {"language": "en", "mode": "followup"})),
+                  "patient": "p1"}
+        cfg = SessionConfig(custom_parameters=custom, response_timeout_s=5, quiet_period_s=1.0)
         report = run_in_thread(sd_api.call(url, frames=ulaw_frames(caller), config=cfg))
         (rec,) = hub.wait_calls(1)
     assert report.violations == [] and report.spoke, report.to_dict()
@@ -102,7 +107,8 @@ def test_streamdouble_call_end_to_end(run_in_thread) -> None:
     assert len(reply) >= 8000  # at least 1 s of the echo came back
     assert abs(dominant_hz(reply, 8000) - 440) < 15
     assert rec.info.language == "en" and rec.info.mode == "followup" and rec.info.channel == "media-stream"
-    assert rec.info.params["patient"] == "p1" and rec.info.params["stream_sid"] == report.stream_sid
+    assert "patient" not in rec.info.params, "an unsigned customParameter is ignored"
+    assert rec.info.params["stream_sid"] == report.stream_sid
     # 8 kHz as on the wire: only the call loop resamples
     assert rec.transport.input_rate == 8000 and abs(dominant_hz(rec.caller_audio, 8000) - 440) < 15
     assert rec.hangup is not None
@@ -114,8 +120,10 @@ def test_streamdouble_scenario_with_dtmf(run_in_thread, tmp_path: Path) -> None:
     scenario = Scenario("dtmf", [Say(tmp_path / "tone.wav", frames), SdDtmf("5"), Wait(0.5), SdDtmf("#"),
                                  Wait(1.0)])
     with ServerThread(make_app(hub)) as srv:
-        report = run_in_thread(sd_api.run_scenario(srv.ws + "/telephony/twilio/stream", scenario,
-                                                   config=SessionConfig(response_timeout_s=5)))
+        url = srv.ws + "/telephony/twilio/stream"
+        custom = run_in_thread(fetch_stream_parameters(url))
+        report = run_in_thread(sd_api.run_scenario(url, scenario, config=SessionConfig(
+            custom_parameters=custom, response_timeout_s=5)))
         (rec,) = hub.wait_calls(1)
     assert report.violations == []
     assert rec.digits == ["5", "#"]

@@ -19,6 +19,7 @@ from streamdouble.scenario import Say, Scenario, Wait, WaitFor
 from streamdouble.session import SessionConfig
 
 from bench.harness import RunningServer, start_server, stop_server
+from telephony.stream_auth import fetch_stream_parameters
 from tests.telephony.conftest import free_port
 from tests.telephony.peers import (
     HAVE_BARESIP,
@@ -107,8 +108,8 @@ async def test_media_streams_call_with_streamdouble(phone_server: RunningServer,
     sc = Scenario("complaint", [WaitFor("audio", 20), WaitFor("quiet", 40), Say(Path("complaint.wav"), frames),
                                  Wait(25.0)])
     url = phone_server.base_url.replace("http", "ws") + "/telephony/twilio/stream"
-    report = await sd_api.run_scenario(url, sc, config=SessionConfig(
-        custom_parameters={"language": "en", "mode": "triage"}, response_timeout_s=20))
+    custom = await fetch_stream_parameters(url, {"language": "en", "mode": "triage"})  # TwiML, token included
+    report = await sd_api.run_scenario(url, sc, config=SessionConfig(custom_parameters=custom, response_timeout_s=20))
     assert report.violations == [], report.to_dict()
     assert report.spoke and report.result.marks_echoed
     bot = g711.ulaw_decode(report.audio_received)

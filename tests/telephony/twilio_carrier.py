@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import websockets
 
+from telephony.stream_auth import TOKEN_PARAMETER, fetch_stream_parameters
 from voice import g711
 
 
@@ -61,6 +62,8 @@ class StrictCarrier:
         self._t0 = 0.0
 
     async def __aenter__(self) -> StrictCarrier:
+        if TOKEN_PARAMETER not in self.custom:  # as Twilio does: the TwiML's parameters, token included
+            self.custom = await fetch_stream_parameters(self.url, self.custom)
         self._ws = await websockets.connect(self.url, max_size=2**20)
         self._t0 = time.monotonic()
         await self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"}, seq=False)

@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from voice.audio import Pcm
-from voice.caller import CallerSession, scripted_call
+from voice.caller import CallerSession, fetch_call_token, scripted_call
 from voice.resample import resample
 
 pytestmark = pytest.mark.models
@@ -144,7 +144,8 @@ async def test_audio_before_start_is_refused(carecall_server) -> None:
 
 async def test_bad_frames_get_errors_and_the_call_goes_on(carecall_server) -> None:
     async with websockets.connect(carecall_server.ws_url, max_size=2**22) as ws:
-        assert (await _start(ws))["type"] == "started"
+        token = await fetch_call_token(carecall_server.ws_url, "en")  # /ws/call needs one by default
+        assert (await _start(ws, token=token))["type"] == "started"
         await ws.send(b"\x00" * 321)  # odd byte count: not PCM16
         assert (await _first_error(ws))["code"] == "bad_audio_frame"
         await ws.send("AAAA//base64 audio in a text frame")  # text where audio belongs
@@ -167,7 +168,8 @@ async def test_a_vanishing_client_does_not_harm_other_calls(carecall_server, say
 
     async def vanish() -> None:
         ws = await websockets.connect(carecall_server.ws_url)
-        await _start(ws, sample_rate=speech.sample_rate)
+        token = await fetch_call_token(carecall_server.ws_url, "en")
+        await _start(ws, sample_rate=speech.sample_rate, token=token)
         half = speech.samples[: len(speech.samples) // 2]
         for i in range(0, len(half), 320):
             await ws.send(half[i : i + 320].astype("<i2").tobytes())

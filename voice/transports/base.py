@@ -18,13 +18,6 @@ from voice.inbound import InboundQueue
 from voice.pacing import PacedOutput, SendFrame, SendRaw
 
 
-def strict_rate(name: str, value: object, allowed: tuple[int, ...]) -> int:
-    """An integer sample rate from the allowed set: 16000.0 or True is refused (issue 10 #2)."""
-    if type(value) is not int or value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed} (an integer), got {value!r}")
-    return value
-
-
 class PacedTransport:
     def __init__(
         self,

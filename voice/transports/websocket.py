@@ -7,63 +7,22 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voice.audio import AudioFormatError, Pcm
 from voice.events import AudioDropped, CallerAudio, CallerHangup, CallEvent, Dtmf
-from voice.transports.base import PacedTransport, strict_rate
-from voice.wire import event_to_json
+from voice.transports.base import PacedTransport
+from voice.wire import SAMPLE_RATES, JsonInputError, ProtocolError, StartRequest, event_to_json, loads, parse_start
 
 log = logging.getLogger("carecall.ws")
 
-SAMPLE_RATES = (8000, 16000, 24000, 48000)
 DTMF_DIGITS = set("0123456789*#ABCD")
 MAX_ERRORS = 50  # a client that only sends garbage is cut off
 
-
-class ProtocolError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class StartRequest:
-    language: object  # as sent: voice.admission validates it
-    sample_rate: int
-    output_sample_rate: int
-    mode: object
-    token: str | None
-    params: dict[str, Any]
-
-
-def parse_start(raw: str | bytes | None) -> StartRequest:
-    """Validate the first message of a call."""
-    if not isinstance(raw, str):
-        raise ProtocolError("expected_start", "the first message must be a JSON 'start' message")
-    try:
-        msg = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError("bad_json", f"not JSON: {exc.msg}") from None
-    except RecursionError:
-        raise ProtocolError("bad_json", "JSON nested too deeply") from None
-    if not isinstance(msg, dict) or msg.get("type") != "start":
-        raise ProtocolError("expected_start", "the first message must be {\"type\": \"start\", ...}")
-    language = msg.get("language")  # language, mode and params are checked by voice.admission
-    try:  # integers only: 16000.0 once passed and killed the paced sender (issue 10 #2)
-        rate = strict_rate("sample_rate", msg.get("sample_rate", 16000), SAMPLE_RATES)
-        out_rate = strict_rate("output_sample_rate", msg.get("output_sample_rate", rate), SAMPLE_RATES)
-    except ValueError as exc:
-        raise ProtocolError("bad_sample_rate", str(exc)) from None
-    mode = msg.get("mode", "triage")
-    token = msg.get("token")
-    params = msg.get("params") or {}
-    if not isinstance(params, dict):
-        raise ProtocolError("bad_params", "params must be an object")
-    return StartRequest(language, rate, out_rate, mode, token if isinstance(token, str) else None, params)
+# the start message and the JSON reader live with the rest of the wire format (voice/wire.py)
+__all__ = ["SAMPLE_RATES", "ProtocolError", "StartRequest", "WebSocketTransport", "parse_start"]
 
 
 class WebSocketTransport(PacedTransport):
@@ -154,9 +113,10 @@ class WebSocketTransport(PacedTransport):
             await self._error("message_too_large", f"messages must be at most {self._max_bytes} bytes")
             return False
         try:
-            msg = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
-            await self._error("bad_json", "text messages must be JSON control messages; audio goes in binary frames")
+            msg = loads(text)
+        except JsonInputError as exc:
+            why = "text messages must be JSON control messages; audio goes in binary frames"
+            await self._error(exc.code, why if exc.code == "bad_json" else str(exc))
             return False
         kind = msg.get("type") if isinstance(msg, dict) else None
         if kind == "end":

@@ -9,8 +9,11 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 import time
-from collections import deque
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,28 +101,142 @@ class SessionSigner:
         return isinstance(raw, str) and hmac.compare_digest(raw, field)
 
 
+class TooManyAttempts(Exception):
+    """Sign-in refused before any password work: wait `retry_after_s`."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"too many failed sign-ins; try again in {max(1, round(retry_after_s))} s")
+        self.retry_after_s = retry_after_s
+
+
+class HashingBusy(Exception):
+    """Every password-hashing slot stayed taken: the server is under a guessing flood."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """After `free` failures, each attempt waits base_s · 2^(failures − free) (at most cap_s)
+    after the last failure."""
+
+    free: int
+    base_s: float
+    cap_s: float
+
+    def delay(self, failures: int) -> float:
+        if failures < self.free:
+            return 0.0
+        return min(self.cap_s, self.base_s * 2.0 ** min(failures - self.free, 30))
+
+
+# The account from one address backs off quickly; the address (any account) a little later; the account
+# from everywhere only mildly (capped at 30 s), so that nobody can lock a nurse out from her own desk.
+PAIR = Backoff(free=5, base_s=2.0, cap_s=900.0)
+ADDRESS = Backoff(free=10, base_s=1.0, cap_s=300.0)
+ACCOUNT = Backoff(free=20, base_s=1.0, cap_s=30.0)
+
+
 class LoginThrottle:
-    """At most `limit` failed logins per username or client in `window_s` seconds."""
+    """Login throttling that counts before hashing.
 
-    def __init__(self, limit: int = 5, window_s: float = 300.0) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._failures: dict[str, deque[float]] = {}
+    `begin()` counts the attempt as a failure at once, under a lock, and refuses it (TooManyAttempts,
+    nothing hashed) while any of its keys is backing off: per account from this address, per
+    address, per account from anywhere. A correct password then `succeeded()` and takes the count
+    back. `hashing()` bounds the argon2 work in flight (each verification costs ~64 MB). Memory is
+    bounded: at most `max_keys` keys (least recently used go first), each forgotten `forget_after_s`
+    after its last failure. `clock` is injectable (tests run it virtually)."""
 
-    def _recent(self, key: str) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
-        cutoff = time.monotonic() - self.window_s
-        while q and q[0] < cutoff:
-            q.popleft()
-        return q
+    def __init__(self, *, max_keys: int = 50_000, forget_after_s: float = 3600.0, max_hashing: int = 2,
+                 hash_wait_s: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 pair: Backoff = PAIR, address: Backoff = ADDRESS, account: Backoff = ACCOUNT) -> None:
+        self.max_keys = max_keys
+        self.forget_after_s = forget_after_s
+        self.hash_wait_s = hash_wait_s
+        self._clock = clock
+        self._rules = {"pair": pair, "addr": address, "user": account}
+        self._entries: OrderedDict[str, tuple[int, float]] = OrderedDict()  # key -> (failures, last failure)
+        self._lock = threading.Lock()
+        self._hashing = threading.BoundedSemaphore(max_hashing)
 
-    def blocked(self, *keys: str) -> bool:
-        return any(len(self._recent(k)) >= self.limit for k in keys)
+    @staticmethod
+    def _keys(username: str, address: str | None) -> dict[str, str]:
+        user = username.strip().lower()[:80]
+        addr = address or "unknown"
+        return {"pair": f"p:{user}|{addr}", "addr": f"a:{addr}", "user": f"u:{user}"}
 
-    def fail(self, *keys: str) -> None:
-        for k in keys:
-            self._recent(k).append(time.monotonic())
+    def _get(self, key: str, now: float) -> tuple[int, float]:
+        entry = self._entries.get(key)
+        if entry is None:
+            return 0, now
+        if now - entry[1] > self.forget_after_s:
+            del self._entries[key]
+            return 0, now
+        return entry
 
-    def clear(self, *keys: str) -> None:
-        for k in keys:
-            self._failures.pop(k, None)
+    def retry_after(self, username: str, address: str | None) -> float:
+        """Seconds until an attempt would be allowed (0: now)."""
+        with self._lock:
+            return self._retry_after(self._keys(username, address), self._clock())
+
+    def _retry_after(self, keys: dict[str, str], now: float) -> float:
+        wait = 0.0
+        for kind, key in keys.items():
+            failures, last = self._get(key, now)
+            wait = max(wait, last + self._rules[kind].delay(failures) - now)
+        return wait
+
+    def begin(self, username: str, address: str | None) -> None:
+        """Count this attempt (as a failure until it succeeds) or refuse it with TooManyAttempts."""
+        keys = self._keys(username, address)
+        with self._lock:
+            now = self._clock()
+            wait = self._retry_after(keys, now)
+            if wait > 0:
+                raise TooManyAttempts(wait)
+            for key in keys.values():
+                failures, _ = self._get(key, now)
+                self._entries[key] = (failures + 1, now)
+                self._entries.move_to_end(key)
+            self._evict(now)
+
+    def succeeded(self, username: str, address: str | None) -> None:
+        """The password was right: this account's counts go; the address keeps the others."""
+        keys = self._keys(username, address)
+        with self._lock:
+            self._entries.pop(keys["pair"], None)
+            self._entries.pop(keys["user"], None)
+            failures, last = self._get(keys["addr"], self._clock())
+            if failures > 1:
+                self._entries[keys["addr"]] = (failures - 1, last)
+            else:
+                self._entries.pop(keys["addr"], None)
+
+    @contextmanager
+    def hashing(self) -> Iterator[None]:
+        """One password verification at a time per slot; HashingBusy when none frees in time."""
+        if not self._hashing.acquire(timeout=self.hash_wait_s):
+            raise HashingBusy("the sign-in service is busy; try again shortly")
+        try:
+            yield
+        finally:
+            self._hashing.release()
+
+    def _evict(self, now: float) -> None:
+        while self._entries:
+            key, (_, last) = next(iter(self._entries.items()))
+            if len(self._entries) <= self.max_keys and now - last <= self.forget_after_s:
+                break
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def second_factor_ok(user: Any, code: str) -> bool:
+    """Staff enrolled in TOTP (an admin enrols them) must give the current code; others need none."""
+    secret = getattr(user, "totp_secret", None)
+    if not secret:
+        return True
+    import pyotp
+
+    code = (code or "").strip().replace(" ", "")
+    return len(code) == 6 and code.isdigit() and pyotp.TOTP(secret).verify(code, valid_window=1)

@@ -21,7 +21,15 @@ from records.models import DISPOSITIONS, User
 from records.recordings import recording_file
 from web.console import media
 from web.console.admin import add_admin_routes
-from web.console.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE_S, Principal
+from web.console.auth import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_MAX_AGE_S,
+    HashingBusy,
+    Principal,
+    TooManyAttempts,
+    second_factor_ok,
+)
 from web.console.campaigns import add_campaign_routes
 from web.console.common import (
     COOKIE_PATH,
@@ -68,23 +76,29 @@ def build_router() -> APIRouter:
         password: str = Form(""),
         login_token: str = Form(""),
         next: str = Form(""),
+        otp: str = Form(""),
     ) -> Response:
         services = get_services(request)
         if not services.signer.check_login_token(request.cookies.get(LOGIN_CSRF_COOKIE), login_token):
             raise HTTPException(403, "the login form expired; reload it and try again")
-        keys = (f"user:{username.strip().lower()}", f"client:{client_host(request)}")
-        if services.throttle.blocked(*keys):
-            raise HTTPException(429, "too many failed sign-ins; wait a few minutes")
-        with services.database.session() as session:
-            user = repository.authenticate(session, username, password)
-            if user is None:
-                services.throttle.fail(*keys)
-                repository.audit(
-                    session, "login_failed", detail={"username": username[:80]}, client=client_host(request)
-                )
-            else:
-                repository.audit(session, "login", user=user, client=client_host(request))
-                token = services.signer.issue(user.id, user.session_version)
+        address = client_host(request)
+        try:  # counted before any hashing; argon2 work bounded (web/console/auth.py, #7)
+            services.throttle.begin(username, address)
+            with services.throttle.hashing(), services.database.session() as session:
+                user = repository.authenticate(session, username, password)
+                if user is not None and not second_factor_ok(user, otp):
+                    user = None
+                if user is None:
+                    repository.audit(
+                        session, "login_failed", detail={"username": username[:80]}, client=address
+                    )
+                else:
+                    repository.audit(session, "login", user=user, client=address)
+                    token = services.signer.issue(user.id, user.session_version)
+        except TooManyAttempts as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": str(max(1, round(exc.retry_after_s)))}) from None
+        except HashingBusy as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
         if user is None:
             cookie, field = services.signer.login_token()
             response = render(
@@ -93,7 +107,7 @@ def build_router() -> APIRouter:
             )  # fmt: skip
             set_cookie(request, response, LOGIN_CSRF_COOKIE, cookie, max_age=3600)
             return response
-        services.throttle.clear(*keys)
+        services.throttle.succeeded(username, address)
         response = see_other(safe_next(next))
         set_cookie(request, response, SESSION_COOKIE, token, max_age=SESSION_MAX_AGE_S)
         response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)

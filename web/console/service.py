@@ -16,7 +16,7 @@ from records.db import Database, open_database
 from records.live import LiveFeed
 from records.live_pg import PostgresLiveBridge
 from records.recorder import CallRecorder, close_interrupted_calls
-from records.recordings import purge_recordings, recordings_dir
+from records.recordings import private_recordings_dir, purge_recordings, recordings_dir
 from settings import Settings
 from web.console.auth import LoginThrottle, SessionSigner, load_or_create_secret
 
@@ -32,7 +32,7 @@ class ConsoleServices:
     database: Database
     recorder: CallRecorder
     signer: SessionSigner
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)  # counts before argon2 (#7)
     own_database: bool = True
     purge_task: asyncio.Task[None] | None = None
     live_bridge: PostgresLiveBridge | None = None  # PostgreSQL: live calls of every worker
@@ -77,7 +77,7 @@ def open_services(settings: Settings, database: Database | None = None) -> Conso
     """Blocking: open and migrate the database, close calls a stopped server left open, purge."""
     own = database is None
     database = database or open_database(settings.resolved_database_url)
-    recordings_dir(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    private_recordings_dir(settings.data_dir)  # 0700: recordings are health data
     closed = close_interrupted_calls(database, recordings_dir(settings.data_dir))
     closed += close_interrupted_calls(database, recordings_dir(settings.data_dir), idle_s=STALE_CALL_S)
     if closed:

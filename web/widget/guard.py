@@ -1,14 +1,16 @@
 """Cheap checks that run before the widget's endpoints spend anything: a per-client rate limit and a
-bounded JSON body reader (content type, size, shape)."""
+bounded JSON body reader (content type, size, nesting, finite numbers, shape)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException, Request
+
+from voice.wire import JsonInputError, loads
 
 
 class RateLimiter:
@@ -72,9 +74,35 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         if len(body) > max_bytes:
             raise HTTPException(status_code=413, detail=f"body larger than {max_bytes} bytes")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(status_code=400, detail="body is not valid JSON") from None
+        data = loads(body)
+    except JsonInputError as exc:
+        detail = "body is not valid JSON" if exc.code == "bad_json" else f"body refused: {exc}"
+        raise HTTPException(status_code=400, detail=detail) from None
     if not isinstance(data, dict):
         raise HTTPException(status_code=400, detail="body must be a JSON object")
     return data
+
+
+def ice_server_hosts(ice_servers: list[str]) -> set[str]:
+    """The hosts of configured STUN/TURN URLs (`turn:turn.example.org:3478?transport=udp`)."""
+    hosts = set()
+    for url in ice_servers:
+        rest = url.split(":", 1)[1] if ":" in url else url
+        rest = rest.split("?", 1)[0].lstrip("/")
+        host = rest[1:].split("]", 1)[0] if rest.startswith("[") else rest.split(":", 1)[0]
+        if host:
+            hosts.add(host.lower())
+    return hosts
+
+
+def remote_candidate_filter(client_address: str, ice_servers: list[str]) -> Callable[[str], bool]:
+    """Which remote ICE candidates the server may send connectivity checks (STUN) to: the address the
+    peer's own request came from, and relays on our configured TURN servers. Every other address an
+    offer names is dropped, so an offer cannot make the server send STUN to a host of its choosing;
+    the browser's own checks still reach us and become peer-reflexive candidates (RFC 8445 7.3.1.3)."""
+    allowed = {client_address.lower()} | ice_server_hosts(ice_servers)
+
+    def keep(address: str) -> bool:
+        return address.lower() in allowed
+
+    return keep

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
-import json
 import logging
 import time
 from typing import Any
@@ -28,7 +27,7 @@ from voice.audio import Pcm
 from voice.events import CallerAudio, CallerHangup, CallEvent, Dtmf
 from voice.pacing import PacedOutput
 from voice.transports.base import PacedTransport
-from web.widget.messages import dumps, event_message
+from web.widget.messages import dumps, event_message, parse_client_message
 
 log = logging.getLogger("carecall.widget.rtc")
 
@@ -148,20 +147,11 @@ class WebRtcTransport(PacedTransport):
             _flush()
 
     def _on_message(self, message: Any) -> None:
-        if not isinstance(message, str) or len(message) > 4096:
-            return
-        try:
-            data = json.loads(message)
-        except (ValueError, RecursionError):
-            return
-        if not isinstance(data, dict):
-            return
-        kind = data.get("type")
-        if kind in ("end", "hangup"):
-            self._caller_gone("caller hung up")
-        elif kind == "dtmf" and isinstance(data.get("digit"), str) and data["digit"] in "0123456789*#":
-            if len(data["digit"]) == 1:
-                self.inbound.put(Dtmf(data["digit"]))
+        event = parse_client_message(message)  # strict, bounded (web/widget/messages.py)
+        if isinstance(event, CallerHangup):
+            self._caller_gone(event.reason)
+        elif isinstance(event, Dtmf):
+            self.inbound.put(event)
 
     def _caller_gone(self, reason: str) -> None:
         if not self._hung_up:

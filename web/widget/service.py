@@ -14,6 +14,7 @@ forgotten, so bad input leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import re
@@ -29,9 +30,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from settings import Settings
 from voice.admission import AdmissionRefused, Admitted, CallRequest, admit, hub_of
 from voice.hub import CallsBusy
-from web.widget.guard import RateLimiter, check_rate, read_json
+from web.widget.guard import RateLimiter, check_rate, client_key, read_json, remote_candidate_filter
 from web.widget.rtc import WebRtcTransport
-from web.widget.tokens import CallTokens, TokenError
+from web.widget.tokens import CallGrant, CallTokens, TokenError
 
 log = logging.getLogger("carecall.widget")
 
@@ -85,7 +86,7 @@ class WidgetService:
         token_ttl_s: float = 120.0,
         max_peers: int | None = None,
         offers_per_minute: int = 10,
-        tokens_per_minute: int = 20,
+        tokens_per_minute: int | None = None,
         connect_timeout_s: float = 20.0,
         ice_servers: Sequence[str] | None = None,
         ice_addresses: Sequence[str] | None = None,
@@ -104,7 +105,7 @@ class WidgetService:
         self.loopback_only = loopback_only
         self.allowed_origins = set(settings.widget_allowed_origins if allowed_origins is None else allowed_origins)
         self._offers = RateLimiter(offers_per_minute, 60.0)
-        self._token_limit = RateLimiter(tokens_per_minute, 60.0)
+        self._token_limit = RateLimiter(tokens_per_minute or settings.widget_tokens_per_minute, 60.0)
         self._hub_getter = hub_getter or (lambda request: hub_of(request.app.state))
         self.transports: set[WebRtcTransport] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -243,14 +244,17 @@ class WidgetService:
                 raise HTTPException(status_code=503, detail=BUSY, headers={"Retry-After": "30"}) from None
             raise HTTPException(status_code=400, detail=exc.message) from None
         try:
-            self.tokens.redeem(token)
+            grant = self.tokens.redeem(token)
         except TokenError as exc:
             admitted.release()
             raise HTTPException(status_code=exc.status, detail=exc.message) from None
+        # fields that touch records come from the signed token, never from the caller (issue 10 #4)
+        admitted.info = dataclasses.replace(admitted.info, params=dict(grant.params))
         language = admitted.info.language
 
-        if self.loopback_only:
-            sdp = filter_candidates(sdp, _is_loopback)
+        # STUN goes only to the peer's own address (and our TURN relays), never to any host an offer names
+        keep = remote_candidate_filter(client_key(request), self.ice_servers)
+        sdp = filter_candidates(sdp, (lambda a: keep(a) and _is_loopback(a)) if self.loopback_only else keep)
         pc = RTCPeerConnection(self._rtc_configuration())
         transport = WebRtcTransport(pc, emergency_number=self.settings.emergency_number(language))
         self.transports.add(transport)
@@ -272,10 +276,11 @@ class WidgetService:
         log.info("call %s: webrtc offer answered", call_id[:8])
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "call_id": call_id}
 
-    async def authorise_call(self, token: str | None) -> None:
-        """For /ws/call's start message: use a widget token up, or refuse (PermissionError)."""
+    async def authorise_call(self, token: str | None) -> CallGrant:
+        """For /ws/call's start message: use a widget token up, or refuse (PermissionError). The
+        grant carries the signed, server-side call parameters."""
         try:
-            self.tokens.redeem(token)
+            return self.tokens.redeem(token)
         except TokenError as exc:
             raise PermissionError(exc.message) from None
 

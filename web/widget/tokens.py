@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -45,6 +45,9 @@ class TokenUsed(TokenError):
 class CallGrant:
     token_id: str
     language: Language
+    # call parameters that touch records (patient, campaign, hospital): set by server code when it
+    # issues the token (a campaign's own data), signed with it, never taken from the caller
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class CallTokens:
@@ -55,12 +58,18 @@ class CallTokens:
         self.ttl_s = ttl_s
         self._used: dict[str, float] = {}  # token id -> when it can be forgotten
 
-    def issue(self, language: Language) -> str:
-        return self._serializer.dumps({"jti": secrets.token_urlsafe(12), "lang": language})
+    def issue(self, language: Language, params: dict[str, str] | None = None) -> str:
+        """A token for one call; `params` (server-side data only) are signed into it."""
+        data: dict[str, Any] = {"jti": secrets.token_urlsafe(12), "lang": language}
+        if params:
+            data["p"] = {str(k): str(v) for k, v in params.items()}
+        return self._serializer.dumps(data)
 
     def _check(self, token: object) -> CallGrant:
-        if not isinstance(token, str) or not token or len(token) > 512:
+        if not isinstance(token, str) or not token or len(token) > 2048:
             raise TokenInvalid("a call token is required")
+        if not token.isascii():  # tokens are URL-safe ASCII; anything else cannot be ours
+            raise TokenInvalid("the call token is not valid")
         try:
             data = self._serializer.loads(token, max_age=self.ttl_s)
         except SignatureExpired:
@@ -69,7 +78,8 @@ class CallTokens:
             raise TokenInvalid("the call token is not valid") from None
         if not isinstance(data, dict) or data.get("lang") not in ("zh", "en") or not data.get("jti"):
             raise TokenInvalid("the call token is not valid")
-        return CallGrant(token_id=str(data["jti"]), language=data["lang"])
+        params = data.get("p") if isinstance(data.get("p"), dict) else {}
+        return CallGrant(token_id=str(data["jti"]), language=data["lang"], params=dict(params))
 
     def peek(self, token: object) -> CallGrant:
         """Check a token without using it up (to validate a request before spending effort)."""
