@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from settings import Settings
+from telephony.stream_auth import TOKEN_PARAMETER
 from telephony.twilio_webhooks import build_router
 from voice.admission import AdmissionRefused, CallRequest, ReservingHub, admit, validate
 from voice.events import CallInfo
@@ -107,19 +108,22 @@ def test_an_older_hub_is_checked_and_run_the_old_way() -> None:
         admit(None, CallRequest("webrtc", language="zh"))  # no hub yet: busy, not a crash
 
 
-def start_message(language: str) -> str:
+def start_message(language: str, token: str) -> str:
+    custom = {"language": language, TOKEN_PARAMETER: token}
     return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
-                       "start": {"streamSid": "MZ1", "callSid": "CA1", "customParameters": {"language": language},
+                       "start": {"streamSid": "MZ1", "callSid": "CA1", "customParameters": custom,
                                  "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000}}})
 
 
 def test_a_bad_language_on_media_streams_is_refused_not_turned_into_zh() -> None:
     hub = OldHub()
     app = FastAPI()
-    app.include_router(build_router(Settings(), get_hub=lambda _app: hub))
+    router = build_router(Settings(), get_hub=lambda _app: hub)
+    app.include_router(router)
+    token = router.stream_guard.tokens.issue({"language": "fr"})  # type: ignore[attr-defined]  # as signed TwiML would carry
     with TestClient(app) as client, client.websocket_connect("/telephony/twilio/stream") as ws:
         ws.send_text(json.dumps({"event": "connected"}))
-        ws.send_text(start_message("fr"))
+        ws.send_text(start_message("fr", token))
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
     assert closed.value.code == 1008 and closed.value.reason == "bad_language"
