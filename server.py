@@ -77,6 +77,7 @@ def turn_taking(settings: Settings) -> TurnTaking:
         backchannels=load_backchannels(),
         partial_interval_s=settings.asr_partial_interval_s,
         silence_reprompt_s=settings.silence_reprompt_s,
+        uncertain_below=settings.asr_uncertain_below,
     )
 
 

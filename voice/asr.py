@@ -33,9 +33,10 @@ from voice.asr_terms import (
     load_zh_bias,
     to_simplified,
 )
+from voice.asr_words import uncertain_words
 from voice.audio import Pcm
 from voice.models import whisper_dir
-from voice.ports import RecognitionHints, Transcript, WordInfo
+from voice.ports import RecognitionHints, Transcript
 
 if TYPE_CHECKING:
     from settings import Settings
@@ -68,28 +69,6 @@ class _Stats:
     processing_s: float = 0.0
     by_kind: dict[str, int] = field(default_factory=dict)
     retried: dict[str, int] = field(default_factory=dict)
-
-
-def uncertain_words(words: tuple[WordInfo, ...], threshold: float) -> tuple[str, ...]:
-    """The words the recogniser was unsure of (probability under `threshold`), in order, once each;
-    adjacent unsure Mandarin characters join into one word (三, 十 → 三十)."""
-    out: list[str] = []
-    previous_end: float | None = None
-    for w in words:
-        text = w.text.strip(" ,.?!，。？！、")
-        if not text or w.probability >= threshold:
-            previous_end = None
-            continue
-        if out and previous_end is not None and _cjk(text) and _cjk(out[-1]):
-            out[-1] += text
-        else:
-            out.append(text)
-        previous_end = w.end_s
-    return tuple(dict.fromkeys(out))
-
-
-def _cjk(text: str) -> bool:
-    return all("\u4e00" <= c <= "\u9fff" for c in text)
 
 
 class WhisperRecognizer:
@@ -131,7 +110,7 @@ class WhisperRecognizer:
             options=DecodeOptions(
                 beam_size=settings.asr_beam_size,
                 beam_by_language=(("en", settings.asr_beam_size_en), ("zh", settings.asr_beam_size_zh)),
-                max_batch=getattr(settings, "asr_max_batch", 4),
+                max_batch=settings.asr_max_batch,
             ),
         )
 
@@ -143,7 +122,7 @@ class WhisperRecognizer:
                 hints: RecognitionHints | None = None) -> DecodeRequest:
         bias = self._biases.get(language, TurnBias(language))
         opts = self._options
-        prompt = bias.prompt_for(hints)
+        prompt = bias.prompt_for(hints, audio_s=audio.duration)
         return DecodeRequest(
             samples=_to_whisper_input(audio),
             language=language,

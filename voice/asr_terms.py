@@ -24,6 +24,7 @@ PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 DEFAULT_ZH_TERMS = PROMPTS / "zh" / "asr_terms.yaml"
 MAX_HINT_PHRASES = 8  # per turn, after the kind's own words
 MAX_PROMPT_CHARS = 120  # the whole prompt; Whisper's context is 448 tokens and long prompts loop
+SHORT_ANSWER_S = 1.5  # an utterance this short after such a question is the answer itself
 SHORT_KINDS = frozenset({"yes_no", "number", "scale", "duration"})  # answers whose prompt is their own words
 
 
@@ -110,15 +111,18 @@ class TurnBias:
     def fallback_prompt(self) -> str:
         return self.base
 
-    def prompt_for(self, hints: RecognitionHints | None = None) -> str:
-        """Base prompt, then the words this turn expects, then the standing terms, within the caps."""
+    def prompt_for(self, hints: RecognitionHints | None = None, *, audio_s: float | None = None) -> str:
+        """Base prompt, then the words this turn expects, then the standing terms, within the caps.
+        A short utterance (≤ SHORT_ANSWER_S) after a short-answer question gets no standing terms."""
         expected: list[str] = []
         if hints is not None:
             expected += self.kinds.get(hints.kind, ())
             expected += [p.strip() for p in hints.phrases[:MAX_HINT_PHRASES] if p.strip()]
         # A short answer's prompt carries only its own words: the standing symptom terms made Whisper
         # hear "有" as "胳膊、胳膊" after a yes/no question (bench/asr.py --synthetic).
-        standing = [] if hints is not None and hints.kind in SHORT_KINDS else list(self.terms)
+        # A caller who answers a yes/no question with a sentence ("我从昨天开始发烧，还咳嗽") still needs them.
+        short = hints is not None and hints.kind in SHORT_KINDS and (audio_s is None or audio_s <= SHORT_ANSWER_S)
+        standing = [] if short else list(self.terms)
         phrases = list(dict.fromkeys(expected + standing))
         sep, end = ("、", "。") if self.language == "zh" else (", ", ".")
         kept: list[str] = []

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voice.asr_words import uncertain_words
 from voice.audio import Pcm
 from voice.conversation import (
     CallerUtterance,
@@ -52,7 +53,7 @@ from voice.events import (
     TurnRecorded,
 )
 from voice.hub import Engines
-from voice.ports import Transcript, Transport
+from voice.ports import RecognitionHints, Transcript, Transport
 from voice.recording import StereoRecorder
 from voice.resample import StreamResampler
 from voice.textnorm import ClauseSplitter
@@ -79,6 +80,7 @@ class TurnTaking:
     partial_interval_s: float = 0.6  # 0 turns partial transcripts off
     speculative_decoding: bool = True  # start the final decode at a pause, before the endpoint
     silence_reprompt_s: float = 8.0
+    uncertain_below: float = 0.5  # word probability under which a word is reported as uncertain
 
 
 @dataclass
@@ -148,6 +150,7 @@ class Call:
         self._partials: asyncio.Task[None] | None = None
         self._speculative: tuple[int, asyncio.Task[Transcript]] | None = None
         self._barge_candidate = False
+        self._hints: RecognitionHints | None = None  # what the pending question expects (ExpectAnswer)
         self._last_activity = time.monotonic()
         self._silences = 0
         self.state: CallState = "connecting"
@@ -264,7 +267,7 @@ class Call:
             self._drop_speculative()
             if self.tt.speculative_decoding and not self._speaking:
                 task = asyncio.ensure_future(
-                    self.engines.recognizer.transcribe(ev.audio, self.info.language))
+                    self.engines.recognizer.transcribe(ev.audio, self.info.language, hints=self._hints))
                 self._speculative = (len(ev.audio), task)
         elif isinstance(ev, SpeechResumed):
             self._drop_speculative()
@@ -321,7 +324,8 @@ class Call:
             else:
                 if speculative is not None:
                     speculative[1].cancel()
-                transcript = await self.engines.recognizer.transcribe(ev.audio, self.info.language)
+                transcript = await self.engines.recognizer.transcribe(
+                    ev.audio, self.info.language, hints=self._hints)
             text = transcript.text.strip()
             if not text or _ONLY_PUNCTUATION.match(text):
                 if not self._speaking:
@@ -342,7 +346,8 @@ class Call:
                                     asr_ms=timing.metrics().asr_ms),
             )
             await self._record(turn)
-            self._start_reply(self.dialogue.respond(CallerUtterance(text, index)), timing)
+            unsure = uncertain_words(transcript.words, self.tt.uncertain_below)
+            self._start_reply(self.dialogue.respond(CallerUtterance(text, index, unsure)), timing)
 
     def _is_backchannel(self, text: str) -> bool:
         words = self.tt.backchannels.get(self.info.language, frozenset())
@@ -396,6 +401,7 @@ class Call:
         self._reply_clauses = []
         self._interrupted_at_s = None
         self.endpointer.set_silence_ms(self.tt.endpointer.silence_ms)  # until ExpectAnswer says otherwise
+        self._hints = None
         full_text: list[str] = []
         self._bot_turn_start_s = None
         turn_recorded = False
@@ -411,6 +417,7 @@ class Call:
                         for clause in splitter.push(out):
                             await clauses.put(clause)
                     elif isinstance(out, ExpectAnswer):
+                        self._hints = RecognitionHints(out.kind, out.phrases)
                         if out.kind in ("yes_no", "number", "scale"):
                             self.endpointer.set_silence_ms(
                                 self.tt.short_answer_silence_ms, up_to_speech_s=self.tt.short_answer_max_s)

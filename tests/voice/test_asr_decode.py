@@ -48,6 +48,8 @@ def test_turn_prompt_puts_the_expected_answers_first_within_the_cap() -> None:
     yes_no = zh.prompt_for(RecognitionHints("yes_no"))
     assert "不是" in yes_no and "没有" in yes_no
     assert "胸口" not in yes_no  # a short answer's prompt carries no symptom terms ("有" → "胳膊")
+    sentence = zh.prompt_for(RecognitionHints("yes_no"), audio_s=3.0)  # "是的，我从昨天开始发烧，还咳嗽"
+    assert "不是" in sentence and "咳嗽" in sentence
     free = zh.prompt_for(RecognitionHints("free", ("左臂",)))
     assert free.index("左臂") < free.index("胸口")  # the turn's words come before the standing terms
     number = zh.prompt_for(RecognitionHints("number", ("三十八度五",)))
