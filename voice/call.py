@@ -57,6 +57,7 @@ from voice.ports import RecognitionHints, Transcript, Transport
 from voice.recording import StereoRecorder
 from voice.resample import StreamResampler
 from voice.textnorm import ClauseSplitter
+from voice.turn_end import verdict as turn_verdict
 
 log = logging.getLogger("carecall.call")
 
@@ -81,6 +82,7 @@ class TurnTaking:
     speculative_decoding: bool = True  # start the final decode at a pause, before the endpoint
     silence_reprompt_s: float = 8.0
     uncertain_below: float = 0.5  # word probability under which a word is reported as uncertain
+    text_turn_end: bool = True  # end/hold a turn at a pause from the words decoded there (voice.turn_end)
 
 
 @dataclass
@@ -269,6 +271,7 @@ class Call:
                 task = asyncio.ensure_future(
                     self.engines.recognizer.transcribe(ev.audio, self.info.language, hints=self._hints))
                 self._speculative = (len(ev.audio), task)
+                task.add_done_callback(self._judge_pause)
         elif isinstance(ev, SpeechResumed):
             self._drop_speculative()
         elif isinstance(ev, SpeechDiscarded):
@@ -282,6 +285,14 @@ class Call:
             speech_end = now - (self.endpointer.now_s - ev.speech_end_s)
             speculative, self._speculative = self._speculative, None
             self._spawn(self._caller_turn(ev, speech_end, now, speculative, barge_candidate), "turn")
+
+    def _judge_pause(self, task: asyncio.Task[Transcript]) -> None:
+        """The words decoded at a pause end the turn now, hold it open, or leave the silence wait."""
+        if task.cancelled() or task.exception() is not None or self._speculative is None:
+            return
+        if self._speculative[1] is task and self.tt.text_turn_end:
+            kind = self._hints.kind if self._hints else "free"
+            self.endpointer.decide(turn_verdict(task.result().text, self.info.language, kind))
 
     def _drop_speculative(self) -> None:
         """The caller went on talking: that decode is stale (cancelled if it has not started)."""
