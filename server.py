@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from voice.metrics import CallMetrics
 from voice.ports import Synthesizer
 from voice.transports.websocket import ProtocolError, WebSocketTransport, parse_start
 from voice.tts.cache import CachingSynthesizer
+from voice.tts.warm import WarmReport, warm_phrases
 
 log = logging.getLogger("carecall.server")
 
@@ -50,6 +51,7 @@ class Runtime:
     chat_model: ChatModel
     hub: CallHub
     metrics: CallMetrics
+    warm: WarmReport = field(default_factory=WarmReport)  # TTS warm start progress (/healthz)
 
 
 def load_backchannels() -> dict[str, frozenset[str]]:
@@ -157,7 +159,15 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         metrics = CallMetrics()
         hub.add_observer(metrics)
         stack.push_async_callback(hub.drain)
-        yield Runtime(settings=settings, executor=executor, chat_model=chat_model, hub=hub, metrics=metrics)
+        warm = WarmReport()
+        if settings.tts_warm_start:  # every fixed phrase rendered in the background (voice/tts/warm.py)
+            from dialogue.fixed_phrases import fixed_phrases
+
+            phrases = fixed_phrases({"zh": settings.emergency_number_zh, "en": settings.emergency_number_en})
+            warming = asyncio.ensure_future(warm_phrases(engines.synthesizers, phrases, warm))
+            stack.callback(warming.cancel)
+        yield Runtime(settings=settings, executor=executor, chat_model=chat_model, hub=hub, metrics=metrics,
+                      warm=warm)
 
 
 async def ws_call(ws: WebSocket) -> None:
@@ -235,7 +245,10 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         hub: CallHub | None = getattr(app.state, "hub", None)
-        return {"status": "ok", "calls": len(hub.active) if hub else 0}
+        runtime = getattr(app.state, "runtime", None)
+        warm = getattr(runtime, "warm", None)
+        return {"status": "ok", "calls": len(hub.active) if hub else 0,
+                "warm": {"done": warm.done, "clauses": warm.clauses, "rendered": warm.rendered} if warm else None}
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

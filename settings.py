@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     # --- TTS ------------------------------------------------------------------------------------
     tts_engine_en: Literal["piper", "coqui"] = "piper"
     tts_engine_zh: Literal["fastspeech2", "coqui"] = "fastspeech2"
+    tts_warm_start: bool = Field(True, description="synthesise every fixed phrase at start-up, in the background")
     coqui_model_path: Path | None = None
     coqui_config_path: Path | None = None
     coqui_device: str = "cpu"
