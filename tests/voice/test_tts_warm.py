@@ -44,7 +44,7 @@ async def test_warming_renders_every_clause_once_in_order_and_survives_a_bad_phr
     cache = CachingSynthesizer(voice)
     texts = ["Hello, this is CareCall. This call is recorded.", "Is it all right?", "A bad one.", "Is it all right?"]
     report = await warm_phrases({"en": cache}, {"en": texts})
-    expected = clauses_of(texts[0], "en") + ["Is it all right?"]
+    expected = [*clauses_of(texts[0], "en"), "Is it all right?"]
     assert voice.rendered == expected
     assert report.done and report.failed == 1 and report.rendered == len(expected)
     for clause in expected:  # what a call asks for now costs no synthesis
