@@ -176,6 +176,11 @@ class TriageDialogue(_Base):
         self.summary: dict[str, Any] | None = None
 
     async def opening(self) -> AsyncIterator[DialogueOutput]:
+        if self.info.params.get("consent") == "page":  # the widget: agreed to the recording on the page
+            self.phase = "complaint"
+            for out in self.ask(self.t("greeting_page_consent"), "free"):
+                yield out
+            return
         self.phase = "consent"
         for out in self.ask(self.t("greeting"), "yes_no"):
             yield out

@@ -153,6 +153,9 @@ class Call:
         self._speculative: tuple[int, asyncio.Task[Transcript]] | None = None
         self._barge_candidate = False
         self._hints: RecognitionHints | None = None  # what the pending question expects (ExpectAnswer)
+        # Words of a turn the caller talked on past ("Hello! ... I have crushing chest pain"): they are
+        # answered together with what follows, so the bot never asks its next question over the caller.
+        self._carried: tuple[str, SpeechEnded] | None = None
         self._last_activity = time.monotonic()
         self._silences = 0
         self.state: CallState = "connecting"
@@ -277,6 +280,10 @@ class Call:
         elif isinstance(ev, SpeechDiscarded):
             self._barge_candidate = False
             self._stop_partials()
+            if self._carried is not None and not self._turn_lock.locked():  # what followed was only noise
+                text, ended = self._carried
+                self._carried = None
+                self._spawn(self._caller_turn(ended, now, now, None, False, carried_text=text), "turn")
         elif isinstance(ev, SpeechEnded):
             self._last_activity = now
             self._stop_partials()
@@ -326,11 +333,14 @@ class Call:
         endpoint: float,
         speculative: tuple[int, asyncio.Task[Transcript]] | None,
         barge_candidate: bool,
+        carried_text: str | None = None,
     ) -> None:
         async with self._turn_lock:
             if not self._speaking:
                 await self._set_state("thinking")
-            if speculative is not None and speculative[0] == len(ev.audio):
+            if carried_text is not None:
+                transcript = Transcript(carried_text, self.info.language, 0.0, 0.0)
+            elif speculative is not None and speculative[0] == len(ev.audio):
                 transcript = await speculative[1]
             else:
                 if speculative is not None:
@@ -344,6 +354,14 @@ class Call:
                 return
             if barge_candidate and self._is_backchannel(text):
                 return  # "mm-hm" said while the bot talked: an acknowledgement, not a turn
+            if carried_text is None and self._carried is not None:  # this turn goes on from the carried one
+                first, first_ev = self._carried
+                self._carried = None
+                text = (first + ("" if self.info.language == "zh" else " ") + text).strip()
+                ev = SpeechEnded(ev.audio, first_ev.start_s, ev.speech_end_s, ev.decided_s, ev.forced)
+            if carried_text is None and self.endpointer.in_speech:
+                self._carried = (text, ev)  # the caller is talking again: answer it all when they stop
+                return
             await self._interrupt()
             timing = _ReplyTiming(speech_end=speech_end, endpoint=endpoint, transcript=time.monotonic())
             index = self._next_turn_index()

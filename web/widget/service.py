@@ -262,7 +262,8 @@ class WidgetService:
             raise HTTPException(status_code=400, detail="the SDP offer could not be used") from None
 
         call_id = hub.new_call_id()
-        info = CallInfo(call_id=call_id, language=language, channel="webrtc")
+        # The widget starts a call only after its caller ticked the recording notice on the page.
+        info = CallInfo(call_id=call_id, language=language, channel="webrtc", params={"consent": "page"})
         self._spawn(self._run_call(hub, info, transport), name=f"webrtc-call:{call_id[:8]}")
         log.info("call %s: webrtc offer answered", call_id[:8])
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "call_id": call_id}
