@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from voice.metrics import CallMetrics
 from voice.ports import Synthesizer
 from voice.transports.websocket import ProtocolError, WebSocketTransport, parse_start
 from voice.tts.cache import CachingSynthesizer
+from voice.tts.warm import WarmReport, warm_phrases
 from web.limits import BodyLimitMiddleware, BodyRule, console_signed_in
 
 log = logging.getLogger("carecall.server")
@@ -52,6 +53,7 @@ class Runtime:
     chat_model: ChatModel
     hub: CallHub
     metrics: CallMetrics
+    warm: WarmReport = field(default_factory=WarmReport)  # TTS warm start progress (/healthz)
 
 
 def load_backchannels() -> dict[str, frozenset[str]]:
@@ -82,6 +84,7 @@ def turn_taking(settings: Settings) -> TurnTaking:
         max_call_s=settings.max_call_s,
         max_silence_s=settings.max_caller_silence_s,
         max_reply_s=settings.max_reply_s,
+        uncertain_below=settings.asr_uncertain_below,
     )
 
 
@@ -161,7 +164,15 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         metrics = CallMetrics()
         hub.add_observer(metrics)
         stack.push_async_callback(hub.drain)
-        yield Runtime(settings=settings, executor=executor, chat_model=chat_model, hub=hub, metrics=metrics)
+        warm = WarmReport()
+        if settings.tts_warm_start:  # every fixed phrase rendered in the background (voice/tts/warm.py)
+            from dialogue.fixed_phrases import fixed_phrases
+
+            phrases = fixed_phrases({"zh": settings.emergency_number_zh, "en": settings.emergency_number_en})
+            warming = asyncio.ensure_future(warm_phrases(engines.synthesizers, phrases, warm))
+            stack.callback(warming.cancel)
+        yield Runtime(settings=settings, executor=executor, chat_model=chat_model, hub=hub, metrics=metrics,
+                      warm=warm)
 
 
 async def ws_call(ws: WebSocket) -> None:
@@ -246,7 +257,10 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         hub: CallHub | None = getattr(app.state, "hub", None)
-        return {"status": "ok", "calls": len(hub.active) if hub else 0}
+        runtime = getattr(app.state, "runtime", None)
+        warm = getattr(runtime, "warm", None)
+        return {"status": "ok", "calls": len(hub.active) if hub else 0,
+                "warm": {"done": warm.done, "clauses": warm.clauses, "rendered": warm.rendered} if warm else None}
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

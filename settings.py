@@ -33,10 +33,14 @@ class Settings(BaseSettings):
     asr_beam_size_zh: int = Field(5, description="final-decode beam for Mandarin (beam 5 halves errors)")
     asr_threads: int = 2
     asr_partial_interval_s: float = 0.6
+    asr_max_batch: int = Field(4, description="utterances of concurrent calls decoded in one encoder pass")
+    asr_uncertain_below: float = Field(
+        0.5, description="words recognised with a probability under this are CallerUtterance.uncertain_words")
 
     # --- TTS ------------------------------------------------------------------------------------
     tts_engine_en: Literal["piper", "coqui"] = "piper"
     tts_engine_zh: Literal["fastspeech2", "coqui"] = "fastspeech2"
+    tts_warm_start: bool = Field(True, description="synthesise every fixed phrase at start-up, in the background")
     coqui_model_path: Path | None = None
     coqui_config_path: Path | None = None
     coqui_device: str = "cpu"

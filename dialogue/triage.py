@@ -231,6 +231,11 @@ class TriageDialogue(Checks, _Base):
         self.unclear_after_flag = 0  # unclear answers to the transfer offer (treated like silence)
 
     async def opening(self) -> AsyncIterator[DialogueOutput]:
+        if self.info.params.get("consent") == "page":  # the widget: agreed to the recording on the page
+            self.phase = "complaint"
+            for out in self.ask(self.t("greeting_page_consent"), "free"):
+                yield out
+            return
         self.phase = "consent"
         for out in self.ask(self.t("greeting"), "yes_no"):
             yield out

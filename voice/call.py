@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voice.asr_words import uncertain_words
 from voice.audio import Pcm
 from voice.clock import LOOP_CLOCK, Clock
 from voice.conversation import (
@@ -60,11 +61,12 @@ from voice.events import (
     TurnRecorded,
 )
 from voice.hub import Engines
-from voice.ports import Prefetching, Transcript, Transferable, Transport
+from voice.ports import Prefetching, RecognitionHints, Transcript, Transferable, Transport
 from voice.recording import StereoRecorder
 from voice.reply import Reply, ReplyTiming, SpokenClause
 from voice.resample import StreamResampler, Upsample2x, live_resampler
 from voice.textnorm import ClauseSplitter
+from voice.turn_end import verdict as turn_verdict
 
 log = logging.getLogger("carecall.call")
 
@@ -94,6 +96,8 @@ class TurnTaking:
     max_call_s: float = 1800.0
     max_silence_s: float = 120.0
     max_reply_s: float = 120.0  # one reply (text, synthesis and playout) may take this long
+    uncertain_below: float = 0.5  # word probability under which a word is reported as uncertain
+    text_turn_end: bool = True  # end/hold a turn at a pause from the words decoded there (voice.turn_end)
 
 
 class Call:
@@ -138,6 +142,10 @@ class Call:
         self._barge_candidate = False
         self._last_activity = self._t0  # anything happened (reprompt timer)
         self._last_caller = self._t0  # the caller spoke or pressed a key (max silence)
+        self._hints: RecognitionHints | None = None  # what the pending question expects (ExpectAnswer)
+        # Words of a turn the caller talked on past ("Hello! ... I have crushing chest pain"): they are
+        # answered together with what follows, so the bot never asks its next question over the caller.
+        self._carried: tuple[str, SpeechEnded] | None = None
         self._silences = 0
         self._escalated = False
         self._dropped_told = False
@@ -287,11 +295,16 @@ class Call:
             if self.tt.speculative_decoding and not self._speaking:
                 task = self._spawn(self._decode_quietly(ev.audio), "speculative")
                 self._speculative = (len(ev.audio), task)
+                task.add_done_callback(self._judge_pause)
         elif isinstance(ev, SpeechResumed):
             self._drop_speculative()
         elif isinstance(ev, SpeechDiscarded):
             self._barge_candidate = False
             self._stop_partials()
+            if self._carried is not None and not self._turn_lock.locked():  # what followed was only noise
+                text, ended = self._carried
+                self._carried = None
+                self._spawn(self._caller_turn(ended, now, now, None, False, carried_text=text), "turn")
         elif isinstance(ev, SpeechEnded):
             self._last_activity = self._last_caller = now
             self._stop_partials()
@@ -304,10 +317,20 @@ class Call:
     async def _decode_quietly(self, audio: Pcm) -> Transcript | None:
         """A speculative decode: its failure only means the endpoint decodes again."""
         try:
-            return await self.engines.recognizer.transcribe(audio, self.info.language)
+            return await self.engines.recognizer.transcribe(audio, self.info.language, hints=self._hints)
         except Exception as exc:
             log.info("call %s: speculative decode failed: %r", self.info.call_id[:8], exc)
             return None
+
+    def _judge_pause(self, task: asyncio.Task[Transcript | None]) -> None:
+        """The words decoded at a pause end the turn now, hold it open, or leave the silence wait."""
+        if task.cancelled() or task.exception() is not None or self._speculative is None:
+            return
+        if self._speculative[1] is task and self.tt.text_turn_end:
+            kind = self._hints.kind if self._hints else "free"
+            heard = task.result()
+            if heard is not None:
+                self.endpointer.decide(turn_verdict(heard.text, self.info.language, kind))
 
     def _drop_speculative(self) -> None:
         """The caller went on talking: that decode is stale (cancelled if it has not started)."""
@@ -341,17 +364,20 @@ class Call:
         endpoint: float,
         speculative: tuple[int, asyncio.Task[Transcript | None]] | None,
         barge_candidate: bool,
+        carried_text: str | None = None,
     ) -> None:
         async with self._turn_lock:
             if not self._speaking:
                 await self._set_state("thinking")
             transcript: Transcript | None = None
-            if speculative is not None and speculative[0] == len(ev.audio):
+            if carried_text is not None:
+                transcript = Transcript(carried_text, self.info.language, 0.0, 0.0)
+            elif speculative is not None and speculative[0] == len(ev.audio):
                 transcript = await speculative[1]
             elif speculative is not None:
                 speculative[1].cancel()
             if transcript is None:
-                transcript = await self.engines.recognizer.transcribe(ev.audio, self.info.language)
+                transcript = await self.engines.recognizer.transcribe(ev.audio, self.info.language, hints=self._hints)
             text = transcript.text.strip()
             if not text or _ONLY_PUNCTUATION.match(text):
                 if not self._speaking:
@@ -359,6 +385,14 @@ class Call:
                 return
             if barge_candidate and self._is_backchannel(text):
                 return  # "mm-hm" said while the bot talked: an acknowledgement, not a turn
+            if carried_text is None and self._carried is not None:  # this turn goes on from the carried one
+                first, first_ev = self._carried
+                self._carried = None
+                text = (first + ("" if self.info.language == "zh" else " ") + text).strip()
+                ev = SpeechEnded(ev.audio, first_ev.start_s, ev.speech_end_s, ev.decided_s, ev.forced)
+            if carried_text is None and self.endpointer.in_speech:
+                self._carried = (text, ev)  # the caller is talking again: answer it all when they stop
+                return
             await self._after_protected()
             await self._interrupt(force=True)
             timing = ReplyTiming(speech_end=speech_end, endpoint=endpoint, transcript=self.clock.now())
@@ -373,7 +407,8 @@ class Call:
                 metrics=TurnMetrics(endpoint_wait_ms=m.endpoint_wait_ms, asr_ms=m.asr_ms),
             )
             await self._record(turn)
-            self._start_reply(self.dialogue.respond(CallerUtterance(text, index)), timing, "response")
+            unsure = uncertain_words(transcript.words, self.tt.uncertain_below)
+            self._start_reply(self.dialogue.respond(CallerUtterance(text, index, unsure)), timing, "response")
 
     def _is_backchannel(self, text: str) -> bool:
         words = self.tt.backchannels.get(self.info.language, frozenset())
@@ -460,6 +495,7 @@ class Call:
         clauses: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
         timing = reply.timing
         self.endpointer.set_silence_ms(self.tt.endpointer.silence_ms)  # until ExpectAnswer says otherwise
+        self._hints = None
 
         async def produce() -> None:
             splitter = ClauseSplitter(self.info.language)
@@ -480,6 +516,7 @@ class Call:
                                 reply.pending_protected.append(clause)
                             await clauses.put((clause, protected))
                     elif isinstance(out, ExpectAnswer):
+                        self._hints = RecognitionHints(out.kind, out.phrases)
                         if out.kind in ("yes_no", "number", "scale"):
                             self.endpointer.set_silence_ms(
                                 self.tt.short_answer_silence_ms, up_to_speech_s=self.tt.short_answer_max_s)

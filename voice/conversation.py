@@ -37,6 +37,8 @@ class ExpectAnswer:
     """What the next caller turn is likely to be; lets the endpointer wait less for short answers."""
 
     kind: Literal["yes_no", "number", "scale", "duration", "free"] = "free"
+    # Words the answer may contain (the protocol's body parts, symptoms, units): recognition hints.
+    phrases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,8 @@ DialogueOutput = str | BotAction  # text is spoken (LLM tokens may come in small
 class CallerUtterance:
     text: str
     turn_index: int
-    uncertain_words: tuple[str, ...] = ()  # words the recogniser heard with low probability (read back)
+    # Words the recogniser was unsure of (probability under settings.asr_uncertain_below), for read-back.
+    uncertain_words: tuple[str, ...] = ()
 
 
 class DialogueManager(Protocol):

@@ -31,6 +31,7 @@ class EndpointerConfig:
     min_speech_ms: int = 200  # shorter utterances are noise (coughs, clicks)
     preroll_ms: int = 300
     max_utterance_s: float = 30.0
+    unfinished_hold_ms: int = 1200  # silence wait after an unfinished clause ("and then my…", "然后…")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ class Endpointer:
         self._start_frame = 0
         self._last_voiced_frame = 0
         self._paused = False
+        self._override_ms: int | None = None  # this pause's wait, decided from the words (decide())
 
     @property
     def in_speech(self) -> bool:
@@ -113,6 +115,19 @@ class Endpointer:
         a comma pause must not end their turn, so longer speech gets the configured wait."""
         self.silence_ms = ms
         self._short_until_s = up_to_speech_s
+
+    def decide(self, verdict: str) -> None:
+        """What the words said so far mean for the current pause (voice.turn_end): "complete" ends the
+        utterance at the next frame, "unfinished" holds it open for `unfinished_hold_ms`, anything
+        else keeps the silence wait. Speech that resumes cancels the decision."""
+        if self._speech is None or not self._paused:
+            return
+        if verdict == "complete":
+            self._override_ms = 0
+        elif verdict == "unfinished":
+            self._override_ms = max(self.config.unfinished_hold_ms, self.silence_ms)
+        else:
+            self._override_ms = None
 
     def reset(self) -> None:
         self._speech = None
@@ -149,6 +164,7 @@ class Endpointer:
             self._recent.clear()
             self._last_voiced_frame = index
             self._paused = False
+            self._override_ms = None
             return [SpeechStarted(self._start_frame * FRAME_MS / 1000)]
 
         self._speech.append(frame)
@@ -157,11 +173,14 @@ class Endpointer:
             self._last_voiced_frame = index
             if self._paused:
                 self._paused = False
+                self._override_ms = None
                 events.append(SpeechResumed(index * FRAME_MS / 1000))
         silence_ms = (index - self._last_voiced_frame) * FRAME_MS
         wait_ms = self.silence_ms
         if self._short_until_s is not None and self.voiced_s() > self._short_until_s:
             wait_ms = max(wait_ms, cfg.silence_ms)
+        if self._override_ms is not None and self._paused:
+            wait_ms = self._override_ms
         too_long = (index - self._start_frame) * FRAME_MS / 1000 >= cfg.max_utterance_s
         if not self._paused and not voiced and silence_ms >= min(cfg.pause_ms, wait_ms):
             self._paused = True
@@ -177,6 +196,7 @@ class Endpointer:
             )
             self._speech = None
             self._paused = False
+            self._override_ms = None
             if speech_ms >= cfg.min_speech_ms or ended.forced:
                 events.append(ended)
             else:

@@ -14,20 +14,44 @@ from voice.events import CallEvent, InboundEvent
 
 
 @dataclass(frozen=True, slots=True)
+class WordInfo:
+    """One recognised word (a character or a few for Mandarin), times in seconds from the utterance start."""
+
+    text: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecognitionHints:
+    """What the dialogue expects next, so the recogniser can lean towards it: the kind of answer
+    ("yes_no", "number", "scale", "duration", "free") and phrases the answer may contain (the
+    protocol's body parts and symptoms). A hint biases; it never forces a word into a transcript."""
+
+    kind: str = "free"
+    phrases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Transcript:
     text: str
     language: str
     audio_s: float  # seconds of audio decoded
     processing_s: float  # wall time the decode took
+    words: tuple[WordInfo, ...] = ()  # finals: per-word times and probabilities (may be empty)
 
 
 @runtime_checkable
 class Recognizer(Protocol):
     """Speech to text. Implementations run inference off the event loop."""
 
-    async def transcribe(self, audio: Pcm, language: str, *, partial: bool = False) -> Transcript:
+    async def transcribe(
+        self, audio: Pcm, language: str, *, partial: bool = False, hints: RecognitionHints | None = None
+    ) -> Transcript:
         """Decode a whole utterance. `partial=True` asks for a quick, cheaper pass while the caller
-        is still speaking; the result may be revised by the final decode."""
+        is still speaking; the result may be revised by the final decode. `hints`: what the
+        question just asked expects (see `RecognitionHints`)."""
         ...
 
 

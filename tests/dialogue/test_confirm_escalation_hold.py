@@ -102,7 +102,7 @@ class ScriptedRecognizer:
         self.lines = list(lines)
         self.heard = 0
 
-    async def transcribe(self, audio: Pcm, language: str, *, partial: bool = False) -> Transcript:
+    async def transcribe(self, audio: Pcm, language: str, *, partial: bool = False, hints: object = None) -> Transcript:
         text = "" if partial or not self.lines else self.lines.pop(0)
         self.heard += 0 if partial else 1
         return Transcript(text, language, audio.duration, 0.0)

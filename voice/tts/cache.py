@@ -76,5 +76,20 @@ class CachingSynthesizer:
             if key and key not in self._cache and key not in self._inflight and len(key) <= self._max_chars:
                 self._inflight[key] = asyncio.ensure_future(self._render(key))
 
+    async def warm(self, text: str) -> bool:
+        """Render one phrase now unless it is cached (start-up warming); True when it is cached after."""
+        key = self._key(text)
+        if not key or len(key) > self._max_chars:
+            return False
+        if key in self._cache:
+            return True
+        if key in self._inflight:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._inflight[key])
+            return key in self._cache
+        self._inflight[key] = task = asyncio.ensure_future(self._render(key))
+        await task
+        return key in self._cache
+
     def __contains__(self, text: str) -> bool:
         return self._key(text) in self._cache

@@ -249,7 +249,8 @@ class WidgetService:
             admitted.release()
             raise HTTPException(status_code=exc.status, detail=exc.message) from None
         # fields that touch records come from the signed token, never from the caller (issue 10 #4)
-        admitted.info = dataclasses.replace(admitted.info, params=dict(grant.params))
+        # The widget starts a call only after its caller ticked the recording notice on the page.
+        admitted.info = dataclasses.replace(admitted.info, params={**grant.params, "consent": "page"})
         language = admitted.info.language
 
         # STUN goes only to the peer's own address (and our TURN relays), never to any host an offer names

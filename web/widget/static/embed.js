@@ -448,8 +448,9 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
         if (typeof e.data === "string") this.onMessage(call, e.data);
         else this.playPcm(call, e.data);
       };
+      // consent: the caller ticked the recording notice on this page (start() requires it).
       ws.send(JSON.stringify({ type: "start", language: this.lang, sample_rate: CALL_RATE,
-        output_sample_rate: CALL_RATE, token: grant.token }));
+        output_sample_rate: CALL_RATE, token: grant.token, params: { consent: "page" } }));
       const source = ctx.createMediaStreamSource(call.mic);
       const node = new AudioWorkletNode(ctx, "carecall-pcm-capture", { processorOptions: { frameMs: 20 } });
       node.port.onmessage = (e) => {

@@ -1,0 +1,92 @@
+"""End of turn from what was said, not only from silence.
+
+At a pause the call loop decodes what the caller has said so far (the speculative decode). This
+module reads that text against the question pending:
+- **complete**: an answer that satisfies it ("yes", "no", "三十八度五" after a number question):
+  the turn ends now, without waiting out the rest of the silence;
+- **unfinished**: a clause that cannot end there ("and then my…", "然后…", a trailing comma): the
+  endpointer holds the turn open longer, so a caller who is thinking is not cut off;
+- **unknown**: anything else keeps the configured silence wait.
+The words are data (prompts/<lang>/asr_terms.yaml, `turn_end`), editable by clinicians.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
+Verdict = Literal["complete", "unfinished", "unknown"]
+_NUMBER_WORDS_EN = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+                    "fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty "
+                    "ninety hundred half couple few").split()
+_ZH_NUMERALS = "零一二两三四五六七八九十百半几"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnWords:
+    answers: dict[str, tuple[str, ...]]  # kind → whole answers that complete a turn ("yes", "没有")
+    unfinished_endings: tuple[str, ...]  # a turn cannot end on these ("and", "my", "然后", "还有")
+    max_answer_words: int = 4  # "no I don't" completes; a longer sentence is judged by its ending only
+
+
+@functools.lru_cache(maxsize=4)
+def turn_words(language: str) -> TurnWords:
+    path = PROMPTS / language / "asr_terms.yaml"
+    data = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("turn_end") or {} if path.exists() else {}
+    answers = {str(k): tuple(str(w).lower() for w in v or []) for k, v in (data.get("answers") or {}).items()}
+    endings = tuple(str(w).lower() for w in data.get("unfinished_endings") or [])
+    return TurnWords(answers, endings, int(data.get("max_answer_words", 4)))
+
+
+def _units(text: str, language: str) -> list[str]:
+    if language == "zh":
+        return [re.sub(r"[^\w]", "", text)]
+    return re.findall(r"[a-z0-9']+(?:\.\d+)?", text.lower())
+
+
+def verdict(text: str, language: str, expected: str = "free", words: TurnWords | None = None) -> Verdict:
+    """How the partial transcript `text` bears on ending the turn after the question of kind `expected`."""
+    words = words or turn_words(language)
+    stripped = text.strip()
+    if not stripped:
+        return "unknown"
+    if stripped.endswith(("...", "…", ",", "，", "、", "-")):
+        return "unfinished"
+    core = re.sub(r"[\s。．.!！?？]+$", "", stripped).lower()
+    if language == "zh":
+        if any(core.endswith(w) for w in words.unfinished_endings):
+            return "unfinished"
+    else:
+        last = (re.findall(r"[a-z']+", core) or [""])[-1]
+        phrases = [w for w in words.unfinished_endings if " " in w]
+        if last in words.unfinished_endings or any(core.endswith(" " + w) for w in phrases):
+            return "unfinished"
+    units = _units(core, language)
+    if expected in ("number", "duration", "scale") and _has_number(core, language):
+        if language == "zh" or len(units) <= words.max_answer_words + 2:
+            return "complete"
+    answers = words.answers.get(expected, ())
+    if answers:
+        if language == "zh":
+            flat = units[0] if units else ""
+            if flat in answers or (len(flat) <= 4 and any(flat.startswith(a) for a in answers if len(a) >= 2)):
+                return "complete"
+        elif units and len(units) <= words.max_answer_words and (
+            " ".join(units) in answers or units[0] in answers
+        ):
+            return "complete"
+    return "unknown"
+
+
+def _has_number(text: str, language: str) -> bool:
+    if re.search(r"\d", text):
+        return True
+    if language == "zh":
+        return any(c in _ZH_NUMERALS for c in text)
+    return any(w in _NUMBER_WORDS_EN for w in re.findall(r"[a-z]+", text))
