@@ -38,11 +38,14 @@ class FakeTransport:
     async def send_audio(self, audio: Pcm) -> None:
         self._played += audio.duration  # "played" at once: this transport has no clock
 
-    async def clear(self) -> None:
-        pass
+    async def clear(self) -> float:
+        return self._played
 
     def played_s(self) -> float:
         return self._played
+
+    async def wait_for_playout(self, timeout: float | None = None) -> bool:
+        return True  # everything "played" as it was sent
 
     def mark_turn(self) -> None:
         self._played = 0.0
