@@ -105,10 +105,11 @@ def tags_for(result: dict[str, Any] | None, red_flags: list[str], end_reason: st
     codes: list[str] = []
     chief = result.get("chief_complaint")
     complaints = [c.get("protocol") for c in result.get("complaints") or [] if isinstance(c, dict)]
+    kn = knowledge()
     for pid in [chief, *complaints]:
-        if isinstance(pid, str) and pid:
+        if isinstance(pid, str) and pid in kn.protocols:
             codes.append(f"complaint:{pid}")
-    known_flags = {rf.id for rf in knowledge().red_flags}  # not a nurse-level escalation ("escalation")
+    known_flags = {rf.id for rf in kn.red_flags}  # not a nurse-level escalation ("escalation")
     for flag in [*red_flags, *(f for f in result.get("red_flags") or [] if isinstance(f, str))]:
         if flag in known_flags:
             codes.append(f"red_flag:{flag}")

@@ -176,7 +176,19 @@ async def test_exports_json_csv_and_fhir_r4(database):
 
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
-    assert kinds.count("Observation") == 2 and kinds.count("Flag") == 1
+    assert kinds.count("Observation") == 3 and kinds.count("Flag") == 1  # 2 findings + the QA report
+    qa = next(e["resource"] for e in bundle["entry"] if e["resource"].get("meta", {}).get("tag", [{}])[0].get("code")
+              == "conversation-qa")  # fmt: skip
+    assert qa["valueCodeableConcept"]["coding"][0]["code"] == as_json["qa_result"] in ("pass", "warn", "fail")
+    assert {c["code"]["text"] for c in qa["component"]} == {c["check"] for c in as_json["qa"]["checks"]}
+    encounter = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter")
+    # "chest pain" is a name, not a protocol id: no tag; the protocol in `complaints` is one
+    assert encounter["meta"]["tag"] == [{"system": "urn:carecall:tag", "code": "complaint:chest_pain",
+                                         "display": "chest pain"}]  # fmt: skip
+    assert [t["code"] for t in encounter["meta"]["tag"]] == [t["code"] for t in as_json["tags"]] != []
+    assert rows[0]["qa_result"] == as_json["qa_result"] and rows[0]["tags"] == " ".join(
+        t["code"] for t in as_json["tags"]
+    )
     assert {"Patient", "Encounter", "RiskAssessment", "ClinicalImpression", "DocumentReference"} <= set(kinds)
     urls = {e["fullUrl"] for e in bundle["entry"]}
     for entry in bundle["entry"]:
