@@ -42,6 +42,7 @@ from web.console.common import (
     see_other,
     set_cookie,
 )
+from web.console.dashboard import add_dashboard_routes
 
 
 def build_router() -> APIRouter:
@@ -281,4 +282,5 @@ def build_router() -> APIRouter:
 
     add_admin_routes(router)
     add_campaign_routes(router)
+    add_dashboard_routes(router)
     return router
