@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,10 +47,14 @@ def scripted_call(
     started_at: float | None = None,
     emergency_numbers: dict[str, str] | None = None,
 ) -> list[CallEvent]:
-    return asyncio.run(
-        _run(call_id, lines, language, mode, channel, params or {}, script or Script(), started_at,
-             emergency_numbers or {"en": "911", "zh": "120"})
-    )  # fmt: skip
+    coro = _run(call_id, lines, language, mode, channel, params or {}, script or Script(), started_at,
+                emergency_numbers or {"en": "911", "zh": "120"})  # fmt: skip
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:  # called from a running loop (Playwright's sync API): its own thread
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _run(

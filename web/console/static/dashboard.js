@@ -10,6 +10,9 @@
   };
 
   function named(map, key) { return (map && map[key]) || key; }
+  // long names (red flags, QA checks) are shortened on the axis; the tooltip and the table keep them whole
+  function short(label) { return label.length > 30 ? label.slice(0, 29) + "…" : label; }
+  function shortTicks() { return function (value) { return short(String(this.getLabelForValue(value))); }; }
 
   function start() {
     const block = document.getElementById("dashboard-data");
@@ -44,7 +47,10 @@
         options: {
           indexAxis: horizontal ? "y" : "x",
           plugins: { legend: { display: false } },
-          scales: { [horizontal ? "x" : "y"]: { beginAtZero: true, ticks: { precision: 0 } } },
+          scales: {
+            [horizontal ? "x" : "y"]: { beginAtZero: true, ticks: { precision: 0 } },
+            [horizontal ? "y" : "x"]: { ticks: { callback: shortTicks() } },
+          },
         },
       });
     }
@@ -71,7 +77,11 @@
           }),
         })),
       },
-      options: { indexAxis: "y", scales: { x: { stacked: true, min: 0, max: 100, title: { display: true, text: "%" } }, y: { stacked: true } } },
+      options: {
+        indexAxis: "y",
+        scales: { x: { stacked: true, min: 0, max: 100, title: { display: true, text: "%" } },
+                  y: { stacked: true, ticks: { autoSkip: false, callback: shortTicks() } } },
+      },
     });
     new Chart(document.getElementById("chart-latency"), {
       type: "line",
