@@ -278,4 +278,18 @@ def test_cli_user_add_and_purge(tmp_path, monkeypatch):
     db = open_database(f"sqlite:///{tmp_path / 'carecall.db'}")
     with db.session() as s:
         assert repository.authenticate(s, "root", "s3cret-pass").role == "admin"
+    # a call stored without a QA report (as before the QA migration): `records qa` backfills it
+    for event in triage_call("old-call"):
+        CallRecorder(db).write(event)
+    with db.session() as s:
+        call = s.get(Call, "old-call")
+        expected_result = call.qa_result
+        call.qa_result, call.qa_report = None, None
+    assert expected_result in ("pass", "warn", "fail")
+    backfill = runner.invoke(app, ["records", "qa"])
+    assert backfill.exit_code == 0 and backfill.output.startswith("QA of 1 calls:"), backfill.output
+    with db.session() as s:
+        assert s.get(Call, "old-call").qa_result == expected_result
+    assert runner.invoke(app, ["records", "qa"]).output.startswith("QA of 0 calls")
+    assert runner.invoke(app, ["records", "qa", "--all"]).output.startswith("QA of 1 calls")
     db.dispose()
