@@ -33,8 +33,10 @@ from voice.events import CallInfo
 from voice.hub import CallHub, CallsBusy, Engines
 from voice.metrics import CallMetrics
 from voice.ports import Synthesizer
+from voice.takeover import TakeoverRegistry
 from voice.transports.websocket import ProtocolError, WebSocketTransport, parse_start
 from voice.tts.cache import CachingSynthesizer
+from web.console.takeover import load_phrases as load_takeover_phrases
 
 log = logging.getLogger("carecall.server")
 
@@ -50,6 +52,7 @@ class Runtime:
     chat_model: ChatModel
     hub: CallHub
     metrics: CallMetrics
+    takeovers: TakeoverRegistry | None = None  # live takeover by a nurse (web/console/takeover.py)
 
 
 def load_backchannels() -> dict[str, frozenset[str]]:
@@ -152,11 +155,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
         recordings = settings.data_dir / "recordings"
         call_factory = functools.partial(Call, turn_taking=turn_taking(settings), recording_dir=recordings)
-        hub = CallHub(engines, call_factory, settings.max_concurrent_calls)
+        takeovers = TakeoverRegistry(load_takeover_phrases())
+        hub = CallHub(engines, takeovers.wrap(call_factory), settings.max_concurrent_calls)
         metrics = CallMetrics()
         hub.add_observer(metrics)
         stack.push_async_callback(hub.drain)
-        yield Runtime(settings=settings, executor=executor, chat_model=chat_model, hub=hub, metrics=metrics)
+        yield Runtime(settings=settings, executor=executor, chat_model=chat_model, hub=hub, metrics=metrics,
+                      takeovers=takeovers)  # fmt: skip
 
 
 async def ws_call(ws: WebSocket) -> None:
@@ -221,6 +226,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
         async with runtime_factory(settings) as runtime:
             app.state.runtime = runtime
             app.state.hub = runtime.hub
+            app.state.takeovers = getattr(runtime, "takeovers", None)
             records = await web.console.start(app, settings)  # call records + recorder on the hub
             await phone.start(app)  # SIP endpoint (when CARECALL_SIP_ENABLED)
             yield

@@ -23,7 +23,12 @@ from records.tags import describe
 from web.console.auth import COOKIE_PATH, SESSION_COOKIE, Principal
 
 HERE = Path(__file__).parent
-STATIC_FILES = {"console.js": "text/javascript", "console.css": "text/css", "dashboard.js": "text/javascript"}
+STATIC_FILES = {
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+    "dashboard.js": "text/javascript",
+    "takeover.js": "text/javascript",
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "

@@ -43,6 +43,7 @@ from web.console.common import (
     set_cookie,
 )
 from web.console.dashboard import add_dashboard_routes
+from web.console.takeover import add_takeover_routes
 
 
 def build_router() -> APIRouter:
@@ -183,6 +184,7 @@ def build_router() -> APIRouter:
         return render(
             request, "call.html", user, 400 if error else 200, call=call, has_audio=has_audio,
             live=call_id in services.feed.calls, error=ERRORS.get(error or ""), audit_events=history_audit,
+            takeover_available=call_id in getattr(getattr(request.app.state, "takeovers", None), "calls", {}),
         )  # fmt: skip
 
     @router.get("/calls/{call_id}")
@@ -283,4 +285,5 @@ def build_router() -> APIRouter:
     add_admin_routes(router)
     add_campaign_routes(router)
     add_dashboard_routes(router)
+    add_takeover_routes(router)
     return router
