@@ -34,9 +34,11 @@ from voice.endpointer import EndpointerConfig
 from voice.hub import CallHub, CallsBusy, Engines
 from voice.metrics import CallMetrics
 from voice.ports import Synthesizer
+from voice.takeover import TakeoverRegistry
 from voice.transports.websocket import ProtocolError, WebSocketTransport, parse_start
 from voice.tts.cache import CachingSynthesizer
 from voice.tts.warm import WarmReport, warm_phrases
+from web.console.takeover import load_phrases as load_takeover_phrases
 from web.limits import BodyLimitMiddleware, BodyRule, console_signed_in
 
 log = logging.getLogger("carecall.server")
@@ -54,6 +56,7 @@ class Runtime:
     hub: CallHub
     metrics: CallMetrics
     warm: WarmReport = field(default_factory=WarmReport)  # TTS warm start progress (/healthz)
+    takeovers: TakeoverRegistry | None = None  # live takeover by a nurse (web/console/takeover.py)
 
 
 def load_backchannels() -> dict[str, frozenset[str]]:
@@ -160,7 +163,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
         recordings = settings.data_dir / "recordings"
         call_factory = functools.partial(Call, turn_taking=turn_taking(settings), recording_dir=recordings)
-        hub = CallHub(engines, call_factory, settings.max_concurrent_calls)
+        takeovers = TakeoverRegistry(load_takeover_phrases())
+        hub = CallHub(engines, takeovers.wrap(call_factory), settings.max_concurrent_calls)
         metrics = CallMetrics()
         hub.add_observer(metrics)
         stack.push_async_callback(hub.drain)
@@ -172,7 +176,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             warming = asyncio.ensure_future(warm_phrases(engines.synthesizers, phrases, warm))
             stack.callback(warming.cancel)
         yield Runtime(settings=settings, executor=executor, chat_model=chat_model, hub=hub, metrics=metrics,
-                      warm=warm)
+                      warm=warm, takeovers=takeovers)
 
 
 async def ws_call(ws: WebSocket) -> None:
@@ -238,6 +242,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
         async with runtime_factory(settings) as runtime:
             app.state.runtime = runtime
             app.state.hub = runtime.hub
+            app.state.takeovers = getattr(runtime, "takeovers", None)
             records = await web.console.start(app, settings)  # call records + recorder on the hub
             await phone.start(app)  # SIP endpoint (when CARECALL_SIP_ENABLED)
             yield

@@ -114,3 +114,36 @@ def records_purge(
     removed = purge_recordings(database, settings.data_dir, retention)
     database.dispose()
     typer.echo(f"removed {removed} recordings")
+
+
+@records_app.command("qa")
+def records_qa(
+    all_calls: bool = typer.Option(False, "--all", help="recompute every ended call (default: those without a report)"),
+) -> None:
+    """Compute the conversation QA report and tags of ended calls (calls recorded before QA existed,
+    or after prompts/qa/checks.yaml or the protocols changed)."""
+    from sqlalchemy import select
+
+    from records.models import Call
+    from records.qa import store_report
+    from records.tags import store_tags
+
+    _, database = _database()
+    counts = {"pass": 0, "warn": 0, "fail": 0}
+    query = select(Call.id).where(Call.status == "ended")
+    if not all_calls:
+        query = query.where(Call.qa_result.is_(None))
+    try:
+        with database.session() as session:
+            ids = list(session.scalars(query))
+        for call_id in ids:  # one transaction per call: a long backfill never holds the database
+            with database.session() as session:
+                call = session.get(Call, call_id)
+                if call is None:
+                    continue
+                report = store_report(session, call)
+                store_tags(session, call)
+                counts[report.result] += 1
+    finally:
+        database.dispose()
+    typer.echo(f"QA of {len(ids)} calls: {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail")

@@ -12,12 +12,30 @@ from datetime import UTC, datetime
 from typing import Any
 
 from records.models import Call
+from records.tags import TAG_SYSTEM, describe
+
+
+def tags_of(call: Call) -> list[dict[str, str]]:
+    out = []
+    for row in call.tags:
+        tag = describe(row.tag)
+        out.append({"code": tag.code, "kind": tag.kind, "en": tag.en, "zh": tag.zh})
+    return out
+
+
+def fhir_tags(call: Call, lang: str) -> list[dict[str, str]]:
+    """FHIR `meta.tag` Codings, displayed in the call's language."""
+    return [
+        {"system": TAG_SYSTEM, "code": t["code"], "display": t["zh" if lang == "zh" else "en"]} for t in tags_of(call)
+    ]
+
 
 CSV_COLUMNS = (
     "call_id", "turn", "speaker", "start_s", "end_s", "text", "heard_text", "interrupted",
     "endpoint_wait_ms", "asr_ms", "llm_first_token_ms", "tts_first_audio_ms", "voice_to_voice_ms",
-    "disposition", "department",
+    "disposition", "department", "uncertain_words", "qa_result", "tags",
 )  # fmt: skip
+QA_SYSTEM = "urn:carecall:qa"
 DISPOSITION_SYSTEM = "urn:carecall:disposition"
 CALL_ID_SYSTEM = "urn:carecall:call"
 DISPOSITION_TEXT = {
@@ -56,6 +74,9 @@ def call_to_dict(call: Call) -> dict[str, Any]:
         "summary": call.summary,
         "reviewed_at": _iso(call.reviewed_at),
         "callback_requested": call.callback_requested,
+        "qa_result": call.qa_result,
+        "qa": call.qa_report,
+        "tags": tags_of(call),
         "red_flags": [
             {"flag": r.flag, "reason": r.reason, "level": r.level, "turn": r.turn_idx, "raised_at": _iso(r.raised_at)}
             for r in call.red_flags
@@ -76,6 +97,7 @@ def call_to_dict(call: Call) -> dict[str, Any]:
                 "start_s": t.start_s,
                 "end_s": t.end_s,
                 "interrupted": t.interrupted,
+                "uncertain_words": t.uncertain_words or [],
                 "metrics": {
                     "endpoint_wait_ms": t.endpoint_wait_ms,
                     "asr_ms": t.asr_ms,
@@ -111,11 +133,16 @@ def call_to_csv(call: Call) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
+    tags = " ".join(t.tag for t in call.tags)
     for t in call.turns:
+        unsure = " ".join(
+            f"{w.get('word')}" + (f"({w['p']:.2f})" if isinstance(w.get("p"), int | float) else "")
+            for w in t.uncertain_words or []
+        )
         row = (
             call.id, t.idx, t.speaker, t.start_s, t.end_s, t.text, t.heard_text or "", t.interrupted,
             t.endpoint_wait_ms, t.asr_ms, t.llm_first_token_ms, t.tts_first_audio_ms, t.voice_to_voice_ms,
-            call.effective_disposition or "", call.department or "",
+            call.effective_disposition or "", call.department or "", unsure, call.qa_result or "", tags,
         )  # fmt: skip
         writer.writerow([_safe_cell(v) if v is not None else "" for v in row])
     return out.getvalue()
@@ -165,6 +192,9 @@ def call_to_fhir(call: Call) -> dict[str, Any]:
     }
     if call.chief_complaint:
         encounter["reasonCode"] = [{"text": call.chief_complaint}]
+    tag_codings = fhir_tags(call, call.language)
+    if tag_codings:
+        encounter["meta"] = {"tag": tag_codings}
     enc = {"reference": add("encounter", encounter)}
     when = _iso(call.ended_at or call.started_at)
 
@@ -275,6 +305,9 @@ def call_to_fhir(call: Call) -> dict[str, Any]:
             impression["finding"] = [{"itemReference": ref} for ref in observations]
         add("summary", impression)
 
+    if call.qa_report:
+        add("qa", _qa_observation(call, subject, enc, when))
+
     if call.turns:
         add(
             "transcript",
@@ -299,10 +332,42 @@ def call_to_fhir(call: Call) -> dict[str, Any]:
             },
         )
 
-    return {
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": _uuid(call, "bundle"),
         "type": "collection",
         "timestamp": _iso(datetime.now(UTC)),
         "entry": entries,
+    }
+    if tag_codings:
+        bundle["meta"] = {"tag": tag_codings}
+    return bundle
+
+
+def _qa_observation(call: Call, subject: dict[str, str], enc: dict[str, str], when: str | None) -> dict[str, Any]:
+    """The conversation QA report as one Observation: the overall result, a component per check."""
+    report = call.qa_report or {}
+    components = []
+    for c in report.get("checks", []):
+        evidence = "; ".join(
+            (f"turn {e['turn']}: " if e.get("turn") is not None else "") + str(e.get("words", ""))
+            for e in c.get("evidence", [])
+        )
+        components.append(
+            {
+                "code": {"coding": [{"system": QA_SYSTEM, "code": c["check"]}], "text": c["check"]},
+                "valueCodeableConcept": {"coding": [{"system": QA_SYSTEM, "code": c["result"]}], "text": c["summary"]},
+                **({"interpretation": [{"text": evidence[:1000]}]} if evidence else {}),
+            }
+        )
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "meta": {"tag": [{"system": QA_SYSTEM, "code": "conversation-qa"}]},
+        "code": {"coding": [{"system": QA_SYSTEM, "code": "conversation-qa"}], "text": "Conversation QA of the call"},
+        "subject": subject,
+        "encounter": enc,
+        "effectiveDateTime": when,
+        "valueCodeableConcept": {"coding": [{"system": QA_SYSTEM, "code": report.get("result", "")}]},
+        "component": components,
     }

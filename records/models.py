@@ -97,12 +97,17 @@ class Call(Base):
     reviewed_at: Mapped[datetime | None]
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     callback_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    qa_result: Mapped[str | None] = mapped_column(String(8), index=True)  # pass | warn | fail (records/qa)
+    qa_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    qa_at: Mapped[datetime | None]
 
     turns: Mapped[list[Turn]] = relationship(back_populates="call", order_by="Turn.idx")
     findings: Mapped[list[Finding]] = relationship(order_by="Finding.id")
     red_flags: Mapped[list[RedFlag]] = relationship(order_by="RedFlag.id")
     followup_outcomes: Mapped[list[FollowupOutcome]] = relationship(order_by="FollowupOutcome.id")
     reviews: Mapped[list[Review]] = relationship(order_by="Review.id")
+    qa_checks: Mapped[list[QaCheck]] = relationship(order_by="QaCheck.id", cascade="all, delete-orphan")
+    tags: Mapped[list[CallTag]] = relationship(order_by="CallTag.id", cascade="all, delete-orphan")
 
     @property
     def effective_disposition(self) -> str | None:
@@ -127,6 +132,7 @@ class Turn(Base):
     llm_first_token_ms: Mapped[float | None] = mapped_column(Float)
     tts_first_audio_ms: Mapped[float | None] = mapped_column(Float)
     voice_to_voice_ms: Mapped[float | None] = mapped_column(Float)
+    uncertain_words: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # [{"word", "p"}]
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     call: Mapped[Call] = relationship(back_populates="turns")
@@ -164,6 +170,33 @@ class FollowupOutcome(Base):
     value: Mapped[str | None] = mapped_column(Text)
     evidence: Mapped[str | None] = mapped_column(Text)
     concern: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class QaCheck(Base):
+    """One check of a call's QA report (the report itself is `Call.qa_report`): for filters and rates."""
+
+    __tablename__ = "qa_checks"
+    __table_args__ = (
+        UniqueConstraint("call_id", "check", name="uq_qa_checks_call_check"),
+        Index("ix_qa_checks_check_result", "check", "result"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    check: Mapped[str] = mapped_column(String(40))
+    result: Mapped[str] = mapped_column(String(8))  # pass | warn | fail | na
+
+
+class CallTag(Base):
+    """A tag of a call (records/tags.py): `kind:id`, names in both languages from prompts/tags/."""
+
+    __tablename__ = "call_tags"
+    __table_args__ = (UniqueConstraint("call_id", "tag", name="uq_call_tags_call_tag"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String(80), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
 
 
 class User(Base):

@@ -172,6 +172,7 @@ class CallRecorder:
                 llm_first_token_ms=m.llm_first_token_ms if m else None,
                 tts_first_audio_ms=m.tts_first_audio_ms if m else None,
                 voice_to_voice_ms=m.voice_to_voice_ms if m else None,
+                uncertain_words=_uncertain(turn),
             )
         )
 
@@ -247,6 +248,28 @@ class CallRecorder:
                 known.add(row.flag)
         if known:
             call.has_red_flags = True
+        self._review_call(session, call)
+
+    @staticmethod
+    def _review_call(session: Session, call: Call) -> None:
+        """QA report and tags of the finished call, in a savepoint: if they fail, the record stands."""
+        from records.qa import store_report
+        from records.tags import store_tags
+
+        try:
+            with session.begin_nested():
+                store_report(session, call)
+                store_tags(session, call)
+        except Exception:  # logged without the patient's words
+            log.exception("call %s: QA report or tags failed; the call record is stored", call.id[:8])
+
+
+def _uncertain(turn: Any) -> list[dict[str, Any]] | None:
+    """The recogniser's unsure words, if the turn carries them (`uncertain_words`), as [{"word", "p"}]."""
+    from records.qa.view import uncertain_words
+
+    words = uncertain_words(getattr(turn, "uncertain_words", None))
+    return [{"word": w.word, "p": w.p} for w in words] or None
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,10 +10,10 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from records.models import DISPOSITIONS, AuditEvent, Call, Review, User, urgency_rank
+from records.models import DISPOSITIONS, AuditEvent, Call, CallTag, QaCheck, Review, User, urgency_rank
 
 ROLES = ("nurse", "admin")
 REVIEW_KINDS = ("reviewed", "override", "note", "callback")
@@ -128,7 +128,15 @@ class QueueFilter:
     mode: str | None = None  # triage | followup
     campaign: str | None = None
     red_flags_only: bool = False
+    qa: str | None = None  # pass | warn | fail | pending (no report yet)
+    qa_check: str | None = None  # calls where this check warned or failed (or had result `qa`)
+    tag: str | None = None  # kind:id
+    sort: str = "urgency"  # urgency | qa (worst QA first)
     limit: int = 200
+
+
+QA_FILTERS = ("pass", "warn", "fail", "pending")
+QUEUE_SORTS = ("urgency", "qa")
 
 
 def review_queue(session: Session, f: QueueFilter) -> list[Call]:
@@ -153,12 +161,29 @@ def review_queue(session: Session, f: QueueFilter) -> list[Call]:
         q = q.where(Call.campaign_id == f.campaign)
     if f.red_flags_only:
         q = q.where(Call.has_red_flags.is_(True))
-    q = q.order_by(
-        Call.has_red_flags.desc(),
-        Call.urgency.asc(),
-        Call.reviewed_at.is_not(None).asc(),
-        Call.started_at.desc(),
-    ).limit(f.limit)
+    if f.qa_check:
+        wanted = [f.qa] if f.qa in ("pass", "warn", "fail") else ["warn", "fail"]
+        q = q.where(
+            select(QaCheck.id)
+            .where(QaCheck.call_id == Call.id, QaCheck.check == f.qa_check, QaCheck.result.in_(wanted))
+            .exists()
+        )
+    elif f.qa == "pending":
+        q = q.where(Call.qa_result.is_(None))
+    elif f.qa:
+        q = q.where(Call.qa_result == f.qa)
+    if f.tag:
+        q = q.where(select(CallTag.id).where(CallTag.call_id == Call.id, CallTag.tag == f.tag).exists())
+    urgency = (Call.has_red_flags.desc(), Call.urgency.asc())
+    rest = (Call.reviewed_at.is_not(None).asc(), Call.started_at.desc())
+    if f.sort == "qa":
+        qa_rank = case(
+            (Call.qa_result == "fail", 0), (Call.qa_result == "warn", 1), (Call.qa_result == "pass", 2), else_=3
+        )
+        q = q.order_by(qa_rank, *urgency, *rest)
+    else:
+        q = q.order_by(*urgency, *rest)
+    q = q.options(selectinload(Call.tags)).limit(f.limit)
     return list(session.scalars(q))
 
 
@@ -166,10 +191,12 @@ def queue_choices(session: Session) -> dict[str, list[str]]:
     """Values for the queue's filter menus."""
     departments = session.scalars(select(Call.department).where(Call.department.is_not(None)).distinct())
     campaigns = session.scalars(select(Call.campaign_id).where(Call.campaign_id.is_not(None)).distinct())
+    tags = session.scalars(select(CallTag.tag).distinct())
     return {
         "dispositions": list(DISPOSITIONS),
         "departments": sorted(d for d in departments if d),
         "campaigns": sorted(c for c in campaigns if c),
+        "tags": sorted(t for t in tags if t),
     }
 
 
@@ -183,6 +210,8 @@ def get_call(session: Session, call_id: str) -> Call:
             selectinload(Call.red_flags),
             selectinload(Call.followup_outcomes),
             selectinload(Call.reviews),
+            selectinload(Call.qa_checks),
+            selectinload(Call.tags),
         )
     )
     if call is None:

@@ -48,6 +48,7 @@ def turn(i: int, speaker: str, text: str, **kw: Any) -> Turn:
 def triage_result() -> dict[str, Any]:
     return {
         "chief_complaint": "chest pain",
+        "complaints": [{"protocol": "chest_pain", "disposition": "emergency_ambulance"}],
         "disposition": "emergency_ambulance",
         "department": "Emergency",
         "findings": [

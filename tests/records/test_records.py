@@ -176,7 +176,19 @@ async def test_exports_json_csv_and_fhir_r4(database):
 
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
-    assert kinds.count("Observation") == 2 and kinds.count("Flag") == 1
+    assert kinds.count("Observation") == 3 and kinds.count("Flag") == 1  # 2 findings + the QA report
+    qa = next(e["resource"] for e in bundle["entry"] if e["resource"].get("meta", {}).get("tag", [{}])[0].get("code")
+              == "conversation-qa")  # fmt: skip
+    assert qa["valueCodeableConcept"]["coding"][0]["code"] == as_json["qa_result"] in ("pass", "warn", "fail")
+    assert {c["code"]["text"] for c in qa["component"]} == {c["check"] for c in as_json["qa"]["checks"]}
+    encounter = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter")
+    # "chest pain" is a name, not a protocol id: no tag; the protocol in `complaints` is one
+    assert encounter["meta"]["tag"] == [{"system": "urn:carecall:tag", "code": "complaint:chest_pain",
+                                         "display": "chest pain"}]  # fmt: skip
+    assert [t["code"] for t in encounter["meta"]["tag"]] == [t["code"] for t in as_json["tags"]] != []
+    assert rows[0]["qa_result"] == as_json["qa_result"] and rows[0]["tags"] == " ".join(
+        t["code"] for t in as_json["tags"]
+    )
     assert {"Patient", "Encounter", "RiskAssessment", "ClinicalImpression", "DocumentReference"} <= set(kinds)
     urls = {e["fullUrl"] for e in bundle["entry"]}
     for entry in bundle["entry"]:
@@ -266,4 +278,18 @@ def test_cli_user_add_and_purge(tmp_path, monkeypatch):
     db = open_database(f"sqlite:///{tmp_path / 'carecall.db'}")
     with db.session() as s:
         assert repository.authenticate(s, "root", "s3cret-pass").role == "admin"
+    # a call stored without a QA report (as before the QA migration): `records qa` backfills it
+    for event in triage_call("old-call"):
+        CallRecorder(db).write(event)
+    with db.session() as s:
+        call = s.get(Call, "old-call")
+        expected_result = call.qa_result
+        call.qa_result, call.qa_report = None, None
+    assert expected_result in ("pass", "warn", "fail")
+    backfill = runner.invoke(app, ["records", "qa"])
+    assert backfill.exit_code == 0 and backfill.output.startswith("QA of 1 calls:"), backfill.output
+    with db.session() as s:
+        assert s.get(Call, "old-call").qa_result == expected_result
+    assert runner.invoke(app, ["records", "qa"]).output.startswith("QA of 0 calls")
+    assert runner.invoke(app, ["records", "qa", "--all"]).output.startswith("QA of 1 calls")
     db.dispose()

@@ -3,6 +3,7 @@ CSRF), audit of views, rendering."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -13,13 +14,21 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from records import exports, repository
 from records.models import DISPOSITIONS, User
+from records.qa.config import qa_config
+from records.tags import describe
 from web.console.auth import COOKIE_PATH, SESSION_COOKIE, Principal
 
 HERE = Path(__file__).parent
-STATIC_FILES = {"console.js": "text/javascript", "console.css": "text/css"}
+STATIC_FILES = {
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+    "dashboard.js": "text/javascript",
+    "takeover.js": "text/javascript",
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
@@ -71,7 +80,37 @@ def _fmt_ms(value: float | None) -> str:
     return "" if value is None else f"{value:.0f} ms"
 
 
-templates.env.filters.update(dt=_fmt_dt, secs=_fmt_s, ms=_fmt_ms)
+def _mark_words(text: str | None, words: list[dict[str, Any]] | None) -> Markup:
+    """The caller's words with the ones the recogniser was unsure of in <mark> (every part escaped)."""
+    text = text or ""
+    unsure = [str(w.get("word") or "") for w in words or [] if isinstance(w, dict)]
+    unsure = sorted({w for w in unsure if w.strip()}, key=len, reverse=True)
+    if not unsure:
+        return Markup(escape(text))
+    probs = {str(w.get("word")): w.get("p") for w in words or [] if isinstance(w, dict)}
+    pattern = re.compile("|".join(re.escape(w) for w in unsure))
+    out, pos = [], 0
+    for m in pattern.finditer(text):
+        p = probs.get(m.group(0))
+        title = f"recogniser unsure (p={p:.2f})" if isinstance(p, int | float) else "recogniser unsure"
+        out.append(escape(text[pos : m.start()]))
+        out.append(Markup('<mark class="unsure" title="{}">{}</mark>').format(title, m.group(0)))
+        pos = m.end()
+    out.append(escape(text[pos:]))
+    return Markup("").join(out)
+
+
+def _tag_name(code: str, lang: str = "en") -> str:
+    return describe(code).name(lang)
+
+
+def _qa_label(check: str, lang: str = "en") -> str:
+    return qa_config().label(check, lang)
+
+
+templates.env.filters.update(
+    dt=_fmt_dt, secs=_fmt_s, ms=_fmt_ms, mark_words=_mark_words, tag_name=_tag_name, qa_label=_qa_label
+)
 
 
 # --- who is asking -------------------------------------------------------------------------------

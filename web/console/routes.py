@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, Response
 
 from records import exports, repository
 from records.models import DISPOSITIONS, User
+from records.qa import CHECK_IDS
 from records.recordings import recording_file
 from web.console import media
 from web.console.admin import add_admin_routes
@@ -49,6 +50,8 @@ from web.console.common import (
     see_other,
     set_cookie,
 )
+from web.console.dashboard import add_dashboard_routes
+from web.console.takeover import add_takeover_routes
 
 
 def build_router() -> APIRouter:
@@ -137,6 +140,10 @@ def build_router() -> APIRouter:
         mode: str | None = None,
         campaign: str | None = None,
         red_flags: str | None = None,
+        qa: str | None = None,
+        qa_check: str | None = None,
+        tag: str | None = None,
+        sort: str | None = None,
         user: Principal = Depends(page_user),
     ) -> Response:
         f = repository.QueueFilter(
@@ -148,6 +155,10 @@ def build_router() -> APIRouter:
             mode=mode if mode in ("triage", "followup") else None,
             campaign=campaign or None,
             red_flags_only=red_flags == "1",
+            qa=qa if qa in repository.QA_FILTERS else None,
+            qa_check=qa_check if qa_check in CHECK_IDS else None,
+            tag=(tag or "")[:80] or None,
+            sort=sort if sort in repository.QUEUE_SORTS else "urgency",
         )
         services = get_services(request)
         with services.database.session() as session:
@@ -157,7 +168,7 @@ def build_router() -> APIRouter:
         audit_view(request, user, "view_queue", filters={k: v for k, v in request.query_params.items() if v})
         return render(
             request, "queue.html", user, calls=calls, choices=choices, live_ids=live_ids,
-            filters=dict(request.query_params),
+            filters=dict(request.query_params), qa_checks=CHECK_IDS,
         )  # fmt: skip
 
     @router.get("/live")
@@ -187,6 +198,7 @@ def build_router() -> APIRouter:
         return render(
             request, "call.html", user, 400 if error else 200, call=call, has_audio=has_audio,
             live=call_id in services.feed.calls, error=ERRORS.get(error or ""), audit_events=history_audit,
+            takeover_available=call_id in getattr(getattr(request.app.state, "takeovers", None), "calls", {}),
         )  # fmt: skip
 
     @router.get("/calls/{call_id}")
@@ -286,4 +298,6 @@ def build_router() -> APIRouter:
 
     add_admin_routes(router)
     add_campaign_routes(router)
+    add_dashboard_routes(router)
+    add_takeover_routes(router)
     return router

@@ -44,7 +44,15 @@ ROUTES = [
     ("POST", "/console/campaigns/{campaign_id}/import", f"/console/campaigns/{CAMPAIGN}/import", ADMIN, {}),
     ("POST", "/console/campaigns/{campaign_id}/pause", f"/console/campaigns/{CAMPAIGN}/pause", ADMIN, {}),
     ("POST", "/console/campaigns/{campaign_id}/resume", f"/console/campaigns/{CAMPAIGN}/resume", ADMIN, {}),
+    ("GET", "/console/static/vendor/{name}", "/console/static/vendor/chart.umd.min.js", PUBLIC, None),
+    ("GET", "/console/dashboard", "/console/dashboard", NURSE, None),
+    ("GET", "/console/dashboard/data", "/console/dashboard/data", NURSE, None),
+    ("POST", "/console/calls/{call_id}/takeover", f"/console/calls/{XSS_CALL}/takeover", NURSE, {"sdp": "v=0"}),
+    ("POST", "/console/calls/{call_id}/takeover/{action}", f"/console/calls/{XSS_CALL}/takeover/handback", NURSE, {}),
 ]  # fmt: skip
+# routes that take JSON (the takeover's signalling), and what an allowed user gets from this console-only
+# app, which has no call hub and so no takeover registry: 503, never the call
+JSON_ROUTES = {"/console/calls/{call_id}/takeover": 503, "/console/calls/{call_id}/takeover/{action}": 503}
 # uploads sent with a route's form (multipart)
 FILES = {
     "/console/campaigns/{campaign_id}/import": {
@@ -53,6 +61,7 @@ FILES = {
 }
 PAGES = {
     "/console/",
+    "/console/dashboard",
     "/console/live",
     "/console/calls/{call_id}",
     "/console/audit",
@@ -101,11 +110,15 @@ def test_authorisation_matrix(console, who, method, template, path, needs, form)
         data = dict(form)
         if who in USERS:
             data["csrf_token"] = csrf_of(client)
-    r = client.request(method, path, data=data, files=FILES.get(template), follow_redirects=False)
+    if template in JSON_ROUTES:
+        r = client.request(method, path, json=data, follow_redirects=False)
+    else:
+        r = client.request(method, path, data=data, files=FILES.get(template), follow_redirects=False)
 
     allowed = needs == PUBLIC or (needs == NURSE and who in USERS) or (needs == ADMIN and who == "admin")
     if allowed:
-        assert r.status_code in ((303,) if method == "POST" else (200,)), (r.status_code, r.text[:300])
+        ok = (JSON_ROUTES[template],) if template in JSON_ROUTES else (303,) if method == "POST" else (200,)
+        assert r.status_code in ok, (r.status_code, r.text[:300])
     elif who in USERS:  # signed in, wrong role
         assert r.status_code == 403
         assert "Chest" not in r.text and "nina" not in r.text

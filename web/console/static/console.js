@@ -93,7 +93,7 @@ function renderLive() {
     for (const t of call.turns) {
       const li = el("li", "turn speaker-" + t.speaker);
       li.appendChild(el("span", "seek", fmtSecs(t.start_s)));
-      li.appendChild(el("span", "speaker", t.speaker === "caller" ? "Caller" : "CareCall"));
+      li.appendChild(el("span", "speaker", t.speaker === "caller" ? "Caller" : t.speaker === "nurse" ? "Nurse" : "CareCall"));
       li.appendChild(el("span", "text", t.text));
       list.appendChild(li);
     }

@@ -1,0 +1,25 @@
+"""The takeover's signalling routes meet bad input with a clear error: no CSRF token, no SDP, a call
+that is not live on this worker, hand-back of a call nobody took over."""
+
+from __future__ import annotations
+
+from tests.web.console.conftest import XSS_CALL, csrf_of
+from voice.takeover import TakeoverRegistry
+from web.console.takeover import load_phrases
+
+
+def test_takeover_routes_refuse_bad_requests(console):
+    nurse = console.client("nurse")
+    url = f"/console/calls/{XSS_CALL}/takeover"
+    assert nurse.post(url, json={"sdp": "v=0"}).status_code == 403  # no CSRF token
+    token = csrf_of(nurse)
+    assert nurse.post(url, json={"sdp": "v=0", "csrf_token": token}).status_code == 503  # no call hub here
+    console.app.state.takeovers = TakeoverRegistry(load_phrases())
+    assert nurse.post(url, json={"csrf_token": token}).status_code == 400
+    assert nurse.post(url, json={"sdp": "x" * 30000, "csrf_token": token}).status_code == 400
+    gone = nurse.post(url, json={"sdp": "v=0\r\n", "csrf_token": token})
+    assert gone.status_code == 409 and "no such live call" in gone.json()["detail"]
+    back = nurse.post(url + "/handback", json={"csrf_token": token})
+    assert back.status_code == 409
+    assert nurse.post(url + "/explode", json={"csrf_token": token}).status_code == 404
+    assert nurse.post(url, content=b"not json", headers={"x-csrf-token": token}).status_code == 422
