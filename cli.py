@@ -19,8 +19,7 @@ app.add_typer(campaign_app, name="campaign")
 @app.command()
 def serve(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
     """Start the CareCall server (http://127.0.0.1:8080 by default)."""
-    import uvicorn
-
+    import web.health
     from server import create_app
     from settings import Settings
 
@@ -28,8 +27,8 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None)) -> Non
     settings = Settings(**overrides)
     # uvicorn's own frame limit sits above ours so that an oversized frame gets our clear error
     # message instead of a bare 1009 close.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                ws_max_size=4 * settings.max_ws_message_bytes)
+    # SIGTERM drains calls first (web/health.py); X-Forwarded-For only from CARECALL_TRUSTED_PROXIES.
+    web.health.serve(create_app(settings), settings, log_level="info", ws_max_size=4 * settings.max_ws_message_bytes)
 
 
 @app.command()

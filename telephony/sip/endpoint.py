@@ -5,6 +5,13 @@ digest auth); this module adds what a trunk needs from us on top of it: SDP with
 telephone-event, RTP media per call (`RtpTransport` through `CallHub.run`), re-INVITE hold, REFER
 transfers, INVITE retransmission and ACK of failure responses on our outbound calls, absorbing
 retransmitted INVITEs, and a log line for every message we refuse.
+
+Hardening (issue 10 #5, guards in `telephony.sip.guard`): SIP only from allowed sources; a line is
+taken from the hub (`reserve()`) before anything is answered, so a burst of INVITEs gets at most
+capacity × 200 OK and the rest 486 (busy) / 503 (draining, budget broken) sent statelessly, leaving
+nothing in aiosipua's state; every call is removed from that state when it ends; RTP only from the
+address the SDP names unless a latching policy says otherwise; a bad CSeq gets a 400 and one log line.
+OPTIONS is answered 503 while the worker is not ready, so a Kamailio dispatcher routes around it.
 """
 
 from __future__ import annotations
@@ -34,10 +41,12 @@ from aiosipua.sdp_negotiate import SdpNegotiationError
 from aiosipua.transport import UdpSipTransport, _stamp_via_received
 
 from telephony.common import call_log, mask_number
+from telephony.sip.guard import Refusal, RefusedInvites, SourcePolicy, cseq_problem
 from telephony.sip.rtp import RtpSession, open_rtp
 from telephony.sip.transport import RtpTransport
 from voice import g711
 from voice.events import CallInfo
+from voice.hub import CallsBusy, Ticket
 
 log = logging.getLogger("carecall.telephony.sip")
 
@@ -60,6 +69,8 @@ class SipConfig:
     input_rate: int = 16000
     answer_delay_s: float = 0.0  # ring this long before answering
     transfer_target: str = ""  # the human line a Transfer with no target goes to
+    allowed_sources: tuple[str, ...] = ()  # CIDRs SIP may come from; empty: loopback + the trunk
+    rtp_latching: str = "sdp"  # sdp | signalling | any (see Settings.sip_rtp_latching)
 
     @classmethod
     def from_settings(cls, s: Any) -> SipConfig:
@@ -68,7 +79,8 @@ class SipConfig:
             rtp_ports=(s.sip_rtp_port_min, s.sip_rtp_port_max), trunk=s.sip_trunk,
             from_user=s.sip_from_user, username=s.sip_username,
             password=s.sip_password.get_secret_value(), default_language=s.sip_default_language,
-            transfer_target=s.transfer_target)
+            transfer_target=s.transfer_target, allowed_sources=tuple(s.sip_allowed_sources),
+            rtp_latching=s.sip_rtp_latching)
 
 
 @dataclass
@@ -121,17 +133,20 @@ class _Udp(UdpSipTransport):
     def _dispatch(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             msg = SipMessage.parse(data)
+            if isinstance(msg, SipRequest):
+                _stamp_via_received(msg, addr)
         except Exception as exc:  # garbage on the port: one line, no traceback, nothing else happens
             self.malformed += 1
             log.warning("ignoring a malformed SIP message from %s:%d (%s)", addr[0], addr[1], str(exc)[:80])
             return
-        if isinstance(msg, SipRequest):
-            _stamp_via_received(msg, addr)
         if self.on_message is not None:
             try:
                 self.on_message(msg, addr)
-            except Exception:
-                log.exception("error handling a SIP %s", getattr(msg, "method", "response"))
+            except Exception as exc:  # a message we cannot handle: one line; the traceback only at debug
+                self.malformed += 1
+                log.warning("could not handle a SIP %s from %s:%d: %s", str(getattr(msg, "method", "response"))[:20],
+                            addr[0], addr[1], repr(exc)[:120])
+                log.debug("SIP handling error", exc_info=True)
 
 
 def _codec_choice(sdp: SdpMessage) -> tuple[g711.G711, int | None, set[int]]:
@@ -161,6 +176,12 @@ class SipEndpoint:
         self._outbound_pending: dict[str, asyncio.Event] = {}  # Call-ID → "a response arrived"
         self._cancelled: set[str] = set()
         self._early: dict[str, RtpSession] = {}  # outbound calls ringing: early media goes here
+        self.sources = SourcePolicy(config.allowed_sources, config.trunk)
+        self.refused = RefusedInvites()  # INVITEs refused statelessly, for their retransmissions
+        self._tickets: dict[str, Ticket] = {}  # SIP Call-ID → the line taken for it, until answered
+        self.bad_cseq = 0
+        self._refusal_log = 0.0
+        self._refusals_unlogged = 0
 
     @property
     def advertised_host(self) -> str:
@@ -184,6 +205,7 @@ class SipEndpoint:
         self.uas.on_cancel = self._on_cancel
         self.uas.on_ack_timeout = lambda call: self._end_session(call.call_id, "no ACK for our answer")
         self.uas.on_transfer_progress = self._on_transfer_progress
+        self.uas.on_options = self._on_options
         await self.uas.start()
         if cfg.port == 0:  # bound to a free port: advertise the real one
             sock = self._transport._udp_transport.get_extra_info("sockname")  # type: ignore[union-attr]
@@ -204,15 +226,118 @@ class SipEndpoint:
     # --- message guards ----------------------------------------------------------------------
     def _on_message(self, msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
         assert self.uas is not None
+        if not self.sources.allows(addr[0]):  # no answer at all: no reflection, no state
+            what = msg.method if isinstance(msg, SipRequest) else f"response {msg.status_code}"
+            self.sources.refuse(addr[0], addr[1], str(what)[:20])
+            return
+        problem = cseq_problem(msg)
+        if problem is not None:
+            self._bad_cseq(msg, addr, problem)
+            return
         if isinstance(msg, SipResponse):
             self._before_response(msg, addr)
-        elif msg.method.upper() == "INVITE" and self._is_retransmission(msg):
+            self.uas._on_message(msg, addr)
             return
-        elif msg.method.upper() == "REFER":
+        method = msg.method.upper()
+        if method == "INVITE":
+            if self._is_retransmission(msg) or not self._take_line(msg, addr):
+                return
+        elif method == "ACK" and self._absorb_ack(msg):
+            return
+        elif method == "REFER":
             log.warning("refusing a REFER from the peer (CareCall does not transfer on request)")
             self.uas._send_error(msg, 603, "Decline")
             return
         self.uas._on_message(msg, addr)
+
+    def _bad_cseq(self, msg: SipRequest | SipResponse, addr: tuple[str, int], problem: str) -> None:
+        """One log line (then every 1000th), a 400 for a request that can be answered, nothing else."""
+        assert self.uas is not None
+        self.bad_cseq += 1
+        if self.bad_cseq % 1000 == 1:
+            log.warning("ignoring a SIP message from %s:%d: %s (%d so far)", addr[0], addr[1], problem, self.bad_cseq)
+        if isinstance(msg, SipRequest) and msg.method.upper() != "ACK" and msg.headers.get_first("via"):
+            self.uas._send_error(msg, 400, "Bad CSeq")
+
+    # --- admission: take the line, then answer -----------------------------------------------
+    def _take_line(self, invite: SipRequest, addr: tuple[str, int]) -> bool:
+        """For a new INVITE: reserve a line in the hub before aiosipua stores anything. A refused
+        INVITE is answered statelessly here and never reaches aiosipua. False: refused."""
+        assert self.uas is not None
+        call_id = invite.call_id or ""
+        if call_id in self.uas._calls or (self.uac is not None and call_id in self.uac._calls):
+            return True  # a re-INVITE in a dialog: aiosipua checks its tags and CSeq
+        earlier = self.refused.get(call_id)
+        if earlier is not None:  # a retransmission of an INVITE we refused: the same answer again
+            self.uas._send_error(invite, earlier.status, earlier.reason)
+            return False
+        if "tag=" in (invite.headers.get_first("to") or ""):
+            self.uas._send_error(invite, 481, "Call/Transaction Does Not Exist")
+            return False
+        if call_id in self._tickets:
+            return True  # still being answered (a new branch on the same Call-ID)
+        hub = self._get_hub()
+        if hub is None:
+            self._refuse(invite, 503, "Service Unavailable", "no call hub")
+            return False
+        try:
+            self._tickets[call_id] = hub.reserve("sip")
+        except CallsBusy as exc:
+            busy = exc.reason.startswith("at capacity")
+            self._refuse(invite, 486 if busy else 503, "Busy Here" if busy else "Service Unavailable", exc.reason)
+            return False
+        return True
+
+    def _refuse(self, invite: SipRequest, status: int, reason: str, why: str) -> None:
+        assert self.uas is not None
+        vias = invite.via
+        self.refused.add(invite.call_id or "", Refusal(vias[0].branch or "" if vias else "", status, reason))
+        extra = {"Retry-After": "5"} if status == 503 else None
+        self.uas._send_error(invite, status, reason, extra_headers=extra)
+        self._refusals_unlogged += 1
+        now = time.monotonic()
+        if now - self._refusal_log >= 5.0:  # a flood of INVITEs: one line per 5 s, with the count
+            log.warning("refused %d SIP call(s) with %d %s: %s", self._refusals_unlogged, status, reason, why)
+            self._refusal_log = now
+            self._refusals_unlogged = 0
+
+    def _absorb_ack(self, ack: SipRequest) -> bool:
+        """The ACK for a final error we sent statelessly: nothing to do."""
+        assert self.uas is not None
+        call_id = ack.call_id or ""
+        return call_id not in self.uas._calls and self.refused.get(call_id) is not None
+
+    def _forget(self, sip_call_id: str, refusal: Refusal | None = None) -> None:
+        """Remove a call from aiosipua's state (it keeps rejected and finished calls otherwise)."""
+        if self.uas is None:
+            return
+        call = self.uas._calls.pop(sip_call_id, None)
+        if call is not None:
+            call._stop_retransmissions()
+            self.uas._remove_invite_transaction(call.invite)
+        ticket = self._tickets.pop(sip_call_id, None)
+        if ticket is not None:
+            ticket.release()
+        self._cancelled.discard(sip_call_id)
+        if refusal is not None:
+            self.refused.add(sip_call_id, refusal)
+
+    def _reject(self, call: IncomingCall, status: int, reason: str) -> None:
+        call.reject(status, reason)
+        self._forget(call.call_id, Refusal("", status, reason))
+
+    def _on_options(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        """Capability query, and the dispatcher's health probe: 503 while this worker is not ready."""
+        assert self.uas is not None
+        hub = self._get_hub()
+        state = hub.readiness() if hub is not None else None
+        if state is None or not state.ready:
+            self.uas._send_error(request, 503, "Service Unavailable",
+                                 extra_headers={"Retry-After": "5",
+                                                "Warning": f'399 carecall "{state.reason if state else "starting"}"'})
+            return
+        self.uas._send_error(request, 200, "OK", extra_headers={"Allow": ", ".join(self.uas._handlers),
+                                                              "Accept": "application/sdp"})
 
     def _is_retransmission(self, invite: SipRequest) -> bool:
         assert self.uas is not None
@@ -265,30 +390,36 @@ class SipEndpoint:
         asyncio.get_running_loop().create_task(self._answer_safely(call), name=f"sip-answer-{call.call_id[:12]}")
 
     async def _answer_safely(self, call: IncomingCall) -> None:
+        ticket = self._tickets.pop(call.call_id, None)
         try:
-            await self._answer(call)
-        except Exception:  # e.g. no free RTP port: the caller gets a clear failure, other calls go on
-            log.exception("could not answer a SIP call")
+            if ticket is None:  # cannot happen through _take_line; never answer without a line
+                self._reject(call, 503, "Service Unavailable")
+                return
+            await self._answer(call, ticket)
+        except Exception as exc:  # e.g. no free RTP port: the caller gets a clear failure, other calls go on
+            log.warning("could not answer a SIP call: %r", exc)
             if not call._answered:
-                call.reject(503, "Service Unavailable")
+                self._reject(call, 503, "Service Unavailable")
+        finally:
+            if ticket is not None and not ticket.used and call.call_id not in self.sessions:
+                ticket.release()
 
-    async def _answer(self, call: IncomingCall) -> None:
+    async def _answer(self, call: IncomingCall, ticket: Ticket) -> None:
         hub = self._get_hub()
         who = mask_number(call.caller.split("@")[0].removeprefix("<").removeprefix("sip:"))
-        if hub is None or not hub.has_capacity():
-            log.warning("rejecting a call from %s: %s", who, "no call hub" if hub is None else "worker busy")
-            call.reject(486, "Busy Here")
+        if hub is None:
+            self._reject(call, 503, "Service Unavailable")
             return
         offer = call.sdp_offer
         if offer is None:
             log.warning("rejecting an INVITE without an SDP offer from %s", who)
-            call.reject(488, "Not Acceptable Here")
+            self._reject(call, 488, "Not Acceptable Here")
             return
         try:
             codec, dtmf_pt, _ = _codec_choice(offer)
         except SdpNegotiationError as exc:
             log.warning("rejecting a call from %s: %s", who, exc)
-            call.reject(488, "Not Acceptable Here")
+            self._reject(call, 488, "Not Acceptable Here")
             return
         call_id = hub.new_call_id()
         clog = call_log("carecall.telephony.sip", call_id)
@@ -298,7 +429,7 @@ class SipEndpoint:
         answer, _ = negotiate_sdp(offer, local_ip=self.config.host, rtp_port=rtp.local_port,
                                   supported_codecs=[codec.payload_type], dtmf_payload_type=dtmf_pt or 0,
                                   advertised_ip=self.config.public_host or None)
-        self._set_remote(rtp, offer, codec, dtmf_pt)
+        self._set_remote(rtp, offer, codec, dtmf_pt, call.source_addr[0])
         transport = RtpTransport(call_id=call_id, rtp=rtp, codec=codec, dtmf_pt=dtmf_pt,
                                  input_rate=self.config.input_rate,
                                  on_hangup=lambda reason: self._hangup_by_id(call.call_id, reason),
@@ -308,9 +439,9 @@ class SipEndpoint:
         call.ringing()
         if self.config.answer_delay_s:
             await asyncio.sleep(self.config.answer_delay_s)
-        if call.call_id in self._cancelled:
+        if call.call_id in self._cancelled or call.dialog.state.name == "TERMINATED":
             clog.info("caller gave up before we answered")
-            self._cancelled.discard(call.call_id)
+            self._forget(call.call_id)
             rtp.close()
             return
         self.sessions[call.call_id] = session
@@ -321,7 +452,7 @@ class SipEndpoint:
                         params={"sip_call_id": call.call_id, "caller": who, "codec": codec.name})
         clog.info("SIP call answered from %s (%s, %s, %s)", who, codec.name, language, mode)
         transport.start()
-        session.task = asyncio.create_task(self._run_call(session, hub, info), name=f"sip-call-{call_id}")
+        session.task = asyncio.create_task(self._run_call(session, hub, ticket, info), name=f"sip-call-{call_id}")
 
     def _language_and_mode(self, invite: SipRequest) -> tuple[str, str]:
         lang = (invite.get_header("x-carecall-language") or "").strip().lower()
@@ -331,25 +462,40 @@ class SipEndpoint:
         mode = (invite.get_header("x-carecall-mode") or "triage").strip().lower()
         return lang, mode if mode in ("triage", "followup") else "triage"
 
-    def _set_remote(self, rtp: RtpSession, sdp: SdpMessage, codec: g711.G711, dtmf_pt: int | None) -> None:
+    def _set_remote(self, rtp: RtpSession, sdp: SdpMessage, codec: g711.G711, dtmf_pt: int | None,
+                    signalling_host: str) -> None:
+        """Where media goes and may come from. Only the SDP's address by default; `c=0.0.0.0` (or
+        port 0) then means no media at all (hold), never "whoever sends first". Latching (symmetric
+        RTP, for phones behind NAT) only as configured: to the SIP peer's own host, or (`any`) to
+        anyone."""
         addr = sdp.rtp_address
-        if addr is None or addr[0] in ("0.0.0.0", "") or addr[1] == 0:
-            rtp.latch = True
+        usable = addr is not None and addr[0] not in ("0.0.0.0", "::", "") and addr[1] != 0
+        policy = self.config.rtp_latching
+        rtp.latch, rtp.latch_hosts = False, None
+        if policy == "sdp" or (usable and policy != "signalling"):
+            rtp.remote = (addr[0], addr[1]) if usable and addr is not None else None
         else:
-            rtp.remote = (addr[0], addr[1])
+            rtp.remote = None
+            rtp.latch = True
+            if policy == "signalling":
+                rtp.latch_hosts = frozenset({signalling_host, *([addr[0]] if usable and addr else [])})
         rtp.payload_types = {codec.payload_type} | ({dtmf_pt} if dtmf_pt is not None else set()) | {101}
 
-    async def _run_call(self, session: _Session, hub: Any, info: CallInfo) -> dict[str, Any]:
+    async def _run_call(self, session: _Session, hub: Any, ticket: Ticket, info: CallInfo) -> dict[str, Any]:
         clog = call_log("carecall.telephony.sip", session.call_id)
         result: dict[str, Any] = {}
         try:
-            result = await hub.run(info, session.transport) or {}
+            result = await hub.run(ticket, info, session.transport) or {}
+        except CallsBusy as exc:
+            clog.warning("no line for the call: %s", exc.reason)
         except Exception as exc:
             clog.error("call ended with an error: %r", exc)
         finally:
+            ticket.release()
             await self._hangup_session(session, "call ended")
             await session.transport.aclose()
             self.sessions.pop(session.sip_call_id, None)
+            self._forget(session.sip_call_id)
             rtp = session.rtp
             clog.info("SIP call closed (rx %d pkts, tx %d, dropped: source %d, payload type %d; jitter: "
                       "late %d, dup %d, lost %d)", rtp.rx_packets, rtp.tx_packets, rtp.dropped_source,
@@ -377,7 +523,7 @@ class SipEndpoint:
             return
         if codec.payload_type != session.transport.codec.payload_type:
             session.transport.codec = codec
-        self._set_remote(session.rtp, offer, codec, dtmf_pt)
+        self._set_remote(session.rtp, offer, codec, dtmf_pt, session.peer[0])
         call.accept(answer)
         session.transport.set_hold(_direction(offer) in ("sendonly", "inactive"))
 
@@ -386,7 +532,8 @@ class SipEndpoint:
 
     def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
         call_id = request.call_id or ""
-        self._cancelled.add(call_id)
+        if call_id in self._tickets:  # still being answered: _answer sees this and gives the line back
+            self._cancelled.add(call_id)
         self._end_session(call_id, "caller cancelled")
 
     def _end_session(self, sip_call_id: str, reason: str) -> None:
@@ -481,9 +628,29 @@ class SipEndpoint:
         if self.uac is None:
             raise RuntimeError("SIP endpoint not started")
         hub = self._get_hub()
-        if hub is None or not hub.has_capacity():
+        if hub is None:
             return DialResult("failed", reason="worker busy")
-        uri, remote = self._target(number_or_uri)
+        try:
+            ticket = hub.reserve("sip")
+        except CallsBusy as exc:
+            return DialResult("failed", reason=f"worker busy: {exc.reason}")
+        try:
+            uri, remote = self._target(number_or_uri)
+        except ValueError:
+            ticket.release()
+            raise
+        self.sources.admit_peer(remote[0])  # its answers must get through the allow-list
+        try:
+            return await self._dial(ticket, uri, remote, number_or_uri, language=language, mode=mode,
+                                    params=params, ring_timeout=ring_timeout)
+        finally:
+            ticket.release()
+            self.sources.forget_peer(remote[0])
+
+    async def _dial(self, ticket: Ticket, uri: str, remote: tuple[str, int], number_or_uri: str, *, language: str,
+                    mode: str, params: dict[str, Any] | None, ring_timeout: float) -> DialResult:
+        assert self.uac is not None
+        hub = self._get_hub()
         who = mask_number(number_or_uri.split("@")[0].removeprefix("sip:"))
         call_id = hub.new_call_id()
         clog = call_log("carecall.telephony.sip", call_id)
@@ -528,7 +695,7 @@ class SipEndpoint:
             out.hangup(self.uac)
             rtp.close()
             return DialResult("failed", 200, str(exc))
-        self._set_remote(rtp, answer, codec, dtmf_pt)
+        self._set_remote(rtp, answer, codec, dtmf_pt, remote[0])
         transport = RtpTransport(call_id=call_id, rtp=rtp, codec=codec, dtmf_pt=dtmf_pt,
                                  input_rate=self.config.input_rate,
                                  on_hangup=lambda reason: self._hangup_by_id(sip_call_id, reason),
@@ -541,7 +708,7 @@ class SipEndpoint:
                         params={"sip_call_id": sip_call_id, "direction": "outbound", "codec": codec.name,
                                 **(params or {})})
         clog.info("answered (%s)", codec.name)
-        result = await self._run_call(session, hub, info)
+        result = await self._run_call(session, hub, ticket, info)
         return DialResult("answered", 200, result=result, duration_s=time.monotonic() - started, call_id=call_id)
 
     async def _retransmit_invite(self, out: Any, remote: tuple[str, int], got: asyncio.Event) -> None:
