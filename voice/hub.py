@@ -227,7 +227,7 @@ class CallHub:
         """Stop admitting, let running calls finish for up to `timeout_s`, then tell and end the
         rest (their records are closed by the call itself) and wait up to `end_grace_s` for that."""
         self.begin_drain()
-        started = self._clock()
+        started = time.monotonic()  # waiting for calls happens in real time, whatever the clock
         for ticket in list(self._tickets.values()):
             ticket.release()  # lines reserved but not yet answered: their callers get busy
         before = len(self.active)
@@ -240,9 +240,9 @@ class CallHub:
         for call in left:
             call.cancel(reason)
         if left:
-            log.warning("drain limit %.0f s reached: ending %d call(s)", timeout_s, len(left))
+            log.warning("drain limit %.1f s reached: ending %d call(s)", timeout_s, len(left))
             try:
                 await asyncio.wait_for(self._idle.wait(), end_grace_s)
             except TimeoutError:
                 log.error("%d call(s) did not end within %.0f s of being told", len(self.active), end_grace_s)
-        return DrainReport(before - len(left), len(left), self._clock() - started)
+        return DrainReport(before - len(left), len(left), time.monotonic() - started)

@@ -108,6 +108,8 @@ class DrainingServer(uvicorn.Server):
 def serve(app: FastAPI, settings: Any, **uvicorn_options: Any) -> None:
     """Run `app` like `uvicorn.run`, draining on SIGTERM; the real client address is taken from
     X-Forwarded-For only when the connection comes from one of `settings.trusted_proxies`."""
+    if not logging.getLogger().handlers:  # CareCall's own lines (call ids, drains) next to uvicorn's
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     config = uvicorn.Config(app, host=settings.host, port=settings.port, proxy_headers=True,
                             forwarded_allow_ips=list(settings.trusted_proxies) or None, **uvicorn_options)
     DrainingServer(config, app, settings.drain_timeout_s).run()

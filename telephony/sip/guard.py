@@ -99,7 +99,7 @@ def cseq_problem(msg: SipRequest | SipResponse) -> str | None:
     request's method."""
     raw = msg.headers.get_first("cseq")
     if raw is None:
-        return "no CSeq"
+        return None  # a missing header: aiosipua answers 400 "Missing Required Header" itself
     parts = raw.split()
     if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) >= 2**31:
         return f"malformed CSeq {raw[:40]!r}"
