@@ -26,6 +26,7 @@ import web.widget
 from dialogue.llama_server import MODEL_ALIAS, LlamaServer
 from dialogue.llm import ChatModel
 from dialogue.openai_chat import OpenAIChatModel
+from records.shared_tokens import SharedTokenLedger
 from settings import Settings
 from telephony.lines import PhoneLines
 from voice.budget import MeasuredExecutor, latency_budget, watch_loop_lag
@@ -228,6 +229,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
             app.state.runtime = runtime
             app.state.hub = runtime.hub
             records = await web.console.start(app, settings)  # call records + recorder on the hub
+            widget.tokens.ledger = SharedTokenLedger(records.database)  # single use across workers
             await phone.start(app)  # SIP endpoint (when CARECALL_SIP_ENABLED)
             yield
             await phone.aclose()  # hang up phone calls, close the SIP socket

@@ -6,7 +6,6 @@ a running call goes on and finishes, or is told and ended at the drain limit; th
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -39,7 +38,8 @@ def worker(drain_timeout_s: float = 30, trusted: str = "127.0.0.1") -> Iterator[
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("drain_app did not start: " + (proc.stdout.read() if proc.poll() is not None else b"").decode())
+                out = proc.stdout.read() if proc.poll() is not None and proc.stdout else b""
+                raise RuntimeError("drain_app did not start: " + out.decode())
             time.sleep(0.1)
         yield base, proc
     finally:
@@ -126,3 +126,14 @@ async def test_the_client_address_comes_from_x_forwarded_for_only_through_a_trus
         async with httpx.AsyncClient() as client:
             r = await client.get(f"{base}/whoami", headers={"X-Forwarded-For": "203.0.113.7"})
     assert r.json()["client"] == expected
+
+
+def test_a_worker_of_several_refuses_to_start_without_the_shared_secret(tmp_path: Path) -> None:
+    from server import create_app
+    from settings import Settings
+    from web.health import ClusterMisconfigured
+
+    with pytest.raises(ClusterMisconfigured, match="CARECALL_SECRET_KEY"):
+        create_app(Settings(workers=3, data_dir=tmp_path))
+    create_app(Settings(workers=3, data_dir=tmp_path, secret_key="s" * 48))  # with it: fine
+    create_app(Settings(workers=1, data_dir=tmp_path))  # one worker may keep its own key
