@@ -52,8 +52,49 @@ def build_router() -> APIRouter:
     return router
 
 
+CALL_PATHS = frozenset({"/ws/call", "/telephony/twilio/stream", "/widget/rtc/offer"})
+BALANCER_HEADER = b"x-carecall-balancer"
+
+
+class ReadinessGate:
+    """ASGI middleware: a call-opening request that came through our balancer config (it sets
+    X-CareCall-Balancer) gets an HTTP 503 before any work when this worker is not ready, so the
+    balancer tries the next worker. Direct clients keep the protocol's own `busy` message."""
+
+    def __init__(self, app: Any, paths: frozenset[str] = CALL_PATHS) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and scope.get("path") in self.paths:
+            balanced = any(name == BALANCER_HEADER for name, _ in scope.get("headers", ()))
+            hub = getattr(getattr(scope.get("app"), "state", None), "hub", None)
+            state = hub.readiness() if balanced and hub is not None else None
+            if state is not None and not state.ready:
+                await self._refuse(scope, receive, send, state.reason)
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(scope: dict[str, Any], receive: Any, send: Any, reason: str) -> None:
+        body = f'{{"ready": false, "reason": "{reason}"}}'.encode()
+        headers = [(b"content-type", b"application/json"), (b"retry-after", b"5"),
+                   (b"content-length", str(len(body)).encode())]
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await receive()  # websocket.connect
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send({"type": "websocket.http.response.start", "status": 503, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:  # the server cannot send a denial response: a plain refusal (HTTP 403)
+            await send({"type": "websocket.close", "code": 1013})
+
+
 def install(app: FastAPI) -> None:
     app.include_router(build_router())
+    app.add_middleware(ReadinessGate)
 
 
 class ClusterMisconfigured(RuntimeError):

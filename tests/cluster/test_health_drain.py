@@ -77,6 +77,11 @@ async def test_ready_reports_capacity_with_reasons_and_live_stays_up() -> None:
             assert full["reason"].startswith("at capacity") and full["active"] == 2
             c, refused = await start_call(base)
             assert refused == {"type": "error", "code": "busy", "message": full["reason"]}
+            # Through the balancer (its header): an HTTP 503 before the upgrade, so nginx tries the next worker
+            with pytest.raises(websockets.exceptions.InvalidStatus) as denied:
+                await websockets.connect(base.replace("http", "ws") + "/ws/call",
+                                         additional_headers={"X-CareCall-Balancer": "nginx"})
+            assert denied.value.response.status_code == 503
             assert (await client.get(f"{base}/healthz/live")).status_code == 200
             await a.send("bye")
             assert json.loads(await a.recv())["type"] == "ended"
