@@ -9,11 +9,13 @@ import typer
 
 from records.cli import records_app, user_app
 from telephony.campaign_cli import campaign_app
+from web.cluster_cli import cluster_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CareCall voice triage and follow-up")
 app.add_typer(user_app, name="user")
 app.add_typer(records_app, name="records")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(cluster_app, name="cluster")
 
 
 @app.command()

@@ -117,6 +117,19 @@ class _Udp(UdpSipTransport):
 
     malformed = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Call-ID → the INVITE's Record-Route headers: copied into our responses (RFC 3261 §12.1.1),
+        # which aiosipua leaves out, so that a proxy (Kamailio) stays on the dialog's path.
+        self.record_routes: dict[str, list[str]] = {}
+
+    def send_reply(self, response: SipResponse) -> None:
+        routes = self.record_routes.get(response.call_id or "")
+        if routes and 100 < response.status_code < 300 and not response.headers.get("record-route"):
+            for route in routes:
+                response.headers.append("Record-Route", route)
+        super().send_reply(response)
+
     async def start(self) -> None:
         owner = self
 
@@ -319,6 +332,8 @@ class SipEndpoint:
         if ticket is not None:
             ticket.release()
         self._cancelled.discard(sip_call_id)
+        if self._transport is not None:
+            self._transport.record_routes.pop(sip_call_id, None)
         if refusal is not None:
             self.refused.add(sip_call_id, refusal)
 
@@ -387,6 +402,9 @@ class SipEndpoint:
 
     # --- inbound calls -----------------------------------------------------------------------
     def _on_invite(self, call: IncomingCall) -> None:
+        routes = call.invite.headers.get("record-route")
+        if routes and self._transport is not None:
+            self._transport.record_routes[call.call_id] = list(routes)
         asyncio.get_running_loop().create_task(self._answer_safely(call), name=f"sip-answer-{call.call_id[:12]}")
 
     async def _answer_safely(self, call: IncomingCall) -> None:
