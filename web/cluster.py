@@ -15,9 +15,11 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +115,8 @@ class Cluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.postgres = start_postgres(self.root / "pg")
+            # its own temp dir: the `postgres` user (initdb refuses root) must reach it
+            self.postgres = start_postgres(Path(tempfile.mkdtemp(prefix="carecall-cluster-pg-")))
             self.database_url = self.postgres.create_database("carecall")
             self._migrate()
             for w in self.workers:
@@ -276,3 +279,5 @@ class Cluster:
                     proc.wait()
         if self.postgres is not None:
             self.postgres.stop()
+            shutil.rmtree(self.postgres.root, ignore_errors=True)
+            self.postgres = None
