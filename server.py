@@ -178,8 +178,7 @@ async def ws_call(ws: WebSocket) -> None:
         authorise = getattr(ws.app.state, "authorise_call", None)
         if authorise is not None:
             await authorise(start.token)
-        if not runtime.hub.has_capacity():
-            raise CallsBusy("busy")
+        ticket = runtime.hub.reserve("websocket")  # take the line before answering (voice/hub.py)
     except TimeoutError:
         await _reject(ws, "start_timeout", "no start message within 10 s", 1008)
         return
@@ -202,13 +201,14 @@ async def ws_call(ws: WebSocket) -> None:
     )
     transport = WebSocketTransport(ws, start, max_message_bytes=settings.max_ws_message_bytes, call_id=info.call_id,
                                    emergency_number=settings.emergency_number(start.language))
-    await transport.send_json({"type": "started", "call_id": info.call_id, "sample_rate": transport.output_rate})
-    await transport.start()
     try:
-        await runtime.hub.run(info, transport)
+        await transport.send_json({"type": "started", "call_id": info.call_id, "sample_rate": transport.output_rate})
+        await transport.start()
+        await runtime.hub.run(ticket, info, transport)
     except CallsBusy:
         await transport.send_json({"type": "error", "code": "busy", "message": "all lines are busy"})
     finally:
+        ticket.release()  # no-op once the call ran on it
         await transport.aclose()
 
 
