@@ -21,169 +21,41 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiosipua import (
     IncomingCall,
     SdpMessage,
-    SipDigestAuth,
-    SipMessage,
     SipRequest,
     SipResponse,
     SipUAC,
     SipUAS,
-    build_sdp,
     negotiate_sdp,
     parse_sdp,
 )
 from aiosipua.sdp_negotiate import SdpNegotiationError
-from aiosipua.transport import UdpSipTransport, _stamp_via_received
 
 from telephony.common import call_log, mask_number
 from telephony.sip.guard import Refusal, RefusedInvites, SourcePolicy, cseq_problem
+from telephony.sip.outbound import OutboundCalls
 from telephony.sip.rtp import RtpSession, open_rtp
+from telephony.sip.session import DialResult, Session, SipConfig, codec_choice, direction
 from telephony.sip.transport import RtpTransport
+from telephony.sip.udp import SipUdp
 from voice import g711
 from voice.events import CallInfo
 from voice.hub import CallsBusy, Ticket
 
 log = logging.getLogger("carecall.telephony.sip")
 
-SUPPORTED_PTS = (0, 8)  # PCMU, PCMA
-T1 = 0.5
+__all__ = ["DialResult", "SipConfig", "SipEndpoint"]
 
-
-@dataclass
-class SipConfig:
-    host: str = "127.0.0.1"
-    port: int = 5060
-    public_host: str = ""  # advertised in Via/Contact/SDP (NAT); empty: `host`
-    rtp_ports: tuple[int, int] = (20000, 20999)
-    trunk: str = ""  # host[:port] outbound calls go to
-    from_user: str = "carecall"
-    username: str = ""  # digest credentials if the trunk challenges
-    password: str = ""
-    default_language: str = "zh"
-    user_agent: str = "CareCall"
-    input_rate: int = 16000
-    answer_delay_s: float = 0.0  # ring this long before answering
-    transfer_target: str = ""  # the human line a Transfer with no target goes to
-    allowed_sources: tuple[str, ...] = ()  # CIDRs SIP may come from; empty: loopback + the trunk
-    rtp_latching: str = "sdp"  # sdp | signalling | any (see Settings.sip_rtp_latching)
-
-    @classmethod
-    def from_settings(cls, s: Any) -> SipConfig:
-        return cls(
-            host=s.sip_host, port=s.sip_port, public_host=s.sip_public_host,
-            rtp_ports=(s.sip_rtp_port_min, s.sip_rtp_port_max), trunk=s.sip_trunk,
-            from_user=s.sip_from_user, username=s.sip_username,
-            password=s.sip_password.get_secret_value(), default_language=s.sip_default_language,
-            transfer_target=s.transfer_target, allowed_sources=tuple(s.sip_allowed_sources),
-            rtp_latching=s.sip_rtp_latching)
-
-
-@dataclass
-class DialResult:
-    """How an outbound call went: answered (and the call's result), or why not."""
-
-    outcome: str  # answered | busy | no-answer | rejected | failed
-    sip_status: int | None = None
-    reason: str = ""
-    result: dict[str, Any] = field(default_factory=dict)
-    duration_s: float = 0.0
-    call_id: str | None = None  # CareCall's call id (the call record) when answered
-
-
-@dataclass
-class _Session:
-    call_id: str  # CareCall's id
-    sip_call_id: str
-    transport: RtpTransport
-    rtp: RtpSession
-    peer: tuple[str, int]
-    incoming: IncomingCall | None = None
-    outgoing: Any = None  # aiosipua OutgoingCall
-    task: asyncio.Task[Any] | None = None
-    transfer_waiter: asyncio.Future[int] | None = None
-    refer_status: asyncio.Future[int] | None = None
-    ended: bool = False
-
-
-class _Udp(UdpSipTransport):
-    """aiosipua's UDP transport, bound without its protocol's isinstance assert (which fails on
-    Python 3.11, whose selector datagram transport is not a DatagramTransport subclass), and
-    counting what it cannot parse."""
-
-    malformed = 0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Call-ID → the INVITE's Record-Route headers: copied into our responses (RFC 3261 §12.1.1),
-        # which aiosipua leaves out, so that a proxy (Kamailio) stays on the dialog's path.
-        self.record_routes: dict[str, list[str]] = {}
-
-    def send_reply(self, response: SipResponse) -> None:
-        routes = self.record_routes.get(response.call_id or "")
-        if routes and 100 < response.status_code < 300 and not response.headers.get("record-route"):
-            for route in routes:
-                response.headers.append("Record-Route", route)
-        super().send_reply(response)
-
-    async def start(self) -> None:
-        owner = self
-
-        class Proto(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: Any) -> None:
-                owner._dispatch(data, (str(addr[0]), int(addr[1])))
-
-            def error_received(self, exc: Exception) -> None:
-                log.warning("SIP socket error: %s", exc)
-
-        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(Proto, local_addr=self.local_addr)
-        self._udp_transport = transport  # type: ignore[assignment]
-
-    def _dispatch(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            msg = SipMessage.parse(data)
-            if isinstance(msg, SipRequest):
-                _stamp_via_received(msg, addr)
-        except Exception as exc:  # garbage on the port: one line, no traceback, nothing else happens
-            self.malformed += 1
-            log.warning("ignoring a malformed SIP message from %s:%d (%s)", addr[0], addr[1], str(exc)[:80])
-            return
-        if self.on_message is not None:
-            try:
-                self.on_message(msg, addr)
-            except Exception as exc:  # a message we cannot handle: one line; the traceback only at debug
-                self.malformed += 1
-                log.warning("could not handle a SIP %s from %s:%d: %s", str(getattr(msg, "method", "response"))[:20],
-                            addr[0], addr[1], repr(exc)[:120])
-                log.debug("SIP handling error", exc_info=True)
-
-
-def _codec_choice(sdp: SdpMessage) -> tuple[g711.G711, int | None, set[int]]:
-    """The first G.711 codec in `sdp`'s audio and its telephone-event payload type."""
-    audio = sdp.audio
-    if audio is None:
-        raise SdpNegotiationError("no audio")
-    codec = next((c for c in audio.codecs if c.payload_type in SUPPORTED_PTS), None)
-    if codec is None:
-        raise SdpNegotiationError("no G.711 codec")
-    dtmf = next((c.payload_type for c in audio.codecs if c.encoding_name.lower() == "telephone-event"), None)
-    return g711.G711("PCMU" if codec.payload_type == 0 else "PCMA"), dtmf, {codec.payload_type}
-
-
-def _direction(sdp: SdpMessage | None) -> str:
-    return sdp.audio.direction if sdp is not None and sdp.audio is not None else "sendrecv"
-
-
-class SipEndpoint:
+class SipEndpoint(OutboundCalls):
     def __init__(self, config: SipConfig, get_hub: Callable[[], Any]) -> None:
         self.config = config
         self._get_hub = get_hub
-        self.sessions: dict[str, _Session] = {}  # by SIP Call-ID
-        self._transport: _Udp | None = None
+        self.sessions: dict[str, Session] = {}  # by SIP Call-ID
+        self._transport: SipUdp | None = None
         self.uas: SipUAS | None = None
         self.uac: SipUAC | None = None
         self._outbound_pending: dict[str, asyncio.Event] = {}  # Call-ID → "a response arrived"
@@ -208,7 +80,7 @@ class SipEndpoint:
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.config
-        self._transport = _Udp(local_addr=(cfg.host, cfg.port))
+        self._transport = SipUdp(local_addr=(cfg.host, cfg.port))
         advertised = (self.advertised_host, cfg.port) if cfg.public_host else None
         self.uac = SipUAC(self._transport, advertised_addr=advertised)
         self.uas = SipUAS(self._transport, uac=self.uac, user_agent=cfg.user_agent, advertised_addr=advertised)
@@ -434,7 +306,7 @@ class SipEndpoint:
             self._reject(call, 488, "Not Acceptable Here")
             return
         try:
-            codec, dtmf_pt, _ = _codec_choice(offer)
+            codec, dtmf_pt, _ = codec_choice(offer)
         except SdpNegotiationError as exc:
             log.warning("rejecting a call from %s: %s", who, exc)
             self._reject(call, 488, "Not Acceptable Here")
@@ -453,7 +325,7 @@ class SipEndpoint:
                                  on_hangup=lambda reason: self._hangup_by_id(call.call_id, reason),
                                  on_transfer=lambda target: self._transfer(call.call_id, target))
         transport_box.append(transport)
-        session = _Session(call_id, call.call_id, transport, rtp, call.source_addr, incoming=call)
+        session = Session(call_id, call.call_id, transport, rtp, call.source_addr, incoming=call)
         call.ringing()
         if self.config.answer_delay_s:
             await asyncio.sleep(self.config.answer_delay_s)
@@ -464,7 +336,7 @@ class SipEndpoint:
             return
         self.sessions[call.call_id] = session
         call.accept(answer)
-        transport.set_hold(_direction(offer) in ("sendonly", "inactive"))
+        transport.set_hold(direction(offer) in ("sendonly", "inactive"))
         language, mode = self._language_and_mode(call.invite)
         info = CallInfo(call_id=call_id, language=language, channel="sip", mode=mode,  # type: ignore[arg-type]
                         params={"sip_call_id": call.call_id, "caller": who, "codec": codec.name})
@@ -499,7 +371,7 @@ class SipEndpoint:
                 rtp.latch_hosts = frozenset({signalling_host, *([addr[0]] if usable and addr else [])})
         rtp.payload_types = {codec.payload_type} | ({dtmf_pt} if dtmf_pt is not None else set()) | {101}
 
-    async def _run_call(self, session: _Session, hub: Any, ticket: Ticket, info: CallInfo) -> dict[str, Any]:
+    async def _run_call(self, session: Session, hub: Any, ticket: Ticket, info: CallInfo) -> dict[str, Any]:
         clog = call_log("carecall.telephony.sip", session.call_id)
         result: dict[str, Any] = {}
         try:
@@ -531,7 +403,7 @@ class SipEndpoint:
             call.accept(call.sdp_answer)
             return
         try:
-            codec, dtmf_pt, _ = _codec_choice(offer)
+            codec, dtmf_pt, _ = codec_choice(offer)
             answer, _ = negotiate_sdp(offer, local_ip=self.config.host, rtp_port=session.rtp.local_port,
                                       supported_codecs=[codec.payload_type], dtmf_payload_type=dtmf_pt or 0,
                                       advertised_ip=self.config.public_host or None)
@@ -543,7 +415,7 @@ class SipEndpoint:
             session.transport.codec = codec
         self._set_remote(session.rtp, offer, codec, dtmf_pt, session.peer[0])
         call.accept(answer)
-        session.transport.set_hold(_direction(offer) in ("sendonly", "inactive"))
+        session.transport.set_hold(direction(offer) in ("sendonly", "inactive"))
 
     def _on_bye(self, call: IncomingCall, request: SipRequest) -> None:
         self._end_session(call.call_id, "caller hung up")
@@ -567,7 +439,7 @@ class SipEndpoint:
         if session is not None:
             await self._hangup_session(session, reason)
 
-    async def _hangup_session(self, session: _Session, reason: str) -> None:
+    async def _hangup_session(self, session: Session, reason: str) -> None:
         if session.ended:
             return
         session.ended = True
@@ -614,129 +486,3 @@ class SipEndpoint:
             return
         if status >= 200:
             session.transfer_waiter.set_result(status)
-
-    # --- outbound calls ----------------------------------------------------------------------
-    def _offer(self, rtp_port: int) -> SdpMessage:
-        sdp = build_sdp(self.config.host, rtp_port, 0, "PCMU", dtmf_payload_type=101,
-                        advertised_ip=self.config.public_host or None)
-        audio = sdp.audio
-        assert audio is not None
-        audio.formats.insert(1, "8")
-        audio.attributes["rtpmap"].insert(1, "8 PCMA/8000")
-        from aiosipua.sdp import _extract_codecs
-
-        audio.codecs = _extract_codecs(audio)
-        return sdp
-
-    def _target(self, number_or_uri: str) -> tuple[str, tuple[str, int]]:
-        if number_or_uri.startswith(("sip:", "sips:")):
-            hostport = number_or_uri.split("@", 1)[-1].split(";")[0]
-            uri = number_or_uri
-        else:
-            if not self.config.trunk:
-                raise ValueError("no SIP trunk configured (CARECALL_SIP_TRUNK) to dial a number through")
-            hostport = self.config.trunk
-            uri = f"sip:{number_or_uri}@{hostport}"
-        host, _, port = hostport.partition(":")
-        return uri, (host, int(port or 5060))
-
-    async def dial(self, number_or_uri: str, *, language: str = "zh", mode: str = "followup",
-                   params: dict[str, Any] | None = None, ring_timeout: float = 30.0) -> DialResult:
-        """Call a patient and run the call through the hub until it ends."""
-        if self.uac is None:
-            raise RuntimeError("SIP endpoint not started")
-        hub = self._get_hub()
-        if hub is None:
-            return DialResult("failed", reason="worker busy")
-        try:
-            ticket = hub.reserve("sip")
-        except CallsBusy as exc:
-            return DialResult("failed", reason=f"worker busy: {exc.reason}")
-        try:
-            uri, remote = self._target(number_or_uri)
-        except ValueError:
-            ticket.release()
-            raise
-        self.sources.admit_peer(remote[0])  # its answers must get through the allow-list
-        try:
-            return await self._dial(ticket, uri, remote, number_or_uri, language=language, mode=mode,
-                                    params=params, ring_timeout=ring_timeout)
-        finally:
-            ticket.release()
-            self.sources.forget_peer(remote[0])
-
-    async def _dial(self, ticket: Ticket, uri: str, remote: tuple[str, int], number_or_uri: str, *, language: str,
-                    mode: str, params: dict[str, Any] | None, ring_timeout: float) -> DialResult:
-        assert self.uac is not None
-        hub = self._get_hub()
-        who = mask_number(number_or_uri.split("@")[0].removeprefix("sip:"))
-        call_id = hub.new_call_id()
-        clog = call_log("carecall.telephony.sip", call_id)
-        box: list[RtpTransport] = []
-        rtp = await open_rtp(self.config.host, self.config.rtp_ports, lambda p: box[0].on_packet(p) if box else None,
-                             clog)
-        auth = SipDigestAuth(self.config.username, self.config.password) if self.config.username else None
-        from_uri = f"sip:{self.config.from_user}@{self.advertised_host}"
-        out = self.uac.send_invite(from_uri, uri, remote, sdp_offer=self._offer(rtp.local_port),
-                                   user_agent=self.config.user_agent, auth=auth)
-        sip_call_id = out.call_id
-        self._early[sip_call_id] = rtp
-        got_response = self._outbound_pending.setdefault(sip_call_id, asyncio.Event())
-        retransmit = asyncio.create_task(self._retransmit_invite(out, remote, got_response))
-        clog.info("dialling %s", who)
-        started = time.monotonic()
-        try:
-            await out.wait_answered(ring_timeout)
-        except TimeoutError:
-            clog.info("no answer from %s after %.0f s; cancelling", who, ring_timeout)
-            with contextlib.suppress(Exception):
-                out.cancel(self.uac)
-            rtp.close()
-            return DialResult("no-answer", reason="ring timeout")
-        except RuntimeError:
-            code = out._reject_code
-            rtp.close()
-            outcome = "busy" if code in (486, 600) else "no-answer" if code in (408, 480, 487) else "rejected"
-            clog.info("call to %s not answered: %d %s", who, code, out._reject_reason)
-            return DialResult(outcome, code, out._reject_reason)
-        finally:
-            retransmit.cancel()
-            self._outbound_pending.pop(sip_call_id, None)
-            self._early.pop(sip_call_id, None)
-        answer = out.sdp_answer
-        try:
-            if answer is None:
-                raise SdpNegotiationError("no SDP answer")
-            codec, dtmf_pt, _ = _codec_choice(answer)
-        except SdpNegotiationError as exc:
-            clog.warning("answered without usable SDP (%s); hanging up", exc)
-            out.hangup(self.uac)
-            rtp.close()
-            return DialResult("failed", 200, str(exc))
-        self._set_remote(rtp, answer, codec, dtmf_pt, remote[0])
-        transport = RtpTransport(call_id=call_id, rtp=rtp, codec=codec, dtmf_pt=dtmf_pt,
-                                 input_rate=self.config.input_rate,
-                                 on_hangup=lambda reason: self._hangup_by_id(sip_call_id, reason),
-                                 on_transfer=lambda target: self._transfer(sip_call_id, target))
-        box.append(transport)
-        session = _Session(call_id, sip_call_id, transport, rtp, remote, outgoing=out)
-        self.sessions[sip_call_id] = session
-        transport.start()
-        info = CallInfo(call_id=call_id, language=language, channel="sip", mode=mode,  # type: ignore[arg-type]
-                        params={"sip_call_id": sip_call_id, "direction": "outbound", "codec": codec.name,
-                                **(params or {})})
-        clog.info("answered (%s)", codec.name)
-        result = await self._run_call(session, hub, ticket, info)
-        return DialResult("answered", 200, result=result, duration_s=time.monotonic() - started, call_id=call_id)
-
-    async def _retransmit_invite(self, out: Any, remote: tuple[str, int], got: asyncio.Event) -> None:
-        """Timer A (RFC 3261 §17.1.1.2): resend the INVITE until any response arrives."""
-        assert self._transport is not None
-        interval = T1
-        for _ in range(6):
-            try:
-                await asyncio.wait_for(got.wait(), interval)
-                return
-            except TimeoutError:
-                self._transport.send(out.invite, remote)
-                interval *= 2

@@ -3,7 +3,9 @@ PostgreSQL, behind nginx (TLS, self-signed) and Kamailio's dispatcher, started b
 the shipped configs in deploy/ (the same as `carecall cluster up 3`).
 
 - WebSocket calls through nginx and SIP calls (SIPp) through Kamailio spread over all three workers,
-  every call recorded once in the shared database;
+  every call recorded once in the shared database; with every line taken, nginx gets a 503 from each
+  worker before any work and the caller a clear 503 (nothing half-answered), and calls succeed again
+  once nginx's passive health (fail_timeout) takes the workers back;
 - a widget token used on worker A is refused on worker B;
 - SIGTERM one worker mid-call: its call goes on until the drain limit, is then told and ended with a
   complete record, the worker exits 0, and new calls (both balancers) go to the others;
@@ -155,25 +157,48 @@ def sipp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 async def test_calls_over_websocket_and_sip_spread_over_all_workers_each_recorded_once(cluster: Cluster,
                                                                                        sipp_dir: Path) -> None:
-    ids = []
-    for _ in range(2):  # three calls held at once, twice: least_conn gives each its own worker
+    ids: list[str] = []
+
+    async def hold(n: int) -> list:  # type: ignore[type-arg]
         held = []
-        for _ in range(3):
+        for _ in range(n):
             ws, started = await open_call(cluster)
             assert ws is not None, started
             held.append(ws)
             ids.append(started["call_id"])
-        assert await active_per_worker(cluster) == [1, 1, 1]  # nginx used every worker
+        return held
+
+    async def end_all(held: list) -> None:  # type: ignore[type-arg]
         for ws in held:
             assert (await end_call(ws))["type"] == "ended"
             await ws.close()
+
+    await end_all(await hold(3))  # warm-up round
+    held = await hold(3)  # three calls at once: least_conn gives each its own worker
+    assert await active_per_worker(cluster) == [1, 1, 1]
+    await end_all(held)
     for _ in range(6):
         assert await sip_call(cluster, sipp_dir)
     assert all(n >= 1 for n in sip_answers(cluster)), sip_answers(cluster)  # Kamailio used every worker
+
+    held = await hold(6)  # every line of the cluster (2 per worker)
+    assert await active_per_worker(cluster) == [2, 2, 2]
+    with pytest.raises(websockets.exceptions.InvalidStatus) as full:  # each worker said 503 before any work
+        await open_call(cluster)
+    assert full.value.response.status_code == 503
+    await end_all(held)
+    # nginx took the full workers out for fail_timeout (passive health): calls succeed again after it
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                await end_all(await hold(1))
+                break
+            except websockets.exceptions.InvalidStatus:
+                await asyncio.sleep(0.5)
     rows = records(cluster)
-    assert len(rows) == len({r.id for r in rows}) == 12  # every call recorded once, in one database
+    assert len(rows) == len({r.id for r in rows}) == len(ids) + 6  # every call recorded once, in one database
     assert set(ids) <= {r.id for r in rows}
-    assert sorted(r.channel for r in rows) == ["sip"] * 6 + ["websocket"] * 6
+    assert sorted(r.channel for r in rows) == ["sip"] * 6 + ["websocket"] * len(ids)
     assert all(r.status == "ended" for r in rows)
 
 
