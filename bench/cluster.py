@@ -70,7 +70,8 @@ async def load_step(url: str, audio: list[Pcm], concurrent: int, rounds: int) ->
 
 async def bench_workers(n: int, audio: list[Pcm], max_concurrent: int, rounds: int) -> dict[str, Any]:
     cluster = Cluster.plan(Path(tempfile.mkdtemp(prefix=f"carecall-bench-{n}-")), n, worker_env={
-        "CARECALL_MAX_CONCURRENT_CALLS": str(max_concurrent), "CARECALL_ASR_THREADS": "1"})
+        "CARECALL_MAX_CONCURRENT_CALLS": str(max_concurrent),
+        "CARECALL_ASR_THREADS": str(max(1, (os.cpu_count() or 2) // n))})  # the cores shared out
     cluster.start()
     os.environ["SSL_CERT_FILE"] = str(cluster.run_dir / "tls.crt")  # nginx's self-signed certificate
     url = cluster.https_url.replace("https", "wss") + "/ws/call"
@@ -80,12 +81,14 @@ async def bench_workers(n: int, audio: list[Pcm], max_concurrent: int, rounds: i
         cpu0 = cpu_seconds(pids)
         steps, call_s = [], 0.0
         for c in range(1, max_concurrent + 1):
+            load = os.getloadavg()[0]
             step = await load_step(url, audio, c, rounds)
+            step["load_avg_1m"] = round(load, 1)  # other work on the (shared) machine at the start
             steps.append(step)
             call_s += step["call_seconds"]
             print(json.dumps({"workers": n, **step}), flush=True)
-            if step["p95_ms"] is None or step["p95_ms"] > BUDGET_MS:
-                break
+            if step["p95_ms"] is None or step["p95_ms"] > 3 * BUDGET_MS:
+                break  # far over the budget: more load says nothing new
         cpu = cpu_seconds(pids) - cpu0
     finally:
         cluster.stop()
