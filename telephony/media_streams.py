@@ -32,6 +32,7 @@ from telephony.pacing import FramePacer
 from voice import g711
 from voice.audio import Pcm
 from voice.events import CallerAudio, CallerHangup, CallEvent, CallInfo, Dtmf, InboundEvent
+from voice.hub import CallsBusy
 from voice.resample import resample
 
 log = logging.getLogger("carecall.telephony.media_streams")
@@ -505,8 +506,12 @@ def build_router(
             await _safe_close(ws, 1008, "no start message")
             return
         stream_sid, call_sid, custom = start
-        if hub is None or not hub.has_capacity():
-            log.warning("media stream refused: %s", "no call hub" if hub is None else "worker busy")
+        try:  # take the line before the call starts (voice/hub.py)
+            ticket = hub.reserve("media-stream") if hub is not None else None
+        except CallsBusy as exc:
+            log.warning("media stream refused: worker busy (%s)", exc.reason)
+            ticket = None
+        if ticket is None:
             await _safe_close(ws, CLOSE_TRY_AGAIN, "busy")
             return
         call_id = hub.new_call_id()
@@ -522,7 +527,7 @@ def build_router(
         clog = call_log("carecall.telephony.media_streams", call_id)
         clog.info("media stream started (%s, %s)", language, mode)
         transport.start()
-        call_task = asyncio.create_task(hub.run(info, transport), name=f"call-{call_id}")
+        call_task = asyncio.create_task(hub.run(ticket, info, transport), name=f"call-{call_id}")
         reader = asyncio.create_task(_read_loop(ws, transport, clog), name=f"ms-read-{call_id}")
         try:
             done, _ = await asyncio.wait({call_task, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -534,6 +539,7 @@ def build_router(
             if call_task.done() and not call_task.cancelled() and call_task.exception() is not None:
                 clog.error("call ended with an error: %r", call_task.exception())
         finally:
+            ticket.release()  # no-op once the call ran on it
             reader.cancel()
             await transport.aclose()
             await _safe_close(ws, 1000, "call ended")

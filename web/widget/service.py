@@ -237,11 +237,14 @@ class WidgetService:
         if len(self.transports) >= self.max_peers:
             raise HTTPException(status_code=429, detail="too many connections open; try again shortly",
                                 headers={"Retry-After": "5"})
-        if not hub.has_capacity():
-            raise HTTPException(status_code=503, detail=BUSY, headers={"Retry-After": "30"})
+        try:
+            ticket = hub.reserve("webrtc")  # take the line before answering the offer (voice/hub.py)
+        except CallsBusy:
+            raise HTTPException(status_code=503, detail=BUSY, headers={"Retry-After": "30"}) from None
         try:
             grant = self.tokens.redeem(token)
         except TokenError as exc:
+            ticket.release()
             raise HTTPException(status_code=exc.status, detail=exc.message) from None
         language = lang or grant.language
 
@@ -258,13 +261,14 @@ class WidgetService:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
+            ticket.release()
             await self._forget(transport)
             log.info("widget offer refused: %s", type(exc).__name__)
             raise HTTPException(status_code=400, detail="the SDP offer could not be used") from None
 
         call_id = hub.new_call_id()
         info = CallInfo(call_id=call_id, language=language, channel="webrtc")
-        self._spawn(self._run_call(hub, info, transport), name=f"webrtc-call:{call_id[:8]}")
+        self._spawn(self._run_call(hub, info, transport, ticket), name=f"webrtc-call:{call_id[:8]}")
         log.info("call %s: webrtc offer answered", call_id[:8])
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "call_id": call_id}
 
@@ -282,14 +286,14 @@ class WidgetService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_call(self, hub: Any, info: CallInfo, transport: WebRtcTransport) -> None:
+    async def _run_call(self, hub: Any, info: CallInfo, transport: WebRtcTransport, ticket: Any = None) -> None:
         short = info.call_id[:8]
         try:
             if not await transport.wait_connected(self.connect_timeout_s):
                 log.info("call %s: webrtc never connected (%s)", short, transport.pc.connectionState)
                 return
             transport.send_message({"type": "connected", "call_id": info.call_id, "transport": "webrtc"})
-            await hub.run(info, transport)
+            await (hub.run(ticket, info, transport) if ticket is not None else hub.run(info, transport))
         except CallsBusy:
             transport.send_message({"type": "error", "code": "busy", "message": BUSY})
         except asyncio.CancelledError:
@@ -299,6 +303,8 @@ class WidgetService:
             transport.send_message({"type": "error", "code": "server_error",
                                     "message": "something went wrong on our side"})
         finally:
+            if ticket is not None:
+                ticket.release()  # never connected: the line goes back (no-op once the call ran)
             await self._forget(transport)
 
     async def _forget(self, transport: WebRtcTransport) -> None:
