@@ -10,11 +10,13 @@ import typer
 
 from records.cli import records_app, user_app
 from telephony.campaign_cli import campaign_app, lend_runtime
+from web.cluster_cli import cluster_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CareCall voice triage and follow-up")
 app.add_typer(user_app, name="user")
 app.add_typer(records_app, name="records")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(cluster_app, name="cluster")
 
 
 def _open_runtime(settings: object) -> object:
@@ -30,8 +32,7 @@ lend_runtime(_open_runtime)  # type: ignore[arg-type]
 @app.command()
 def serve(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
     """Start the CareCall server (http://127.0.0.1:8080 by default)."""
-    import uvicorn
-
+    import web.health
     from server import create_app
     from settings import Settings
 
@@ -40,8 +41,8 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None)) -> Non
     settings = Settings(**overrides)
     # uvicorn's own frame limit sits above ours so that an oversized frame gets our clear error
     # message instead of a bare 1009 close.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                ws_max_size=4 * settings.max_ws_message_bytes)
+    # SIGTERM drains calls first (web/health.py); X-Forwarded-For only from CARECALL_TRUSTED_PROXIES.
+    web.health.serve(create_app(settings), settings, log_level="info", ws_max_size=4 * settings.max_ws_message_bytes)
 
 
 @app.command()

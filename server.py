@@ -21,14 +21,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.websockets import WebSocketState
 
 import web.console
+import web.health
 import web.widget
 from dialogue.llama_server import MODEL_ALIAS, LlamaServer
 from dialogue.llm import ChatModel
 from dialogue.openai_chat import OpenAIChatModel
 from records.db import private_dir
+from records.shared_tokens import SharedTokenLedger
 from settings import Settings
 from telephony.lines import PhoneLines
 from voice.admission import AdmissionRefused, CallRequest, admit, validate
+from voice.budget import MeasuredExecutor, latency_budget, watch_loop_lag
 from voice.call import Call, TurnTaking
 from voice.endpointer import EndpointerConfig
 from voice.hub import CallHub, CallsBusy, Engines
@@ -155,7 +158,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     async with AsyncExitStack() as stack:
         # Model inference runs here, never on the event loop. Sized to the cores so calls
         # queue for a core rather than thrash it (CTranslate2 and onnxruntime release the GIL).
-        executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="infer")
+        budget = latency_budget(settings)  # admission from measured figures (voice/budget.py)
+        executor = MeasuredExecutor(budget, max_workers=os.cpu_count() or 2, thread_name_prefix="infer")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
         chat_model = await start_chat_model(settings, stack)
         engines = await asyncio.get_running_loop().run_in_executor(
@@ -164,10 +168,12 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         recordings = settings.data_dir / "recordings"
         call_factory = functools.partial(Call, turn_taking=turn_taking(settings), recording_dir=recordings)
         takeovers = TakeoverRegistry(load_takeover_phrases())
-        hub = CallHub(engines, takeovers.wrap(call_factory), settings.max_concurrent_calls)
+        hub = CallHub(engines, takeovers.wrap(call_factory), settings.max_concurrent_calls, budget=budget)
         metrics = CallMetrics()
         hub.add_observer(metrics)
-        stack.push_async_callback(hub.drain)
+        lag = asyncio.create_task(watch_loop_lag(budget), name="loop-lag")
+        stack.callback(lag.cancel)
+        stack.push_async_callback(functools.partial(hub.drain, 0.0))  # SIGTERM drained already (web/health.py)
         warm = WarmReport()
         if settings.tts_warm_start:  # every fixed phrase rendered in the background (voice/tts/warm.py)
             from dialogue.fixed_phrases import fixed_phrases
@@ -235,6 +241,7 @@ async def _reject(ws: WebSocket, code: str, message: str, close_code: int) -> No
 
 def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_runtime) -> FastAPI:
     settings = settings or Settings()
+    web.health.check_cluster_settings(settings)  # no per-process random keys in a cluster
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -244,6 +251,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
             app.state.hub = runtime.hub
             app.state.takeovers = getattr(runtime, "takeovers", None)
             records = await web.console.start(app, settings)  # call records + recorder on the hub
+            widget.tokens.ledger = SharedTokenLedger(records.database)  # single use across workers
             await phone.start(app)  # SIP endpoint (when CARECALL_SIP_ENABLED)
             yield
             await phone.aclose()  # hang up phone calls, close the SIP socket
@@ -282,6 +290,7 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_websocket_route("/ws/call", ws_call)
+    web.health.install(app)  # /healthz/live, /healthz/ready (balancers)
     web.console.install(app, settings)  # nurse console at /console
     widget = web.widget.WidgetService(settings)  # patient widget, call tokens, WebRTC signalling
     app.include_router(widget.router)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_cache() -> Path:
@@ -94,8 +95,30 @@ class Settings(BaseSettings):
     campaign_concurrency: int = Field(2, description="campaign calls one worker places at once")
     campaign_poll_s: float = Field(10.0, description="how often a worker looks for due campaign calls")
 
-    # --- limits ---------------------------------------------------------------------------------
-    max_concurrent_calls: int = 8
+    sip_allowed_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs/addresses SIP may come from (JSON list); empty: loopback and the trunk's address")
+    sip_rtp_latching: Literal["sdp", "signalling", "any"] = Field(
+        "sdp", description="RTP only from the SDP's address (sdp); or latch to the first source on the SIP "
+                           "peer's host when the SDP address is unusable (signalling); any: latch to anyone (unsafe)")
+
+    # --- limits and admission (voice/hub.py, voice/budget.py) -------------------------------------
+    max_concurrent_calls: int = Field(0, description="lines per worker; 0: derived from the cores (CPU ASR) "
+                                                     "or 16 per worker on CUDA")
+    budget_voice_to_voice_p95_s: float = Field(1.5, description="refuse new calls while recent p95 is above")
+    budget_queue_wait_p95_s: float = Field(0.5, description="... while model work waits longer for a thread")
+    budget_loop_lag_p95_s: float = Field(0.2, description="... while the event loop lags more than this")
+    budget_window_s: float = Field(60.0, description="how far back the budget looks")
+    drain_timeout_s: float = Field(30.0, description="on SIGTERM, how long running calls may go on")
+
+    # --- cluster (deploy/, issue 13) ------------------------------------------------------------
+    workers: int = Field(1, description="workers sharing this deployment's database; >1 needs CARECALL_SECRET_KEY")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1"], description="proxies whose X-Forwarded-For names the client")
+    webrtc_turn_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="turn: URLs given with a widget token")
+    webrtc_turn_secret: SecretStr = Field(SecretStr(""), description="coturn static-auth-secret (TURN REST API)")
+    webrtc_turn_ttl_s: int = Field(3600, description="lifetime of a TURN credential")
     max_ws_message_bytes: int = 64 * 1024
     max_body_bytes: int = Field(64 * 1024, description="largest HTTP request body, refused before parsing")
     max_upload_bytes: int = Field(3 * 1024 * 1024, description="largest console upload (signed-in only)")
@@ -114,6 +137,21 @@ class Settings(BaseSettings):
     webrtc_ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for browser and server")
     widget_tokens_per_minute: int = Field(20, description="call tokens one address may get per minute")
     widget_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], description="pages that may embed")
+
+    @field_validator("sip_allowed_sources", "trusted_proxies", "webrtc_turn_urls", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """`a,b` or a JSON list, from the environment."""
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _derive_capacity(self) -> Settings:
+        if self.max_concurrent_calls <= 0:  # CPU ASR holds about one call per core within 1.5 s p95
+            self.max_concurrent_calls = 16 if self.asr_device == "cuda" else max(1, os.cpu_count() or 1)
+        return self
 
     @property
     def models_dir(self) -> Path:

@@ -152,6 +152,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.local_port = 0
         self.remote: tuple[str, int] | None = None
         self.latch = False  # accept the first source when the SDP address is unusable
+        self.latch_hosts: frozenset[str] | None = None  # latch only to a source on one of these hosts
         self.payload_types: set[int] = set()
         self.ssrc = random.getrandbits(32)
         self.seq = random.getrandbits(16)
@@ -173,6 +174,10 @@ class RtpSession(asyncio.DatagramProtocol):
         if self.remote is None:
             if not self.latch:
                 self.early += 1  # media before the answer told us where it comes from
+                return
+            if self.latch_hosts is not None and source[0] not in self.latch_hosts:
+                self.dropped_source += 1  # a stranger must not capture the call's audio
+                self._once.warning("latch", "not latching RTP to %s:%d (not the SIP peer's host)", *source)
                 return
             self.remote = source  # symmetric RTP: answer where the media comes from
         if source != self.remote:

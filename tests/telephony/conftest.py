@@ -19,6 +19,7 @@ import uvicorn
 
 from voice.audio import Pcm
 from voice.events import CallerAudio, CallerHangup, CallInfo, Dtmf
+from voice.hub import CallHub
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -77,34 +78,65 @@ class CallRecord:
 Behaviour = Callable[[CallRecord], Awaitable[None]]
 
 
-class EchoHub:
-    """Just enough of `voice.hub.CallHub` for transport tests: `run(info, transport)` drives one
-    call with `behaviour` (default: echo the caller back in 200 ms pieces until hang-up)."""
+class _EchoCall:
+    """One call driven by a test behaviour instead of the call loop (`cancel` ends it, as draining does)."""
+
+    def __init__(self, hub: EchoHub, info: CallInfo, transport: Any) -> None:
+        self.hub, self.rec = hub, CallRecord(info, transport)
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self) -> dict[str, Any]:
+        self.hub.calls.append(self.rec)
+        self.hub._changed.set()
+        self._task = asyncio.ensure_future(self.hub.behaviour(self.rec))
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        finally:
+            self.rec.done.set()
+        return {}
+
+    def cancel(self, reason: str) -> None:
+        self.rec.notes["ended_by_worker"] = reason
+        if self._task is not None:
+            self._task.cancel()
+
+
+class EchoHub(CallHub):
+    """The real `voice.hub.CallHub` (admission, tickets, draining) with the call loop replaced by
+    `behaviour` (default: echo the caller back in 200 ms pieces until hang-up), for transport tests."""
 
     def __init__(self, behaviour: Behaviour | None = None, max_calls: int = 8) -> None:
+        super().__init__(None, self._make_call, max_calls)  # type: ignore[arg-type]  # no engines needed
         self.behaviour = behaviour or echo_behaviour
-        self.max_calls = max_calls
         self.calls: list[CallRecord] = []
-        self.active = 0
         self._n = 0
+        self._changed = asyncio.Event()
 
-    def has_capacity(self) -> bool:
-        return self.active < self.max_calls
+    async def wait_started(self, n: int, timeout: float = 10) -> None:
+        """Until `n` calls have started on this hub (an event, not a poll)."""
+        async with asyncio.timeout(timeout):
+            while len(self.calls) < n:
+                self._changed.clear()
+                await self._changed.wait()
 
-    def new_call_id(self) -> str:
+    async def wait_idle(self, timeout: float = 10) -> None:
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    def _make_call(self, *, info: CallInfo, transport: Any, engines: Any, publish: Any) -> _EchoCall:
+        return _EchoCall(self, info, transport)
+
+    @property
+    def max_calls(self) -> int:
+        return self._max_calls
+
+    @max_calls.setter
+    def max_calls(self, n: int) -> None:
+        self._max_calls = n
+
+    def new_call_id(self) -> str:  # type: ignore[override]  # readable ids in test output
         self._n += 1
         return f"test{self._n:04d}"
-
-    async def run(self, info: CallInfo, transport: Any) -> dict[str, Any]:
-        rec = CallRecord(info, transport)
-        self.calls.append(rec)
-        self.active += 1
-        try:
-            await self.behaviour(rec)
-        finally:
-            self.active -= 1
-            rec.done.set()
-        return {}
 
     def wait_calls(self, n: int, timeout: float = 30) -> list[CallRecord]:
         deadline = time.monotonic() + timeout

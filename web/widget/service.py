@@ -30,6 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from settings import Settings
 from voice.admission import AdmissionRefused, Admitted, CallRequest, admit, hub_of
 from voice.hub import CallsBusy
+from web.turn import ice_servers as turn_ice_servers
 from web.widget.guard import RateLimiter, check_rate, client_key, read_json, remote_candidate_filter
 from web.widget.rtc import WebRtcTransport
 from web.widget.tokens import CallGrant, CallTokens, TokenError
@@ -185,7 +186,7 @@ class WidgetService:
                     "token": self.tokens.issue(lang),
                     "expires_in": int(self.tokens.ttl_s),
                     "lang": lang,
-                    "ice_servers": [{"urls": url} for url in self.ice_servers],
+                    "ice_servers": turn_ice_servers(self.ice_servers, self.settings),  # + TURN credential
                     "emergency_number": self.settings.emergency_number(lang),
                 })
             except HTTPException as exc:

@@ -2,8 +2,8 @@
 one call (a WebRTC offer or a /ws/call start message) and nothing else.
 
 Signed with itsdangerous; single use is enforced in this process (a used-token set that forgets a
-token once it has expired anyway). Several workers behind a load balancer need that set shared
-(the database); one worker, the embedded default, does not.
+token once it has expired anyway) and, when a `ledger` is set (the server sets the shared database's,
+records/shared_tokens.py), across every worker of the deployment.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -50,6 +50,14 @@ class CallGrant:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+class UsedTokenLedger(Protocol):
+    """Single use shared by every worker (records.shared_tokens.SharedTokenLedger)."""
+
+    def seen(self, token_id: str) -> bool: ...
+
+    def spend(self, token_id: str, keep_s: float) -> bool: ...
+
+
 class CallTokens:
     def __init__(self, secret_key: str, *, ttl_s: float = 120.0) -> None:
         # No configured key: a random one per process (tokens then die with the process, which is fine
@@ -57,6 +65,7 @@ class CallTokens:
         self._serializer = URLSafeTimedSerializer(secret_key or secrets.token_urlsafe(32), salt=SALT)
         self.ttl_s = ttl_s
         self._used: dict[str, float] = {}  # token id -> when it can be forgotten
+        self.ledger: UsedTokenLedger | None = None  # shared single use (several workers)
 
     def issue(self, language: Language, params: dict[str, str] | None = None) -> str:
         """A token for one call; `params` (server-side data only) are signed into it."""
@@ -84,13 +93,15 @@ class CallTokens:
     def peek(self, token: object) -> CallGrant:
         """Check a token without using it up (to validate a request before spending effort)."""
         grant = self._check(token)
-        if grant.token_id in self._used:
+        if grant.token_id in self._used or (self.ledger is not None and self.ledger.seen(grant.token_id)):
             raise TokenUsed("the call token was already used; start a new call")
         return grant
 
     def redeem(self, token: object) -> CallGrant:
         """Use a token up: the first redeem opens a call, every later one fails."""
         grant = self.peek(token)
+        if self.ledger is not None and not self.ledger.spend(grant.token_id, self.ttl_s + 5.0):
+            raise TokenUsed("the call token was already used; start a new call")
         now = time.monotonic()
         self._forget_expired(now)
         self._used[grant.token_id] = now + self.ttl_s + 5.0

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from voice.events import CallerAudio, CallerHangup, CallInfo, Dtmf, StateChanged
+from voice.hub import CallHub
 
 
 @pytest.fixture
@@ -24,26 +25,14 @@ def loopback_ice() -> Iterator[None]:
         aioice.ice.get_host_addresses = original
 
 
-class EchoHub:
-    """A hub whose calls echo the caller's audio back and report what they saw."""
+class _EchoCall:
+    def __init__(self, hub: EchoHub, info: CallInfo, transport: Any) -> None:
+        self.hub, self.info, self.transport = hub, info, transport
 
-    def __init__(self, capacity: int = 8) -> None:
-        self.capacity = capacity
-        self.active: dict[str, Any] = {}
-        self.runs: list[dict[str, Any]] = []
-        self._n = 0
-
-    def has_capacity(self) -> bool:
-        return len(self.active) < self.capacity
-
-    def new_call_id(self) -> str:
-        self._n += 1
-        return f"call{self._n:04d}" + "0" * 24
-
-    async def run(self, info: CallInfo, transport: Any) -> dict[str, Any]:
+    async def run(self) -> dict[str, Any]:
+        info, transport = self.info, self.transport
         seen: dict[str, Any] = {"info": info, "frames": 0, "dtmf": [], "hangup": None}
-        self.runs.append(seen)
-        self.active[info.call_id] = transport
+        self.hub.runs.append(seen)
         try:
             await transport.send_event(StateChanged(info.call_id, "listening"))
             while True:
@@ -59,8 +48,32 @@ class EchoHub:
         except asyncio.CancelledError:
             seen["hangup"] = "cancelled"
             raise
-        finally:
-            self.active.pop(info.call_id, None)
+
+    def cancel(self, reason: str) -> None:
+        pass
+
+
+class EchoHub(CallHub):
+    """The real `voice.hub.CallHub` (lines reserved before answering) whose calls echo the caller's
+    audio back and report what they saw."""
+
+    def __init__(self, capacity: int = 8) -> None:
+        super().__init__(None, lambda *, info, transport, engines, publish: _EchoCall(self, info, transport),  # type: ignore[arg-type]
+                         capacity)
+        self.runs: list[dict[str, Any]] = []
+        self._n = 0
+
+    @property
+    def capacity(self) -> int:  # type: ignore[override]
+        return self._max_calls
+
+    @capacity.setter
+    def capacity(self, n: int) -> None:
+        self._max_calls = n
+
+    def new_call_id(self) -> str:  # type: ignore[override]
+        self._n += 1
+        return f"call{self._n:04d}" + "0" * 24
 
 
 @pytest.fixture
