@@ -214,8 +214,11 @@ class TakeoverTransport:
     async def send_audio(self, audio: Pcm) -> None:
         await self.inner.send_audio(audio)
 
-    async def clear(self) -> None:
-        await self.inner.clear()
+    async def clear(self) -> float:
+        return await self.inner.clear()
+
+    async def wait_for_playout(self, timeout: float | None = None) -> bool:
+        return await self.inner.wait_for_playout(timeout)
 
     def played_s(self) -> float:
         return self.inner.played_s()

@@ -40,7 +40,7 @@ class ClipRecognizer:
     def __init__(self, clips: dict[str, Pcm]) -> None:
         self.clips = {text: audio.duration for text, audio in clips.items()}
 
-    async def transcribe(self, audio: Pcm, language: str, *, partial: bool = False) -> Transcript:
+    async def transcribe(self, audio: Pcm, language: str, *, partial: bool = False, hints: object = None) -> Transcript:
         text = min(self.clips, key=lambda t: abs(math.log(self.clips[t] / max(audio.duration, 0.05))))
         return Transcript(text, language, audio.duration, 0.0)
 
@@ -73,10 +73,14 @@ class LineTransport:
         self.sent.append(audio)
         self._played += audio.duration
 
-    async def clear(self) -> None: ...
+    async def clear(self) -> float:
+        return self._played
 
     def played_s(self) -> float:
         return self._played
+
+    async def wait_for_playout(self, timeout: float | None = None) -> bool:
+        return True  # played at once
 
     def mark_turn(self) -> None:
         self._played = 0.0

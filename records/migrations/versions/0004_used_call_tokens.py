@@ -1,8 +1,8 @@
 """Single-use widget call tokens shared by every worker (issue 13): a token id is inserted once when
 its call opens; a second insert (any worker) fails on the primary key, so the token is refused.
 
-Revision ID: 0003_used_call_tokens
-Revises: 0002_campaigns
+Revision ID: 0004_used_call_tokens
+Revises: 0003_qa_tags
 Create Date: 2026-12-02
 
 Owned by records/shared_tokens.py. If another revision also follows 0002_campaigns when branches are
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_used_call_tokens"
-down_revision = "0002_campaigns"
+revision = "0004_used_call_tokens"
+down_revision = "0003_qa_tags"
 branch_labels = None
 depends_on = None
 
