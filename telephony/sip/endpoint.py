@@ -127,6 +127,13 @@ class SipEndpoint(OutboundCalls):
         if method == "INVITE":
             if self._is_retransmission(msg) or not self._take_line(msg, addr):
                 return
+            self.uas._on_message(msg, addr)
+            call_id = msg.call_id or ""
+            if call_id not in self.uas._calls:  # aiosipua refused it (malformed): the line goes back at once
+                ticket = self._tickets.pop(call_id, None)
+                if ticket is not None:
+                    ticket.release()
+            return
         elif method == "ACK" and self._absorb_ack(msg):
             return
         elif method == "REFER":

@@ -352,8 +352,10 @@ async def fuzz_sip(port: int, seed: int, n: int) -> Outcome:
             text = data.decode("utf-8", errors="replace")
             if call in text and text.startswith("SIP/2.0 ") and not text.startswith("SIP/2.0 1"):
                 answered = text.split("\r\n", 1)[0]
-        if answered is None or not answered.startswith("SIP/2.0 488"):
-            out.problem(f"after the fuzz, a well-formed INVITE got {answered!r} (want 488)")
+        # 488: its G.729-only offer is refused; 486 / 503: the lines are held by the fuzz's other calls or
+        # the latency budget says no (the line is taken before the offer is read) — each a correct answer
+        if answered is None or not answered.startswith(("SIP/2.0 488", "SIP/2.0 486", "SIP/2.0 503")):
+            out.problem(f"after the fuzz, a well-formed INVITE got {answered!r} (want 488, 486 or 503)")
     finally:
         sock.close()
     return out
