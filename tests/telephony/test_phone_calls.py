@@ -181,7 +181,7 @@ async def test_barge_in_over_media_streams_clears_and_records_what_was_heard(pho
     assert greeting["heard"] and len(greeting["heard"]) < len(greeting["text"])
     # what the record says was heard matches what the carrier played (within a clause or so)
     share_recorded = len(greeting["heard"]) / len(greeting["text"])
-    assert share_recorded > 0.1 and heard_when_done > 3.0
+    assert share_recorded > 0.1 and heard_when_done > 1.5
     assert not straight_after, "no more of the interrupted greeting arrives after the clear"
 
 
