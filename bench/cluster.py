@@ -71,6 +71,9 @@ async def load_step(url: str, audio: list[Pcm], concurrent: int, rounds: int) ->
 async def bench_workers(n: int, audio: list[Pcm], max_concurrent: int, rounds: int) -> dict[str, Any]:
     cluster = Cluster.plan(Path(tempfile.mkdtemp(prefix=f"carecall-bench-{n}-")), n, worker_env={
         "CARECALL_MAX_CONCURRENT_CALLS": str(max_concurrent),
+        # measure the latency curve itself: the admission budget would refuse the calls that show it
+        "CARECALL_BUDGET_VOICE_TO_VOICE_P95_S": "60", "CARECALL_BUDGET_QUEUE_WAIT_P95_S": "60",
+        "CARECALL_BUDGET_LOOP_LAG_P95_S": "60",
         "CARECALL_ASR_THREADS": str(max(1, (os.cpu_count() or 2) // n))})  # the cores shared out
     cluster.start()
     os.environ["SSL_CERT_FILE"] = str(cluster.run_dir / "tls.crt")  # nginx's self-signed certificate
@@ -99,15 +102,21 @@ async def bench_workers(n: int, audio: list[Pcm], max_concurrent: int, rounds: i
             "cpu_s_per_call_s": round(cpu / call_s, 3) if call_s else None}
 
 
-def paper_estimate(cpu_per_call_s: float | None, asr_share: float = 0.7) -> dict[str, Any]:
-    """From the measured CPU seconds per second of call: what 16 cores (at 70% use, the rest for
-    the loop and the OS) or one GPU for ASR (its share of the CPU cost moved off the cores) hold."""
+def paper_estimate(cpu_per_call_s: float | None, calls_per_core: float, asr_share: float = 0.7) -> dict[str, Any]:
+    """Two bounds for a 16-core worker and for one whose ASR runs on a GPU.
+
+    - burst bound: latency is set by how many utterances need decoding at the same moment, so the
+      measured calls within the budget per core here scale with the cores (16 × `calls_per_core`);
+    - average bound: the measured CPU seconds per second of call at 70% use (the rest for the loop and
+      the OS); with ASR on a GPU its share (`asr_share`, assumed) leaves the cores.
+    The smaller is the estimate; the larger says how much idle time a call has (listening, speaking)."""
     if not cpu_per_call_s:
         return {}
-    sixteen = int(16 * 0.7 / cpu_per_call_s)
-    gpu = int(16 * 0.7 / (cpu_per_call_s * (1 - asr_share)))
-    return {"cores_per_call": cpu_per_call_s, "16_core_worker_calls": sixteen,
-            "16_cores_plus_gpu_asr_calls": gpu, "assumed_asr_share_of_cpu": asr_share}
+    return {"cores_per_call_average": cpu_per_call_s, "calls_per_core_within_budget": calls_per_core,
+            "16_core_worker_burst_bound": int(16 * calls_per_core),
+            "16_core_worker_average_bound": int(16 * 0.7 / cpu_per_call_s),
+            "16_cores_plus_gpu_asr_average_bound": int(16 * 0.7 / (cpu_per_call_s * (1 - asr_share))),
+            "assumed_asr_share_of_cpu": asr_share}
 
 
 def main() -> None:
@@ -119,7 +128,8 @@ def main() -> None:
     audio = synthesise_scripts()["en"][:3]
     results = [asyncio.run(bench_workers(n, audio, args.max_concurrent, args.rounds)) for n in args.workers]
     measured = next((r["cpu_s_per_call_s"] for r in results if r["cpu_s_per_call_s"]), None)
-    out = {"budget_p95_ms": BUDGET_MS, "results": results, "paper": paper_estimate(measured),
+    per_core = max((r["calls_within_budget"] for r in results), default=0) / (os.cpu_count() or 2)
+    out = {"budget_p95_ms": BUDGET_MS, "results": results, "paper": paper_estimate(measured, per_core),
            "machine": f"{os.cpu_count()} cores (shared)"}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cluster.json").write_text(json.dumps(out, indent=2))

@@ -39,6 +39,7 @@ from voice import g711
 from voice.audio import Pcm
 from voice.caller import speech_ends
 from voice.events import CallerAudio, CallerHangup
+from voice.hub import Readiness, Ticket
 from voice.resample import resample
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -170,20 +171,39 @@ async def media_streams_call(url: str, language: str, utterances: list[Pcm]) -> 
 
 
 # --- SIP caller (CareCall's own endpoint as the phone) ---------------------------------------
-class _Phone:
+class _AlwaysFree:
+    """The admission part of the hub's interface for stand-ins that take every call: a line is
+    always free (`reserve`), `run(ticket, info, transport)` as the real hub's."""
+
+    def reserve(self, channel: str = "") -> Ticket:
+        return Ticket(0, channel, float("inf"), lambda ticket: None)
+
+    def readiness(self) -> Readiness:
+        return Readiness(True, "ok", 0, 1_000, False)
+
+    def has_capacity(self) -> bool:
+        return True
+
+    async def run(self, ticket: Any, info: Any, transport: Any = None) -> dict[str, Any]:
+        if transport is None:  # the older form run(info, transport)
+            info, transport = ticket, info
+        return await self.run_call(info, transport)
+
+    async def run_call(self, info: Any, transport: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _Phone(_AlwaysFree):
     """A CallHub-shaped stand-in that runs the caller's script over the RTP transport it is given."""
 
     def __init__(self, utterances: list[Pcm]) -> None:
         self.utterances = utterances
         self.latencies: list[float] = []
 
-    def has_capacity(self) -> bool:
-        return True
-
     def new_call_id(self) -> str:
         return uuid.uuid4().hex
 
-    async def run(self, info: Any, transport: Any) -> dict[str, Any]:
+    async def run_call(self, info: Any, transport: Any) -> dict[str, Any]:
         ear = Ear()
 
         async def listen() -> None:
@@ -221,7 +241,7 @@ async def sip_call(sip_port: int, language: str, utterances: list[Pcm]) -> list[
 
 
 # --- transport only: an instant responder instead of the models ----------------------------
-class ResponderHub:
+class ResponderHub(_AlwaysFree):
     """Replies with 1 s of tone as soon as the caller has been quiet for `QUIET_S` after speaking:
     what is left of the caller's latency is the phone path itself (plus QUIET_S)."""
 
@@ -230,13 +250,10 @@ class ResponderHub:
     def __init__(self) -> None:
         self.active = 0
 
-    def has_capacity(self) -> bool:
-        return True
-
     def new_call_id(self) -> str:
         return uuid.uuid4().hex
 
-    async def run(self, info: Any, transport: Any) -> dict[str, Any]:
+    async def run_call(self, info: Any, transport: Any) -> dict[str, Any]:
         self.active += 1
         rate = transport.input_rate
         beep = Pcm((np.sin(2 * np.pi * 440 * np.arange(8000) / 8000) * 8000).astype(np.int16), 8000)

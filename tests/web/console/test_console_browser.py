@@ -190,6 +190,10 @@ def test_live_call_transcript_and_red_flag_alert(served, page):
     page.goto(f"{served.base}/console/")
     served.publish(triage_call("live-call-2")[:9])
     expect(page.locator("#alerts .alert")).to_contain_text("chest_pain_radiating")
+    # ...and offers to take the call over from wherever the nurse is
+    expect(page.locator("#alerts .alert a.take-over").last).to_have_attribute(
+        "href", "/console/calls/live-call-2#takeover"
+    )
     served.publish(events[-1:])
 
 

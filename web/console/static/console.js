@@ -66,6 +66,9 @@ function alertRedFlag(msg) {
   const link = el("a", null, " open live call");
   link.href = "/console/live#call-" + encodeURIComponent(msg.call_id);
   item.appendChild(link);
+  const take = el("a", "take-over", " take over");  // the call's page, where the nurse can step in
+  take.href = "/console/calls/" + encodeURIComponent(msg.call_id) + "#takeover";
+  item.appendChild(take);
   const close = el("button", "dismiss", "dismiss");
   close.type = "button";
   close.addEventListener("click", () => item.remove());
