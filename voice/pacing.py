@@ -132,6 +132,19 @@ class PacedOutput:
             self._marks.append(_Positioned(self._pushed, marker))
         self._queued_something()
 
+    def push_nowait(self, audio: Pcm) -> bool:
+        """Queue audio without waiting; False (dropped) while more than `max_ahead_s` is queued.
+        For live relays (a nurse hearing the caller) that must never fall behind."""
+        if audio.sample_rate != self.sample_rate:
+            raise ValueError(f"this output plays {self.sample_rate} Hz audio, got {audio.sample_rate} Hz")
+        if self.closed or self._pushed - self._taken > self._max_ahead:
+            return False
+        if len(audio):
+            self._audio.append(audio.samples)
+            self._pushed += len(audio.samples)
+        self._queued_something()
+        return True
+
     def push_raw(self, items: list[object]) -> None:
         """Items that take one frame slot each after the audio pushed so far (e.g. DTMF packets)."""
         if self.closed:

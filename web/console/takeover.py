@@ -44,7 +44,7 @@ class RtcNursePeer:
         from web.widget.rtc import OPUS_RATE, BotAudioTrack
 
         self.pc = pc
-        self.track = BotAudioTrack(OPUS_RATE)  # the caller's voice, paced 20 ms frames
+        self.track = BotAudioTrack()  # the caller's voice, paced 20 ms frames at OPUS_RATE
         self._rate = OPUS_RATE
         self._mic: asyncio.Queue[Pcm | None] = asyncio.Queue(maxsize=500)
         self._reader: asyncio.Task[None] | None = None
@@ -87,8 +87,7 @@ class RtcNursePeer:
         if audio.sample_rate != self._rate:
             rs = self._resamplers.setdefault(audio.sample_rate, StreamResampler(audio.sample_rate, self._rate))
             audio = rs.process(audio)
-        if self.track.queued_s < 1.0:  # never let the nurse fall behind the caller
-            self.track.push(audio.samples)
+        self.track.output.push_nowait(audio)  # dropped past the output's lead: the nurse never falls behind
 
     async def close(self) -> None:
         if self._reader is not None:
