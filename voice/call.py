@@ -16,7 +16,6 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from voice.asr_words import uncertain_words
 from voice.audio import Pcm
 from voice.clock import LOOP_CLOCK, Clock
 from voice.conversation import (
+    BotAction,
     CallerUtterance,
     DialogueManager,
     DialogueOutput,
@@ -36,7 +36,6 @@ from voice.conversation import (
 )
 from voice.endpointer import (
     Endpointer,
-    EndpointerConfig,
     SpeechDiscarded,
     SpeechEnded,
     SpeechPaused,
@@ -61,43 +60,22 @@ from voice.events import (
     TurnRecorded,
 )
 from voice.hub import Engines
+from voice.playout import ReplyPlayer
 from voice.ports import Prefetching, RecognitionHints, Transcript, Transferable, Transport
 from voice.recording import StereoRecorder
-from voice.reply import Reply, ReplyTiming, SpokenClause
+from voice.reply import Reply, ReplyTiming
 from voice.resample import StreamResampler, Upsample2x, live_resampler
 from voice.textnorm import ClauseSplitter
 from voice.turn_end import verdict as turn_verdict
+from voice.turn_taking import TurnTaking
 
 log = logging.getLogger("carecall.call")
+
+__all__ = ["Call", "TurnTaking"]
 
 ASR_RATE = 16_000
 EVENT_DRAIN_S = 10.0  # at the end, at most this long for observers to take the last events
 _ONLY_PUNCTUATION = re.compile(r"^[\W_]*$")
-
-
-@dataclass(frozen=True, slots=True)
-class TurnTaking:
-    """How the call takes turns (LiveKit-style: one typed object with documented defaults)."""
-
-    endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
-    # Silence that ends a short answer (after a yes/no or number question).
-    short_answer_silence_ms: int = 300
-    # ...but only while the answer is this short; longer speech is a sentence with pauses in it.
-    short_answer_max_s: float = 1.2
-    # Caller speech over the bot longer than this interrupts it at once; shorter speech is
-    # transcribed first and interrupts only if it is not a backchannel ("mm-hm", "嗯").
-    barge_in_min_speech_ms: int = 600
-    backchannels: dict[str, frozenset[str]] = field(default_factory=dict)
-    partial_interval_s: float = 0.6  # 0 turns partial transcripts off
-    speculative_decoding: bool = True  # start the final decode at a pause, before the endpoint
-    silence_reprompt_s: float = 8.0
-    # Bounds that hold whatever the bot is doing (issue 10 #2): the call ends after this long, or
-    # after the caller said nothing for this long (not once the call was escalated to a nurse).
-    max_call_s: float = 1800.0
-    max_silence_s: float = 120.0
-    max_reply_s: float = 120.0  # one reply (text, synthesis and playout) may take this long
-    uncertain_below: float = 0.5  # word probability under which a word is reported as uncertain
-    text_turn_end: bool = True  # end/hold a turn at a pause from the words decoded there (voice.turn_end)
 
 
 class Call:
@@ -135,7 +113,10 @@ class Call:
         self._outbox: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._reply: Reply | None = None
         self._owed: list[str] = []  # protected advice cut before it was heard: said again first
-        self._speaking = False
+        self.player = ReplyPlayer(
+            call_id=info.call_id, language=info.language, synthesizer=self.synthesizer, transport=transport,
+            clock=self.clock, spawn=self._spawn, on_speaking=self._on_speaking, on_action=self._on_action,
+            on_expect=self._on_expect, recorder=self.recorder, max_reply_s=self.tt.max_reply_s)
         self._turn_lock = asyncio.Lock()
         self._partials: asyncio.Task[None] | None = None
         self._speculative: tuple[int, asyncio.Task[Transcript | None]] | None = None
@@ -287,12 +268,12 @@ class Call:
         if isinstance(ev, SpeechStarted):
             self._last_activity = self._last_caller = now
             self._silences = 0
-            self._barge_candidate = self._speaking
+            self._barge_candidate = self.player.speaking
             if self.tt.partial_interval_s > 0 and self._partials is None:
                 self._partials = self._spawn(self._partial_loop(), "partials")
         elif isinstance(ev, SpeechPaused):
             self._drop_speculative()
-            if self.tt.speculative_decoding and not self._speaking:
+            if self.tt.speculative_decoding and not self.player.speaking:
                 task = self._spawn(self._decode_quietly(ev.audio), "speculative")
                 self._speculative = (len(ev.audio), task)
                 task.add_done_callback(self._judge_pause)
@@ -367,7 +348,7 @@ class Call:
         carried_text: str | None = None,
     ) -> None:
         async with self._turn_lock:
-            if not self._speaking:
+            if not self.player.speaking:
                 await self._set_state("thinking")
             transcript: Transcript | None = None
             if carried_text is not None:
@@ -380,7 +361,7 @@ class Call:
                 transcript = await self.engines.recognizer.transcribe(ev.audio, self.info.language, hints=self._hints)
             text = transcript.text.strip()
             if not text or _ONLY_PUNCTUATION.match(text):
-                if not self._speaking:
+                if not self.player.speaking:
                     await self._set_state("listening")
                 return
             if barge_candidate and self._is_backchannel(text):
@@ -423,7 +404,7 @@ class Call:
                 log.info("call %s: no word from the caller for %.0f s", self.info.call_id[:8], self.tt.max_silence_s)
                 self._finish("no response from the caller")
                 return
-            busy = self._speaking or self.endpointer.in_speech or self._turn_lock.locked()
+            busy = self.player.speaking or self.endpointer.in_speech or self._turn_lock.locked()
             if busy or (self._reply is not None and not self._reply.done):
                 self._last_activity = now
                 continue
@@ -491,86 +472,15 @@ class Call:
             await self._set_state("listening")
 
     async def _speak(self, reply: Reply, outputs: AsyncIterator[DialogueOutput]) -> None:
-        """Dialogue text → clauses → TTS → transport, the three stages overlapping."""
-        clauses: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
-        timing = reply.timing
+        """Speak one reply (voice.playout), then record it and act on what follows the speech."""
         self.endpointer.set_silence_ms(self.tt.endpointer.silence_ms)  # until ExpectAnswer says otherwise
-        self._hints = None
-
-        async def produce() -> None:
-            splitter = ClauseSplitter(self.info.language)
-            try:
-                async for out in outputs:
-                    if isinstance(out, str):
-                        if timing and timing.first_text is None:
-                            timing.first_text = self.clock.now()
-                        reply.text_parts.append(out)
-                        if isinstance(out, Say) and out.protected:
-                            own = ClauseSplitter(self.info.language)
-                            parts = [(c, False) for c in splitter.flush()]
-                            parts += [(c, True) for c in own.push(out.text) + own.flush()]
-                        else:
-                            parts = [(c, False) for c in splitter.push(out)]
-                        for clause, protected in parts:
-                            if protected:
-                                reply.pending_protected.append(clause)
-                            await clauses.put((clause, protected))
-                    elif isinstance(out, ExpectAnswer):
-                        self._hints = RecognitionHints(out.kind, out.phrases)
-                        if out.kind in ("yes_no", "number", "scale"):
-                            self.endpointer.set_silence_ms(
-                                self.tt.short_answer_silence_ms, up_to_speech_s=self.tt.short_answer_max_s)
-                        else:
-                            self.endpointer.set_silence_ms(self.tt.endpointer.silence_ms)
-                    elif isinstance(out, EndCall | Transfer):
-                        reply.after.append(out)
-                        await self._emit(ActionTaken(self.info.call_id, out))
-                    else:  # Escalate, Outcome...: act at once, mid-sentence if need be
-                        self._escalated = self._escalated or isinstance(out, Escalate)
-                        await self._emit(ActionTaken(self.info.call_id, out))
-                for clause in splitter.flush():
-                    await clauses.put((clause, False))
-            finally:
-                await clauses.put(None)
-
-        producer = self._spawn(produce(), "reply-text")
-        self.transport.mark_turn()
-        # One resampler per bot turn, flushed at its end, so no tail of the turn waits in its filter.
-        resampler = StreamResampler(self.synthesizer.sample_rate, self.transport.output_rate)
+        self._hints = None  # until ExpectAnswer says what the next answer looks like
         try:
-            async with asyncio.timeout(self.tt.max_reply_s):
-                while (item := await clauses.get()) is not None:
-                    text, protected = item
-                    if timing and timing.first_clause is None:
-                        timing.first_clause = self.clock.now()
-                    clause_s = 0.0
-                    async for audio in self.synthesizer.synthesize(text):
-                        if timing and timing.first_synth is None:
-                            timing.first_synth = self.clock.now()
-                        clause_s += await self._send(reply, resampler.process(audio))
-                    reply.clauses.append(SpokenClause(text, reply.sent_s, clause_s, protected))
-                    reply.sent_s += clause_s
-                    if protected and text in reply.pending_protected:
-                        reply.pending_protected.remove(text)
-                    reply.changed.set()
-                if self._speaking:
-                    reply.sent_s += await self._send(reply, resampler.process(Pcm.silence(0, resampler.in_rate),
-                                                                              last=True))
-                # Until the caller has heard it all: barge-in stays possible meanwhile.
-                await self.transport.wait_for_playout()
-        except TimeoutError:
-            log.warning("call %s: a reply ran past %.0f s; cut", self.info.call_id[:8], self.tt.max_reply_s)
-            producer.cancel()
-            reply.heard_s = await self.transport.clear()
-            reply.after.clear()
+            await self.player.play(reply, outputs)
         except asyncio.CancelledError:
-            producer.cancel()
             if not reply.recorded:
                 await self._bot_turn_done(reply)
             raise
-        finally:
-            self._speaking = False
-            reply.changed.set()
         await self._bot_turn_done(reply)
         for action in reply.after:
             await self._after_speech(action)
@@ -578,6 +488,22 @@ class Call:
             await self._set_state("listening")
             self._prefetch_next()
         self._last_activity = self.clock.now()
+
+    async def _on_speaking(self, reply: Reply) -> None:
+        if reply.start_s is None:
+            reply.start_s = self.now_s()
+        await self._set_state("speaking")
+
+    async def _on_action(self, action: BotAction) -> None:
+        self._escalated = self._escalated or isinstance(action, Escalate)
+        await self._emit(ActionTaken(self.info.call_id, action))
+
+    def _on_expect(self, expect: ExpectAnswer) -> None:
+        self._hints = RecognitionHints(expect.kind, expect.phrases)  # the recogniser knows the question
+        if expect.kind in ("yes_no", "number", "scale"):
+            self.endpointer.set_silence_ms(self.tt.short_answer_silence_ms, up_to_speech_s=self.tt.short_answer_max_s)
+        else:
+            self.endpointer.set_silence_ms(self.tt.endpointer.silence_ms)
 
     def _prefetch_next(self) -> None:
         """Render the dialogue's likely next phrases while the caller talks (if both sides can)."""
@@ -588,22 +514,6 @@ class Call:
             splitter = ClauseSplitter(self.info.language)
             clauses += splitter.push(text) + splitter.flush()
         self.synthesizer.prefetch(clauses)
-
-    async def _send(self, reply: Reply, out: Pcm) -> float:
-        """Bot audio to the caller (and the recording); returns its duration."""
-        if not len(out):
-            return 0.0
-        if not self._speaking:
-            self._speaking = True
-            if reply.start_s is None:
-                reply.start_s = self.now_s()
-            await self._set_state("speaking")
-        await self.transport.send_audio(out)
-        if self.recorder:
-            self.recorder.bot(out)
-        if reply.timing and reply.timing.first_sent is None:
-            reply.timing.first_sent = self.clock.now()
-        return out.duration
 
     async def _after_speech(self, action: EndCall | Transfer) -> None:
         if isinstance(action, EndCall):
