@@ -50,6 +50,7 @@ FORMS: dict[str, dict[str, str]] = {
     "/console/calls/{call_id}/callback": {"detail": "9am"},
     "/console/users": {"username": "u" + uuid.uuid4().hex[:8], "password": "long-password-1", "role": "nurse"},
     "/console/users/{user_id}": {"role": "nurse", "active": "yes"},
+    "/console/users/{user_id}/totp": {"action": "remove"},  # (enrolling would lock the matrix's nurse out)
     "/console/campaigns": {"name": "Matrix campaign", "channel": "sip"},
 }
 
