@@ -104,7 +104,7 @@ def add_admin_routes(router: APIRouter) -> None:
         request: Request, user_id: int, csrf_token: str = Form(""), action: str = Form(""),
         user: Principal = Depends(admin_api),
     ) -> Response:  # fmt: skip
-        """Enrol a user in the TOTP second factor (the secret is shown once, here) or remove it."""
+        """Enrol a user in the TOTP second factor (the secret is shown once, on this answer) or remove it."""
         check_csrf(request, user, csrf_token)
         if action not in ("enrol", "remove"):
             with get_services(request).database.session() as session:
@@ -118,8 +118,9 @@ def add_admin_routes(router: APIRouter) -> None:
             account.session_version += 1  # a changed second factor signs the account out everywhere
             repository.audit(session, "user_totp", user=session.get(User, user.id), client=client_host(request),
                              detail={"user_id": user_id, "action": action})
-            enrolled = {"username": account.username, "secret": secret,
-                        "uri": totp_uri(secret, account.username)} if secret else None
+            if secret is None:
+                return see_other(f"{COOKIE_PATH}/users")
+            enrolled = {"username": account.username, "secret": secret, "uri": totp_uri(secret, account.username)}
             accounts = repository.list_users(session)
             return render(request, "users.html", user, accounts=accounts, roles=repository.ROLES, error=None,
                           enrolled=enrolled)
