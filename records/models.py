@@ -208,6 +208,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))  # nurse | admin
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     session_version: Mapped[int] = mapped_column(Integer, default=1)  # bump = log out everywhere
+    totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)  # TOTP second factor (optional)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
 

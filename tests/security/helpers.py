@@ -48,7 +48,7 @@ def count_calls(data_dir: Path, channel: str) -> int:
 async def sign_in(base: str, username: str, password: str, *, address: str = "127.0.0.1",
                   otp: str = "") -> tuple[int, httpx.AsyncClient]:
     """(status of the login POST, a client holding its cookies). 303 means signed in."""
-    client = httpx.AsyncClient(base_url=base, timeout=60,
+    client = httpx.AsyncClient(base_url=base, timeout=20,
                                transport=httpx.AsyncHTTPTransport(local_address=address))
     page = await client.get("/console/login")
     token = LOGIN_TOKEN.search(page.text)

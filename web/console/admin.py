@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from records import repository
 from records.models import User
-from web.console.auth import Principal
+from web.console.auth import Principal, new_totp_secret, totp_uri
 from web.console.common import (
     COOKIE_PATH,
     SECRET_SETTINGS,
@@ -97,6 +97,33 @@ def add_admin_routes(router: APIRouter) -> None:
                 },
             )  # fmt: skip
         return see_other(f"{COOKIE_PATH}/users")
+
+
+    @router.post("/users/{user_id}/totp")
+    def user_totp(
+        request: Request, user_id: int, csrf_token: str = Form(""), action: str = Form(""),
+        user: Principal = Depends(admin_api),
+    ) -> Response:  # fmt: skip
+        """Enrol a user in the TOTP second factor (the secret is shown once, on this answer) or remove it."""
+        check_csrf(request, user, csrf_token)
+        if action not in ("enrol", "remove"):
+            with get_services(request).database.session() as session:
+                return _users_error(request, user, session, "action must be enrol or remove")
+        with get_services(request).database.session() as session:
+            account = session.get(User, user_id)
+            if account is None:
+                return _users_error(request, user, session, "no such user")
+            secret = new_totp_secret() if action == "enrol" else None
+            account.totp_secret = secret
+            account.session_version += 1  # a changed second factor signs the account out everywhere
+            repository.audit(session, "user_totp", user=session.get(User, user.id), client=client_host(request),
+                             detail={"user_id": user_id, "action": action})
+            if secret is None:
+                return see_other(f"{COOKIE_PATH}/users")
+            enrolled = {"username": account.username, "secret": secret, "uri": totp_uri(secret, account.username)}
+            accounts = repository.list_users(session)
+            return render(request, "users.html", user, accounts=accounts, roles=repository.ROLES, error=None,
+                          enrolled=enrolled)
 
 
 def _users_error(request: Request, user: Principal, session: Any, message: str) -> Response:

@@ -231,6 +231,19 @@ class LoginThrottle:
         return len(self._entries)
 
 
+def new_totp_secret() -> str:
+    import pyotp
+
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, username: str) -> str:
+    """otpauth:// URI for authenticator apps (shown once to the admin who enrols the user)."""
+    import pyotp
+
+    return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="CareCall")
+
+
 def second_factor_ok(user: Any, code: str) -> bool:
     """Staff enrolled in TOTP (an admin enrols them) must give the current code; others need none."""
     secret = getattr(user, "totp_secret", None)

@@ -38,6 +38,7 @@ ROUTES = [
     ("POST", "/console/users", "/console/users", ADMIN,
      {"username": "newbie", "password": "long-password", "role": "nurse"}),
     ("POST", "/console/users/{user_id}", "/console/users/{nurse_id}", ADMIN, {"role": "nurse", "active": "yes"}),
+    ("POST", "/console/users/{user_id}/totp", "/console/users/{nurse_id}/totp", ADMIN, {"action": "remove"}),
     ("GET", "/console/campaigns", "/console/campaigns", NURSE, None),
     ("GET", "/console/campaigns/{campaign_id}", f"/console/campaigns/{CAMPAIGN}", NURSE, None),
     ("POST", "/console/campaigns", "/console/campaigns", ADMIN, {"name": "Ortho January", "channel": "sip"}),
