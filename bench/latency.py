@@ -4,7 +4,14 @@ Starts the real server on embedded models, plays scripted multi-turn calls in re
 answer after the bot's reply, on a live line), and reports per turn: client-side latency (end of
 caller speech in the file → first bot audio byte), the server's breakdown, and memory per call.
 
-    python -m bench.latency [--calls 3] [--concurrent 3]
+    python -m bench.latency [--calls 4] [--concurrent 1 2 4 8] [--pipecat PIPECAT_WORK]
+
+English and Mandarin are reported apart (each round alternates them over the calls at once), with
+p50 / p95 / max on the caller's clock, the server's breakdown, split turns (one scripted answer heard as
+two caller turns) and cut-offs (a caller turn that lost the answer's last word). The server's warm start
+is awaited first (`/healthz`), so the figures are the steady state. With `--pipecat`, the Pipecat anchor
+(../shared/anchors, same models, its own espeak audio) runs in the same session as the reference and the
+ratio CareCall / Pipecat is printed. The machine is shared: figures are noisy.
 """
 
 from __future__ import annotations
@@ -72,13 +79,52 @@ def breakdown(turns: list[dict[str, Any]]) -> dict[str, list[float]]:
 
 def summary(values: list[float]) -> dict[str, float | int | None]:
     if not values:
-        return {"n": 0, "p50": None, "p95": None}
-    return {"n": len(values), "p50": round(statistics.median(values)), "p95": round(percentile(values, 95))}
+        return {"n": 0, "p50": None, "p95": None, "max": None}
+    return {"n": len(values), "p50": round(statistics.median(values)), "p95": round(percentile(values, 95)),
+            "max": round(max(values))}
+
+
+def _last_word(text: str, lang: str) -> str:
+    if lang == "zh":
+        core = [c for c in text if "\u4e00" <= c <= "\u9fff"]
+        return "".join(core[-2:])
+    words = [w.strip(".,!?'").lower() for w in text.split()]
+    return words[-1] if words else ""
+
+
+def turn_faults(lang: str, report_turns: list[dict[str, Any]]) -> tuple[int, int]:
+    """(split turns, cut-offs) of one scripted call: callers' turns beyond the answers sent, and turns
+    whose transcript lacks the scripted answer's last word (heard turns are matched in order)."""
+    heard = [t["text"] for t in report_turns if t["speaker"] == "caller"]
+    script = SCRIPTS[lang][: len(heard)]
+    splits = max(0, len(heard) - len(SCRIPTS[lang]))
+    cutoffs = 0
+    for said, text in zip(script, heard, strict=False):
+        last = _last_word(said, lang)
+        if lang == "zh":
+            cutoffs += not any(c in text[-4:] for c in last)
+        else:
+            cutoffs += last not in text.lower()
+    return splits, cutoffs
+
+
+def wait_warm(server: RunningServer, timeout_s: float = 900) -> dict[str, Any]:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    warm: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        warm = httpx.get(f"{server.base_url}/healthz", timeout=5).json().get("warm") or {"done": True}
+        if warm.get("done"):
+            break
+        time.sleep(1)
+    return warm
 
 
 async def run_calls(server: RunningServer, audio: dict[str, list[Pcm]], calls: int, concurrent: int) -> dict:
     client: list[float] = []
     turns: list[dict[str, Any]] = []
+    splits = cutoffs = 0
     by_lang: dict[str, list[float]] = {"en": [], "zh": []}
     langs = ["en", "zh"]
     rss_peak = 0.0
@@ -101,6 +147,8 @@ async def run_calls(server: RunningServer, audio: dict[str, list[Pcm]], calls: i
             client += report.latencies_ms
             by_lang[lang] += report.latencies_ms
             turns += report.turns
+            s, c = turn_faults(lang, report.turns)
+            splits, cutoffs = splits + s, cutoffs + c
     bd = breakdown(turns)
     return {
         "calls": calls * concurrent,
@@ -108,6 +156,8 @@ async def run_calls(server: RunningServer, audio: dict[str, list[Pcm]], calls: i
         "client_voice_to_voice_ms": summary(client),
         "by_language_ms": {k: summary(v) for k, v in by_lang.items()},
         "server_breakdown_ms": {k: summary(v) for k, v in bd.items()},
+        "split_turns": splits,
+        "cut_offs": cutoffs,
         "rss_idle_mb": round(rss_idle),
         "rss_peak_mb": round(rss_peak),
         "memory_per_call_mb": round(max(0.0, rss_peak - rss_idle) / concurrent, 1),
@@ -116,39 +166,75 @@ async def run_calls(server: RunningServer, audio: dict[str, list[Pcm]], calls: i
 
 def table(results: list[dict]) -> str:
     rows = [
-        "| calls at once | turns | voice-to-voice p50 | p95 | en p50 | zh p50 | endpoint wait p50 | ASR p50 "
-        "| reply text p50 | TTS first audio p50 | memory per call |",
+        "| calls at once | turns | en p50 / p95 / max | zh p50 / p95 / max | endpoint wait p50 | ASR p50 "
+        "| reply text p50 | TTS first audio p50 | split turns | cut-offs | memory per call |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         c, b, bl = r["client_voice_to_voice_ms"], r["server_breakdown_ms"], r["by_language_ms"]
+        en, zh = bl["en"], bl["zh"]
         rows.append(
-            f"| {r['concurrent']} | {c['n']} | {c['p50']} ms | {c['p95']} ms "
-            f"| {bl['en']['p50']} ms | {bl['zh']['p50']} ms "
+            f"| {r['concurrent']} | {c['n']} | {en['p50']} / {en['p95']} / {en['max']} ms "
+            f"| {zh['p50']} / {zh['p95']} / {zh['max']} ms "
             f"| {b['endpoint_wait_ms']['p50']} ms | {b['asr_ms']['p50']} ms | {b['llm_first_token_ms']['p50']} ms "
-            f"| {b['tts_first_audio_ms']['p50']} ms | {r['memory_per_call_mb']} MB |"
+            f"| {b['tts_first_audio_ms']['p50']} ms | {r['split_turns']} | {r['cut_offs']} "
+            f"| {r['memory_per_call_mb']} MB |"
         )
     return "\n".join(rows)
+
+
+def run_pipecat(work: Path, reps: int) -> dict[str, Any] | None:
+    """The Pipecat anchor's defaults in this session (its own run_bench.sh); its client.json latencies."""
+    import os
+    import subprocess
+
+    anchors = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+    if not anchors.exists():
+        anchors = Path(__file__).resolve().parents[1].parent / "shared" / "anchors"
+    script = anchors / "pipecat" / "run_bench.sh"
+    if not script.exists():
+        print(f"pipecat anchor not found at {anchors}")
+        return None
+    label = f"voice-bench-{int(time.time())}"
+    from bench.harness import free_port
+
+    env = {**os.environ, "LLM_PORT": str(free_port()), "BOT_PORT": str(free_port())}
+    subprocess.run(["bash", str(script), label, str(work), str(reps), "--", "--vad-stop-secs", "0.2", "--turn",
+                    "smart", "--beam-size", "1"], env=env, check=True)
+    data = json.loads((work / "runs" / label / "client.json").read_text())
+    values = [1000 * t["latency_secs"] for t in data.get("turns", [])
+              if isinstance(t.get("latency_secs"), int | float) and not t.get("timed_out")]
+    return summary(values)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=4, help="rounds of calls (each round alternates en/zh)")
-    parser.add_argument("--concurrent", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--concurrent", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--pipecat", type=Path, help="PIPECAT_WORK from ../shared/anchors/pipecat/setup.sh")
+    parser.add_argument("--pipecat-reps", type=int, default=3)
     args = parser.parse_args()
     audio = synthesise_scripts()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp) / "server")
         try:
+            print("warm start:", wait_warm(server), flush=True)
             for n in args.concurrent:
                 rounds = args.calls if n == 1 else max(1, args.calls // 2)
                 results.append(asyncio.run(run_calls(server, audio, rounds, n)))
         finally:
             stop_server(server.process)
+    pipecat = run_pipecat(args.pipecat, args.pipecat_reps) if args.pipecat else None
     RESULTS.mkdir(exist_ok=True)
-    body = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, "
-            f"{__import__('os').cpu_count()} cores", "runs": results}
+    body: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, "
+                            f"{__import__('os').cpu_count()} cores", "runs": results}
+    if pipecat and results:
+        one = results[0]["client_voice_to_voice_ms"]
+        body["pipecat_ms"] = pipecat
+        body["ratio_to_pipecat"] = {k: round(one[k] / pipecat[k], 2) for k in ("p50", "p95")
+                                    if one.get(k) and pipecat.get(k)}
+        print("pipecat:", pipecat, "ratio CareCall (1 call) / Pipecat:", body["ratio_to_pipecat"])
     (RESULTS / "latency.json").write_text(json.dumps(body, indent=2))
     md = table(results)
     print(md)

@@ -11,6 +11,7 @@ The lexicons are data (prompts/<lang>/asr_terms.yaml) that clinicians may edit.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,8 +147,35 @@ def load_bias(language: str, path: Path | None = None) -> TurnBias:
     terms = tuple(str(t) for t in data.get("prompt_terms") or [])
     kinds = {str(k): tuple(str(w) for w in v or []) for k, v in (data.get("answer_kinds") or {}).items()}
     fix = [str(t) for t in data.get("fix_terms") or []]
+    fix += lexicon_fix_terms(data.get("fix_from_lexicon") or {}, Path(path).parent / "lexicon.yaml")
     fixer = TermFixer.build(fix, data.get("never_rewrite") or []) if fix else None
     return TurnBias(language, base, terms, kinds, fixer if fixer and fixer.terms else None)
+
+
+_LITERAL = re.compile(r"[\u4e00-\u9fff]+")
+# A phrase with one of these is too close to everyday speech to rewrite towards ("上海自己" → "伤害自己").
+_EVERYDAY = frozenset("一不没有了的很得是在要会就还也都太好大小多少点个这那自己我你他她它们")
+
+
+def lexicon_fix_terms(spec: dict, lexicon_path: Path) -> list[str]:
+    """The fixer generalised to the lexicon: the plain phrases (no pattern syntax) of the listed
+    findings, `min_chars`+ hanzi long, without everyday characters. Patterns stay out: a fixer must
+    only ever produce a phrase a clinician wrote down."""
+    findings = [str(f) for f in spec.get("findings") or []]
+    if not findings or not lexicon_path.exists():
+        return []
+    min_chars = max(3, int(spec.get("min_chars", 3)))
+    lex = (yaml.safe_load(lexicon_path.read_text(encoding="utf-8")) or {}).get("findings") or {}
+    unknown = [f for f in findings if f not in lex]
+    if unknown:
+        raise ValueError(f"fix_from_lexicon names findings not in {lexicon_path.name}: {unknown}")
+    out: list[str] = []
+    for finding in findings:
+        for phrase in lex[finding]:
+            phrase = str(phrase)
+            if _LITERAL.fullmatch(phrase) and len(phrase) >= min_chars and not set(phrase) & _EVERYDAY:
+                out.append(phrase)
+    return out
 
 
 def load_zh_bias(path: Path = DEFAULT_ZH_TERMS) -> TurnBias:

@@ -20,6 +20,8 @@ FIXES = [
     ("胸门，头云", "胸闷，头晕"),
     ("一直拉读子", "一直拉肚子"),
     ("有点新黄", "有点心慌"),
+    ("鼻子赌得厉害", "鼻子堵得厉害"),  # from the lexicon (fix_from_lexicon), not the word list
+    ("一起来就天选地转", "一起来就天旋地转"),
 ]
 LEFT_ALONE = [
     "我这阵子工作很忙",  # 阵子 = 疹子 (zhen zi): the case that made 疹子 a prompt-only term
@@ -28,6 +30,8 @@ LEFT_ALONE = [
     "过了一会儿就没事了",
     "我胳膊疼，喘不上气",  # already right
     "Chest pain 2 days",
+    "我在上海自己住",  # shang hai zi ji = 伤害自己: such phrases are never fix terms
+    "我们一起去吃饭",
 ]
 
 
@@ -164,3 +168,14 @@ async def test_decoding_never_blocks_the_event_loop(whisper, piper_tts) -> None:
     await tick
     # Loose bound: the shared 2-core machine is often at load 4+; a decode on the loop would stall it 1-3 s.
     assert worst < 0.5, f"event loop stalled {worst * 1000:.0f} ms"
+
+
+def test_lexicon_terms_are_plain_symptom_phrases_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from voice.asr_terms import lexicon_fix_terms
+
+    lexicon = tmp_path / "lexicon.yaml"
+    lexicon.write_text("findings:\n  self_harm: [伤害自己]\n  chest_pain: [胸口疼, '胸~疼', 胸闷, 胸口有点闷]\n",
+                       encoding="utf-8")
+    assert lexicon_fix_terms({"findings": ["chest_pain", "self_harm"]}, lexicon) == ["胸口疼"]
+    with pytest.raises(ValueError, match=r"not in lexicon\.yaml"):
+        lexicon_fix_terms({"findings": ["no_such_finding"]}, lexicon)

@@ -66,7 +66,13 @@ def test_red_flag_said_over_the_greeting_is_raised(pw: Playwright, product: Runn
         clicked = page.evaluate("performance.now()")
         start_call(page)
         banner = page.locator("carecall-widget #cc-banner")
-        banner.wait_for(state="visible", timeout=180_000)
+        try:
+            banner.wait_for(state="visible", timeout=180_000)
+        except Exception as exc:  # say what was heard instead
+            heard = page.evaluate("[...document.querySelector('carecall-widget').shadowRoot"
+                                  ".querySelectorAll('.captions p')].map(p => p.className + ': ' + p.textContent)")
+            kinds = [m["type"] for _, m in trace(page)["messages"]]
+            raise AssertionError(f"no red flag over {transport}; captions {heard}; messages {kinds}") from exc
         t = trace(page)
         speaking = [at for at, state in t["states"] if state == "speaking"]
         into_greeting = (clicked + lead * 1000 - speaking[0]) / 1000 if speaking else None
