@@ -11,6 +11,7 @@ from dialogue.engine import red_flags
 from dialogue.evaluation.caller import SimulatedCaller, truth_facts
 from dialogue.evaluation.cases import ConversationCase
 from dialogue.evaluation.metrics import Row
+from dialogue.evaluation.pending import pending_of
 from dialogue.factory import build_dialogue_factory
 from dialogue.protocols import Knowledge, knowledge
 from voice.conversation import CallerUtterance, EndCall, Transfer
@@ -44,7 +45,7 @@ def _said(outputs: list[Any]) -> str:
     return " ".join(o for o in outputs if isinstance(o, str)).strip()
 
 
-def _confirmed_red_flag(result: dict[str, Any], rf_findings: frozenset[str]) -> bool:
+def confirmed_red_flag(result: dict[str, Any], rf_findings: frozenset[str]) -> bool:
     """A red-flag confirmation in the call's record (the `confirmations` the screen work adds), if any."""
     for c in result.get("confirmations") or []:
         fid = c.get("finding") or c.get("id") if isinstance(c, dict) else c
@@ -68,7 +69,10 @@ async def converse(case: ConversationCase, factory: Any, kn: Knowledge, max_turn
         if any(isinstance(o, EndCall | Transfer) for o in outputs):
             end_reason = next(o.reason for o in outputs if isinstance(o, EndCall | Transfer)) or "ended"
             break
-        pending = d.pending_question() if hasattr(d, "pending_question") else None
+        pending = pending_of(d)
+        if pending is None and getattr(d, "escalated", None):
+            end_reason = "escalated"  # held for a nurse after a red flag: nothing more to answer
+            break
         reply = caller.reply(pending, turns[-1][1])
         questions += reply.counted
         fallbacks += reply.fallback
@@ -79,7 +83,7 @@ async def converse(case: ConversationCase, factory: Any, kn: Knowledge, max_turn
             end_reason = "no_reply"
             break
     result = d.result()
-    confirmation |= _confirmed_red_flag(result, rf_findings)
+    confirmation |= confirmed_red_flag(result, rf_findings)
     row = Row(
         id=case.id,
         lang=case.lang,

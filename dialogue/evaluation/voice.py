@@ -21,8 +21,9 @@ from typing import Any
 from dialogue.evaluation.caller import SimulatedCaller
 from dialogue.evaluation.cases import ConversationCase
 from dialogue.evaluation.metrics import Row
+from dialogue.evaluation.pending import pending_of
 from dialogue.protocols import knowledge
-from dialogue.simulate import MAX_TURNS, Conversation, _confirmed_red_flag, expected_red_flags, red_flag_findings
+from dialogue.simulate import MAX_TURNS, Conversation, confirmed_red_flag, expected_red_flags, red_flag_findings
 from voice.audio import Pcm
 
 log = logging.getLogger("carecall.simulate.voice")
@@ -70,7 +71,11 @@ async def _call(case: ConversationCase, url: str, observed: _Observed, synths: d
                 end_reason = d.ended or ("transferred" if getattr(d, "transferred", False) else "") or "ended"
                 break
             bot = [t["text"] for t in line.report.turns if t["speaker"] == "bot"]
-            reply = caller.reply(d.pending_question(), bot[-1] if bot else "")
+            pending = pending_of(d)
+            if pending is None and getattr(d, "escalated", None):
+                end_reason = "escalated"  # held for a nurse after a red flag: nothing more to answer
+                break
+            reply = caller.reply(pending, bot[-1] if bot else "")
             questions += reply.counted
             confirmation |= reply.confirmation and bool(set(reply.findings) & rf_findings)
             said.append(reply.text)
@@ -82,7 +87,7 @@ async def _call(case: ConversationCase, url: str, observed: _Observed, synths: d
         await line.hang_up()
         turns = [(str(t["speaker"]), str(t["text"])) for t in line.report.turns]  # the caller as heard
     result = d.result()
-    confirmation |= _confirmed_red_flag(result, rf_findings)
+    confirmation |= confirmed_red_flag(result, rf_findings)
     row = Row(
         id=case.id, lang=case.lang, pred=result["disposition"], department=result["department"], gold=case.gold,
         gold3=case.gold3_or_derived, departments=list(case.departments), red_flags=list(result.get("red_flags") or []),
