@@ -113,9 +113,8 @@ async def start_chat_model(settings: Settings, stack: AsyncExitStack) -> ChatMod
 
 
 def load_engines(settings: Settings, executor: ThreadPoolExecutor, chat_model: ChatModel) -> Engines:
-    from dialogue.paraphrase import index as paraphrase_index
-
     from dialogue.factory import build_dialogue_factory
+    from dialogue.semantic import warm_up as warm_up_understanding
     from voice.asr import WhisperRecognizer
     from voice.tts.mandarin import MandarinSynthesizer
     from voice.tts.piper import PiperSynthesizer
@@ -132,9 +131,9 @@ def load_engines(settings: Settings, executor: ThreadPoolExecutor, chat_model: C
         return MandarinSynthesizer.from_settings(settings, executor)
 
     synthesizers: dict[str, Synthesizer] = {lang: CachingSynthesizer(voice(lang)) for lang in ("en", "zh")}
-    # The paraphrase model (dialogue's fallback for unrecognised wording) loads in ~2 s: at start-up,
+    # The sentence encoder and exemplar banks (dialogue.semantic) load in a few seconds: at start-up,
     # not in the middle of the first caller's turn.
-    paraphrase_index()
+    warm_up_understanding()
     dialogue = build_dialogue_factory(
         chat_model=chat_model,
         emergency_numbers={"zh": settings.emergency_number_zh, "en": settings.emergency_number_en},

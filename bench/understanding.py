@@ -185,8 +185,36 @@ def report(enc_name: str, th: dict[str, tuple[float, float]]) -> dict[str, objec
             high, low = th[lang]
             cases = [c for c in load_cases(split) if c["lang"] == lang]
             hits = [semantic_hits(c, enc_name) for c in cases]
-            out[f"{split}_{lang}"] = {k: round(v, 3) for k, v in rates(cases, hits, high, low).items()}
+            row = {k: round(v, 3) for k, v in rates(cases, hits, high, low).items()}
+            row.update(whole_understanding(cases))
+            out[f"{split}_{lang}"] = row
     return out
+
+
+def whole_understanding(cases: list[dict]) -> dict[str, float]:
+    """Lexicon + time + semantic together, as a call reads a turn: found = findings now, or suspected."""
+    from dialogue.extract import alarm_findings, extractor
+
+    alarm = alarm_findings()
+    pos_f = pos_s = neg_f = neg_s = 0
+    n_pos = sum(bool(c["expect"]) for c in cases) or 1
+    n_neg = sum(not c["expect"] for c in cases) or 1
+    for c in cases:
+        e = extractor(c["lang"]).extract(c["text"])
+        now = {f for f, m in e.findings().items() if m.present}
+        sus = {m.finding for m in e.suspected}
+        if c["expect"]:
+            pos_f += bool(set(c["expect"]) & now)
+            pos_s += bool(set(c["expect"]) & (now | sus))
+        else:
+            neg_f += bool(now & alarm)
+            neg_s += bool(sus & alarm)
+    return {
+        "all_layers_recall_finding": round(pos_f / n_pos, 3),
+        "all_layers_recall_finding_or_suspected": round(pos_s / n_pos, 3),
+        "all_layers_negatives_with_a_red_flag_finding": round(neg_f / n_neg, 3),
+        "all_layers_negatives_with_a_red_flag_suspicion": round(neg_s / n_neg, 3),
+    }
 
 
 def compare() -> dict[str, object]:

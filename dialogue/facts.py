@@ -21,14 +21,14 @@ class FindingValue:
 
 @dataclass(slots=True)
 class Suspicion:
-    """A finding the caller may have meant: the bot confirms it before acting on it (dialogue.semantic,
-    dialogue.temporal, the LLM's reading). Settled, and removed, by the next statement of that finding."""
+    """A finding the understanding layers only half-heard (semantic score between its two thresholds, or a
+    red-flag word whose time or intent is unclear): to be confirmed with the caller, never dropped."""
 
     turn: int
     text: str
     span: str
-    score: float
-    source: str = "semantic"
+    score: float = 0.0
+    source: str = "semantic"  # semantic | temporal | llm
 
 
 @dataclass(slots=True)
@@ -51,20 +51,15 @@ class Facts:
     # --- updates: a later statement replaces an earlier one (corrections) ------------------------
     def set_finding(self, fid: str, present: bool, turn: int, text: str, span: str, source: str = "rules") -> None:
         self.findings[fid] = FindingValue(present, turn, text, span, source)
-        self._suspected.pop(fid, None)
 
-    def suspect(self, fid: str, turn: int, text: str, span: str, score: float, source: str = "semantic") -> None:
-        """Note a finding to confirm; ignored when the caller already said it is present (nothing to ask)."""
-        v = self.findings.get(fid)
-        if v is not None and v.present:
-            return
-        old = self._suspected.get(fid)
-        if old is None or score > old.score:
+    def suspect(self, fid: str, turn: int, text: str, span: str, score: float = 0.0, source: str = "semantic") -> None:
+        """Note a suspected finding; a finding already stated (present or denied) needs no suspicion."""
+        if fid not in self.findings:
             self._suspected[fid] = Suspicion(turn, text, span, score, source)
 
     def suspected(self) -> list[str]:
-        """Findings still to be confirmed, most likely first."""
-        return sorted(self._suspected, key=lambda f: -self._suspected[f].score)
+        """Suspected findings not yet settled by the caller, earliest first."""
+        return sorted((f for f in self._suspected if f not in self.findings), key=lambda f: self._suspected[f].turn)
 
     def suspicion(self, fid: str) -> Suspicion | None:
         return self._suspected.get(fid)

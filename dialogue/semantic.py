@@ -15,6 +15,7 @@ The model loads once per process; without it (or with CARECALL_SEMANTIC=off) the
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -87,6 +88,9 @@ class UseEncoder:
 
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
+
+        st = path.stat()
+        self.model_id = f"{path.name}:{st.st_size}"
         from onnxruntime_extensions import get_library_path
 
         opts = ort.SessionOptions()
@@ -176,12 +180,31 @@ def load_bank(lang: str, root: Path | str = PROMPTS_DIR) -> Bank:
 
 
 class Index:
-    def __init__(self, enc: Encoder, bank: Bank) -> None:
+    def __init__(self, enc: Encoder, bank: Bank, *, cache: Path | None = None) -> None:
         self.enc = enc
         self.bank = bank
         texts = [neutral(t, bank.lang) for t in bank.texts]
+        path = None
+        if cache is not None:
+            key = hashlib.sha1("\n".join([type(enc).__name__, getattr(enc, "model_id", ""), *texts]).encode())
+            path = cache / f"exemplars-{bank.lang}-{key.hexdigest()[:16]}.npy"
+            if path.exists():
+                try:
+                    self.vecs = np.load(path)
+                    if self.vecs.shape[0] == len(texts):
+                        return
+                except (OSError, ValueError):
+                    pass
         vecs = [enc.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)]
         self.vecs = np.concatenate(vecs)
+        if path is not None:
+            try:  # the embeddings of an unchanged bank are reused by the next process (start-up, tests)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+                np.save(tmp, self.vecs)
+                os.replace(tmp, path)
+            except OSError:
+                pass
 
     def scores(self, clauses: list[str]) -> np.ndarray:
         """Cosine of each clause with each exemplar."""
@@ -205,7 +228,8 @@ def index(lang: str) -> Index | None:
     enc = encoder()
     if enc is None:
         return None
-    return Index(enc, load_bank("zh" if lang == "zh" else "en"))
+    cache = Path(os.environ.get("CARECALL_CACHE", Path.home() / ".cache" / "carecall")) / "semantic"
+    return Index(enc, load_bank("zh" if lang == "zh" else "en"), cache=cache)
 
 
 def clauses(text: str, lang: str) -> list[str]:
@@ -245,3 +269,14 @@ def best_matches(idx: Index, items: list[str], top: int = 2) -> list[list[Match]
                 break
         out.append(best)
     return out
+
+
+def warm_up() -> None:
+    """Load the encoder, both exemplar banks and both extractors once (server start-up)."""
+    from dialogue.departments import terms
+    from dialogue.extract import extractor
+
+    for lang in ("en", "zh"):
+        index(lang)
+        extractor(lang).extract("hello" if lang == "en" else "你好")
+        terms(lang)
