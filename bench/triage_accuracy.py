@@ -20,7 +20,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SEMIGRAN = ROOT.parent / "shared" / "data" / "semigran45.jsonl"
+SHARED = ROOT.parent / "shared" if (ROOT.parent / "shared").exists() else ROOT.parent.parent / "shared"  # or a worktree
+SEMIGRAN = SHARED / "data" / "semigran45.jsonl"
 DATA = ROOT / "tests" / "dialogue" / "data"
 SEMIGRAN_ZH = DATA / "semigran45_zh.jsonl"  # our Chinese rendering of the same 45 vignettes
 HELDOUT = [DATA / f"heldout{n}.jsonl" for n in ("", "2", "3", "4", "5", "6", "7", "8", "9", "_g1", "_g2", "_g3", "_g4")]

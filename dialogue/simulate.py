@@ -44,7 +44,7 @@ def _said(outputs: list[Any]) -> str:
     return " ".join(o for o in outputs if isinstance(o, str)).strip()
 
 
-def _confirmed_red_flag(result: dict[str, Any], rf_findings: frozenset[str]) -> bool:
+def confirmed_red_flag(result: dict[str, Any], rf_findings: frozenset[str]) -> bool:
     """A red-flag confirmation in the call's record (the `confirmations` the screen work adds), if any."""
     for c in result.get("confirmations") or []:
         fid = c.get("finding") or c.get("id") if isinstance(c, dict) else c
@@ -79,7 +79,7 @@ async def converse(case: ConversationCase, factory: Any, kn: Knowledge, max_turn
             end_reason = "no_reply"
             break
     result = d.result()
-    confirmation |= _confirmed_red_flag(result, rf_findings)
+    confirmation |= confirmed_red_flag(result, rf_findings)
     row = Row(
         id=case.id,
         lang=case.lang,

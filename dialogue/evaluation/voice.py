@@ -22,7 +22,7 @@ from dialogue.evaluation.caller import SimulatedCaller
 from dialogue.evaluation.cases import ConversationCase
 from dialogue.evaluation.metrics import Row
 from dialogue.protocols import knowledge
-from dialogue.simulate import MAX_TURNS, Conversation, _confirmed_red_flag, expected_red_flags, red_flag_findings
+from dialogue.simulate import MAX_TURNS, Conversation, confirmed_red_flag, expected_red_flags, red_flag_findings
 from voice.audio import Pcm
 
 log = logging.getLogger("carecall.simulate.voice")
@@ -82,7 +82,7 @@ async def _call(case: ConversationCase, url: str, observed: _Observed, synths: d
         await line.hang_up()
         turns = [(str(t["speaker"]), str(t["text"])) for t in line.report.turns]  # the caller as heard
     result = d.result()
-    confirmation |= _confirmed_red_flag(result, rf_findings)
+    confirmation |= confirmed_red_flag(result, rf_findings)
     row = Row(
         id=case.id, lang=case.lang, pred=result["disposition"], department=result["department"], gold=case.gold,
         gold3=case.gold3_or_derived, departments=list(case.departments), red_flags=list(result.get("red_flags") or []),

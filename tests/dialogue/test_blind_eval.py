@@ -68,9 +68,9 @@ def test_no_emergency_under_triaged_on_blind_red_flag_statements() -> None:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "main engine 2026-12-02: 6 of 34 conversations under-triaged (accuracy3 79.4%): en-baby-fever, "
-        "zh-baby-fever, en-weak-stroke, en-sad-plan, zh-mood-risk, en-testicle (opening not understood, "
-        "so no question was asked)"
+        "main engine 2026-12-02: 9 of 56 conversations under-triaged (accuracy3 82.1%): en-baby-fever, "
+        "zh-baby-fever, en-weak-stroke, en-sad-plan, zh-mood-risk, en-testicle, zh-cut-pouring, "
+        "en-toddler-battery, zh-toddler-battery (the opening was not understood, so no question was asked)"
     ),
 )
 def test_no_emergency_under_triaged_in_blind_conversations() -> None:
