@@ -208,16 +208,22 @@ class Extractor:
             if not semantic.reassuring(c, self.lang) and not self.negated(c)
         ]
         known = {m.finding for m in mentions}
+        read = frozenset(m.finding for m in mentions if m.present)
         th = idx.bank.thresholds
         out: list[Mention] = []
-        for best in semantic.best_matches(idx, todo, top=2):
+        for best, explained in semantic.readings(idx, todo, read, top=2):
             hit = best[0]
             if hit.score < th.low:
                 continue
             # two different readings almost as close: ambiguous, so at most a suspicion
             # ("咽口水都疼" is as near "咽不下口水" as "一咽口水嗓子就疼")
             close = len(best) > 1 and hit.score - best[1].score < semantic.MARGIN
-            sure = hit.score >= th.high and not close
+            # what the lexicon read explains the clause about as well: no second reading of the same words
+            # ("I have chest pain" is not also "…going down my arm"); a sure likeness is at most suspected
+            near = hit.score - explained < semantic.EXPLAIN
+            if near and hit.score < th.high:
+                continue
+            sure = hit.score >= th.high and not close and not near
             start = max(text.find(hit.clause), 0)
             end = start + len(hit.clause)
             for fid in hit.findings:
