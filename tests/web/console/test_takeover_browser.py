@@ -55,7 +55,8 @@ def wait_for(predicate, timeout: float = 90.0, what: str = ""):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.xfail(reason="takeover over the merged transport base: the caller's turn is not heard after the nurse joins (issue 14, open)", strict=False)
+@pytest.mark.xfail(reason="takeover over the merged transport base: the caller's turn is not heard "
+                          "after the nurse joins (issue 14, open)", strict=False)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_nurse_takes_over_a_live_call_in_chromium(served, say, tmp_path):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
