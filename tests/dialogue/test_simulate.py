@@ -120,7 +120,8 @@ async def test_pending_question_follows_the_dialogue() -> None:
     [o async for o in d.respond(CallerUtterance("yes", 1))]
     assert d.pending_question() == PendingQuestion("complaint", "free")
     [o async for o in d.respond(CallerUtterance("I have chest pain", 2))]
-    assert d.pending_question() == PendingQuestion("chest_pain.radiating", "yes_no", ("pain_radiating",))
+    asked = pending_of(d)  # the protocol's question, or a confirmation of the same finding once suspicions exist
+    assert asked is not None and asked.findings == ("pain_radiating",) and asked.kind in ("yes_no", "confirm")
 
 
 async def test_a_conversation_reaches_the_red_flag_only_through_the_questions() -> None:
@@ -138,7 +139,8 @@ async def test_a_conversation_reaches_the_red_flag_only_through_the_questions() 
     zh = case(id="zh", lang="zh", opening="嗓子疼", truth=truth)
     conv = await converse(zh, factory, kn)
     assert (conv.row.pred, conv.row.department, conv.row.end_reason) == ("self_care", "ent", "completed")
-    assert conv.row.questions == 4 and expected_red_flags(zh, kn) == []  # saliva, breathing, fever, how long
+    # saliva, breathing, fever, how long; plus the emergency screen's questions where the dialogue has one
+    assert conv.row.questions == 4 + conv.result.get("screen_questions", 0) and expected_red_flags(zh, kn) == []
 
 
 def test_summary_questions_and_red_flag_recall() -> None:
@@ -177,7 +179,9 @@ def test_simulate_cli_json_summary(tmp_path: Path) -> None:
     assert SUMMARY_KEYS | {"questions_median", "questions_p95", "red_flag_recall"} <= set(s)
     assert s["n"] == 3 and s["accuracy3"] == round(2 / 3, 4) and s["accuracy5"] == 0.5
     assert s["under_triaged_emergencies"] == 0 and s["department_accuracy"] == round(2 / 3, 4)
-    assert s["questions_median"] == 4.0 and s["questions_p95"] == 4.0  # 1, 4 and 4 questions
+    asked = sorted(int(line.split("\tq=")[1].split("\t")[0]) for line in lines if "\tq=" in line)
+    assert len(asked) == 3 and asked[0] >= 1 and asked[1] >= 4  # 1, 4 and 4 protocol questions (+ any screen)
+    assert s["questions_median"] == float(asked[1]) and s["questions_p95"] == float(asked[2])
     assert s["red_flag_recall"] == {"cardiac_chest_pain": {"n": 1, "recall": 1.0, "missed": []}}
     assert any(line.startswith("arm\ten\temergency_ambulance\tdept=emergency") for line in lines)
     assert any("caller: 嗓子疼" in line for line in lines)  # --show prints the conversation

@@ -6,6 +6,7 @@
  *   data-lang        "zh" | "en"             first language shown (the patient can switch)
  *   data-target      CSS selector            where to put the widget (default: right after the script)
  *   data-transport   "auto" | "webrtc" | "websocket"   auto: WebRTC, WebSocket if WebRTC can't connect
+ *   data-echo-cancellation "on" | "off"   the browser's echo canceller on the microphone (default on)
  *   data-rtc-timeout milliseconds            how long WebRTC may take to connect before falling back
  *
  * Everything lives in a shadow root, so the hospital's CSS and the widget's never touch. The host
@@ -197,6 +198,7 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
       this.$ = (id) => this.root.getElementById(id);
       this.lang = opt.lang === "en" ? "en" : "zh";
       this.transportPref = opt.transport || "auto";
+      this.echoCancellation = opt.echoCancellation !== "off";
       this.rtcTimeout = Number(opt.rtcTimeout) || 10000;
       this.state = "idle";
       this.call = null; // the live connection: {kind, ...}
@@ -284,7 +286,8 @@ button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid 
       this.setState("connecting");
       try {
         call.mic = await navigator.mediaDevices.getUserMedia({
-          audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+          audio: { echoCancellation: this.echoCancellation, noiseSuppression: true, autoGainControl: true,
+                   channelCount: 1 },
         });
       } catch (err) {
         this.finish(err && err.name === "NotFoundError" ? this.t.micMissing : this.t.micDenied, "idle");
