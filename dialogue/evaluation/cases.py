@@ -3,7 +3,7 @@ message that names the file, the line and the field, so a clinician can fix a ca
 
 A statement case: `{"id", "lang", "text", "gold"?, "gold3"?, "departments"?, "why"?}`.
 A conversation case: `{"id", "lang", "opening", "truth": {...}, "phrasings"?, "gold"?, "gold3"?,
-"departments"?, "red_flags"?, "why"?}` (the format is documented in docs/readme/evalkit.md)."""
+"departments"?, "red_flags"?, "why"?}` (the format is documented in docs/guides/evalkit.md)."""
 
 from __future__ import annotations
 

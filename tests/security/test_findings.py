@@ -1,6 +1,6 @@
 """One regression test per finding of issue 10 that this suite owns (#1, #2 auth and types, #4, #7,
 #8, #10), each against the real server over real sockets. Every one failed on the code before the
-fix (run against main's server once: see docs/readme/harden.md). Findings #3, #6, #9, #5 and the
+fix (run against main's server once: see docs/guides/harden.md). Findings #3, #6, #9, #5 and the
 call-length part of #2 have their tests with the helpers who fixed them."""
 
 from __future__ import annotations
