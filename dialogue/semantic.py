@@ -154,11 +154,24 @@ class Bank:
     thresholds: Thresholds
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys silently; in an exemplar bank that loses a clinician's phrases."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+        seen: set[object] = set()
+        for k, _ in node.value:
+            key = self.construct_object(k, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", k.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_bank(lang: str, root: Path | str = PROMPTS_DIR) -> Bank:
-    """prompts/<lang>/exemplars.yaml, validated: keys are finding ids (or ids joined by '+')."""
+    """prompts/<lang>/exemplars.yaml, validated: keys are finding ids (or ids joined by '+'), each once."""
     path = Path(root) / lang / "exemplars.yaml"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys) or {}  # a SafeLoader
     except FileNotFoundError:
         raise ProtocolError(f"{path}: file is missing") from None
     except yaml.YAMLError as e:

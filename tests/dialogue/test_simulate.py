@@ -135,7 +135,9 @@ async def test_a_conversation_reaches_the_red_flag_only_through_the_questions() 
     zh = case(id="zh", lang="zh", opening="嗓子疼", truth=truth)
     conv = await converse(zh, factory, kn)
     assert (conv.row.pred, conv.row.department, conv.row.end_reason) == ("self_care", "ent", "completed")
-    assert conv.row.questions == 4 and expected_red_flags(zh, kn) == []  # saliva, breathing, fever, how long
+    # saliva, breathing, fever, how long; then the emergency screen's two bundles before a self-care disposition
+    assert conv.row.questions == 6 and expected_red_flags(zh, kn) == []
+    assert conv.result["screen_questions"] == 2
 
 
 def test_summary_questions_and_red_flag_recall() -> None:
@@ -174,7 +176,7 @@ def test_simulate_cli_json_summary(tmp_path: Path) -> None:
     assert SUMMARY_KEYS | {"questions_median", "questions_p95", "red_flag_recall"} <= set(s)
     assert s["n"] == 3 and s["accuracy3"] == round(2 / 3, 4) and s["accuracy5"] == 0.5
     assert s["under_triaged_emergencies"] == 0 and s["department_accuracy"] == round(2 / 3, 4)
-    assert s["questions_median"] == 4.0 and s["questions_p95"] == 4.0  # 1, 4 and 4 questions
+    assert s["questions_median"] == 6.0 and s["questions_p95"] == 6.0  # 1, 6 and 6 (4 protocol + 2 screen bundles)
     assert s["red_flag_recall"] == {"cardiac_chest_pain": {"n": 1, "recall": 1.0, "missed": []}}
     assert any(line.startswith("arm\ten\temergency_ambulance\tdept=emergency") for line in lines)
     assert any("caller: 嗓子疼" in line for line in lines)  # --show prints the conversation
