@@ -46,7 +46,10 @@ FIRST_RUNS = [
 ]
 CARECALL = ROOT / ".venv" / "bin" / "carecall"
 BLIND = ROOT / "tests" / "dialogue" / "blind"  # written fresh by the evaluation work; nobody tunes on them
-BLIND_STATEMENTS = ["statements_red_flags.jsonl", "statements_false_alarms.jsonl", "statements_departments.jsonl"]
+BLIND_STATEMENTS = [
+    "statements_red_flags.jsonl", "statements_false_alarms.jsonl", "statements_departments.jsonl",
+    "statements_registers.jsonl",
+]
 CASES = ROOT / "prompts" / "cases"  # each protocol's own cases (`carecall eval --protocol ID`)
 
 PUBLISHED = [

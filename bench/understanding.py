@@ -12,6 +12,7 @@ clause that says no finding}). Split rule: a case is TEST when the first hex dig
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import statistics
@@ -159,9 +160,49 @@ def rates(cases: list[dict], hits: list[list[ClauseHit]], high: float, low: floa
     }
 
 
-def calibrate(enc_name: str, lang: str) -> tuple[float, float]:
-    """Per language. high: the lowest threshold with no false finding on DEV negatives and at most 5% wrong
-    findings on DEV positives; low: the lowest threshold with at most 15% false suspicions on DEV negatives."""
+def non_emergency_statements(lang: str) -> list[str]:
+    """DEV statements that are not emergencies: the DEV split of the shared patient questions (zh), the
+    project's tuned statement sets below emergency, and the DEV negatives of the case set."""
+    out = [c["text"] for c in load_cases("dev") if c["lang"] == lang and not c["expect"]]
+    shared = _shared("zh_department_dev.jsonl")
+    if lang == "zh" and shared is not None:
+        rows = [json.loads(x) for x in shared.read_text(encoding="utf-8").splitlines() if x.strip()]
+        out += [r["text"] for r in rows if split_of(r["text"]) == "dev"]
+    g3 = {"emergency_ambulance": "em", "emergency": "em"}
+    for path in sorted((ROOT / "tests" / "dialogue" / "data").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            c = json.loads(line) if line.strip() else None
+            if c and c["lang"] == lang and (c.get("gold3") or g3.get(c["gold"], "ne")) != "em":
+                out.append(c["text"])
+    return out
+
+
+def red_flag_confirmation(text: str, lang: str) -> bool:
+    """Would confirming this statement's suspicions raise a red flag it has not raised?"""
+    from dialogue.engine import red_flags
+    from dialogue.extract import extractor
+    from dialogue.facts import Facts
+    from dialogue.protocols import knowledge
+
+    kn = knowledge()
+    f = Facts()
+    f.add(extractor(lang).extract(text), 0, text)
+    f.derive(kn.catalog)
+    now = {h.id for h in red_flags(f, kn)}
+    for fid in f.suspected():
+        f.set_finding(fid, True, 1, "yes", "yes", source="answer")
+    f.derive(kn.catalog)
+    return bool({h.id for h in red_flags(f, kn)} - now)
+
+
+def calibrate(enc_name: str, lang: str, max_confirm: float = 0.10) -> tuple[float, float]:
+    """Per language, on DEV only. high: the lowest threshold with no false finding on the DEV negatives and
+    at most 5% wrong findings on DEV positives. low: the lowest threshold at which at most `max_confirm` of
+    DEV non-emergency statements would get a red-flag confirmation question (issue 9 allows 15%)."""
+    import dataclasses
+
+    from dialogue import semantic
+
     dev = [c for c in load_cases("dev") if c["lang"] == lang]
     hits = [semantic_hits(c, enc_name) for c in dev]
     grid = [round(x, 2) for x in np.arange(0.50, 0.99, 0.01)]
@@ -174,8 +215,29 @@ def calibrate(enc_name: str, lang: str) -> tuple[float, float]:
         ),
         0.99,
     )
-    low = next((t for t in grid if rates(dev, hits, high, t)["false_suspicion_on_negatives"] <= 0.15), high)
-    return high, min(low, high)
+    if enc_name != "use":
+        low = next((t for t in grid if rates(dev, hits, high, t)["false_suspicion_on_negatives"] <= 0.15), high)
+        return high, min(low, high)
+    statements = non_emergency_statements(lang)
+    idx = semantic.index(lang)
+    assert idx is not None
+    base = idx.bank
+    low = high
+    try:
+        for t in [x for x in grid if x <= high][::2]:
+            idx.bank = dataclasses.replace(base, thresholds=semantic.Thresholds(high, t))
+            if sum(red_flag_confirmation(s, lang) for s in statements) / len(statements) <= max_confirm:
+                low = t
+                break
+    finally:
+        idx.bank = base
+    return high, low
+
+
+def _shared(name: str) -> Path | None:
+    return next(
+        (p / "shared" / "data" / name for p in ROOT.parents[0:3] if (p / "shared" / "data" / name).exists()), None
+    )
 
 
 def report(enc_name: str, th: dict[str, tuple[float, float]]) -> dict[str, object]:
@@ -187,8 +249,30 @@ def report(enc_name: str, th: dict[str, tuple[float, float]]) -> dict[str, objec
             hits = [semantic_hits(c, enc_name) for c in cases]
             row = {k: round(v, 3) for k, v in rates(cases, hits, high, low).items()}
             row.update(whole_understanding(cases))
+            if split == "dev":
+                st = non_emergency_statements(lang)
+                with _thresholds(lang, high, low):
+                    row["red_flag_confirmation_on_dev_non_emergencies"] = round(
+                        sum(red_flag_confirmation(x, lang) for x in st) / len(st), 3
+                    )
+                row["n_dev_non_emergencies"] = len(st)
             out[f"{split}_{lang}"] = row
     return out
+
+
+@contextlib.contextmanager
+def _thresholds(lang: str, high: float, low: float):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from dialogue import semantic
+
+    idx = semantic.index(lang)
+    base = idx.bank
+    idx.bank = dataclasses.replace(base, thresholds=semantic.Thresholds(high, low))
+    try:
+        yield
+    finally:
+        idx.bank = base
 
 
 def whole_understanding(cases: list[dict]) -> dict[str, float]:
@@ -250,10 +334,7 @@ def departments(split: str) -> dict[str, object]:
     """Top-1 department on the shared Chinese patient questions, split by the same sha1 rule (TEST: 0-4)."""
     from dialogue.triage import triage_text
 
-    path = next(
-        (p / "shared" / "data" / "zh_department_dev.jsonl" for p in ROOT.parents[0:3] if (p / "shared").exists()),
-        None,
-    )
+    path = _shared("zh_department_dev.jsonl")
     if path is None:
         sys.exit("shared/data/zh_department_dev.jsonl not found beside the repository")
     rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
@@ -266,6 +347,9 @@ def departments(split: str) -> dict[str, object]:
         "top1": round(right / max(len(rows), 1), 3),
         "emergency_dispositions": sum(g.department == "emergency" for g in got),
         "general_medicine": sum(g.department == "general_medicine" for g in got),
+        "red_flag_confirmation": round(
+            sum(red_flag_confirmation(r["text"], "zh") for r in rows) / max(len(rows), 1), 3
+        ),
     }
 
 

@@ -129,7 +129,11 @@ def simulate_cmd(
     if voice:
         from dialogue.evaluation.voice import simulate_voice
 
-        convs = asyncio.run(simulate_voice(cases))
+        try:
+            convs = asyncio.run(simulate_voice(cases))
+        except (OSError, RuntimeError, TimeoutError) as e:  # models missing, port taken, the server gave up
+            typer.echo(f"error: the voice run could not complete: {e}", err=True)
+            raise typer.Exit(1) from None
     else:
         from dialogue.simulate import simulate
 

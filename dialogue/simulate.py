@@ -11,6 +11,7 @@ from dialogue.engine import red_flags
 from dialogue.evaluation.caller import SimulatedCaller, truth_facts
 from dialogue.evaluation.cases import ConversationCase
 from dialogue.evaluation.metrics import Row
+from dialogue.evaluation.pending import pending_of
 from dialogue.factory import build_dialogue_factory
 from dialogue.protocols import Knowledge, knowledge
 from voice.conversation import CallerUtterance, EndCall, Transfer
@@ -68,7 +69,10 @@ async def converse(case: ConversationCase, factory: Any, kn: Knowledge, max_turn
         if any(isinstance(o, EndCall | Transfer) for o in outputs):
             end_reason = next(o.reason for o in outputs if isinstance(o, EndCall | Transfer)) or "ended"
             break
-        pending = d.pending_question() if hasattr(d, "pending_question") else None
+        pending = pending_of(d)
+        if pending is None and getattr(d, "escalated", None):
+            end_reason = "escalated"  # held for a nurse after a red flag: nothing more to answer
+            break
         reply = caller.reply(pending, turns[-1][1])
         questions += reply.counted
         fallbacks += reply.fallback

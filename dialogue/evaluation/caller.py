@@ -30,6 +30,8 @@ _WORDS = {
         "yes_with": "yes, {0}",
         "again": "like I said, {0}",
         "transfer": "yes please",
+        "none_of_them": "none of those",
+        "no_with": "no, {0}",
     },
     "zh": {
         "yes": ["有", "是的", "对，有的", "嗯，有"],
@@ -39,6 +41,8 @@ _WORDS = {
         "yes_with": "有，{0}",
         "again": "我刚才说了，{0}",
         "transfer": "好的",
+        "none_of_them": "都没有",
+        "no_with": "不对，{0}",
     },
 }
 
@@ -204,6 +208,12 @@ class SimulatedCaller:
             return Reply(self.w["again"].format(said[(self.complaint_asked - 2) % len(said)]), qid, False)
         if qid == "transfer_offer":
             return Reply(self.w["transfer"], qid, False)
+        if kind == "which":
+            return self._which(q, qid)
+        if kind == "readback_words":
+            return Reply(self._pick(self.w["yes"], qid), qid, True)
+        if kind == "readback_number" and slot:
+            return self._readback_number(slot, getattr(q, "heard", None), qid)
         fallback = False
         if not findings and not slot:
             fallback = True
@@ -231,3 +241,25 @@ class SimulatedCaller:
         if verdicts and all(v == "no" for v in verdicts.values()):
             return Reply(self._pick(self.w["no"], qid), qid, True, fallback, confirmation, findings)
         return Reply(self._pick(self.w["unknown"], qid), qid, True, fallback, confirmation, findings)
+
+    def _which(self, q: object, qid: str) -> Reply:
+        """ "Which one?" after a bundled yes: the options with a present finding, by the bot's own names."""
+        options = getattr(q, "options", ()) or ()
+        named = [name for fids, name in options if any(self.verdict(f) == "yes" for f in fids)]
+        findings = tuple(f for fids, _ in options for f in fids)
+        if named:
+            sep = "，" if self.lang == "zh" else " and "
+            return Reply(sep.join(named), qid, True, findings=findings)
+        if options and all(self.verdict(f) == "no" for fids, _ in options for f in fids):
+            return Reply(self.w["none_of_them"], qid, True, findings=findings)
+        return Reply(self._pick(self.w["unknown"], qid), qid, True, findings=findings)
+
+    def _readback_number(self, slot: str, heard: float | None, qid: str) -> Reply:
+        """ "I heard 38.5, is that right?": yes when it is the truth, else no and the right figure."""
+        value = self.case.truth.slot_values().get(slot)
+        if value is None:
+            return Reply(self._pick(self.w["unknown"], qid), qid, True, findings=(slot,))
+        tolerance = 0.05 if slot == "age_years" else 0.15
+        if heard is not None and abs(heard - value) <= tolerance:
+            return Reply(self._pick(self.w["yes"], qid), qid, True, findings=(slot,))
+        return Reply(self.w["no_with"].format(say_number(slot, value, self.lang)), qid, True, findings=(slot,))

@@ -21,6 +21,7 @@ from typing import Any
 from dialogue.evaluation.caller import SimulatedCaller
 from dialogue.evaluation.cases import ConversationCase
 from dialogue.evaluation.metrics import Row
+from dialogue.evaluation.pending import pending_of
 from dialogue.protocols import knowledge
 from dialogue.simulate import MAX_TURNS, Conversation, confirmed_red_flag, expected_red_flags, red_flag_findings
 from voice.audio import Pcm
@@ -70,7 +71,11 @@ async def _call(case: ConversationCase, url: str, observed: _Observed, synths: d
                 end_reason = d.ended or ("transferred" if getattr(d, "transferred", False) else "") or "ended"
                 break
             bot = [t["text"] for t in line.report.turns if t["speaker"] == "bot"]
-            reply = caller.reply(d.pending_question(), bot[-1] if bot else "")
+            pending = pending_of(d)
+            if pending is None and getattr(d, "escalated", None):
+                end_reason = "escalated"  # held for a nurse after a red flag: nothing more to answer
+                break
+            reply = caller.reply(pending, bot[-1] if bot else "")
             questions += reply.counted
             confirmation |= reply.confirmation and bool(set(reply.findings) & rf_findings)
             said.append(reply.text)

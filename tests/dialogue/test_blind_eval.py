@@ -27,6 +27,7 @@ if not SHARED.exists():  # a worktree sits one level deeper than the main checko
 RED_FLAGS = BLIND / "statements_red_flags.jsonl"
 FALSE_ALARMS = BLIND / "statements_false_alarms.jsonl"
 DEPARTMENTS = BLIND / "statements_departments.jsonl"
+REGISTERS = BLIND / "statements_registers.jsonl"  # regional Mandarin, ASR slips, nurses' words, rambling
 CONVERSATIONS = BLIND / "conversations.jsonl"
 ZH_DEPT_TEST = BLIND / "zh_department_test.jsonl"
 # CLINICAL.md's red flags that apply to a triage call, as prompts/red_flags.yaml names them
@@ -68,6 +69,34 @@ def test_no_emergency_under_triaged_on_blind_red_flag_statements() -> None:
 @pytest.mark.xfail(
     strict=False,
     reason=(
+        "main engine 2026-12-02: 6 of the 14 emergencies in the register set under-triaged: zh-04 "
+        "(胸口蒙 喘不上器), zh-05 (安媚药), zh-06 (rambling, tarry stool), zh-07 (Cantonese 晕低咗), zh-08 "
+        "(胎动 没动静), en-03 (\"went down and started jerking\")"
+    ),
+)
+def test_no_emergency_under_triaged_in_untuned_registers() -> None:
+    rows = statements(REGISTERS)
+    assert summarise(rows)["under_triaged_emergencies"] == 0, figures(rows)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "passes on main only because main suspects nothing; on a local merge with screen + semantic "
+        "(2026-12-02) 15 of 70 non-emergency blind statements (21%) would get a red-flag confirmation"
+    ),
+)
+def test_red_flag_confirmation_on_at_most_15_percent_of_non_emergency_statements() -> None:
+    """Issue 9's confirmation burden, over every non-emergency blind statement (0 until the engine
+    suspects anything: the figure is wired so that it counts from the day it does)."""
+    rows = [r for p in (FALSE_ALARMS, DEPARTMENTS, REGISTERS) for r in statements(p) if r.gold3 != "em"]
+    s = summarise(rows)
+    assert s["confirmation_on_non_emergencies"] is not None and s["confirmation_on_non_emergencies"] <= 0.15
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
         "main engine 2026-12-02: 9 of 56 conversations under-triaged (accuracy3 82.1%): en-baby-fever, "
         "zh-baby-fever, en-weak-stroke, en-sad-plan, zh-mood-risk, en-testicle, zh-cut-pouring, "
         "en-toddler-battery, zh-toddler-battery (the opening was not understood, so no question was asked)"
@@ -100,12 +129,12 @@ def test_false_alarms_rarely_raise_or_confirm_a_red_flag() -> None:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "main engine 2026-12-02: accuracy3 72.6% on the 124 blind statements (en 69.4%, zh 75.8%), "
-        "accuracy5 55.6%"
+        "main engine 2026-12-02: accuracy3 72.3% on the 148 blind statements (en 71.6%, zh 73.0%), "
+        "accuracy5 56.1%"
     ),
 )
 def test_blind_statement_accuracy3_at_least_90_percent() -> None:
-    rows = statements(RED_FLAGS) + statements(FALSE_ALARMS) + statements(DEPARTMENTS)
+    rows = [r for p in (RED_FLAGS, FALSE_ALARMS, DEPARTMENTS, REGISTERS) for r in statements(p)]
     s = summarise(rows)
     assert s["accuracy3"] >= 0.90, s["by_lang"]
 
@@ -145,7 +174,7 @@ def test_semigran45_stays_at_least_95_percent_with_none_under_triaged() -> None:
 
 
 def test_blind_cases_cite_their_reason() -> None:
-    for path in (RED_FLAGS, FALSE_ALARMS, DEPARTMENTS, CONVERSATIONS):
+    for path in (RED_FLAGS, FALSE_ALARMS, DEPARTMENTS, REGISTERS, CONVERSATIONS):
         for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
             assert row.get("why") and re.match(r"blind-", row["id"]), (path.name, row["id"])

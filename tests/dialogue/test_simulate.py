@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from dialogue.evaluation.caller import SimulatedCaller, cn_int, say_number
 from dialogue.evaluation.cases import CaseError, ConversationCase, load_cases
 from dialogue.evaluation.metrics import Row, percentile, summarise_conversations
+from dialogue.evaluation.pending import pending_of
 from dialogue.factory import build_dialogue_factory
 from dialogue.protocols import knowledge
 from dialogue.simulate import converse, expected_red_flags
@@ -117,7 +120,8 @@ async def test_pending_question_follows_the_dialogue() -> None:
     [o async for o in d.respond(CallerUtterance("yes", 1))]
     assert d.pending_question() == PendingQuestion("complaint", "free")
     [o async for o in d.respond(CallerUtterance("I have chest pain", 2))]
-    assert d.pending_question() == PendingQuestion("chest_pain.radiating", "yes_no", ("pain_radiating",))
+    asked = pending_of(d)  # the protocol's question, or a confirmation of the same finding once suspicions exist
+    assert asked is not None and asked.findings == ("pain_radiating",) and asked.kind in ("yes_no", "confirm")
 
 
 async def test_a_conversation_reaches_the_red_flag_only_through_the_questions() -> None:
@@ -249,3 +253,52 @@ def test_simulate_voice_through_the_real_server(tmp_path: Path) -> None:
     assert s["red_flag_recall"]["cardiac_chest_pain"]["recall"] == 1.0 and s["questions_median"] == 1.0
     heard = [line for line in p.stdout.splitlines() if line.strip().startswith("caller:")]
     assert any("arm" in line.lower() for line in heard)  # what the recogniser heard, not what was typed
+
+
+# --- checks (emergency screen, confirmations, read-backs) read by their fields ------------------------
+@dataclass
+class _Item:
+    findings: list[str]
+    general: str | None = None
+    slot: str | None = None
+
+
+@dataclass
+class _Screen:
+    data: Any
+
+
+def _checks_dialogue(check: Any) -> Any:
+    items = {"chest": _Item(["pain_radiating", "sweating"], "chest_pain"),
+             "breathing": _Item(["severe_breathless"], "breathless"), "age": _Item([], slot="age_years")}
+    texts = {"en": SimpleNamespace(items={"chest": SimpleNamespace(phrase="chest pain or pressure"),
+                                          "breathing": SimpleNamespace(phrase="trouble breathing")})}
+    return SimpleNamespace(check=check, lang="en", screen=_Screen(SimpleNamespace(items=items, text=texts)),
+                           facts=SimpleNamespace(num=lambda slot: 38.0))
+
+
+def test_pending_checks_are_read_by_their_fields_and_answered_from_the_truth() -> None:
+    kn = knowledge()
+    truth = {"present": ["chest_pain", "sweating"], "rest": "absent", "numbers": {"temp_c": 38.5}}
+    c = SimulatedCaller(case(truth=truth, phrasings={"sweating": "I'm all clammy"}), kn)
+    ask = SimpleNamespace(items=("chest", "breathing"), answer_kind="yes_no", kind="bundle")
+    bundle = pending_of(_checks_dialogue(ask))
+    assert set(bundle.findings) == {"chest_pain", "pain_radiating", "sweating", "breathless", "severe_breathless"}
+    assert c.reply(bundle, "").text == "yes, I'm all clammy"
+    which = pending_of(_checks_dialogue(SimpleNamespace(items=("chest", "breathing"), answer_kind="free",
+                                                        kind="which")))
+    assert c.reply(which, "").text == "chest pain or pressure"
+    follow = pending_of(_checks_dialogue(SimpleNamespace(items=("breathing",), answer_kind="yes_no", kind="follow")))
+    assert follow.findings == ("severe_breathless",) and c.reply(follow, "").text.lower().startswith(("no", "nope"))
+    number = pending_of(_checks_dialogue(SimpleNamespace(items=("age",), answer_kind="number", kind="number")))
+    assert number.slot == "age_years"
+    confirm = pending_of(_checks_dialogue(SimpleNamespace(finding="sweating", red_flag=True)))
+    r = c.reply(confirm, "")
+    assert r.confirmation and r.text == "yes, I'm all clammy"
+    # "I heard 38, is that right?" when the caller said 38.5: no, and the figure again
+    heard = pending_of(_checks_dialogue(SimpleNamespace(kind="number", key="temp_c", before=None)))
+    assert c.reply(heard, "").text in ("no, it was 38.5", "no, about 38.5 degrees")
+    denial = pending_of(_checks_dialogue(SimpleNamespace(kind="negation", key="pain_radiating", before=None)))
+    assert c.reply(denial, "").text.lower().startswith(("no", "nope"))
+    # a dialogue without checks: its own pending_question()
+    assert pending_of(SimpleNamespace(pending_question=lambda: PendingQuestion("consent", "yes_no"))).id == "consent"
