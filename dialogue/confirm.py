@@ -17,7 +17,7 @@ from pydantic import Field
 
 from dialogue.engine import red_flags
 from dialogue.facts import Facts
-from dialogue.protocols import LANGS, PROMPTS_DIR, Knowledge, ProtocolError, _check_ids, _model, _read, _Strict
+from dialogue.protocols import LANGS, PROMPTS_DIR, URGENCY, Knowledge, ProtocolError, _check_ids, _model, _read, _Strict
 
 TEXTS = (
     "confirm",
@@ -121,9 +121,26 @@ class Confirmer:
         return None
 
     def next_other(self, facts: Facts, turn: int) -> ConfirmAsk | None:
+        """The next suspicion worth a question: a red flag, or one that would change what the triage does
+        (raise the disposition, or give a complaint when none is recognised). One that would change nothing
+        is left open in the record: a question that cannot change the advice is only a burden."""
         for f in self._open(facts):
-            return self._ask(f, self._red(f, facts), facts, turn)
+            red = self._red(f, facts)
+            if red or self._matters(f, facts):
+                return self._ask(f, red, facts, turn)
         return None
+
+    def _matters(self, fid: str, facts: Facts) -> bool:
+        from dialogue.engine import assess
+
+        now = assess(facts, self.kn, self.mode)
+        t = trial(facts)
+        t.set_finding(fid, True, 0, "", "")
+        then = assess(t, self.kn, self.mode)
+        facts.derive(self.kn.catalog)
+        if URGENCY[then.disposition] > URGENCY[now.disposition]:
+            return True
+        return not now.complaints and bool(then.complaints)
 
     def _ask(self, fid: str, red: bool, facts: Facts, turn: int) -> ConfirmAsk:
         return ConfirmAsk(fid, red, self.question(fid, facts), turn)

@@ -208,7 +208,8 @@ class Extractor:
             if not semantic.reassuring(c, self.lang) and not self.negated(c)
         ]
         known = {m.finding for m in mentions}
-        read = frozenset(m.finding for m in mentions if m.present)
+        # who the patient is (a baby, pregnant) is the setting, not a reading of the clause's symptom
+        read = frozenset(m.finding for m in mentions if m.present) - semantic.NEVER_ADD
         th = idx.bank.thresholds
         out: list[Mention] = []
         for best, explained in semantic.readings(idx, todo, read, top=2):

@@ -55,6 +55,9 @@ _REASSURING = {
     ),
     "zh": re.compile(r"正常|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么"),
 }
+# an exemplar key that says no finding (taking medicines, asking for an appointment): a clause nearest
+# it adds nothing, and it explains a clause as well as the lexicon's reading would
+ORDINARY = "ordinary"
 # findings that say who is calling or that are too generic to add from a paraphrase
 NEVER_ADD = frozenset(
     {"child", "baby", "elderly", "pregnant", "pain", "sudden_onset", "worsening", "adult", "male", "female"}
@@ -151,11 +154,24 @@ class Bank:
     thresholds: Thresholds
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys silently; in an exemplar bank that loses a clinician's phrases."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+        seen: set[object] = set()
+        for k, _ in node.value:
+            key = self.construct_object(k, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", k.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_bank(lang: str, root: Path | str = PROMPTS_DIR) -> Bank:
-    """prompts/<lang>/exemplars.yaml, validated: keys are finding ids (or ids joined by '+')."""
+    """prompts/<lang>/exemplars.yaml, validated: keys are finding ids (or ids joined by '+'), each once."""
     path = Path(root) / lang / "exemplars.yaml"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys) or {}  # a SafeLoader
     except FileNotFoundError:
         raise ProtocolError(f"{path}: file is missing") from None
     except yaml.YAMLError as e:
@@ -171,7 +187,7 @@ def load_bank(lang: str, root: Path | str = PROMPTS_DIR) -> Bank:
     keys: list[tuple[str, ...]] = []
     texts: list[str] = []
     for key, items in (data.get("exemplars") or {}).items():
-        fids = tuple(str(key).split("+"))
+        fids = () if key == ORDINARY else tuple(str(key).split("+"))
         bad = [f for f in fids if f not in known]
         if bad:
             raise ProtocolError(f"{path}: exemplars.{key}: unknown finding(s) {', '.join(bad)}")
@@ -265,11 +281,12 @@ def readings(
     idx: Index, items: list[str], read: frozenset[str] | set[str], top: int = 2
 ) -> list[tuple[list[Match], float]]:
     """For each clause: its best `top` distinct exemplar keys, and the best cosine of an exemplar that says
-    only what the lexicon has `read` in the utterance (0.0 when none): how well that reading explains it."""
+    only what the lexicon has `read` in the utterance, or nothing at all (`ordinary`): how well that reading
+    explains it (0.0 when no exemplar qualifies)."""
     if not items:
         return []
     sims = idx.scores(items)
-    explains = np.array([bool(k) and set(k) <= read for k in idx.bank.keys]) if read else None
+    explains = np.array([not k or set(k) <= read for k in idx.bank.keys])
     out: list[tuple[list[Match], float]] = []
     for i, row in enumerate(sims):
         seen: set[tuple[str, ...]] = set()
@@ -282,7 +299,7 @@ def readings(
             best.append(Match(key, items[i], float(row[j]), idx.bank.texts[j]))
             if len(best) >= top:
                 break
-        explained = float(row[explains].max()) if explains is not None and explains.any() else 0.0
+        explained = float(row[explains].max()) if explains.any() else 0.0
         out.append((best, explained))
     return out
 

@@ -51,7 +51,7 @@ class TemporalReader:
         markers = data.get("markers") or {}
         if not isinstance(markers, dict):
             raise ProtocolError(f"{where}: markers: a mapping of marker class → phrases is required")
-        extra = set(data) - {"markers", "condition_terms", "timeless", "condition_events"}
+        extra = set(data) - {"markers", "condition_terms", "timeless", "condition_events", "now_forms"}
         if extra:
             raise ProtocolError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
         unknown = set(markers) - set(ORDER)
@@ -59,6 +59,8 @@ class TemporalReader:
             raise ProtocolError(f"{where}: markers: unknown class(es) {', '.join(sorted(unknown))} (known: {ORDER})")
         self._rx = {k: compile_many(v or [], lang, where=f"{where}: markers.{k}") for k, v in markers.items()}
         self.timeless = frozenset(data.get("timeless") or [])
+        now = data.get("now_forms") or []
+        self._now = compile_many(now, lang, where=f"{where}: now_forms") if now else None
         events = data.get("condition_events") or []
         self._events = compile_many(events, lang, where=f"{where}: condition_events") if events else None
         terms = data.get("condition_terms") or {}
@@ -99,14 +101,16 @@ class TemporalReader:
         is_condition = bool(cond_rx and cond_rx.search(span))
         found = self._marker(clause)
         inherited = False
-        if found is None and i > 0:
+        ongoing = self._now is not None and bool(self._now.search(clause))  # "he's fitting", 正在抽
+        if found is None and i > 0 and not ongoing:
             # a clause that is only a time marker ("Two years ago, he had a fit") governs the next one
             prev = text[spans[i - 1][0] : spans[i - 1][1]].strip()
-            if 0 < len(prev) <= (8 if self.lang == "zh" else 30):
-                found = self._marker(prev)
-                if found and found[0] not in ("past", "recent"):
-                    found = None
-        if found is None:
+            m = self._marker(prev)
+            if m is not None and m[0] in ("past", "recent"):
+                rest = re.sub(r"\W+", "", prev.replace(m[1], "", 1))
+                if len(rest) <= (2 if self.lang == "zh" else 6):
+                    found = m
+        if found is None and not ongoing:
             # a past marker earlier in the same sentence: the narrative goes on in the past, but only as a
             # reading of unclear time ("之前…出现了口吐白沫，四肢抽搐" — or is it happening again now?)
             for lo2, hi2 in reversed(spans[:i]):

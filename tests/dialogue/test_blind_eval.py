@@ -79,13 +79,6 @@ def test_no_emergency_under_triaged_in_untuned_registers() -> None:
     assert summarise(rows)["under_triaged_emergencies"] == 0, figures(rows)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "passes on main only because main suspects nothing; on a local merge with screen + semantic "
-        "(2026-12-02) 15 of 70 non-emergency blind statements (21%) would get a red-flag confirmation"
-    ),
-)
 def test_red_flag_confirmation_on_at_most_15_percent_of_non_emergency_statements() -> None:
     """Issue 9's confirmation burden, over every non-emergency blind statement (0 until the engine
     suspects anything: the figure is wired so that it counts from the day it does)."""
@@ -109,15 +102,6 @@ def test_no_emergency_under_triaged_in_blind_conversations() -> None:
     assert s["under_triaged_emergencies"] == 0, (s["accuracy3"], missed)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "main engine 2026-12-02: 8 of 30 false alarms (27%) got an emergency: past fit + cure question "
-        "(en-01, zh-01), poison ivy (en-02), past suicidal thoughts (en-06, zh-07), iron-black stool "
-        "question (en-10), 'cut myself shaving' read as self-harm (en-12), first-aid question about "
-        "fainting (zh-05)"
-    ),
-)
 def test_false_alarms_rarely_raise_or_confirm_a_red_flag() -> None:
     """Red-flag words in the past, as questions, about treatment: an emergency disposition or a red-flag
     confirmation on at most 15% of these non-emergencies (issue 9: confirmation on <= 15%)."""

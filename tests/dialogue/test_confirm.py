@@ -239,8 +239,8 @@ def test_single_statement_results_carry_the_suspicions() -> None:
 
     kn = knowledge()
     facts = Facts()
-    facts.add(SuspectingExtraction((), (), (Mention("face_droop", True, "face funny"),)), 0, "face funny")
+    facts.add(SuspectingExtraction((), (), (Mention("face_droop", True, "face funny", score=0.7),)), 0, "face funny")
     r = build_result("en", facts, __import__("dialogue.engine").engine.assess(facts, kn), kn)
-    assert r.suspected == [{"finding": "face_droop", "turn": 0, "span": "face funny", "score": 0.0, "red_flag": True}]
+    assert r.suspected == [{"finding": "face_droop", "turn": 0, "span": "face funny", "score": 0.7, "red_flag": True}]
     assert r.red_flags == [] and r.confirmations == []
     assert triage_text("sore throat", "en").suspected == []

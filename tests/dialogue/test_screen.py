@@ -318,10 +318,12 @@ def test_a_malformed_screen_file_names_the_file_and_the_field(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("lang", "opening", "answers", "flag"),
     [
-        # issue 9's misses, which the lexicon still does not read: the screen asks, the caller answers truthfully
-        ("en", "my mum's face has dropped on one side and she's talking rubbish",
+        # openings that say nothing the understanding can read as a red flag: the screen asks, the caller answers
+        # truthfully. (Issue 9's own misses, "my mum's face has dropped on one side…" and "I keep thinking about
+        # ending my life…", are now raised by the semantic layer from the words alone; test_semantic covers them.)
+        ("en", "my mum seems a bit off this afternoon",
          {"face or arm": "yes, her face", "new, and on one side": "yes"}, "stroke_signs"),
-        ("en", "I keep thinking about ending my life and I have pills saved up",
+        ("en", "I've been feeling really down lately",
          {"harming yourself": "yes"}, "suicide_risk"),
         ("zh", "我爸今天有点不对劲", {"脸歪": "有，他的嘴有点歪", "一侧": "是的"}, "stroke_signs"),
     ],

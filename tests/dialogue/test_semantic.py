@@ -155,7 +155,7 @@ def test_scores_and_thresholds_go_with_each_mention() -> None:
     e = extractor("en").extract("my ticker is racing")
     m = e.findings()["palpitations"]
     assert m.via == "semantic" and m.score >= load_bank("en").thresholds.high
-    e = extractor("en").extract("my mum's face has dropped on one side")
+    e = extractor("en").extract("half his face is sagging")
     sus = {m.finding: m for m in e.suspected} | {m.finding: m for m in e.mentions if m.via == "semantic"}
     assert "face_droop" in sus and 0 < sus["face_droop"].score <= 1
 
@@ -191,6 +191,24 @@ def test_one_model_per_process_and_fast_once_loaded() -> None:
         x.extract("我也不知道怎么形容，浑身不得劲，心口憋得慌")
     assert (time.perf_counter() - t) / 20 < 0.05
     assert encoder() is encoder()
+
+
+@pytest.mark.parametrize(
+    ("lang", "text", "flag"),
+    [
+        ("en", "my mum's face has dropped on one side and she's talking rubbish", "stroke_signs"),
+        ("en", "I keep thinking about ending my life and I have pills saved up", "suicide_risk"),
+        ("zh", "心口憋得慌，出了一身冷汗", "cardiac_chest_pain"),
+        ("zh", "孩子吃了一把奶奶的降压药", "overdose_or_poisoning"),
+    ],
+)
+def test_issue_misses_now_escalate_from_one_statement(lang: str, text: str, flag: str) -> None:
+    assert flag in triage_text(text, lang).red_flags
+
+
+def test_an_idiom_alone_is_not_a_red_flag() -> None:
+    r = triage_text("he is talking rubbish about the football again", "en")
+    assert not r.red_flags
 
 
 def test_issue_examples_end_in_the_right_place() -> None:

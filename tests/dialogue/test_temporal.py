@@ -56,6 +56,7 @@ def test_history_and_treatment_questions_are_not_present_red_flags(lang: str, te
         ("en", "he's having a fit right now", "collapse_or_unconscious"),
         ("en", "he had epilepsy as a child and now he's fitting again", "collapse_or_unconscious"),
         ("en", "two hours ago she had a seizure", "collapse_or_unconscious"),
+        ("en", "he had epilepsy as a child, he's fitting", "collapse_or_unconscious"),
         ("en", "she collapsed in the kitchen", "collapse_or_unconscious"),
         ("zh", "孩子吃了一把奶奶的降压药", "overdose_or_poisoning"),
         ("zh", "我女儿一次吃了三十片安眠药", "overdose_or_poisoning"),
@@ -75,6 +76,9 @@ def test_present_events_still_raise_red_flags(lang: str, text: str, flag: str) -
         ("en", "what can I give him for the chest pain and sweating", None),  # a symptom in a question: still present
         ("zh", "如果他抽搐了怎么办", "seizure"),
         ("zh", "他抽搐过", "seizure"),
+        # a past earlier in the sentence: the narrative may go on in the past, or be happening again
+        ("zh", "之前因为受了刺激，出现了口吐白沫，四肢抽搐", "seizure"),
+        ("en", "he had epilepsy as a child, he had a fit", "seizure"),
     ],
 )
 def test_a_red_flag_of_unclear_time_is_suspected_not_dropped(lang: str, text: str, fid: str | None) -> None:
