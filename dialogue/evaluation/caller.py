@@ -17,6 +17,7 @@ from dialogue.evaluation.cases import ConversationCase
 from dialogue.extract import extractor
 from dialogue.facts import Facts
 from dialogue.protocols import Knowledge
+from voice.textnorm import zh_int  # the one Chinese number speller (TTS text normalisation)
 
 Verdict = Literal["yes", "no", "unknown"]
 NOT_QUESTIONS = frozenset({"consent", "complaint", "transfer_offer"})  # not counted as triage questions
@@ -46,35 +47,14 @@ _WORDS = {
     },
 }
 
-_CN = "零一二三四五六七八九"
-
-
-def cn_int(n: int) -> str:
-    """0-9999 in Chinese numerals as people say them (两 before a measure word is the caller's choice)."""
-    if n < 10:
-        return _CN[n]
-    if n < 20:
-        return "十" + (_CN[n % 10] if n % 10 else "")
-    parts, zero = [], False
-    for unit, value in (("千", 1000), ("百", 100), ("十", 10), ("", 1)):
-        d = (n // value) % 10
-        if d:
-            if zero:
-                parts.append("零")
-                zero = False
-            parts.append(_CN[d] + unit)
-        elif parts:
-            zero = True
-    return "".join(parts)
-
-
 def cn_decimal(v: float, point: str = "点") -> str:
+    """38.5 → 三十八点五 (or 三十八度五 with point="度"), one decimal as people say it."""
     whole, frac = divmod(round(v * 10), 10)
-    return cn_int(int(whole)) + (point + _CN[int(frac)] if frac else "")
+    return zh_int(int(whole)) + (point + zh_int(int(frac)) if frac else "")
 
 
 def _liang(n: int) -> str:
-    return "两" if n == 2 else cn_int(n)
+    return "两" if n == 2 else zh_int(n)
 
 
 def say_number(slot: str, v: float, lang: str, pick: int = 0) -> str:
@@ -110,13 +90,13 @@ def say_number(slot: str, v: float, lang: str, pick: int = 0) -> str:
             return f"about {int(v)} times today"
         return f"{v:g}"
     if slot == "temp_c":
-        return cn_decimal(v, "度") if v % 1 else cn_int(int(v)) + "度"
+        return cn_decimal(v, "度") if v % 1 else zh_int(int(v)) + "度"
     if slot == "age_years":
         if v < 0.25:
             return f"{_liang(max(1, round(v * 52)))}周"
         if v < 2:
             return f"{_liang(max(1, round(v * 12)))}个月"
-        return f"{cn_int(int(v))}岁"
+        return f"{zh_int(int(v))}岁"
     if slot == "duration_hours":
         if v < 1:
             return f"{_liang(max(1, round(v * 60)))}分钟"
@@ -126,17 +106,17 @@ def say_number(slot: str, v: float, lang: str, pick: int = 0) -> str:
             return f"{_liang(round(v / 24))}天"
         return f"{_liang(round(v / 168))}个星期"
     if slot == "pain_score":
-        return f"{cn_int(int(v))}分"
+        return f"{zh_int(int(v))}分"
     if slot == "pregnancy_weeks":
-        return f"怀孕{cn_int(int(v))}周"
+        return f"怀孕{zh_int(int(v))}周"
     if slot == "glucose_mmol":
         return f"血糖仪上是{cn_decimal(v)}"
     if slot == "bp_systolic":
-        return f"高压{cn_int(int(v))}"
+        return f"高压{zh_int(int(v))}"
     if slot == "spo2":
-        return f"血氧{cn_int(int(v))}"
+        return f"血氧{zh_int(int(v))}"
     if slot == "episodes_per_day":
-        return f"今天{cn_int(int(v))}次"
+        return f"今天{zh_int(int(v))}次"
     return cn_decimal(v)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dialogue.evaluation.caller import SimulatedCaller, cn_int, say_number
+from dialogue.evaluation.caller import SimulatedCaller, say_number
 from dialogue.evaluation.cases import CaseError, ConversationCase, load_cases
 from dialogue.evaluation.metrics import Row, percentile, summarise_conversations
 from dialogue.evaluation.pending import pending_of
@@ -78,7 +78,6 @@ def test_caller_closed_world_bundles_and_derived_findings() -> None:
 
 
 def test_caller_numbers_in_lay_words_that_the_engine_reads_back() -> None:
-    assert cn_int(38) == "三十八" and cn_int(105) == "一百零五" and cn_int(12) == "十二"
     assert say_number("temp_c", 38.5, "zh") == "三十八度五"
     assert say_number("age_years", 0.17, "zh") == "九周" and say_number("age_years", 0.5, "zh") == "六个月"
     for slot, v in [("temp_c", 38.5), ("age_years", 67), ("age_years", 0.5), ("pain_score", 8), ("duration_hours", 48)]:
