@@ -12,6 +12,8 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, Playwright
 
+from bench.harness import RunningServer, start_server
+
 CHROMIUM = "/usr/bin/chromium"
 HOSPITAL = "http://hospital.localhost/"  # never on the network: Playwright answers it
 FLAGS = [
@@ -108,3 +110,12 @@ def wait_for(page: Page, predicate: str, timeout_s: float, what: str) -> Any:
 def notice_text(page: Page) -> str:
     notice = page.locator("carecall-widget #cc-notice")
     return notice.inner_text() if notice.is_visible() else ""
+
+
+def start_widget_server(data_dir: Path) -> RunningServer:
+    """The real product as the widget's browser tests use it: loopback ICE, call tokens required."""
+    return start_server(data_dir, extra_env={
+        "CARECALL_WEBRTC_ICE_ADDRESSES": '["127.0.0.1"]',
+        "CARECALL_CALL_TOKEN_REQUIRED": "true",
+        "CARECALL_SECRET_KEY": "browser-test-secret",
+    })

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Playwright, sync_playwright
 
-from tests.conftest import RunningServer, start_server, stop_server
-from tests.web.widget.browser import chromium, hospital_page, start_call, trace, wait_for
+from tests.conftest import RunningServer, stop_server
+from tests.web.widget.browser import chromium, hospital_page, start_call, start_widget_server, trace, wait_for
 from tests.web.widget.speech import mic_wav
 
 pytestmark = [pytest.mark.browser, pytest.mark.models, pytest.mark.timeout(600)]
@@ -22,14 +22,7 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(
-        tmp_path_factory.mktemp("widget-product"),
-        extra_env={
-            "CARECALL_WEBRTC_ICE_ADDRESSES": '["127.0.0.1"]',
-            "CARECALL_CALL_TOKEN_REQUIRED": "true",
-            "CARECALL_SECRET_KEY": "browser-test-secret",
-        },
-    )
+    server = start_widget_server(tmp_path_factory.mktemp("widget-product"))
     try:
         yield server
     finally:
