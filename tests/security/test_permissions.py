@@ -25,11 +25,14 @@ pytestmark = pytest.mark.models
 # open routes and what guards them instead of a console session
 PUBLIC = {
     ("GET", "/healthz"): "liveness, no data",
+    ("GET", "/healthz/live"): "liveness for the load balancer, no data",
+    ("GET", "/healthz/ready"): "readiness for the load balancer: admitting or not, no data",
     ("GET", "/metrics"): "loopback only or CARECALL_METRICS_TOKEN",
     ("WS", "/ws/call"): "a single-use call token (CARECALL_CALL_TOKEN_REQUIRED)",
     ("GET", "/console/login"): "the sign-in form",
     ("POST", "/console/login"): "sign-in: throttled, double-submit CSRF",
     ("GET", "/console/static/{name}"): "two static files",
+    ("GET", "/console/static/vendor/{name}"): "vendored Chart.js (allow-list), no data",
     ("GET", "/widget"): "the patient widget page",
     ("GET", "/widget/embed.js"): "widget script",
     ("GET", "/widget/static/{name}"): "widget files (allow-list)",
@@ -129,7 +132,7 @@ async def _ids(target, admin: httpx.AsyncClient) -> dict[str, str]:  # type: ign
     finally:
         con.close()
     return {"call_id": started["call_id"], "campaign_id": campaign, "user_id": str(nurse_id), "fmt": "json",
-            "name": "console.js"}
+            "name": "console.js", "action": "handback"}
 
 
 QUERIES = {"/console/live/events": "?once=1"}  # server-sent events: the snapshot, then the stream ends

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from telephony.stream_auth import TOKEN_PARAMETER, StreamAuthError, StreamGuard, StreamTokens, handshake_signature_ok
+from voice.admission import AdmissionRefused, CallRequest, validate
 from voice.wire import JsonInputError, ProtocolError, loads, parse_start
 from web.console.auth import PAIR, LoginThrottle, TooManyAttempts
 from web.limits import BodyLimitMiddleware, BodyRule
@@ -46,12 +47,25 @@ def test_a_good_start_parses_and_types_are_exact() -> None:
     start = parse_start('{"type": "start", "language": "zh", "sample_rate": 8000, "token": "t"}')
     assert (start.sample_rate, start.output_sample_rate, start.token, start.mode) == (8000, 8000, "t", "triage")
     assert type(start.sample_rate) is int
-    for bad, code in (('{"type": "start", "language": ["en"]}', "bad_language"),
-                      ('{"type": "start", "language": "en", "mode": {}}', "bad_mode"),
-                      ('{"type": "start", "language": "en", "token": 5}', "bad_token")):
-        with pytest.raises(ProtocolError) as err:
-            parse_start(bad)
-        assert err.value.code == code
+    with pytest.raises(ProtocolError) as err:
+        parse_start('{"type": "start", "language": "en", "token": 5}')
+    assert err.value.code == "bad_token"
+
+
+@pytest.mark.parametrize(("start", "code"), [
+    ('{"type": "start", "language": ["en"]}', "bad_language"),
+    ('{"type": "start", "language": "fr"}', "bad_language"),
+    ('{"type": "start"}', "bad_language"),
+    ('{"type": "start", "language": "en", "mode": {}}', "bad_mode"),
+    ('{"type": "start", "language": "en", "mode": "sales"}', "bad_mode"),
+    ('{"type": "start", "language": "en", "params": {"a": [1]}}', "bad_params"),
+])
+def test_a_start_with_a_bad_language_mode_or_params_is_refused_by_admission(start: str, code: str) -> None:
+    """The wire reads the message as sent; voice.admission (one place for every channel) refuses it."""
+    request = parse_start(start)
+    with pytest.raises(AdmissionRefused) as err:
+        validate(CallRequest("websocket", request.language, request.mode, request.params))
+    assert err.value.code == code and str(err.value)
 
 
 # --- telephony/stream_auth.py ----------------------------------------------------------------------
