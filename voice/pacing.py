@@ -319,8 +319,12 @@ class PacedOutput:
             self._due = None  # the queue ran dry: the next audio starts a new burst
             if not self._pending():
                 left = self._play_end - self.clock.now()
-                self._wake.clear()
-                if left > 0 and await self.clock.wait(self._wake, left):
+                if left > 0:
+                    # Look again after the wait, woken or not: a timer may fire a little early
+                    # (uvloop rounds to the millisecond), and a played-out check that missed the
+                    # end by that much would leave wait_for_playout() waiting for ever.
+                    self._wake.clear()
+                    await self.clock.wait(self._wake, left)
                     continue
                 self._check_played_out()
             self._wake.clear()

@@ -10,6 +10,7 @@ import pytest
 
 from tests.voice.virtual_time import run_virtual
 from voice.audio import Pcm
+from voice.clock import LoopClock
 from voice.pacing import PacedOutput
 
 
@@ -88,6 +89,32 @@ def test_playout_signal_waits_for_the_far_end_and_a_remainder_is_padded_at_the_e
         assert np.count_nonzero(frames[-1].samples) == 80
         assert out.played_s() == pytest.approx(out.segment_sent_s)
         assert now() - t0 == pytest.approx(0.52, abs=0.001)  # a new burst at 0.5 s: one frame
+        await out.close()
+
+    run_virtual(main())
+
+
+class EarlyTimerClock(LoopClock):
+    """The loop's clock with timed waits that end a millisecond early, as uvloop's millisecond
+    timers can (the server runs on uvloop)."""
+
+    async def wait(self, event: asyncio.Event, timeout: float | None) -> bool:
+        early = timeout is not None and timeout > 0.002
+        return await super().wait(event, timeout - 0.001 if early else timeout)  # type: ignore[operator]
+
+
+def test_the_playout_signal_comes_even_when_timers_fire_early() -> None:
+    async def main() -> None:
+        async def send(frame: Pcm, bot: bool) -> None:
+            return None
+
+        out = PacedOutput(16000, send=send, lead_s=0.06, clock=EarlyTimerClock())
+        out.start()
+        for _ in range(3):  # a few turns: each one's end must be seen
+            out.begin_segment()
+            await out.push(tone(0.5))
+            assert await out.wait_for_playout(5.0), "wait_for_playout must not miss the end of a turn"
+            assert out.played_s() == pytest.approx(0.5)
         await out.close()
 
     run_virtual(main())
