@@ -234,6 +234,7 @@ class Call:
                 return
             if isinstance(event, Dtmf):
                 self._last_activity = self._last_caller = self.clock.now()
+                self._silences = 0  # a key press answers
                 await self._interrupt(force=True)  # a key press is deliberate: it always interrupts
                 self._start_reply(self.dialogue.on_dtmf(event.digit), None, "dtmf")
             elif isinstance(event, CallerAudio):
@@ -266,8 +267,8 @@ class Call:
     def _on_endpoint(self, ev: object) -> None:
         now = self.clock.now()
         if isinstance(ev, SpeechStarted):
+            # Not an answer yet (the re-prompt count goes on until it is a turn: see _caller_turn).
             self._last_activity = self._last_caller = now
-            self._silences = 0
             self._barge_candidate = self.player.speaking
             if self.tt.partial_interval_s > 0 and self._partials is None:
                 self._partials = self._spawn(self._partial_loop(), "partials")
@@ -388,6 +389,10 @@ class Call:
                 metrics=TurnMetrics(endpoint_wait_ms=m.endpoint_wait_ms, asr_ms=m.asr_ms),
             )
             await self._record(turn)
+            # Only words answer a re-prompt. A moan or breathing without words (no turn) leaves the count
+            # as it was, so a caller who may have collapsed after a red flag is still held for a nurse
+            # (dialogue: re-prompt once, then HoldForNurse) instead of being asked "are you there?" for ever.
+            self._silences = 0
             unsure = uncertain_words(transcript.words, self.tt.uncertain_below)
             self._start_reply(self.dialogue.respond(CallerUtterance(text, index, unsure)), timing, "response")
 

@@ -6,11 +6,9 @@ import pytest
 
 # --- known failures after merging the screen, semantic and evalkit branches (issue 9) ---------
 # Each entry is a real open defect, tracked in the issue 9 closing note. Non-strict: a test that starts
-# passing is reported (XPASS) and its entry should then be removed.
-_MERGE_PENDING = {
-    "test_confirm_escalation_hold.py::test_the_call_loop_keeps_the_line_open_for_a_silent_escalated_caller":
-        "hold-for-nurse through the rewritten call loop: the scripted caller times out (open safety defect)",
-}
+# passing is reported (XPASS) and its entry should then be removed. None is open now (the hold-for-nurse
+# call-loop test is a real assertion again).
+_MERGE_PENDING: dict[str, str] = {}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
