@@ -33,7 +33,6 @@ from telephony.lines import PhoneLines
 from voice.admission import AdmissionRefused, CallRequest, admit, validate
 from voice.budget import MeasuredExecutor, latency_budget, watch_loop_lag
 from voice.call import Call, TurnTaking
-from voice.endpointer import EndpointerConfig
 from voice.hub import CallHub, CallsBusy, Engines
 from voice.metrics import CallMetrics
 from voice.ports import Synthesizer
@@ -73,25 +72,7 @@ def load_backchannels() -> dict[str, frozenset[str]]:
 
 
 def turn_taking(settings: Settings) -> TurnTaking:
-    return TurnTaking(
-        endpointer=EndpointerConfig(
-            aggressiveness=settings.vad_aggressiveness,
-            silence_ms=settings.endpoint_silence_ms,
-            min_speech_ms=settings.endpoint_min_speech_ms,
-            preroll_ms=settings.endpoint_preroll_ms,
-            pause_ms=settings.endpoint_gap_smoothing_ms,
-            max_utterance_s=settings.max_utterance_s,
-        ),
-        short_answer_silence_ms=settings.endpoint_short_answer_silence_ms,
-        barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
-        backchannels=load_backchannels(),
-        partial_interval_s=settings.asr_partial_interval_s,
-        silence_reprompt_s=settings.silence_reprompt_s,
-        max_call_s=settings.max_call_s,
-        max_silence_s=settings.max_caller_silence_s,
-        max_reply_s=settings.max_reply_s,
-        uncertain_below=settings.asr_uncertain_below,
-    )
+    return TurnTaking.from_settings(settings.turn_taking, load_backchannels())
 
 
 async def start_chat_model(settings: Settings, stack: AsyncExitStack) -> ChatModel:
@@ -149,6 +130,7 @@ def load_engines(settings: Settings, executor: ThreadPoolExecutor, chat_model: C
         chat_model=chat_model,
         emergency_numbers={"zh": settings.emergency_number_zh, "en": settings.emergency_number_en},
         llm_capable=settings.llm_capable,
+        silence_reprompts=settings.turn_taking.silence_reprompts_before_end,
     )
     return Engines(recognizer=recognizer, synthesizers=synthesizers, dialogue=dialogue)
 

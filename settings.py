@@ -5,18 +5,35 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from voice.turn_taking import LEGACY_ENV, TurnTakingSettings
 
 
 def _default_cache() -> Path:
     return Path(os.environ.get("CARECALL_CACHE", Path.home() / ".cache" / "carecall"))
 
 
+class _LegacyTurnTakingEnv(PydanticBaseSettingsSource):
+    """The turn-taking knobs under their older flat names (`CARECALL_ENDPOINT_SILENCE_MS`, ...), read
+    after the nested `CARECALL_TURN_TAKING__*` names so that those win."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = {key.upper(): value for key, value in os.environ.items()}
+        found = {name: env[key] for key, name in LEGACY_ENV.items() if key in env}
+        return {"turn_taking": found} if found else {}
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CARECALL_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CARECALL_", env_file=None, extra="ignore",
+                                      env_nested_delimiter="__")
 
     # --- where things live -------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -33,10 +50,7 @@ class Settings(BaseSettings):
     asr_beam_size_en: int = Field(1, description="final-decode beam for English (beam 1: ~3x faster on CPU)")
     asr_beam_size_zh: int = Field(5, description="final-decode beam for Mandarin (beam 5 halves errors)")
     asr_threads: int = 2
-    asr_partial_interval_s: float = 0.6
     asr_max_batch: int = Field(4, description="utterances of concurrent calls decoded in one encoder pass")
-    asr_uncertain_below: float = Field(
-        0.5, description="words recognised with a probability under this are CallerUtterance.uncertain_words")
 
     # --- TTS ------------------------------------------------------------------------------------
     tts_engine_en: Literal["piper", "coqui"] = "piper"
@@ -56,20 +70,9 @@ class Settings(BaseSettings):
     llm_threads: int = 1
     llm_port: int = 8091
 
-    # --- turn taking ----------------------------------------------------------------------------
-    vad_aggressiveness: int = 2
-    endpoint_silence_ms: int = 500
-    endpoint_short_answer_silence_ms: int = 300
-    endpoint_min_speech_ms: int = 200
-    endpoint_preroll_ms: int = 300
-    endpoint_gap_smoothing_ms: int = 300
-    max_utterance_s: float = 30.0
-    barge_in_min_speech_ms: int = 600
-    silence_reprompt_s: float = 8.0
-    silence_reprompts_before_end: int = 2
-    max_call_s: float = Field(1800.0, gt=0, description="a call ends after this long, whatever happens in it")
-    max_caller_silence_s: float = Field(120.0, gt=0, description="...or after the caller said nothing this long")
-    max_reply_s: float = Field(120.0, gt=0, description="one bot reply (text, synthesis, playout) at most this long")
+    # --- turn taking (voice/turn_taking.py: the knobs, their defaults and their older env names) ---
+    # CARECALL_TURN_TAKING__SILENCE_MS=600, ...; or a JSON object in CARECALL_TURN_TAKING.
+    turn_taking: TurnTakingSettings = Field(default_factory=TurnTakingSettings)
 
     # --- safety and routing ---------------------------------------------------------------------
     emergency_number_zh: str = "120"
@@ -137,6 +140,15 @@ class Settings(BaseSettings):
     webrtc_ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for browser and server")
     widget_tokens_per_minute: int = Field(20, description="call tokens one address may get per minute")
     widget_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], description="pages that may embed")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _LegacyTurnTakingEnv(settings_cls), dotenv_settings,
+                file_secret_settings)
 
     @field_validator("sip_allowed_sources", "trusted_proxies", "webrtc_turn_urls", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ class _Factory:
     emergency_numbers: dict[str, str]
     llm_capable: bool
     kn: Knowledge = field(repr=False)
+    silence_reprompts: int | None = None  # settings.turn_taking.silence_reprompts_before_end; None: the dialogue's
 
     def __call__(self, info: CallInfo) -> DialogueManager:
         lang = "zh" if info.language == "zh" else "en"
@@ -30,11 +31,14 @@ class _Factory:
         if self.chat_model is not None and self.llm_capable and getattr(self.chat_model, "capable", False):
             assist = LLMAssist(self.chat_model, call_id=info.call_id)
         cls = FollowUpDialogue if info.mode == "followup" else TriageDialogue
-        return cls(info, emergency_number=number, assist=assist, kn=self.kn)
+        extra = {} if self.silence_reprompts is None else {"max_silence_reprompts": self.silence_reprompts}
+        return cls(info, emergency_number=number, assist=assist, kn=self.kn, **extra)
 
 
 def build_dialogue_factory(
-    *, chat_model: ChatModel | None, emergency_numbers: dict[str, str], llm_capable: bool
+    *, chat_model: ChatModel | None, emergency_numbers: dict[str, str], llm_capable: bool,
+    silence_reprompts: int | None = None,
 ) -> DialogueFactory:
-    """Loads and validates prompts/ once (raises `dialogue.protocols.ProtocolError` if malformed)."""
-    return _Factory(chat_model, dict(emergency_numbers), llm_capable, knowledge())
+    """Loads and validates prompts/ once (raises `dialogue.protocols.ProtocolError` if malformed).
+    `silence_reprompts`: how often the dialogue asks again into silence before it ends the call."""
+    return _Factory(chat_model, dict(emergency_numbers), llm_capable, knowledge(), silence_reprompts)
