@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from voice.languages import languages
 from voice.turn_taking import LEGACY_ENV, TurnTakingSettings
 
 
@@ -18,17 +19,27 @@ def _default_cache() -> Path:
     return Path(os.environ.get("CARECALL_CACHE", Path.home() / ".cache" / "carecall"))
 
 
-class _LegacyTurnTakingEnv(PydanticBaseSettingsSource):
-    """The turn-taking knobs under their older flat names (`CARECALL_ENDPOINT_SILENCE_MS`, ...), read
-    after the nested `CARECALL_TURN_TAKING__*` names so that those win."""
+class _OlderEnvNames(PydanticBaseSettingsSource):
+    """Settings under their older flat names, read after the current ones so that those win: the
+    turn-taking knobs (`CARECALL_ENDPOINT_SILENCE_MS`, ...: `voice.turn_taking.LEGACY_ENV`) and the
+    per-language ones, for every registered language (`CARECALL_EMERGENCY_NUMBER_ZH`,
+    `CARECALL_TTS_ENGINE_EN`, ...)."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
         env = {key.upper(): value for key, value in os.environ.items()}
-        found = {name: env[key] for key, name in LEGACY_ENV.items() if key in env}
-        return {"turn_taking": found} if found else {}
+        out: dict[str, Any] = {}
+        turn_taking = {name: env[key] for key, name in LEGACY_ENV.items() if key in env}
+        if turn_taking:
+            out["turn_taking"] = turn_taking
+        for field_name, prefix in (("emergency_numbers", "CARECALL_EMERGENCY_NUMBER_"),
+                                   ("tts_engines", "CARECALL_TTS_ENGINE_")):
+            per_language = {code: env[prefix + code.upper()] for code in languages if prefix + code.upper() in env}
+            if per_language:
+                out[field_name] = per_language
+        return out
 
 
 class Settings(BaseSettings):
@@ -53,8 +64,9 @@ class Settings(BaseSettings):
     asr_max_batch: int = Field(4, description="utterances of concurrent calls decoded in one encoder pass")
 
     # --- TTS ------------------------------------------------------------------------------------
-    tts_engine_en: Literal["piper", "coqui"] = "piper"
-    tts_engine_zh: Literal["fastspeech2", "coqui"] = "fastspeech2"
+    tts_engines: dict[str, str] = Field(
+        default_factory=dict, description="voice engine per language, e.g. {\"en\": \"coqui\"} (or "
+        "CARECALL_TTS_ENGINE_EN=coqui); a language not named uses its pack's (voice.languages)")
     tts_warm_start: bool = Field(True, description="synthesise every fixed phrase at start-up, in the background")
     coqui_model_path: Path | None = None
     coqui_config_path: Path | None = None
@@ -75,8 +87,9 @@ class Settings(BaseSettings):
     turn_taking: TurnTakingSettings = Field(default_factory=TurnTakingSettings)
 
     # --- safety and routing ---------------------------------------------------------------------
-    emergency_number_zh: str = "120"
-    emergency_number_en: str = "911"
+    emergency_numbers: dict[str, str] = Field(
+        default_factory=dict, description="emergency number per language, e.g. {\"zh\": \"120\"} (or "
+        "CARECALL_EMERGENCY_NUMBER_ZH=120); a language not named uses its pack's (voice.languages)")
     transfer_target: str = Field("", description="human line (SIP URI or phone number) for transfers")
 
     # --- phone lines (telephony/) ---------------------------------------------------------------
@@ -90,7 +103,8 @@ class Settings(BaseSettings):
     sip_from_user: str = "carecall"
     sip_username: str = Field("", description="digest user if the trunk challenges outbound INVITEs")
     sip_password: SecretStr = SecretStr("")
-    sip_default_language: Literal["zh", "en"] = "zh"
+    sip_default_language: str = Field("zh", description="a language of voice.languages: SIP calls that do not "
+                                                        "say theirs (X-CareCall-Language, the request URI)")
     twilio_account_sid: str = Field("", description="for outbound calls through the carrier's REST API")
     twilio_api_base: str = Field("https://api.twilio.com", description="Calls API base URL")
     twilio_from_number: str = Field("", description="caller id for outbound carrier calls (E.164)")
@@ -147,8 +161,7 @@ class Settings(BaseSettings):
                                    dotenv_settings: PydanticBaseSettingsSource,
                                    file_secret_settings: PydanticBaseSettingsSource,
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _LegacyTurnTakingEnv(settings_cls), dotenv_settings,
-                file_secret_settings)
+        return (init_settings, env_settings, _OlderEnvNames(settings_cls), dotenv_settings, file_secret_settings)
 
     @field_validator("sip_allowed_sources", "trusted_proxies", "webrtc_turn_urls", mode="before")
     @classmethod
@@ -158,6 +171,21 @@ class Settings(BaseSettings):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _known_languages(self) -> Settings:
+        """Per-language settings name registered languages only, and voices each language has."""
+        for field_name in ("emergency_numbers", "tts_engines"):
+            unknown = set(getattr(self, field_name)) - set(languages)
+            if unknown:
+                raise ValueError(f"{field_name}: no language pack for {', '.join(sorted(unknown))}")
+        for code, engine in self.tts_engines.items():
+            if engine not in languages[code].tts_engines:
+                raise ValueError(f"tts_engines: {code} speaks with {' or '.join(languages[code].tts_engines)}, "
+                                 f"not {engine!r}")
+        if self.sip_default_language not in languages:
+            raise ValueError(f"sip_default_language: no language pack for {self.sip_default_language!r}")
+        return self
 
     @model_validator(mode="after")
     def _derive_capacity(self) -> Settings:
@@ -176,4 +204,8 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'carecall.db').resolve()}"
 
     def emergency_number(self, language: str) -> str:
-        return self.emergency_number_zh if language == "zh" else self.emergency_number_en
+        """The number a caller of `language` is told to ring (the pack's unless configured)."""
+        return self.emergency_numbers.get(language) or languages[language].emergency_number
+
+    def tts_engine(self, language: str) -> str:
+        return self.tts_engines.get(language) or languages[language].tts_engines[0]

@@ -11,8 +11,7 @@ from dialogue.protocols import Knowledge, knowledge
 from dialogue.triage import TriageDialogue
 from voice.conversation import DialogueFactory, DialogueManager
 from voice.events import CallInfo
-
-_DEFAULT_NUMBERS = {"zh": "120", "en": "911"}
+from voice.languages import languages
 
 
 @dataclass(frozen=True)
@@ -24,8 +23,7 @@ class _Factory:
     silence_reprompts: int | None = None  # settings.turn_taking.silence_reprompts_before_end; None: the dialogue's
 
     def __call__(self, info: CallInfo) -> DialogueManager:
-        lang = "zh" if info.language == "zh" else "en"
-        number = self.emergency_numbers.get(lang) or _DEFAULT_NUMBERS[lang]
+        number = self.emergency_numbers.get(info.language) or languages.or_fallback(info.language).emergency_number
         assist = None
         # the LLM touches clinical content only when both the settings and the model say it is capable
         if self.chat_model is not None and self.llm_capable and getattr(self.chat_model, "capable", False):

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from voice.events import CallInfo
+from voice.languages import LANGUAGES
 from voice.ports import Transport
 
 log = logging.getLogger("carecall.admission")
 
-LANGUAGES: tuple[str, ...] = ("zh", "en")
 MODES: tuple[str, ...] = ("triage", "followup")
 CHANNELS: tuple[str, ...] = ("websocket", "webrtc", "media-stream", "sip")
 MAX_PARAMS = 32
@@ -88,7 +88,7 @@ class CallRequest:
     default_language: str | None = None  # a channel's configured default (SIP); else a language is required
 
 
-def validate(request: CallRequest) -> tuple[Literal["zh", "en"], Literal["triage", "followup"], dict[str, Any]]:
+def validate(request: CallRequest) -> tuple[str, Literal["triage", "followup"], dict[str, Any]]:
     """The request's language, mode and params, or `AdmissionRefused` with a clear reason."""
     if request.channel not in CHANNELS:
         raise AdmissionRefused("bad_channel", f"unknown channel {request.channel!r}")

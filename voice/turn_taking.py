@@ -27,7 +27,8 @@ class TurnTakingSettings(BaseModel):
     # --- endpointing (voice.endpointer) -------------------------------------------------------
     vad_aggressiveness: int = Field(default=_EP.aggressiveness, ge=0, le=3, description="webrtcvad mode 0-3")
     silence_ms: int = Field(default=_EP.silence_ms, gt=0, description="continuous silence that ends an utterance")
-    pause_ms: int = Field(default=_EP.pause_ms, gt=0, description="silence at which the final decode starts speculatively")
+    pause_ms: int = Field(default=_EP.pause_ms, gt=0,
+                          description="silence at which the final decode starts speculatively")
     min_speech_ms: int = Field(default=_EP.min_speech_ms, ge=0, description="shorter sounds are noise (coughs, clicks)")
     preroll_ms: int = Field(default=_EP.preroll_ms, ge=0, description="audio kept before speech starts")
     max_utterance_s: float = Field(default=_EP.max_utterance_s, gt=0, description="an utterance is cut after this long")
@@ -40,8 +41,10 @@ class TurnTakingSettings(BaseModel):
                                                               "is a sentence with pauses in it")
     barge_in_min_speech_ms: int = Field(default=600, ge=0, description="caller speech over the bot longer than this "
                                         "interrupts at once; shorter is transcribed first (backchannels do not)")
-    partial_interval_s: float = Field(default=0.6, ge=0, description="partial transcripts this often; 0 turns them off")
-    speculative_decoding: bool = Field(default=True, description="start the final decode at a pause, before the endpoint")
+    partial_interval_s: float = Field(default=0.6, ge=0,
+                                      description="partial transcripts this often; 0 turns them off")
+    speculative_decoding: bool = Field(default=True,
+                                       description="start the final decode at a pause, before the endpoint")
     text_turn_end: bool = Field(default=True, description="end/hold a turn at a pause from its words (voice.turn_end)")
     uncertain_below: float = Field(default=0.5, ge=0, le=1, description="words recognised with a probability under "
                                                                  "this are CallerUtterance.uncertain_words")
@@ -51,7 +54,8 @@ class TurnTakingSettings(BaseModel):
     max_call_s: float = Field(default=1800.0, gt=0, description="a call ends after this long, whatever happens in it")
     max_silence_s: float = Field(default=120.0, gt=0, description="...or after the caller said nothing this long "
                                                           "(not once the call was escalated to a nurse)")
-    max_reply_s: float = Field(default=120.0, gt=0, description="one bot reply (text, synthesis, playout) at most this long")
+    max_reply_s: float = Field(default=120.0, gt=0,
+                               description="one bot reply (text, synthesis, playout) at most this long")
 
     def endpointer(self) -> EndpointerConfig:
         return EndpointerConfig(aggressiveness=self.vad_aggressiveness, silence_ms=self.silence_ms,

@@ -149,7 +149,7 @@ NUMBER_WORDS = frozenset(_ONES + [t for t in _TENS if t != "_"] + ["hundred", "h
 
 PACK = LanguagePack(
     code="en", name="English", asr_code="en", spaced=True, list_separator=", ", sentence_end=".",
-    emergency_number="911", tts_engine="piper", clause_lengths=ClauseLengths(12, 40, 200),
+    emergency_number="911", tts_engines=("piper", "coqui"), clause_lengths=ClauseLengths(12, 40, 200),
     spell_int=en_int, spell_number=en_number, spell_digits=en_digits, normalize=normalize,
     number_words=NUMBER_WORDS,
 )

@@ -67,7 +67,7 @@ class LanguagePack:
     list_separator: str  # between listed items: "、" / ", "
     sentence_end: str  # "。" / "."
     emergency_number: str  # the default; Settings.emergency_numbers may override it
-    tts_engine: str  # the default voice engine (server.py maps the name to a synthesizer)
+    tts_engines: tuple[str, ...]  # voice engines that speak it, the default first (server.py builds them)
     clause_lengths: ClauseLengths
     spell_int: Callable[[int], str]  # 38 → "thirty-eight" / "三十八"
     spell_number: Callable[[str], str]  # "38.5" → "thirty-eight point five" / "三十八点五"
