@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from voice.languages.en import en_int
-from voice.languages.zh import zh_int
+from voice.languages.en.numbers import en_int
+from voice.languages.zh.numbers import zh_int
 from voice.textnorm import ClauseSplitter, normalize
 
 EN = [

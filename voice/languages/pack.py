@@ -73,10 +73,19 @@ class LanguagePack:
     spell_number: Callable[[str], str]  # "38.5" → "thirty-eight point five" / "三十八点五"
     spell_digits: Callable[[str], str]  # "120" → "one two zero" / "幺二零"
     normalize: Callable[[str], str]  # text as this language's voice must say it (voice.textnorm)
+    read_numbers: Callable[[str], str]  # numbers as callers say them, as digits: "三十八度三" → "38度3"
     # Words (characters, where words are not spaced) that make an answer a number without digits.
     number_words: frozenset[str]
     finish_transcript: Callable[[str], str] = _identity  # the recogniser's text made canonical (script, punctuation)
+    # Whose rule tables the dialogue reads this language's text with (slot patterns, negation, the
+    # guard): its own ("" = code), or a close language's while it has none (Cantonese: "zh").
+    rules_from: str = ""
     prompts: Path = field(default=PROMPTS, compare=False)
+
+    @property
+    def rules(self) -> str:
+        """The code the dialogue's per-language rule tables are keyed by (see `rules_from`)."""
+        return self.rules_from or self.code
 
     @property
     def word_joiner(self) -> str:

@@ -1,80 +1,12 @@
-"""Mandarin: numbers in hanzi, text as the Mandarin voice must say it (the Baker voice reads only
-hanzi: digits, symbols and Latin letters become hanzi first), the recogniser's text made simplified
-with Chinese punctuation, and the pack."""
+"""Text as the Mandarin voice must say it. The Baker voice reads only hanzi: digits, symbols and Latin
+letters become hanzi first (see voice.textnorm for why letters are spelled as patients hear them)."""
 
 from __future__ import annotations
 
 import re
 
-from voice.languages.pack import ClauseLengths, LanguagePack
 from voice.languages.patterns import BP, FRACTION, LONG_DIGITS, NUM, RANGE, TIME_AMPM, TIME_HM, is_blood_pressure
-
-_ZH_DIGITS = "零一二三四五六七八九"
-_ZH_PHONE_DIGITS = "零幺二三四五六七八九"  # 1 as 幺 when reading digits: the way 120 is said aloud
-_ZH_SMALL_UNITS = ((1000, "千"), (100, "百"), (10, "十"))
-# Measure words after which 2 is read 两 (两点, 两天, 两片), not 二.
-_ZH_MEASURE = "点个天次片粒颗周年月岁小分秒毫公千克升瓶支袋杯口位种项下半遍"
-
-
-def _zh_below_10000(n: int) -> str:
-    out, zero_pending = [], False
-    for value, name in _ZH_SMALL_UNITS:
-        digit, n = divmod(n, value)
-        if digit:
-            if zero_pending:
-                out.append("零")
-            out.append(_ZH_DIGITS[digit] + name)
-            zero_pending = False
-        elif out:
-            zero_pending = True
-    if n:
-        if zero_pending:
-            out.append("零")
-        out.append(_ZH_DIGITS[n])
-    return "".join(out)
-
-
-def zh_int(n: int) -> str:
-    """Cardinal in hanzi: 120 → 一百二十, 15 → 十五 (not 一十五), 10086 → 一万零八十六."""
-    if n < 0:
-        return "负" + zh_int(-n)
-    if n == 0:
-        return "零"
-    parts: list[str] = []
-    for value, name in ((100_000_000, "亿"), (10_000, "万")):
-        if n >= value:
-            high, n = divmod(n, value)
-            parts.append(zh_int(high) + name)
-            if 0 < n < value // 10:
-                parts.append("零")
-    if n:
-        parts.append(_zh_below_10000(n))
-    text = "".join(parts)
-    if text.startswith("一十"):
-        return text[1:]  # 十五, not 一十五
-    if text[:2] in ("二千", "二万", "二亿"):
-        return "两" + text[1:]  # 两千, the spoken form
-    return text
-
-
-def zh_number(token: str) -> str:
-    token = token.replace(",", "")
-    sign = ""
-    if token.startswith("-"):
-        sign, token = "负", token[1:]
-    whole, _, frac = token.partition(".")
-    text = zh_int(int(whole or "0"))
-    if frac:
-        text += "点" + "".join(_ZH_DIGITS[int(d)] for d in frac)
-    return sign + text
-
-
-def zh_digits(token: str) -> str:
-    return "".join(_ZH_PHONE_DIGITS[int(d)] for d in token if d.isdigit())
-
-
-
-# --- text as the Mandarin voice must say it -----------------------------------------------------
+from voice.languages.zh.numbers import DIGITS, MEASURE_WORDS, zh_digits, zh_int, zh_number
 
 _ZH_ABBREV = {
     "ECG": "心电图", "EKG": "心电图", "ICU": "重症监护室", "ER": "急诊室", "MRI": "核磁共振",
@@ -96,16 +28,16 @@ _ZH_PHONE_CONTEXT = re.compile(r"(拨打|打|呼叫|叫|电话|号码|热线|致
 
 def _zh_two(n_text: str, following: str) -> str:
     """2 before a measure word is 两: 两点, 两天, 两片."""
-    return "两" if n_text == "二" and following[:1] in _ZH_MEASURE else n_text
+    return "两" if n_text == "二" and following[:1] in MEASURE_WORDS else n_text
 
 
 def _zh_temperature(value: str) -> str:
     whole, _, frac = value.partition(".")
     head = zh_int(int(whole)) + "度"
     if len(frac) == 1:
-        return head + _ZH_DIGITS[int(frac)]  # 38.5 → 三十八度五, the way it is said
+        return head + DIGITS[int(frac)]  # 38.5 → 三十八度五, the way it is said
     if frac:
-        return zh_int(int(whole)) + "点" + "".join(_ZH_DIGITS[int(d)] for d in frac) + "度"
+        return zh_int(int(whole)) + "点" + "".join(DIGITS[int(d)] for d in frac) + "度"
     return head
 
 
@@ -120,7 +52,7 @@ def normalize(text: str) -> str:
 
     text = BP.sub(bp, text)
     text = FRACTION.sub(lambda m: f"{zh_int(int(m[2]))}分之{zh_int(int(m[1]))}", text)
-    text = re.sub(r"(?<!\d)((?:19|20)\d\d)(?=\s*年)", lambda m: "".join(_ZH_DIGITS[int(d)] for d in m[1]), text)
+    text = re.sub(r"(?<!\d)((?:19|20)\d\d)(?=\s*年)", lambda m: "".join(DIGITS[int(d)] for d in m[1]), text)
     text = re.sub(r"(\d{2,3}(?:\.\d+)?)\s*(?:°\s*C|℃|°|度)", lambda m: _zh_temperature(m[1]), text)
     text = re.sub(r"(\d{2,3}(?:\.\d+)?)\s*(?:°\s*F|℉)", lambda m: "华氏" + _zh_temperature(m[1]), text)
 
@@ -154,23 +86,3 @@ def normalize(text: str) -> str:
     text = re.sub(r"[A-Za-z]", lambda m: _ZH_LETTERS[m[0].upper()], text)
     text = text.replace("/", "每").replace("+", "加").replace("&", "和")
     return re.sub(r"\s+", " ", text).strip()
-
-
-
-
-def finish_transcript(text: str) -> str:
-    """Whisper's Mandarin as the records keep it: simplified characters, Chinese punctuation."""
-    from voice.asr_terms import fullwidth_punctuation, to_simplified  # opencc and pypinyin load only here
-
-    return fullwidth_punctuation(to_simplified(text)) if text else text
-
-
-# Characters that make an answer a number without digits ("三十八度", "两天", "半年").
-NUMBER_WORDS = frozenset("零一二两三四五六七八九十百半几")
-
-PACK = LanguagePack(
-    code="zh", name="Mandarin", asr_code="zh", spaced=False, list_separator="、", sentence_end="。",
-    emergency_number="120", tts_engines=("fastspeech2", "coqui"), clause_lengths=ClauseLengths(4, 10, 60),
-    spell_int=zh_int, spell_number=zh_number, spell_digits=zh_digits, normalize=normalize,
-    number_words=NUMBER_WORDS, finish_transcript=finish_transcript,
-)

@@ -1,72 +1,12 @@
-"""English: numbers spelled out, text as the English voice (Piper/espeak) must say it, and the pack."""
+"""Text as the English voice (Piper/espeak) must say it: numbers, temperatures, blood pressure, times,
+units, abbreviations and phone numbers in words."""
 
 from __future__ import annotations
 
 import re
 
-from voice.languages.pack import ClauseLengths, LanguagePack
+from voice.languages.en.numbers import en_digits, en_int, en_number, en_ordinal
 from voice.languages.patterns import BP, FRACTION, LONG_DIGITS, NUM, RANGE, TIME_AMPM, TIME_HM, is_blood_pressure
-
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen \
-seventeen eighteen nineteen".split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_SCALES = ((1_000_000_000, "billion"), (1_000_000, "million"), (1_000, "thousand"))
-_ORDINAL_IRREGULAR = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-                      "nine": "ninth", "twelve": "twelfth"}
-
-
-def en_int(n: int) -> str:
-    """Cardinal in words: 2024 → "two thousand twenty-four" (US style, no "and")."""
-    if n < 0:
-        return "minus " + en_int(-n)
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
-    if n < 1000:
-        hundreds, rest = divmod(n, 100)
-        return f"{_ONES[hundreds]} hundred" + (f" {en_int(rest)}" if rest else "")
-    for value, name in _SCALES:
-        if n >= value:
-            high, rest = divmod(n, value)
-            return f"{en_int(high)} {name}" + (f" {en_int(rest)}" if rest else "")
-    raise AssertionError("unreachable")
-
-
-def en_ordinal(n: int) -> str:
-    words = en_int(n)
-    head, sep, last = words.rpartition(" ")
-    head2, dash, last2 = last.rpartition("-")
-    if last2 in _ORDINAL_IRREGULAR:
-        last2 = _ORDINAL_IRREGULAR[last2]
-    elif last2.endswith("y"):
-        last2 = last2[:-1] + "ieth"
-    else:
-        last2 += "th"
-    return head + sep + head2 + dash + last2
-
-
-def en_number(token: str) -> str:
-    """"38.5" → "thirty-eight point five"; "1,000" → "one thousand"."""
-    token = token.replace(",", "")
-    sign = ""
-    if token.startswith("-"):
-        sign, token = "minus ", token[1:]
-    whole, _, frac = token.partition(".")
-    words = en_int(int(whole or "0"))
-    if frac:
-        words += " point " + " ".join(_ONES[int(d)] for d in frac)
-    return sign + words
-
-
-def en_digits(token: str) -> str:
-    """Phone numbers digit by digit: 911 → "nine one one" (0 as "zero", clearer than "oh" on a phone)."""
-    return " ".join(_ONES[int(d)] for d in token if d.isdigit())
-
-
-
-# --- text as the English voice must say it ------------------------------------------------------
 
 _EN_ABBREV = {
     "CT": "C T", "ECG": "E C G", "EKG": "E K G", "ICU": "I C U", "ER": "E R", "MRI": "M R I",
@@ -140,16 +80,3 @@ def normalize(text: str) -> str:
     text = re.sub(rf"(?<![A-Za-z])({abbrevs})(?![A-Za-z])", lambda m: _EN_ABBREV[m[1]], text)
     text = text.replace("&", " and ").replace("/", " or ").replace("+", " plus ")
     return re.sub(r"[ \t]{2,}", " ", text).strip()
-
-
-
-
-# Words that make an answer a number without digits ("about thirty", "a couple").
-NUMBER_WORDS = frozenset(_ONES + [t for t in _TENS if t != "_"] + ["hundred", "half", "couple", "few"])
-
-PACK = LanguagePack(
-    code="en", name="English", asr_code="en", spaced=True, list_separator=", ", sentence_end=".",
-    emergency_number="911", tts_engines=("piper", "coqui"), clause_lengths=ClauseLengths(12, 40, 200),
-    spell_int=en_int, spell_number=en_number, spell_digits=en_digits, normalize=normalize,
-    number_words=NUMBER_WORDS,
-)
