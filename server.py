@@ -33,8 +33,8 @@ from telephony.lines import PhoneLines
 from voice.admission import AdmissionRefused, CallRequest, admit, validate
 from voice.budget import MeasuredExecutor, latency_budget, watch_loop_lag
 from voice.call import Call, TurnTaking
-from voice.endpointer import EndpointerConfig
 from voice.hub import CallHub, CallsBusy, Engines
+from voice.languages import languages
 from voice.metrics import CallMetrics
 from voice.ports import Synthesizer
 from voice.takeover import TakeoverRegistry
@@ -65,7 +65,7 @@ class Runtime:
 def load_backchannels() -> dict[str, frozenset[str]]:
     """Short acknowledgements that must not interrupt the bot (clinician-editable data)."""
     words: dict[str, frozenset[str]] = {}
-    for lang in ("zh", "en"):
+    for lang in languages:
         path = PROMPTS / lang / "backchannels.txt"
         lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
         words[lang] = frozenset(w.strip().lower() for w in lines if w.strip() and not w.startswith("#"))
@@ -73,25 +73,7 @@ def load_backchannels() -> dict[str, frozenset[str]]:
 
 
 def turn_taking(settings: Settings) -> TurnTaking:
-    return TurnTaking(
-        endpointer=EndpointerConfig(
-            aggressiveness=settings.vad_aggressiveness,
-            silence_ms=settings.endpoint_silence_ms,
-            min_speech_ms=settings.endpoint_min_speech_ms,
-            preroll_ms=settings.endpoint_preroll_ms,
-            pause_ms=settings.endpoint_gap_smoothing_ms,
-            max_utterance_s=settings.max_utterance_s,
-        ),
-        short_answer_silence_ms=settings.endpoint_short_answer_silence_ms,
-        barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
-        backchannels=load_backchannels(),
-        partial_interval_s=settings.asr_partial_interval_s,
-        silence_reprompt_s=settings.silence_reprompt_s,
-        max_call_s=settings.max_call_s,
-        max_silence_s=settings.max_caller_silence_s,
-        max_reply_s=settings.max_reply_s,
-        uncertain_below=settings.asr_uncertain_below,
-    )
+    return TurnTaking.from_settings(settings.turn_taking, load_backchannels())
 
 
 async def start_chat_model(settings: Settings, stack: AsyncExitStack) -> ChatModel:
@@ -132,23 +114,27 @@ def load_engines(settings: Settings, executor: ThreadPoolExecutor, chat_model: C
 
     recognizer = WhisperRecognizer.from_settings(settings, executor)
     def voice(language: str) -> Synthesizer:
-        engine = settings.tts_engine_en if language == "en" else settings.tts_engine_zh
+        engine = settings.tts_engine(language)  # one its pack lists (checked by Settings)
         if engine == "coqui":  # the [coqui] extra, for GPU hosts
             from voice.tts.coqui import CoquiSynthesizer
 
             return CoquiSynthesizer.from_settings(settings, executor, language=language)
-        if language == "en":
+        if engine == "piper":
             return PiperSynthesizer.from_settings(settings, executor)
-        return MandarinSynthesizer.from_settings(settings, executor)
+        if engine == "fastspeech2":
+            return MandarinSynthesizer.from_settings(settings, executor)
+        raise ValueError(f"no voice engine {engine!r}")
 
-    synthesizers: dict[str, Synthesizer] = {lang: CachingSynthesizer(voice(lang)) for lang in ("en", "zh")}
+    synthesizers: dict[str, Synthesizer] = {lang: CachingSynthesizer(voice(lang)) for lang in languages}
+    numbers = {lang: settings.emergency_number(lang) for lang in languages}
     # The sentence encoder and exemplar banks (dialogue.semantic) load in a few seconds: at start-up,
     # not in the middle of the first caller's turn.
     warm_up_understanding()
     dialogue = build_dialogue_factory(
         chat_model=chat_model,
-        emergency_numbers={"zh": settings.emergency_number_zh, "en": settings.emergency_number_en},
+        emergency_numbers=numbers,
         llm_capable=settings.llm_capable,
+        silence_reprompts=settings.turn_taking.silence_reprompts_before_end,
     )
     return Engines(recognizer=recognizer, synthesizers=synthesizers, dialogue=dialogue)
 
@@ -178,7 +164,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         if settings.tts_warm_start:  # every fixed phrase rendered in the background (voice/tts/warm.py)
             from dialogue.fixed_phrases import fixed_phrases
 
-            phrases = fixed_phrases({"zh": settings.emergency_number_zh, "en": settings.emergency_number_en})
+            phrases = fixed_phrases({lang: settings.emergency_number(lang) for lang in languages})
             warming = asyncio.ensure_future(warm_phrases(engines.synthesizers, phrases, warm))
             stack.callback(warming.cancel)
         yield Runtime(settings=settings, executor=executor, chat_model=chat_model, hub=hub, metrics=metrics,

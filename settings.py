@@ -5,18 +5,46 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from voice.languages import languages
+from voice.turn_taking import LEGACY_ENV, TurnTakingSettings
 
 
 def _default_cache() -> Path:
     return Path(os.environ.get("CARECALL_CACHE", Path.home() / ".cache" / "carecall"))
 
 
+class _OlderEnvNames(PydanticBaseSettingsSource):
+    """Settings under their older flat names, read after the current ones so that those win: the
+    turn-taking knobs (`CARECALL_ENDPOINT_SILENCE_MS`, ...: `voice.turn_taking.LEGACY_ENV`) and the
+    per-language ones, for every registered language (`CARECALL_EMERGENCY_NUMBER_ZH`,
+    `CARECALL_TTS_ENGINE_EN`, ...)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = {key.upper(): value for key, value in os.environ.items()}
+        out: dict[str, Any] = {}
+        turn_taking = {name: env[key] for key, name in LEGACY_ENV.items() if key in env}
+        if turn_taking:
+            out["turn_taking"] = turn_taking
+        for field_name, prefix in (("emergency_numbers", "CARECALL_EMERGENCY_NUMBER_"),
+                                   ("tts_engines", "CARECALL_TTS_ENGINE_")):
+            per_language = {code: env[prefix + code.upper()] for code in languages if prefix + code.upper() in env}
+            if per_language:
+                out[field_name] = per_language
+        return out
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CARECALL_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CARECALL_", env_file=None, extra="ignore",
+                                      env_nested_delimiter="__")
 
     # --- where things live -------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -33,14 +61,12 @@ class Settings(BaseSettings):
     asr_beam_size_en: int = Field(1, description="final-decode beam for English (beam 1: ~3x faster on CPU)")
     asr_beam_size_zh: int = Field(5, description="final-decode beam for Mandarin (beam 5 halves errors)")
     asr_threads: int = 2
-    asr_partial_interval_s: float = 0.6
     asr_max_batch: int = Field(4, description="utterances of concurrent calls decoded in one encoder pass")
-    asr_uncertain_below: float = Field(
-        0.5, description="words recognised with a probability under this are CallerUtterance.uncertain_words")
 
     # --- TTS ------------------------------------------------------------------------------------
-    tts_engine_en: Literal["piper", "coqui"] = "piper"
-    tts_engine_zh: Literal["fastspeech2", "coqui"] = "fastspeech2"
+    tts_engines: dict[str, str] = Field(
+        default_factory=dict, description="voice engine per language, e.g. {\"en\": \"coqui\"} (or "
+        "CARECALL_TTS_ENGINE_EN=coqui); a language not named uses its pack's (voice.languages)")
     tts_warm_start: bool = Field(True, description="synthesise every fixed phrase at start-up, in the background")
     coqui_model_path: Path | None = None
     coqui_config_path: Path | None = None
@@ -56,24 +82,14 @@ class Settings(BaseSettings):
     llm_threads: int = 1
     llm_port: int = 8091
 
-    # --- turn taking ----------------------------------------------------------------------------
-    vad_aggressiveness: int = 2
-    endpoint_silence_ms: int = 500
-    endpoint_short_answer_silence_ms: int = 300
-    endpoint_min_speech_ms: int = 200
-    endpoint_preroll_ms: int = 300
-    endpoint_gap_smoothing_ms: int = 300
-    max_utterance_s: float = 30.0
-    barge_in_min_speech_ms: int = 600
-    silence_reprompt_s: float = 8.0
-    silence_reprompts_before_end: int = 2
-    max_call_s: float = Field(1800.0, gt=0, description="a call ends after this long, whatever happens in it")
-    max_caller_silence_s: float = Field(120.0, gt=0, description="...or after the caller said nothing this long")
-    max_reply_s: float = Field(120.0, gt=0, description="one bot reply (text, synthesis, playout) at most this long")
+    # --- turn taking (voice/turn_taking.py: the knobs, their defaults and their older env names) ---
+    # CARECALL_TURN_TAKING__SILENCE_MS=600, ...; or a JSON object in CARECALL_TURN_TAKING.
+    turn_taking: TurnTakingSettings = Field(default_factory=TurnTakingSettings)
 
     # --- safety and routing ---------------------------------------------------------------------
-    emergency_number_zh: str = "120"
-    emergency_number_en: str = "911"
+    emergency_numbers: dict[str, str] = Field(
+        default_factory=dict, description="emergency number per language, e.g. {\"zh\": \"120\"} (or "
+        "CARECALL_EMERGENCY_NUMBER_ZH=120); a language not named uses its pack's (voice.languages)")
     transfer_target: str = Field("", description="human line (SIP URI or phone number) for transfers")
 
     # --- phone lines (telephony/) ---------------------------------------------------------------
@@ -87,7 +103,8 @@ class Settings(BaseSettings):
     sip_from_user: str = "carecall"
     sip_username: str = Field("", description="digest user if the trunk challenges outbound INVITEs")
     sip_password: SecretStr = SecretStr("")
-    sip_default_language: Literal["zh", "en"] = "zh"
+    sip_default_language: str = Field("zh", description="a language of voice.languages: SIP calls that do not "
+                                                        "say theirs (X-CareCall-Language, the request URI)")
     twilio_account_sid: str = Field("", description="for outbound calls through the carrier's REST API")
     twilio_api_base: str = Field("https://api.twilio.com", description="Calls API base URL")
     twilio_from_number: str = Field("", description="caller id for outbound carrier calls (E.164)")
@@ -138,6 +155,14 @@ class Settings(BaseSettings):
     widget_tokens_per_minute: int = Field(20, description="call tokens one address may get per minute")
     widget_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], description="pages that may embed")
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _OlderEnvNames(settings_cls), dotenv_settings, file_secret_settings)
+
     @field_validator("sip_allowed_sources", "trusted_proxies", "webrtc_turn_urls", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
@@ -146,6 +171,21 @@ class Settings(BaseSettings):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _known_languages(self) -> Settings:
+        """Per-language settings name registered languages only, and voices each language has."""
+        for field_name in ("emergency_numbers", "tts_engines"):
+            unknown = set(getattr(self, field_name)) - set(languages)
+            if unknown:
+                raise ValueError(f"{field_name}: no language pack for {', '.join(sorted(unknown))}")
+        for code, engine in self.tts_engines.items():
+            if engine not in languages[code].tts_engines:
+                raise ValueError(f"tts_engines: {code} speaks with {' or '.join(languages[code].tts_engines)}, "
+                                 f"not {engine!r}")
+        if self.sip_default_language not in languages:
+            raise ValueError(f"sip_default_language: no language pack for {self.sip_default_language!r}")
+        return self
 
     @model_validator(mode="after")
     def _derive_capacity(self) -> Settings:
@@ -164,4 +204,8 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'carecall.db').resolve()}"
 
     def emergency_number(self, language: str) -> str:
-        return self.emergency_number_zh if language == "zh" else self.emergency_number_en
+        """The number a caller of `language` is told to ring (the pack's unless configured)."""
+        return self.emergency_numbers.get(language) or languages[language].emergency_number
+
+    def tts_engine(self, language: str) -> str:
+        return self.tts_engines.get(language) or languages[language].tts_engines[0]

@@ -31,7 +31,8 @@ from voice.asr_decode import WindowPolicy
 from voice.asr_terms import to_simplified
 from voice.audio import Pcm
 from voice.g711 import ulaw_decode, ulaw_encode
-from voice.textnorm import en_number, zh_number
+from voice.languages.en.numbers import en_number
+from voice.languages.zh.numbers import zh_number
 
 _REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("CARECALL_REAL_SPEECH", "")) if os.environ.get("CARECALL_REAL_SPEECH") else next(

@@ -7,26 +7,34 @@ generated sentence passing `dialogue.guard`. Any failure falls back to the rule-
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from dialogue.guard import guarded
 from dialogue.llm import ChatModel, LLMUnavailable
+from dialogue.protocols import PROMPTS_DIR, ProtocolError
+from voice.languages import languages
 
 log = logging.getLogger("carecall.dialogue.assist")
 
-_SYSTEM = {
-    "en": (
-        "You help a hospital phone triage line. You never diagnose, never name medicines or doses, and never "
-        "tell anyone they do not need care. Keep to one or two short, kind sentences."
-    ),
-    "zh": (
-        "你在协助医院的电话分诊热线。绝不诊断，绝不提药名或剂量，绝不告诉来电者不需要就医。用一两句简短、亲切的话回答。"
-    ),
-}
+_ASKS = ("system", "rephrase", "offscript", "polish")
+
+
+@functools.lru_cache(maxsize=8)
+def instructions(lang: str) -> dict[str, str]:
+    """What is asked of the LLM in `lang` (prompts/<lang>/llm.yaml, clinician-editable)."""
+    code = languages.or_fallback(lang).code
+    path = PROMPTS_DIR / code / "llm.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    missing = [k for k in _ASKS if not isinstance(data.get(k), str) or not data[k].strip()]
+    if missing:
+        raise ProtocolError(f"{path}: missing {', '.join(missing)}")
+    return {k: str(data[k]).strip() for k in _ASKS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +146,7 @@ class LLMAssist:
 
     async def _say(self, instruction: str, lang: str, max_tokens: int = 120) -> str | None:
         messages = [
-            {"role": "system", "content": _SYSTEM.get(lang, _SYSTEM["en"])},
+            {"role": "system", "content": instructions(lang)["system"]},
             {"role": "user", "content": instruction},
         ]
         parts: list[str] = []
@@ -155,11 +163,7 @@ class LLMAssist:
         """The template, perhaps said more warmly; the template itself whenever the guard trips."""
         if not self.capable:
             return template
-        ask = (
-            f"Rephrase this question for a caller, same meaning, one sentence, in English: {template}"
-            if lang == "en"
-            else f"把这个问题换个更亲切的说法，意思不变，一句话，用中文：{template}"
-        )
+        ask = instructions(lang)["rephrase"].format(template=template)
         out = await self._say(ask, lang, max_tokens=80)
         text, _ = guarded(out, template, lang)
         return text
@@ -168,13 +172,7 @@ class LLMAssist:
         """A short, safe reply to an off-script turn that leads back to the pending question."""
         if not self.capable:
             return fallback
-        ask = (
-            f'The caller said: "{caller_text}". Reply briefly and kindly without medical advice, then we will ask: '
-            f'"{question}". Do not ask the question yourself.'
-            if lang == "en"
-            else f"来电者说：“{caller_text}”。请简短亲切地回应，不给医疗建议，"
-            f"之后我们会问：“{question}”。不要自己提问。"
-        )
+        ask = instructions(lang)["offscript"].format(caller_text=caller_text, question=question)
         out = await self._say(ask, lang)
         text, _ = guarded(out, fallback, lang)
         return text
@@ -183,11 +181,7 @@ class LLMAssist:
         """A nurse summary made more readable, facts unchanged; the template if anything trips."""
         if not self.capable:
             return summary
-        ask = (
-            f"Rewrite this nurse handover note more clearly, keep every fact, add nothing: {summary}"
-            if lang == "en"
-            else f"把这段护士交接记录写得更通顺，保留所有事实，不要添加内容：{summary}"
-        )
+        ask = instructions(lang)["polish"].format(summary=summary)
         out = await self._say(ask, lang, max_tokens=300)
         text, _ = guarded(out, summary, lang)
         return text

@@ -14,6 +14,7 @@ from dialogue.protocols import Cond, Lexicon, ProtocolError, knowledge
 from dialogue.slots import SlotValue, extract_slots
 from dialogue.temporal import Reading, decide
 from dialogue.temporal import reader as temporal_reader
+from voice.languages import languages
 
 Answer = Literal["yes", "no", "unknown"]
 # gaps never swallow a negation: "calf is not sore" must not read as "calf ~ sore"
@@ -31,6 +32,27 @@ _LIKE_THIS = re.compile(
 _ZH_ECHO_YES = re.compile(
     r"^(?:有点|有些|挺|很|特别|非常|比较)?(?:疼|痛|肿|烧|喘|红|痒|晕|麻|吐了|拉了|出了|会的|来了|动了)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _TextRules:
+    """How this module reads one rule set's text (keyed by `voice.languages.LanguagePack.rules`)."""
+
+    spaced: bool  # words have spaces: patterns get word boundaries and ignore case
+    clause_before: re.Pattern[str]  # where the clause a finding sits in starts
+    clause_after: re.Pattern[str]  # ...and ends
+    window_chars: int | None  # at most this far back a negation cue is looked for in the clause
+    near_chars: int  # between a body part and the pain word
+    deny_reach: int  # how far back a cue may deny a normal function
+    fillers: re.Pattern[str]
+    gap: str  # what " ~ " in a lexicon phrase may stand for
+    echo_yes: re.Pattern[str] | None  # "疼" for "yes, it hurts": an echo of the question's word
+
+
+_RULES = {
+    "zh": _TextRules(False, _ZH_CLAUSE, _ZH_CLAUSE, 12, 8, 12, _ZH_FILLERS, _ZH_GAP, _ZH_ECHO_YES),
+    "en": _TextRules(True, _EN_SENTENCE, re.compile(r"[.;!?\n]"), None, 30, 48, _EN_FILLERS, _EN_GAP, None),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +96,8 @@ class Extractor:
         self.lang = lang
         self.semantic = semantic  # the exemplar match on every clause, when its model is installed
         self.lex = lex
-        zh = lang == "zh"
+        self.rules = rules = _RULES[languages.or_fallback(lang).rules]
+        zh = not rules.spaced
         flags = 0 if zh else re.IGNORECASE
 
         def finding_re(patterns: list[str], where: str = "") -> re.Pattern[str]:
@@ -120,7 +143,7 @@ class Extractor:
             return re.compile(rf"^(?:{_alt(patterns)})" + ("" if zh else r"(?![a-z])"), flags)
 
         def anywhere(patterns: list[str]) -> re.Pattern[str]:
-            body = _alt([p.replace(" ~ ", _EN_GAP if not zh else _ZH_GAP) for p in patterns])
+            body = _alt([p.replace(" ~ ", rules.gap) for p in patterns])
             return re.compile(body if zh else rf"(?<![a-z])(?:{body})(?![a-z])", flags)
 
         self._yes, self._no = anchored(a.yes), anchored(a.no)
@@ -243,16 +266,14 @@ class Extractor:
         return out
 
     def _present(self, text: str, start: int, end: int, fid: str) -> bool:
-        if self.lang == "zh":
-            bounds = [m.end() for m in _ZH_CLAUSE.finditer(text, 0, start)]
-            window = text[max(bounds[-1] if bounds else 0, start - 12) : start]
-            after_bounds = _ZH_CLAUSE.search(text, end)
-            after = text[end : after_bounds.start() if after_bounds else len(text)]
-        else:
-            bounds = [m.end() for m in _EN_SENTENCE.finditer(text, 0, start)]
-            window = text[bounds[-1] if bounds else 0 : start]
-            nxt = re.search(r"[.;!?\n]", text[end:])
-            after = text[end : end + nxt.start() if nxt else len(text)]
+        rules = self.rules
+        bounds = [m.end() for m in rules.clause_before.finditer(text, 0, start)]
+        begin = bounds[-1] if bounds else 0
+        if rules.window_chars is not None:
+            begin = max(begin, start - rules.window_chars)
+        window = text[begin:start]
+        nxt = rules.clause_after.search(text, end)
+        after = text[end : nxt.start() if nxt else len(text)]
         terms = list(self._term.finditer(window))
         if terms:
             window = window[terms[-1].end() :]
@@ -268,10 +289,9 @@ class Extractor:
         if not pains or not self._sites:
             return []
         known = {m.finding for m in mentions}
-        splitter = _ZH_CLAUSE if self.lang == "zh" else _EN_SENTENCE
         out: list[Mention] = []
-        near = 8 if self.lang == "zh" else 30  # characters between the body part and the pain word
-        for clause in splitter.split(text):
+        near = self.rules.near_chars
+        for clause in self.rules.clause_before.split(text):
             at = [
                 i
                 for p in pains
@@ -293,7 +313,7 @@ class Extractor:
         ("haven't felt the baby kick" yes; "no pain when I pee" no: the cue negates the pain)."""
         if self._present(text, start, end, fid):
             return False
-        lo = max(0, start - (12 if self.lang == "zh" else 48))
+        lo = max(0, start - self.rules.deny_reach)
         cues = list(self._cue.finditer(text, lo, start))
         if not cues:
             return False
@@ -303,8 +323,7 @@ class Extractor:
     # --- answers and intents -----------------------------------------------------------------
     def _clean(self, text: str) -> str:
         t = text.strip()
-        fillers = _ZH_FILLERS if self.lang == "zh" else _EN_FILLERS
-        stripped = fillers.sub("", t).strip()
+        stripped = self.rules.fillers.sub("", t).strip()
         return stripped if stripped else t
 
     def answer(self, text: str) -> Answer | None:
@@ -315,7 +334,7 @@ class Extractor:
             return "no"
         if self._yes.search(t):
             return "yes"
-        if self.lang == "zh" and _ZH_ECHO_YES.search(t):
+        if self.rules.echo_yes is not None and self.rules.echo_yes.search(t):
             return "yes"
         return None
 
@@ -360,5 +379,5 @@ def alarm_findings() -> frozenset[str]:
 
 @lru_cache(maxsize=4)
 def extractor(lang: str) -> Extractor:
-    lang = "zh" if lang == "zh" else "en"
+    lang = languages.or_fallback(lang).code
     return Extractor(knowledge().lexicons[lang], lang)

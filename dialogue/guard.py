@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from voice.languages import languages
+
 _EN = {
     "dose": re.compile(
         r"\b\d+(?:\.\d+)?\s*(?:mg|mcg|µg|ml|g|grams?|milligrams?|tablets?|pills?|capsules?|puffs?|units?|drops?|teaspoons?)\b"
@@ -63,10 +65,13 @@ class GuardVerdict:
     reasons: tuple[str, ...] = ()
 
 
+_RULES = {"zh": _ZH, "en": _EN}  # by voice.languages.LanguagePack.rules
+
+
 def check(text: str, lang: str) -> GuardVerdict:
-    rules = _ZH if lang == "zh" else _EN
-    reasons = tuple(name for name, rx in rules.items() if rx.search(text))
-    if lang == "zh":  # callers mix English drug names into Mandarin
+    code = languages.or_fallback(lang).rules
+    reasons = tuple(name for name, rx in _RULES[code].items() if rx.search(text))
+    if code != "en":  # callers (and models) mix English drug names into every other language
         reasons += tuple(f"en_{name}" for name in ("dose", "drug") if _EN[name].search(text))
     return GuardVerdict(not reasons, reasons)
 

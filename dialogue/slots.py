@@ -1,13 +1,14 @@
 """Numeric slots from one utterance: temperature, age, duration, pain score, pregnancy weeks,
 blood sugar, blood pressure, oxygen saturation, episodes per day. Text is number-normalised first
-(`dialogue.numbers`), so every pattern here sees digits."""
+(the language pack's `read_numbers`), so every pattern here sees digits."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from dialogue.numbers import normalise_numbers
+from voice.languages import languages
 
 SLOTS = (
     "temp_c",
@@ -95,9 +96,9 @@ _ZH_RELATIVE = [
 
 
 def extract_slots(text: str, lang: str) -> list[SlotValue]:
-    t = normalise_numbers(text, lang)
+    pack = languages.or_fallback(lang)
     out: list[SlotValue] = []
-    (_zh if lang == "zh" else _en)(t, out)
+    _RULES[pack.rules](pack.read_numbers(text), out)
     return out
 
 
@@ -299,7 +300,7 @@ _BARE_NUMBER = re.compile(r"^\D{0,12}?(\d+(?:\.\d+)?)\D{0,12}$")
 
 def bare_number(text: str, lang: str) -> float | None:
     """A short answer that is just a number ("七", "about 6", "8分"), for number/scale questions."""
-    m = _BARE_NUMBER.match(normalise_numbers(text, lang).strip())
+    m = _BARE_NUMBER.match(languages.or_fallback(lang).read_numbers(text).strip())
     return float(m.group(1)) if m else None
 
 
@@ -342,3 +343,6 @@ def slot_answer(slot: str, text: str, lang: str) -> float | None:
     if slot == "pain_score" and n > 10:
         return None
     return n
+
+
+_RULES: dict[str, Callable[[str, list[SlotValue]], None]] = {"zh": _zh, "en": _en}  # by LanguagePack.rules

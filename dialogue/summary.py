@@ -7,6 +7,7 @@ from typing import Any
 
 from dialogue.facts import Facts
 from dialogue.protocols import Knowledge
+from voice.languages import languages
 
 _PLAIN = re.compile(r"^[\w\u4e00-\u9fff ]+$")
 
@@ -15,8 +16,8 @@ def finding_label(fid: str, lang: str, kn: Knowledge) -> str:
     ph = kn.phrases[lang]
     if fid in ph.findings:
         return ph.findings[fid]
-    if lang == "zh":
-        for p in kn.lexicons["zh"].findings.get(fid, []):
+    if not languages.or_fallback(lang).spaced:  # a plain hanzi lexicon phrase is a name; English ones are patterns
+        for p in kn.lexicons[lang].findings.get(fid, []):
             if _PLAIN.match(p):
                 return p
     return kn.catalog.findings.get(fid, fid)
@@ -39,7 +40,7 @@ def sbar(
 ) -> dict[str, Any]:
     t = kn.phrases[lang].texts
     none = t["sbar_none"]
-    sep = "、" if lang == "zh" else ", "
+    sep = languages.or_fallback(lang).list_separator
     skip = {"pain", "child", "baby", "child_under_16", "under_5y", "under_1y"}
     present = [finding_label(f, lang, kn) for f, v in facts.findings.items() if v.present and f not in skip]
     absent = [finding_label(f, lang, kn) for f, v in facts.findings.items() if not v.present and f not in skip]

@@ -25,6 +25,7 @@ import yaml
 
 from dialogue.lexicon import compile_many
 from dialogue.protocols import PROMPTS_DIR, ProtocolError
+from voice.languages import languages
 
 Tense = Literal["present", "past", "hypothetical", "question", "known", "experiential"]
 Verdict = Literal["finding", "suspected", "history"]
@@ -38,6 +39,22 @@ _SENTENCE_END = re.compile(r"[.!?。！？\n]")
 
 
 @dataclass(frozen=True, slots=True)
+class _ClauseRules:
+    """How one rule set (`voice.languages.LanguagePack.rules`) cuts and reads clauses for time."""
+
+    clause: re.Pattern[str]
+    not_a_marker: re.Pattern[str] | None  # wording that only looks like a time marker ("as if")
+    marker_only_chars: int  # what else a clause that is only a time marker may hold
+    question_end: re.Pattern[str] | None  # a clause that is a question by its last character ("吗")
+
+
+_RULES = {
+    "zh": _ClauseRules(_ZH_CLAUSE, None, 2, _ZH_QUESTION_END),
+    "en": _ClauseRules(_EN_CLAUSE, _EN_AS_IF, 6, None),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Reading:
     tense: Tense
     marker: str  # the words that decided it ("" for the default present)
@@ -48,6 +65,7 @@ class Reading:
 class TemporalReader:
     def __init__(self, data: dict[str, object], lang: str, *, where: str = "") -> None:
         self.lang = lang
+        self.rules = _RULES[languages.or_fallback(lang).rules]
         markers = data.get("markers") or {}
         if not isinstance(markers, dict):
             raise ProtocolError(f"{where}: markers: a mapping of marker class → phrases is required")
@@ -70,17 +88,16 @@ class TemporalReader:
 
     def clauses(self, text: str) -> list[tuple[int, int]]:
         """(start, end) of each clause, in order."""
-        rx = _ZH_CLAUSE if self.lang == "zh" else _EN_CLAUSE
         out, lo = [], 0
-        for m in rx.finditer(text):
+        for m in self.rules.clause.finditer(text):
             out.append((lo, m.start()))
             lo = m.end()
         out.append((lo, len(text)))
         return out
 
     def _marker(self, clause: str) -> tuple[str, str] | None:
-        if self.lang != "zh":
-            clause = _EN_AS_IF.sub(" ", clause)
+        if self.rules.not_a_marker is not None:
+            clause = self.rules.not_a_marker.sub(" ", clause)
         for k in ORDER:
             rx = self._rx.get(k)
             if rx is None:
@@ -108,7 +125,7 @@ class TemporalReader:
             m = self._marker(prev)
             if m is not None and m[0] in ("past", "recent"):
                 rest = re.sub(r"\W+", "", prev.replace(m[1], "", 1))
-                if len(rest) <= (2 if self.lang == "zh" else 6):
+                if len(rest) <= self.rules.marker_only_chars:
                     found = m
         if found is None and not ongoing:
             # a past marker earlier in the same sentence: the narrative goes on in the past, but only as a
@@ -125,7 +142,8 @@ class TemporalReader:
             events = self._events
             if events is None or not events.search(clause):
                 return Reading("known", found[1] if found else "", True)
-        if found is None and self.lang == "zh" and _ZH_QUESTION_END.search(clause) and is_condition:
+        question_end = self.rules.question_end
+        if found is None and question_end is not None and question_end.search(clause) and is_condition:
             found = ("question", clause[-1])
         if found is None:
             return Reading("known" if is_condition else "present", "", is_condition)
@@ -154,7 +172,7 @@ def decide(reading: Reading, alarm: bool) -> Verdict:
 
 @lru_cache(maxsize=4)
 def reader(lang: str, root: str = str(PROMPTS_DIR)) -> TemporalReader:
-    lang = "zh" if lang == "zh" else "en"
+    lang = languages.or_fallback(lang).code
     path = Path(root) / lang / "time_intent.yaml"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -13,6 +13,7 @@ from typing import Any
 
 from records.models import Call
 from records.tags import TAG_SYSTEM, describe
+from voice.languages import languages
 
 
 def tags_of(call: Call) -> list[dict[str, str]]:
@@ -322,7 +323,7 @@ def call_to_fhir(call: Call) -> dict[str, Any]:
                     {
                         "attachment": {
                             "contentType": "text/plain; charset=utf-8",
-                            "language": "zh" if call.language == "zh" else "en",
+                            "language": languages.or_fallback(call.language).code,
                             "data": base64.b64encode(transcript_text(call).encode()).decode(),
                             "title": "transcript.txt",
                         }

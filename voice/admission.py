@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from voice.events import CallInfo
+from voice.languages import LANGUAGES
 from voice.ports import Transport
 
 log = logging.getLogger("carecall.admission")
 
-LANGUAGES: tuple[str, ...] = ("zh", "en")
 MODES: tuple[str, ...] = ("triage", "followup")
 CHANNELS: tuple[str, ...] = ("websocket", "webrtc", "media-stream", "sip")
 MAX_PARAMS = 32
@@ -34,10 +34,13 @@ class AdmissionRefused(Exception):
     """The call cannot be taken; `code` is machine-readable (bad_language, bad_mode, bad_params,
     bad_channel, busy), the message is for a person."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, at_capacity: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # busy because every line is in use (SIP: 486 Busy Here), not because the worker is starting,
+        # draining or over its latency budget (503 Service Unavailable, try another worker)
+        self.at_capacity = at_capacity
 
     @property
     def busy(self) -> bool:
@@ -85,7 +88,7 @@ class CallRequest:
     default_language: str | None = None  # a channel's configured default (SIP); else a language is required
 
 
-def validate(request: CallRequest) -> tuple[Literal["zh", "en"], Literal["triage", "followup"], dict[str, Any]]:
+def validate(request: CallRequest) -> tuple[str, Literal["triage", "followup"], dict[str, Any]]:
     """The request's language, mode and params, or `AdmissionRefused` with a clear reason."""
     if request.channel not in CHANNELS:
         raise AdmissionRefused("bad_channel", f"unknown channel {request.channel!r}")
@@ -126,6 +129,11 @@ class Admitted:
             return await self.hub.run(self.ticket, self.info, transport)
         return await self.hub.run(self.info, transport)
 
+    def add_params(self, **params: str | int | float | bool) -> None:
+        """What the entry point learnt while answering (the SIP Call-ID, the codec), added to the call's
+        params; the caller's own params were validated by `admit`."""
+        self.info = replace(self.info, params={**self.info.params, **params})
+
     def release(self) -> None:
         """Give the line back (the call was not answered after all); no-op once run."""
         if not self._done:
@@ -150,9 +158,11 @@ def admit(hub: Hub | None, request: CallRequest, *, call_id: str | None = None) 
         try:
             ticket = hub.reserve(request.channel)
         except RuntimeError as exc:  # voice.hub.CallsBusy
-            raise AdmissionRefused("busy", f"all lines are busy ({exc})") from None
+            reason = str(getattr(exc, "reason", exc))
+            raise AdmissionRefused("busy", f"all lines are busy ({reason})",
+                                   at_capacity=reason.startswith("at capacity")) from None
     elif not hub.has_capacity():
-        raise AdmissionRefused("busy", "all lines are busy, please try again shortly")
+        raise AdmissionRefused("busy", "all lines are busy, please try again shortly", at_capacity=True)
     info = CallInfo(call_id=call_id or hub.new_call_id(), language=language, channel=request.channel,
                     mode=mode, params=params)
     return Admitted(hub, info, ticket)

@@ -35,6 +35,7 @@ from voice.asr_terms import (
 )
 from voice.asr_words import uncertain_words
 from voice.audio import Pcm
+from voice.languages import languages
 from voice.models import whisper_dir
 from voice.ports import RecognitionHints, Transcript
 
@@ -93,7 +94,7 @@ class WhisperRecognizer:
         )
         self._options = options
         self._decoder = WindowDecoder(self._model, options.window)
-        self._biases = biases if biases is not None else {"zh": load_zh_bias(), "en": load_bias("en")}
+        self._biases = biases if biases is not None else {code: load_bias(code) for code in languages}
         self._batcher: DecodeBatcher[DecodeRequest, DecodeResult] = DecodeBatcher(
             self._decoder.decode, executor, max_batch=options.max_batch)
         self.stats = _Stats()
@@ -125,7 +126,7 @@ class WhisperRecognizer:
         prompt = bias.prompt_for(hints, audio_s=audio.duration)
         return DecodeRequest(
             samples=_to_whisper_input(audio),
-            language=language,
+            language=languages[language].asr_code,
             prompt=prompt,
             beam_size=opts.partial_beam_size if partial else opts.final_beam(language),
             words=not partial,
@@ -162,9 +163,9 @@ class WhisperRecognizer:
         return Transcript(text, language, audio.duration, took, res.words if text else ()), res
 
     def _finish_text(self, text: str, language: str) -> str:
-        if language == "zh" and text:
-            text = fullwidth_punctuation(to_simplified(text))
-            bias = self._biases.get("zh")
+        if text:
+            text = languages[language].finish_transcript(text)  # Mandarin: simplified, Chinese punctuation
+            bias = self._biases.get(language)
             if bias is not None and bias.fixer is not None:
                 text = bias.fixer.fix(text)
         return text.strip()

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 from pypinyin import Style, lazy_pinyin, pinyin
 
+from voice.languages import languages
 from voice.ports import RecognitionHints
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
@@ -125,7 +126,8 @@ class TurnBias:
         short = hints is not None and hints.kind in SHORT_KINDS and (audio_s is None or audio_s <= SHORT_ANSWER_S)
         standing = [] if short else list(self.terms)
         phrases = list(dict.fromkeys(expected + standing))
-        sep, end = ("、", "。") if self.language == "zh" else (", ", ".")
+        pack = languages[self.language]
+        sep, end = pack.list_separator, pack.sentence_end
         kept: list[str] = []
         for phrase in phrases:
             if len(self.base) + len(sep.join([*kept, phrase])) + len(end) > MAX_PROMPT_CHARS:
@@ -133,7 +135,7 @@ class TurnBias:
             kept.append(phrase)
         if not kept:
             return self.base
-        joiner = "" if self.language == "zh" or not self.base else " "
+        joiner = pack.word_joiner if self.base else ""
         return self.base + joiner + sep.join(kept) + end
 
 

@@ -60,6 +60,7 @@ from voice.events import (
     TurnRecorded,
 )
 from voice.hub import Engines
+from voice.languages import languages
 from voice.playout import ReplyPlayer
 from voice.ports import Prefetching, RecognitionHints, Transcript, Transferable, Transport
 from voice.recording import StereoRecorder
@@ -370,7 +371,7 @@ class Call:
             if carried_text is None and self._carried is not None:  # this turn goes on from the carried one
                 first, first_ev = self._carried
                 self._carried = None
-                text = (first + ("" if self.info.language == "zh" else " ") + text).strip()
+                text = languages[self.info.language].join((first, text))
                 ev = SpeechEnded(ev.audio, first_ev.start_s, ev.speech_end_s, ev.decided_s, ev.forced)
             if carried_text is None and self.endpointer.in_speech:
                 self._carried = (text, ev)  # the caller is talking again: answer it all when they stop

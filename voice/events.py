@@ -43,7 +43,7 @@ InboundEvent = CallerAudio | Dtmf | CallerHangup | AudioDropped
 @dataclass(frozen=True, slots=True)
 class CallInfo:
     call_id: str
-    language: Literal["zh", "en"]
+    language: str  # a code of voice.languages (checked by voice.admission)
     channel: str  # websocket | webrtc | media-stream | sip
     mode: Literal["triage", "followup"] = "triage"
     params: dict[str, Any] = field(default_factory=dict)  # e.g. follow-up patient, campaign ids

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from voice.conversation import EndCall, Transfer
 from voice.events import TurnMetrics
+from voice.languages import languages
 
 
 @dataclass
@@ -114,5 +115,4 @@ class Reply:
                 break
             else:
                 break
-        sep = "" if language == "zh" else " "
-        return sep.join(h.strip() for h in heard if h.strip())
+        return languages[language].join(heard)

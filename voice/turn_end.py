@@ -20,12 +20,10 @@ from typing import Literal
 
 import yaml
 
+from voice.languages import LanguagePack, languages
+
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 Verdict = Literal["complete", "unfinished", "unknown"]
-_NUMBER_WORDS_EN = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-                    "fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty "
-                    "ninety hundred half couple few").split()
-_ZH_NUMERALS = "零一二两三四五六七八九十百半几"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +42,9 @@ def turn_words(language: str) -> TurnWords:
     return TurnWords(answers, endings, int(data.get("max_answer_words", 4)))
 
 
-def _units(text: str, language: str) -> list[str]:
-    if language == "zh":
+def _units(text: str, pack: LanguagePack) -> list[str]:
+    """Words, where words are spaced; else the whole answer as one run of characters."""
+    if not pack.spaced:
         return [re.sub(r"[^\w]", "", text)]
     return re.findall(r"[a-z0-9']+(?:\.\d+)?", text.lower())
 
@@ -53,13 +52,14 @@ def _units(text: str, language: str) -> list[str]:
 def verdict(text: str, language: str, expected: str = "free", words: TurnWords | None = None) -> Verdict:
     """How the partial transcript `text` bears on ending the turn after the question of kind `expected`."""
     words = words or turn_words(language)
+    pack = languages[language]
     stripped = text.strip()
     if not stripped:
         return "unknown"
     if stripped.endswith(("...", "…", ",", "，", "、", "-")):
         return "unfinished"
     core = re.sub(r"[\s。．.!！?？]+$", "", stripped).lower()
-    if language == "zh":
+    if not pack.spaced:
         if any(core.endswith(w) for w in words.unfinished_endings):
             return "unfinished"
     else:
@@ -67,13 +67,13 @@ def verdict(text: str, language: str, expected: str = "free", words: TurnWords |
         phrases = [w for w in words.unfinished_endings if " " in w]
         if last in words.unfinished_endings or any(core.endswith(" " + w) for w in phrases):
             return "unfinished"
-    units = _units(core, language)
-    if expected in ("number", "duration", "scale") and _has_number(core, language):
-        if language == "zh" or len(units) <= words.max_answer_words + 2:
+    units = _units(core, pack)
+    if expected in ("number", "duration", "scale") and _has_number(core, pack):
+        if not pack.spaced or len(units) <= words.max_answer_words + 2:
             return "complete"
     answers = words.answers.get(expected, ())
     if answers:
-        if language == "zh":
+        if not pack.spaced:
             flat = units[0] if units else ""
             if flat in answers or (len(flat) <= 4 and any(flat.startswith(a) for a in answers if len(a) >= 2)):
                 return "complete"
@@ -84,9 +84,9 @@ def verdict(text: str, language: str, expected: str = "free", words: TurnWords |
     return "unknown"
 
 
-def _has_number(text: str, language: str) -> bool:
+def _has_number(text: str, pack: LanguagePack) -> bool:
     if re.search(r"\d", text):
         return True
-    if language == "zh":
-        return any(c in _ZH_NUMERALS for c in text)
-    return any(w in _NUMBER_WORDS_EN for w in re.findall(r"[a-z]+", text))
+    if not pack.spaced:
+        return any(c in pack.number_words for c in text)
+    return any(w in pack.number_words for w in re.findall(r"[a-z]+", text))

@@ -1,33 +1,117 @@
-"""How a call takes turns: one typed object with documented defaults (LiveKit-style), built from the
-settings in server.py and read by the call loop."""
+"""How a call takes turns: its knobs and their defaults, written once.
+
+`TurnTakingSettings` is the one place the defaults live (the endpointer's own come from
+`voice.endpointer.EndpointerConfig`); it is nested in `settings.Settings` as `turn_taking`, so every
+knob is set from the environment as `CARECALL_TURN_TAKING__<NAME>` (the older flat names such as
+`CARECALL_ENDPOINT_SILENCE_MS` still work, see `LEGACY_ENV`). `TurnTaking` is what the call loop reads
+(LiveKit-style: one typed object), built with `TurnTaking.from_settings`; its defaults are the
+settings' defaults.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from voice.endpointer import EndpointerConfig
+
+_EP = EndpointerConfig()
+
+
+class TurnTakingSettings(BaseModel):
+    """The turn-taking knobs (nested in `Settings.turn_taking`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # --- endpointing (voice.endpointer) -------------------------------------------------------
+    vad_aggressiveness: int = Field(default=_EP.aggressiveness, ge=0, le=3, description="webrtcvad mode 0-3")
+    silence_ms: int = Field(default=_EP.silence_ms, gt=0, description="continuous silence that ends an utterance")
+    pause_ms: int = Field(default=_EP.pause_ms, gt=0,
+                          description="silence at which the final decode starts speculatively")
+    min_speech_ms: int = Field(default=_EP.min_speech_ms, ge=0, description="shorter sounds are noise (coughs, clicks)")
+    preroll_ms: int = Field(default=_EP.preroll_ms, ge=0, description="audio kept before speech starts")
+    max_utterance_s: float = Field(default=_EP.max_utterance_s, gt=0, description="an utterance is cut after this long")
+    unfinished_hold_ms: int = Field(default=_EP.unfinished_hold_ms, gt=0,
+                                    description="silence wait after an unfinished clause ('and then my…')")
+    # --- turns --------------------------------------------------------------------------------
+    short_answer_silence_ms: int = Field(default=300, gt=0, description="silence that ends a short answer "
+                                                                  "(after a yes/no or number question)")
+    short_answer_max_s: float = Field(default=1.2, gt=0, description="...while the answer is this short; longer speech "
+                                                              "is a sentence with pauses in it")
+    barge_in_min_speech_ms: int = Field(default=600, ge=0, description="caller speech over the bot longer than this "
+                                        "interrupts at once; shorter is transcribed first (backchannels do not)")
+    partial_interval_s: float = Field(default=0.6, ge=0,
+                                      description="partial transcripts this often; 0 turns them off")
+    speculative_decoding: bool = Field(default=True,
+                                       description="start the final decode at a pause, before the endpoint")
+    text_turn_end: bool = Field(default=True, description="end/hold a turn at a pause from its words (voice.turn_end)")
+    uncertain_below: float = Field(default=0.5, ge=0, le=1, description="words recognised with a probability under "
+                                                                 "this are CallerUtterance.uncertain_words")
+    silence_reprompt_s: float = Field(default=8.0, gt=0, description="caller silence before the bot asks again")
+    silence_reprompts_before_end: int = Field(default=2, ge=0, description="reprompts before a silent call ends")
+    # --- bounds that hold whatever the bot is doing (issue 10 #2) ------------------------------
+    max_call_s: float = Field(default=1800.0, gt=0, description="a call ends after this long, whatever happens in it")
+    max_silence_s: float = Field(default=120.0, gt=0, description="...or after the caller said nothing this long "
+                                                          "(not once the call was escalated to a nurse)")
+    max_reply_s: float = Field(default=120.0, gt=0,
+                               description="one bot reply (text, synthesis, playout) at most this long")
+
+    def endpointer(self) -> EndpointerConfig:
+        return EndpointerConfig(aggressiveness=self.vad_aggressiveness, silence_ms=self.silence_ms,
+                                pause_ms=self.pause_ms, min_speech_ms=self.min_speech_ms,
+                                preroll_ms=self.preroll_ms, max_utterance_s=self.max_utterance_s,
+                                unfinished_hold_ms=self.unfinished_hold_ms)
+
+
+# The environment names these knobs had before they were nested (still read; the nested
+# `CARECALL_TURN_TAKING__<NAME>` wins when both are set).
+LEGACY_ENV: dict[str, str] = {
+    "CARECALL_VAD_AGGRESSIVENESS": "vad_aggressiveness",
+    "CARECALL_ENDPOINT_SILENCE_MS": "silence_ms",
+    "CARECALL_ENDPOINT_SHORT_ANSWER_SILENCE_MS": "short_answer_silence_ms",
+    "CARECALL_ENDPOINT_MIN_SPEECH_MS": "min_speech_ms",
+    "CARECALL_ENDPOINT_PREROLL_MS": "preroll_ms",
+    "CARECALL_ENDPOINT_GAP_SMOOTHING_MS": "pause_ms",
+    "CARECALL_MAX_UTTERANCE_S": "max_utterance_s",
+    "CARECALL_BARGE_IN_MIN_SPEECH_MS": "barge_in_min_speech_ms",
+    "CARECALL_SILENCE_REPROMPT_S": "silence_reprompt_s",
+    "CARECALL_SILENCE_REPROMPTS_BEFORE_END": "silence_reprompts_before_end",
+    "CARECALL_MAX_CALL_S": "max_call_s",
+    "CARECALL_MAX_CALLER_SILENCE_S": "max_silence_s",
+    "CARECALL_MAX_REPLY_S": "max_reply_s",
+    "CARECALL_ASR_PARTIAL_INTERVAL_S": "partial_interval_s",
+    "CARECALL_ASR_UNCERTAIN_BELOW": "uncertain_below",
+}
+
+_D = TurnTakingSettings()
 
 
 @dataclass(frozen=True, slots=True)
 class TurnTaking:
-    """How the call takes turns (LiveKit-style: one typed object with documented defaults)."""
+    """How the call takes turns, as the call loop reads it (defaults: `TurnTakingSettings`'s)."""
 
-    endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
-    # Silence that ends a short answer (after a yes/no or number question).
-    short_answer_silence_ms: int = 300
-    # ...but only while the answer is this short; longer speech is a sentence with pauses in it.
-    short_answer_max_s: float = 1.2
-    # Caller speech over the bot longer than this interrupts it at once; shorter speech is
-    # transcribed first and interrupts only if it is not a backchannel ("mm-hm", "嗯").
-    barge_in_min_speech_ms: int = 600
+    endpointer: EndpointerConfig = field(default_factory=_D.endpointer)
+    short_answer_silence_ms: int = _D.short_answer_silence_ms
+    short_answer_max_s: float = _D.short_answer_max_s
+    barge_in_min_speech_ms: int = _D.barge_in_min_speech_ms
+    # Short acknowledgements per language that must not interrupt the bot (prompts/<lang>/backchannels.txt).
     backchannels: dict[str, frozenset[str]] = field(default_factory=dict)
-    partial_interval_s: float = 0.6  # 0 turns partial transcripts off
-    speculative_decoding: bool = True  # start the final decode at a pause, before the endpoint
-    silence_reprompt_s: float = 8.0
-    # Bounds that hold whatever the bot is doing (issue 10 #2): the call ends after this long, or
-    # after the caller said nothing for this long (not once the call was escalated to a nurse).
-    max_call_s: float = 1800.0
-    max_silence_s: float = 120.0
-    max_reply_s: float = 120.0  # one reply (text, synthesis and playout) may take this long
-    uncertain_below: float = 0.5  # word probability under which a word is reported as uncertain
-    text_turn_end: bool = True  # end/hold a turn at a pause from the words decoded there (voice.turn_end)
+    partial_interval_s: float = _D.partial_interval_s
+    speculative_decoding: bool = _D.speculative_decoding
+    silence_reprompt_s: float = _D.silence_reprompt_s
+    max_call_s: float = _D.max_call_s
+    max_silence_s: float = _D.max_silence_s
+    max_reply_s: float = _D.max_reply_s
+    uncertain_below: float = _D.uncertain_below
+    text_turn_end: bool = _D.text_turn_end
+
+    @classmethod
+    def from_settings(cls, s: TurnTakingSettings, backchannels: dict[str, frozenset[str]] | None = None,
+                      ) -> TurnTaking:
+        return cls(endpointer=s.endpointer(), short_answer_silence_ms=s.short_answer_silence_ms,
+                   short_answer_max_s=s.short_answer_max_s, barge_in_min_speech_ms=s.barge_in_min_speech_ms,
+                   backchannels=dict(backchannels or {}), partial_interval_s=s.partial_interval_s,
+                   speculative_decoding=s.speculative_decoding, silence_reprompt_s=s.silence_reprompt_s,
+                   max_call_s=s.max_call_s, max_silence_s=s.max_silence_s, max_reply_s=s.max_reply_s,
+                   uncertain_below=s.uncertain_below, text_turn_end=s.text_turn_end)

@@ -17,7 +17,7 @@ from dialogue.evaluation.cases import ConversationCase
 from dialogue.extract import extractor
 from dialogue.facts import Facts
 from dialogue.protocols import Knowledge
-from voice.textnorm import zh_int  # the one Chinese number speller (TTS text normalisation)
+from voice.languages.zh.numbers import zh_int  # the one Chinese number speller (the Mandarin pack)
 
 Verdict = Literal["yes", "no", "unknown"]
 NOT_QUESTIONS = frozenset({"consent", "complaint", "transfer_offer"})  # not counted as triage questions

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from records.models import Call
+from voice.languages import languages
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ class CallView:
 
     @property
     def lang(self) -> str:
-        return "zh" if self.language == "zh" else "en"
+        return languages.or_fallback(self.language).code
 
     def bot(self) -> list[TurnView]:
         return [t for t in self.turns if t.speaker == "bot"]

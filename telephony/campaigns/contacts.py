@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from telephony.campaigns.models import Campaign, Contact, utcnow
 from telephony.campaigns.schedule import parse_hhmm
+from voice.languages import languages
 
 log = logging.getLogger("carecall.telephony.campaigns")
 
@@ -77,8 +78,8 @@ def import_csv(session: Session, campaign: Campaign, source: str | Path, *, now:
         elif phone in seen:
             reason = "duplicate phone number in this campaign"
         language = (row.get("language") or "zh").lower()
-        if reason is None and language not in ("zh", "en"):
-            reason = f"language must be zh or en, not {language[:8]!r}"
+        if reason is None and language not in languages:
+            reason = f"language must be {' or '.join(languages)}, not {language[:8]!r}"
         discharge = None
         if reason is None and row.get("discharge_date"):
             try:

@@ -7,9 +7,11 @@ transfers, INVITE retransmission and ACK of failure responses on our outbound ca
 retransmitted INVITEs, and a log line for every message we refuse.
 
 Hardening (issue 10 #5, guards in `telephony.sip.guard`): SIP only from allowed sources; a line is
-taken from the hub (`reserve()`) before anything is answered, so a burst of INVITEs gets at most
-capacity × 200 OK and the rest 486 (busy) / 503 (draining, budget broken) sent statelessly, leaving
-nothing in aiosipua's state; every call is removed from that state when it ends; RTP only from the
+taken through `voice.admission.admit` (the one admission of every entry point: language and mode
+checked, a line reserved on the hub, the call id made) before anything is answered, so a burst of
+INVITEs gets at most capacity × 200 OK and the rest 486 (busy) / 503 (draining, budget broken) sent
+statelessly, leaving nothing in aiosipua's state (an unsupported X-CareCall-Language or -Mode gets a
+400, never another language); every call is removed from that state when it ends; RTP only from the
 address the SDP names unless a latching policy says otherwise; a bad CSeq gets a 400 and one log line.
 OPTIONS is answered 503 while the worker is not ready, so a Kamailio dispatcher routes around it.
 """
@@ -43,12 +45,23 @@ from telephony.sip.session import DialResult, Session, SipConfig, codec_choice, 
 from telephony.sip.transport import RtpTransport
 from telephony.sip.udp import SipUdp
 from voice import g711
-from voice.events import CallInfo
-from voice.hub import CallsBusy, Ticket
+from voice.admission import AdmissionRefused, Admitted, CallRequest, admit
+from voice.hub import CallsBusy
+from voice.languages import LANGUAGES
 
 log = logging.getLogger("carecall.telephony.sip")
 
-__all__ = ["DialResult", "SipConfig", "SipEndpoint"]
+__all__ = ["DialResult", "SipConfig", "SipEndpoint", "refusal_status"]
+
+
+def refusal_status(refused: AdmissionRefused) -> tuple[int, str]:
+    """The SIP answer to a refused admission: 486 when every line is in use, 503 (try another worker)
+    while this one starts, drains or is over its latency budget, 400 for an unsupported language or mode."""
+    if refused.busy:
+        return (486, "Busy Here") if refused.at_capacity else (503, "Service Unavailable")
+    phrases = {"bad_language": "Unsupported Language", "bad_mode": "Unsupported Mode"}
+    return 400, phrases.get(refused.code, "Bad Request")
+
 
 class SipEndpoint(OutboundCalls):
     def __init__(self, config: SipConfig, get_hub: Callable[[], Any]) -> None:
@@ -63,7 +76,7 @@ class SipEndpoint(OutboundCalls):
         self._early: dict[str, RtpSession] = {}  # outbound calls ringing: early media goes here
         self.sources = SourcePolicy(config.allowed_sources, config.trunk)
         self.refused = RefusedInvites()  # INVITEs refused statelessly, for their retransmissions
-        self._tickets: dict[str, Ticket] = {}  # SIP Call-ID → the line taken for it, until answered
+        self._admitted: dict[str, Admitted] = {}  # SIP Call-ID → the call admitted for it, until answered
         self.bad_cseq = 0
         self._refusal_log = 0.0
         self._refusals_unlogged = 0
@@ -130,9 +143,9 @@ class SipEndpoint(OutboundCalls):
             self.uas._on_message(msg, addr)
             call_id = msg.call_id or ""
             if call_id not in self.uas._calls:  # aiosipua refused it (malformed): the line goes back at once
-                ticket = self._tickets.pop(call_id, None)
-                if ticket is not None:
-                    ticket.release()
+                admitted = self._admitted.pop(call_id, None)
+                if admitted is not None:
+                    admitted.release()
             return
         elif method == "ACK" and self._absorb_ack(msg):
             return
@@ -153,8 +166,8 @@ class SipEndpoint(OutboundCalls):
 
     # --- admission: take the line, then answer -----------------------------------------------
     def _take_line(self, invite: SipRequest, addr: tuple[str, int]) -> bool:
-        """For a new INVITE: reserve a line in the hub before aiosipua stores anything. A refused
-        INVITE is answered statelessly here and never reaches aiosipua. False: refused."""
+        """For a new INVITE: admit the call (a line reserved in the hub) before aiosipua stores anything.
+        A refused INVITE is answered statelessly here and never reaches aiosipua. False: refused."""
         assert self.uas is not None
         call_id = invite.call_id or ""
         if call_id in self.uas._calls or (self.uac is not None and call_id in self.uac._calls):
@@ -166,17 +179,15 @@ class SipEndpoint(OutboundCalls):
         if "tag=" in (invite.headers.get_first("to") or ""):
             self.uas._send_error(invite, 481, "Call/Transaction Does Not Exist")
             return False
-        if call_id in self._tickets:
+        if call_id in self._admitted:
             return True  # still being answered (a new branch on the same Call-ID)
-        hub = self._get_hub()
-        if hub is None:
-            self._refuse(invite, 503, "Service Unavailable", "no call hub")
-            return False
+        language, mode = self._language_and_mode(invite)
+        request = CallRequest("sip", language=language, mode=mode, default_language=self.config.default_language)
         try:
-            self._tickets[call_id] = hub.reserve("sip")
-        except CallsBusy as exc:
-            busy = exc.reason.startswith("at capacity")
-            self._refuse(invite, 486 if busy else 503, "Busy Here" if busy else "Service Unavailable", exc.reason)
+            self._admitted[call_id] = admit(self._get_hub(), request)
+        except AdmissionRefused as exc:
+            status, reason = refusal_status(exc)
+            self._refuse(invite, status, reason, exc.message)
             return False
         return True
 
@@ -207,9 +218,9 @@ class SipEndpoint(OutboundCalls):
         if call is not None:
             call._stop_retransmissions()
             self.uas._remove_invite_transaction(call.invite)
-        ticket = self._tickets.pop(sip_call_id, None)
-        if ticket is not None:
-            ticket.release()
+        admitted = self._admitted.pop(sip_call_id, None)
+        if admitted is not None:
+            admitted.release()
         self._cancelled.discard(sip_call_id)
         if self._transport is not None:
             self._transport.record_routes.pop(sip_call_id, None)
@@ -287,26 +298,23 @@ class SipEndpoint(OutboundCalls):
         asyncio.get_running_loop().create_task(self._answer_safely(call), name=f"sip-answer-{call.call_id[:12]}")
 
     async def _answer_safely(self, call: IncomingCall) -> None:
-        ticket = self._tickets.pop(call.call_id, None)
+        admitted = self._admitted.get(call.call_id)  # stays there while answering: a CANCEL finds it
         try:
-            if ticket is None:  # cannot happen through _take_line; never answer without a line
+            if admitted is None:  # cannot happen through _take_line; never answer without a line
                 self._reject(call, 503, "Service Unavailable")
                 return
-            await self._answer(call, ticket)
+            await self._answer(call, admitted)
         except Exception as exc:  # e.g. no free RTP port: the caller gets a clear failure, other calls go on
             log.warning("could not answer a SIP call: %r", exc)
             if not call._answered:
                 self._reject(call, 503, "Service Unavailable")
         finally:
-            if ticket is not None and not ticket.used and call.call_id not in self.sessions:
-                ticket.release()
+            self._admitted.pop(call.call_id, None)
+            if admitted is not None and call.call_id not in self.sessions:
+                admitted.release()  # no-op once the call ran on it
 
-    async def _answer(self, call: IncomingCall, ticket: Ticket) -> None:
-        hub = self._get_hub()
+    async def _answer(self, call: IncomingCall, admitted: Admitted) -> None:
         who = mask_number(call.caller.split("@")[0].removeprefix("<").removeprefix("sip:"))
-        if hub is None:
-            self._reject(call, 503, "Service Unavailable")
-            return
         offer = call.sdp_offer
         if offer is None:
             log.warning("rejecting an INVITE without an SDP offer from %s", who)
@@ -318,7 +326,7 @@ class SipEndpoint(OutboundCalls):
             log.warning("rejecting a call from %s: %s", who, exc)
             self._reject(call, 488, "Not Acceptable Here")
             return
-        call_id = hub.new_call_id()
+        call_id = admitted.info.call_id
         clog = call_log("carecall.telephony.sip", call_id)
         transport_box: list[RtpTransport] = []
         rtp = await open_rtp(self.config.host, self.config.rtp_ports,
@@ -344,20 +352,23 @@ class SipEndpoint(OutboundCalls):
         self.sessions[call.call_id] = session
         call.accept(answer)
         transport.set_hold(direction(offer) in ("sendonly", "inactive"))
-        language, mode = self._language_and_mode(call.invite)
-        info = CallInfo(call_id=call_id, language=language, channel="sip", mode=mode,  # type: ignore[arg-type]
-                        params={"sip_call_id": call.call_id, "caller": who, "codec": codec.name})
-        clog.info("SIP call answered from %s (%s, %s, %s)", who, codec.name, language, mode)
+        admitted.add_params(sip_call_id=call.call_id, caller=who, codec=codec.name)
+        clog.info("SIP call answered from %s (%s, %s, %s)", who, codec.name, admitted.info.language,
+                  admitted.info.mode)
         transport.start()
-        session.task = asyncio.create_task(self._run_call(session, hub, ticket, info), name=f"sip-call-{call_id}")
+        session.task = asyncio.create_task(self._run_call(session, admitted), name=f"sip-call-{call_id}")
 
-    def _language_and_mode(self, invite: SipRequest) -> tuple[str, str]:
-        lang = (invite.get_header("x-carecall-language") or "").strip().lower()
-        if lang not in ("zh", "en"):
+    @staticmethod
+    def _language_and_mode(invite: SipRequest) -> tuple[str | None, str | None]:
+        """What the INVITE asks for, unchecked (`admit` checks it): the X-CareCall-Language header, else
+        a request-URI user that is a language or ends in `-<language>` (`sip:en@…`, `sip:clinic-zh@…`),
+        else None (the configured default); the X-CareCall-Mode header, else None (triage)."""
+        lang = (invite.get_header("x-carecall-language") or "").strip().lower() or None
+        if lang is None:
             user = invite.uri.split(":", 1)[-1].split("@")[0].lower()
-            lang = next((x for x in ("zh", "en") if user == x or user.endswith("-" + x)), self.config.default_language)
-        mode = (invite.get_header("x-carecall-mode") or "triage").strip().lower()
-        return lang, mode if mode in ("triage", "followup") else "triage"
+            lang = next((x for x in LANGUAGES if user == x or user.endswith("-" + x)), None)
+        mode = (invite.get_header("x-carecall-mode") or "").strip().lower() or None
+        return lang, mode
 
     def _set_remote(self, rtp: RtpSession, sdp: SdpMessage, codec: g711.G711, dtmf_pt: int | None,
                     signalling_host: str) -> None:
@@ -378,17 +389,17 @@ class SipEndpoint(OutboundCalls):
                 rtp.latch_hosts = frozenset({signalling_host, *([addr[0]] if usable and addr else [])})
         rtp.payload_types = {codec.payload_type} | ({dtmf_pt} if dtmf_pt is not None else set()) | {101}
 
-    async def _run_call(self, session: Session, hub: Any, ticket: Ticket, info: CallInfo) -> dict[str, Any]:
+    async def _run_call(self, session: Session, admitted: Admitted) -> dict[str, Any]:
         clog = call_log("carecall.telephony.sip", session.call_id)
         result: dict[str, Any] = {}
         try:
-            result = await hub.run(ticket, info, session.transport) or {}
-        except CallsBusy as exc:
+            result = await admitted.run(session.transport) or {}
+        except CallsBusy as exc:  # the reserved line was given back (held too long before the answer)
             clog.warning("no line for the call: %s", exc.reason)
         except Exception as exc:
             clog.error("call ended with an error: %r", exc)
         finally:
-            ticket.release()
+            admitted.release()
             await self._hangup_session(session, "call ended")
             await session.transport.aclose()
             self.sessions.pop(session.sip_call_id, None)
@@ -429,7 +440,7 @@ class SipEndpoint(OutboundCalls):
 
     def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
         call_id = request.call_id or ""
-        if call_id in self._tickets:  # still being answered: _answer sees this and gives the line back
+        if call_id in self._admitted:  # still being answered: _answer sees this and gives the line back
             self._cancelled.add(call_id)
         self._end_session(call_id, "caller cancelled")
 

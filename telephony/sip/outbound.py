@@ -16,8 +16,7 @@ from telephony.common import call_log, mask_number
 from telephony.sip.rtp import open_rtp
 from telephony.sip.session import T1, DialResult, Session, codec_choice
 from telephony.sip.transport import RtpTransport
-from voice.events import CallInfo
-from voice.hub import CallsBusy, Ticket
+from voice.admission import AdmissionRefused, Admitted, CallRequest, admit
 
 if TYPE_CHECKING:
     from telephony.sip.endpoint import SipEndpoint
@@ -54,35 +53,27 @@ class OutboundCalls(_Base):
 
     async def dial(self, number_or_uri: str, *, language: str = "zh", mode: str = "followup",
                    params: dict[str, Any] | None = None, ring_timeout: float = 30.0) -> DialResult:
-        """Call a patient and run the call through the hub until it ends."""
+        """Call a patient and run the call through the hub until it ends (admitted, a line taken,
+        before dialling)."""
         if self.uac is None:
             raise RuntimeError("SIP endpoint not started")
-        hub = self._get_hub()
-        if hub is None:
-            return DialResult("failed", reason="worker busy")
         try:
-            ticket = hub.reserve("sip")
-        except CallsBusy as exc:
-            return DialResult("failed", reason=f"worker busy: {exc.reason}")
-        try:
+            admitted = admit(self._get_hub(), CallRequest("sip", language=language, mode=mode, params=params))
+        except AdmissionRefused as exc:
+            return DialResult("failed", reason=f"worker busy: {exc.message}" if exc.busy else exc.message)
+        with admitted:  # the line goes back however the dial ends (no-op once the call ran on it)
             uri, remote = self._target(number_or_uri)
-        except ValueError:
-            ticket.release()
-            raise
-        self.sources.admit_peer(remote[0])  # its answers must get through the allow-list
-        try:
-            return await self._dial(ticket, uri, remote, number_or_uri, language=language, mode=mode,
-                                    params=params, ring_timeout=ring_timeout)
-        finally:
-            ticket.release()
-            self.sources.forget_peer(remote[0])
+            self.sources.admit_peer(remote[0])  # its answers must get through the allow-list
+            try:
+                return await self._dial(admitted, uri, remote, number_or_uri, ring_timeout=ring_timeout)
+            finally:
+                self.sources.forget_peer(remote[0])
 
-    async def _dial(self, ticket: Ticket, uri: str, remote: tuple[str, int], number_or_uri: str, *, language: str,
-                    mode: str, params: dict[str, Any] | None, ring_timeout: float) -> DialResult:
+    async def _dial(self, admitted: Admitted, uri: str, remote: tuple[str, int], number_or_uri: str, *,
+                    ring_timeout: float) -> DialResult:
         assert self.uac is not None
-        hub = self._get_hub()
         who = mask_number(number_or_uri.split("@")[0].removeprefix("sip:"))
-        call_id = hub.new_call_id()
+        call_id = admitted.info.call_id
         clog = call_log("carecall.telephony.sip", call_id)
         box: list[RtpTransport] = []
         rtp = await open_rtp(self.config.host, self.config.rtp_ports, lambda p: box[0].on_packet(p) if box else None,
@@ -134,11 +125,9 @@ class OutboundCalls(_Base):
         session = Session(call_id, sip_call_id, transport, rtp, remote, outgoing=out)
         self.sessions[sip_call_id] = session
         transport.start()
-        info = CallInfo(call_id=call_id, language=language, channel="sip", mode=mode,  # type: ignore[arg-type]
-                        params={"sip_call_id": sip_call_id, "direction": "outbound", "codec": codec.name,
-                                **(params or {})})
+        admitted.add_params(sip_call_id=sip_call_id, direction="outbound", codec=codec.name)
         clog.info("answered (%s)", codec.name)
-        result = await self._run_call(session, hub, ticket, info)
+        result = await self._run_call(session, admitted)
         return DialResult("answered", 200, result=result, duration_s=time.monotonic() - started, call_id=call_id)
 
     async def _retransmit_invite(self, out: Any, remote: tuple[str, int], got: asyncio.Event) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from dialogue.extract import extractor
-from dialogue.numbers import normalise_en, normalise_zh, zh_to_int
 from dialogue.slots import bare_number, extract_slots
+from voice.languages.en.numbers import read_numbers as normalise_en
+from voice.languages.zh.numbers import read_numbers as normalise_zh
+from voice.languages.zh.numbers import zh_to_int
 
 
 @pytest.mark.parametrize(

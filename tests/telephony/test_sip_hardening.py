@@ -76,7 +76,7 @@ async def raw_peer(host: str = "127.0.0.1") -> RawPeer:
 
 
 def invite(peer_host: str, peer_port: int, call_id: str, *, rtp: tuple[str, int] = ("127.0.0.1", 40000),
-           cseq: str = "1 INVITE", branch: str | None = None) -> str:
+           cseq: str = "1 INVITE", branch: str | None = None, extra: str = "") -> str:
     sdp = (f"v=0\r\no=- 1 1 IN IP4 {rtp[0]}\r\ns=-\r\nc=IN IP4 {rtp[0]}\r\nt=0 0\r\n"
            f"m=audio {rtp[1]} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
            "a=sendrecv\r\n")
@@ -84,7 +84,7 @@ def invite(peer_host: str, peer_port: int, call_id: str, *, rtp: tuple[str, int]
             f"Via: SIP/2.0/UDP {peer_host}:{peer_port};branch={branch or 'z9hG4bK' + uuid.uuid4().hex[:16]}\r\n"
             f"From: <sip:caller@{peer_host}>;tag={uuid.uuid4().hex[:8]}\r\nTo: <sip:en@127.0.0.1>\r\n"
             f"Call-ID: {call_id}\r\nCSeq: {cseq}\r\nContact: <sip:caller@{peer_host}:{peer_port}>\r\n"
-            f"Max-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
+            f"Max-Forwards: 70\r\n{extra}Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
 
 
 def options(peer_host: str, peer_port: int, call_id: str) -> str:
@@ -172,6 +172,32 @@ async def test_a_retransmitted_refused_invite_gets_the_same_answer_and_its_ack_i
         peer.transport.close()  # type: ignore[union-attr]
     assert hub.calls == [] and sip_state(ep) == 0
     assert not any(r.startswith("SIP/2.0 200") and "retx-1" in r for r in peer.responses)
+
+
+async def test_an_unsupported_language_or_mode_is_refused_by_admission_and_leaves_nothing() -> None:
+    """SIP is admitted like every other entry point (voice.admission.admit): a language or mode CareCall
+    does not have gets a 400, never a call in another language, and takes no line."""
+    hub = EchoHub(until_hangup, max_calls=2)
+    ep = await started(hub)
+    peer = await raw_peer()
+    asks = {"lang-fr": "X-CareCall-Language: fr\r\n", "mode-x": "X-CareCall-Mode: diagnose\r\n"}
+    try:
+        for call_id, extra in asks.items():
+            peer.send(invite("127.0.0.1", peer.port, call_id, extra=extra), ep.local_addr)
+        await peer.wait_for(lambda: all(c in peer.final for c in asks))
+        assert all(peer.final[c] == 400 for c in asks), peer.final
+        reasons = {header(r, "Call-ID"): r.split("\r\n")[0] for r in peer.responses if r.startswith("SIP/2.0 400")}
+        assert reasons["lang-fr"].endswith("Unsupported Language") and reasons["mode-x"].endswith("Unsupported Mode")
+        readiness = hub.readiness()
+        assert readiness.active == 0 and readiness.ready  # no line was taken for them
+        assert hub.calls == [] and sip_state(ep) == 0
+        # a supported header wins over the request-URI's language (sip:en@...)
+        peer.send(invite("127.0.0.1", peer.port, "lang-zh", extra="X-CareCall-Language: zh\r\n"), ep.local_addr)
+        await hub.wait_started(1)
+        assert hub.calls[0].info.language == "zh" and hub.calls[0].info.params["sip_call_id"] == "lang-zh"
+    finally:
+        await ep.stop()
+        peer.transport.close()  # type: ignore[union-attr]
 
 
 async def test_sip_from_a_source_outside_the_allow_list_gets_no_answer(caplog) -> None:

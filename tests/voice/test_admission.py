@@ -96,6 +96,39 @@ def test_a_reserving_hub_gets_the_line_first_and_back_when_not_answered() -> Non
     assert call.hub.released == 0  # type: ignore[attr-defined]  # ran: the hub owns the line now
 
 
+def test_a_busy_refusal_says_whether_every_line_is_in_use() -> None:
+    """SIP answers 486 when the lines are full and 503 (try another worker) otherwise."""
+    from telephony.sip.endpoint import refusal_status
+    from voice.hub import CallsBusy
+
+    with pytest.raises(AdmissionRefused) as full:
+        admit(ReservingTestHub(lines=0), CallRequest("sip", language="zh"))
+    assert full.value.at_capacity and refusal_status(full.value) == (486, "Busy Here")
+
+    class DrainingHub(ReservingTestHub):
+        def reserve(self, channel: str = "") -> Ticket:
+            raise CallsBusy("draining")
+
+    with pytest.raises(AdmissionRefused) as draining:
+        admit(DrainingHub(), CallRequest("sip", language="zh"))
+    assert draining.value.busy and not draining.value.at_capacity
+    assert refusal_status(draining.value) == (503, "Service Unavailable")
+    with pytest.raises(AdmissionRefused) as starting:
+        admit(None, CallRequest("sip", language="zh"))
+    assert refusal_status(starting.value)[0] == 503
+    with pytest.raises(AdmissionRefused) as bad:
+        admit(ReservingTestHub(), CallRequest("sip", language="fr"))
+    assert refusal_status(bad.value) == (400, "Unsupported Language")
+
+
+def test_what_the_entry_point_learns_while_answering_joins_the_params() -> None:
+    call = admit(ReservingTestHub(), CallRequest("sip", language="en", params={"campaign": "c1"}))
+    call.add_params(sip_call_id="abc", codec="PCMU")
+    assert call.info.params == {"campaign": "c1", "sip_call_id": "abc", "codec": "PCMU"}
+    asyncio.run(call.run(object()))  # type: ignore[arg-type]
+    assert call.hub.ran[0][1].params["sip_call_id"] == "abc"  # type: ignore[attr-defined]
+
+
 def test_an_older_hub_is_checked_and_run_the_old_way() -> None:
     with pytest.raises(AdmissionRefused) as exc:
         admit(OldHub(free=False), CallRequest("webrtc", language="zh"))

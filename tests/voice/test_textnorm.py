@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from voice.textnorm import ClauseSplitter, en_int, normalize, zh_int
+from voice.languages.en.numbers import en_int
+from voice.languages.zh.numbers import zh_int
+from voice.textnorm import ClauseSplitter, normalize
 
 EN = [
     ("Your temperature is 38.5°C.", "Your temperature is thirty-eight point five degrees Celsius."),

@@ -30,6 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from settings import Settings
 from voice.admission import AdmissionRefused, Admitted, CallRequest, admit, hub_of
 from voice.hub import CallsBusy
+from voice.languages import languages
 from web.turn import ice_servers as turn_ice_servers
 from web.widget.guard import RateLimiter, check_rate, client_key, read_json, remote_candidate_filter
 from web.widget.rtc import WebRtcTransport
@@ -45,6 +46,7 @@ STATIC_FILES = {  # name -> media type; nothing else under static/ is served
 }
 MAX_OFFER_BYTES = 32 * 1024  # a browser's audio+data offer is 3-6 KB
 MAX_SMALL_BODY = 1024
+_BAD_LANG = f"lang must be one of {', '.join(languages)}"
 RESTARTING = "the service is restarting; try again shortly"
 BUSY = "all lines are busy; please try again in a few minutes"
 
@@ -178,8 +180,8 @@ class WidgetService:
                 check_rate(self._token_limit, request, "call requests")
                 data = await read_json(request, MAX_SMALL_BODY)
                 lang = data.get("lang", "zh")
-                if lang not in ("zh", "en"):
-                    raise HTTPException(status_code=400, detail="lang must be 'zh' or 'en'")
+                if not isinstance(lang, str) or lang not in languages:
+                    raise HTTPException(status_code=400, detail=_BAD_LANG)
                 if self._closing:
                     raise HTTPException(status_code=503, detail=RESTARTING)
                 return self._json(request, {
@@ -216,8 +218,8 @@ class WidgetService:
         if kind != "offer" or not isinstance(sdp, str) or not sdp.strip():
             raise HTTPException(status_code=400, detail="expected {sdp, type: 'offer', token, lang}")
         lang = data.get("lang")
-        if lang is not None and lang not in ("zh", "en"):
-            raise HTTPException(status_code=400, detail="lang must be 'zh' or 'en'")
+        if lang is not None and (not isinstance(lang, str) or lang not in languages):
+            raise HTTPException(status_code=400, detail=_BAD_LANG)
         try:
             parsed = SessionDescription.parse(sdp)
         except Exception:

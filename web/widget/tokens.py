@@ -11,12 +11,14 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from voice.languages import languages
+
 SALT = "carecall.widget.call-token.v1"
-Language = Literal["zh", "en"]
+Language = str  # a code of voice.languages
 
 
 class TokenError(Exception):
@@ -85,7 +87,7 @@ class CallTokens:
             raise TokenExpired("the call token has expired; reload the widget") from None
         except BadSignature:
             raise TokenInvalid("the call token is not valid") from None
-        if not isinstance(data, dict) or data.get("lang") not in ("zh", "en") or not data.get("jti"):
+        if not isinstance(data, dict) or data.get("lang") not in languages or not data.get("jti"):
             raise TokenInvalid("the call token is not valid")
         params = data.get("p") if isinstance(data.get("p"), dict) else {}
         return CallGrant(token_id=str(data["jti"]), language=data["lang"], params=dict(params))

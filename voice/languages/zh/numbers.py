@@ -1,13 +1,80 @@
-"""Numbers as callers say them: Chinese numerals (三十八, 两, 半), English number words, digits.
-
-`normalise_numbers(text, lang)` rewrites spoken numbers as digits so that the slot patterns in
-`dialogue.slots` only ever see digits: "三十八度三" → "38度3", "two weeks" → "2 weeks"."""
+"""Mandarin numbers both ways: spelled in hanzi for the voice (`zh_int`, `zh_number`, `zh_digits`) and
+read from what callers say into digits (`read_numbers`, `zh_to_int`), so that the dialogue's slot
+patterns only ever see digits."""
 
 from __future__ import annotations
 
 import re
 
-_ZH_DIGITS = {
+# --- spoken by the voice -------------------------------------------------------------------------
+
+DIGITS = "零一二三四五六七八九"
+_ZH_PHONE_DIGITS = "零幺二三四五六七八九"  # 1 as 幺 when reading digits: the way 120 is said aloud
+_ZH_SMALL_UNITS = ((1000, "千"), (100, "百"), (10, "十"))
+# Measure words after which 2 is read 两 (两点, 两天, 两片), not 二.
+MEASURE_WORDS = "点个天次片粒颗周年月岁小分秒毫公千克升瓶支袋杯口位种项下半遍"
+
+
+def _zh_below_10000(n: int) -> str:
+    out, zero_pending = [], False
+    for value, name in _ZH_SMALL_UNITS:
+        digit, n = divmod(n, value)
+        if digit:
+            if zero_pending:
+                out.append("零")
+            out.append(DIGITS[digit] + name)
+            zero_pending = False
+        elif out:
+            zero_pending = True
+    if n:
+        if zero_pending:
+            out.append("零")
+        out.append(DIGITS[n])
+    return "".join(out)
+
+
+def zh_int(n: int) -> str:
+    """Cardinal in hanzi: 120 → 一百二十, 15 → 十五 (not 一十五), 10086 → 一万零八十六."""
+    if n < 0:
+        return "负" + zh_int(-n)
+    if n == 0:
+        return "零"
+    parts: list[str] = []
+    for value, name in ((100_000_000, "亿"), (10_000, "万")):
+        if n >= value:
+            high, n = divmod(n, value)
+            parts.append(zh_int(high) + name)
+            if 0 < n < value // 10:
+                parts.append("零")
+    if n:
+        parts.append(_zh_below_10000(n))
+    text = "".join(parts)
+    if text.startswith("一十"):
+        return text[1:]  # 十五, not 一十五
+    if text[:2] in ("二千", "二万", "二亿"):
+        return "两" + text[1:]  # 两千, the spoken form
+    return text
+
+
+def zh_number(token: str) -> str:
+    token = token.replace(",", "")
+    sign = ""
+    if token.startswith("-"):
+        sign, token = "负", token[1:]
+    whole, _, frac = token.partition(".")
+    text = zh_int(int(whole or "0"))
+    if frac:
+        text += "点" + "".join(DIGITS[int(d)] for d in frac)
+    return sign + text
+
+
+def zh_digits(token: str) -> str:
+    return "".join(_ZH_PHONE_DIGITS[int(d)] for d in token if d.isdigit())
+
+
+# --- heard from callers --------------------------------------------------------------------------
+
+_HEARD_DIGITS = {
     "零": 0,
     "〇": 0,
     "一": 1,
@@ -89,70 +156,18 @@ _ZH_NOT_NUMBERS = (
     "一半",
 )
 
-_EN_UNITS = {
-    "zero": 0,
-    "one": 1,
-    "a": 1,
-    "an": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "thirteen": 13,
-    "fourteen": 14,
-    "fifteen": 15,
-    "sixteen": 16,
-    "seventeen": 17,
-    "eighteen": 18,
-    "nineteen": 19,
-    "couple": 2,
-    "few": 3,
-    "several": 3,
-}
-_EN_TENS = {
-    "twenty": 20,
-    "thirty": 30,
-    "forty": 40,
-    "fifty": 50,
-    "sixty": 60,
-    "seventy": 70,
-    "eighty": 80,
-    "ninety": 90,
-}
-_EN_WORD_RE = re.compile(
-    r"\b(?:(?P<tens>twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-](?P<unit1>one|two|three|four|five|six|seven|eight|nine))?"
-    r"|(?P<unit>zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
-    r"sixteen|seventeen|eighteen|nineteen))"
-    r"(?:\s+hundred(?:\s+and)?(?:\s+(?P<rest>\w+))?)?\b",
-    re.IGNORECASE,
-)
-# "a couple of days", "a few weeks", "several hours", "a day", "an hour": quantity words before a time unit.
-_EN_QUANT_RE = re.compile(
-    r"\b(?:a\s+couple\s+of|a\s+few|several|couple\s+of|a|an)\s+(?=(?:day|week|month|year|hour|minute|"
-    r"fortnight|night)s?\b)",
-    re.IGNORECASE,
-)
-
-
 def zh_to_int(s: str) -> int | None:
     """三十八 → 38, 两 → 2, 一百零一 → 101, 十二 → 12, 二零二四 → 2024 (digit string). None if not a number."""
     if not s:
         return None
-    if all(c in _ZH_DIGITS for c in s):
+    if all(c in _HEARD_DIGITS for c in s):
         if len(s) == 1:
-            return _ZH_DIGITS[s]
-        return int("".join(str(_ZH_DIGITS[c]) for c in s))
+            return _HEARD_DIGITS[s]
+        return int("".join(str(_HEARD_DIGITS[c]) for c in s))
     total, current = 0, 0
     for c in s:
-        if c in _ZH_DIGITS:
-            current = _ZH_DIGITS[c]
+        if c in _HEARD_DIGITS:
+            current = _HEARD_DIGITS[c]
         elif c in _ZH_UNITS:
             unit = _ZH_UNITS[c]
             total += (current or 1) * unit
@@ -168,12 +183,13 @@ def _zh_number(s: str) -> str | None:
         w = zh_to_int(whole)
         if w is None:
             return None
-        return f"{w}.{''.join(str(_ZH_DIGITS[c]) for c in frac)}"
+        return f"{w}.{''.join(str(_HEARD_DIGITS[c]) for c in frac)}"
     n = zh_to_int(s)
     return None if n is None else str(n)
 
 
-def normalise_zh(text: str) -> str:
+def read_numbers(text: str) -> str:
+    """Numbers as callers say them, as digits: "三十八度三" → "38度3", "两三天" → "3天"."""
     # protect idioms that contain numeral characters
     protected: dict[str, str] = {}
     for i, word in enumerate(sorted(_ZH_NOT_NUMBERS, key=len, reverse=True)):
@@ -200,40 +216,3 @@ def normalise_zh(text: str) -> str:
     for key, word in protected.items():
         text = text.replace(key, word)
     return text
-
-
-def normalise_en(text: str) -> str:
-    text = re.sub(r"\b(times|twice|once)\s+an?\s+(day|week|hour|night)", r"\1 per \2", text, flags=re.IGNORECASE)
-    text = re.sub(r"\bhalf\s+(?:a|an)\s+(?=hour|day)", "0.5 ", text, flags=re.IGNORECASE)
-    text = re.sub(r"\b(?:a|an|one)\s+and\s+a\s+half\s+", "1.5 ", text, flags=re.IGNORECASE)
-    text = _EN_QUANT_RE.sub(
-        lambda m: (
-            f"{_EN_UNITS.get(m.group(0).split()[-1].lower(), 1)} "
-            if m.group(0).split()[-1].lower() not in ("of",)
-            else "2 "
-        ),
-        text,
-    )
-
-    def repl(m: re.Match[str]) -> str:
-        if m.group("tens"):
-            n = _EN_TENS[m.group("tens").lower()] + (_EN_UNITS[m.group("unit1").lower()] if m.group("unit1") else 0)
-        else:
-            n = _EN_UNITS[m.group("unit").lower()]
-        if "hundred" in m.group(0).lower():
-            rest = m.group("rest")
-            extra = 0
-            if rest:
-                extra = _EN_UNITS.get(rest.lower(), _EN_TENS.get(rest.lower(), 0))
-            n = n * 100 + extra
-        return str(n)
-
-    text = re.sub(r"\ban?\s+(?=hundred\b)", "one ", text, flags=re.IGNORECASE)  # "a hundred and one" (°F)
-    text = _EN_WORD_RE.sub(repl, text)
-    text = re.sub(r"\b(\d+)\s+and\s+a\s+half\b", r"\1.5", text, flags=re.IGNORECASE)
-    text = re.sub(r"\b(\d+)\s+(?:point|dot)\s+(\d)\b", r"\1.\2", text, flags=re.IGNORECASE)
-    return text
-
-
-def normalise_numbers(text: str, lang: str) -> str:
-    return normalise_zh(text) if lang == "zh" else normalise_en(text)

@@ -1,0 +1,68 @@
+"""The settings object: turn-taking knobs nested once, from the environment under new and old names."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from settings import Settings
+from voice.endpointer import EndpointerConfig
+from voice.turn_taking import LEGACY_ENV, TurnTaking, TurnTakingSettings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.upper().startswith("CARECALL_TURN_TAKING") or key.upper() in LEGACY_ENV:
+            monkeypatch.delenv(key)
+
+
+def test_the_call_loop_and_the_settings_have_the_same_defaults() -> None:
+    built = TurnTaking.from_settings(Settings().turn_taking)
+    assert built == TurnTaking()
+    assert built.endpointer == EndpointerConfig()  # the endpointer's own defaults, not a second copy
+
+
+def test_every_knob_reaches_the_call_loop() -> None:
+    special = {"uncertain_below": 0.25, "vad_aggressiveness": 3}  # bounded knobs
+    changed: dict[str, object] = {}
+    for name, info in TurnTakingSettings.model_fields.items():
+        default = info.default
+        if name in special:
+            changed[name] = special[name]
+        elif isinstance(default, bool):
+            changed[name] = not default
+        else:
+            changed[name] = type(default)(default * 2 + 1)
+    s = TurnTakingSettings(**changed)
+    tt = TurnTaking.from_settings(s)
+    seen = {f.name: getattr(tt, f.name) for f in dataclasses.fields(tt)}
+    seen |= {f.name: getattr(tt.endpointer, f.name) for f in dataclasses.fields(tt.endpointer)}
+    seen["vad_aggressiveness"] = tt.endpointer.aggressiveness
+    read_by_the_dialogue = {"silence_reprompts_before_end"}  # reaches it through dialogue.factory
+    for name, value in changed.items():
+        if name not in read_by_the_dialogue:
+            assert seen[name] == value, name
+
+
+def test_older_flat_names_still_work_and_the_nested_name_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARECALL_ENDPOINT_SILENCE_MS", "650")
+    monkeypatch.setenv("CARECALL_MAX_CALLER_SILENCE_S", "90")
+    s = Settings()
+    assert s.turn_taking.silence_ms == 650 and s.turn_taking.max_silence_s == 90.0
+    monkeypatch.setenv("CARECALL_TURN_TAKING__SILENCE_MS", "700")
+    assert Settings().turn_taking.silence_ms == 700
+    assert Settings().turn_taking.max_silence_s == 90.0  # the other old name still counts
+
+
+def test_every_older_name_maps_to_a_knob() -> None:
+    assert set(LEGACY_ENV.values()) <= set(TurnTakingSettings.model_fields)
+
+
+def test_a_bad_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARECALL_TURN_TAKING__VAD_AGGRESSIVENESS", "7")
+    with pytest.raises(ValueError, match="vad_aggressiveness"):
+        Settings()
