@@ -17,6 +17,7 @@ from typing import Any
 from voice.audio import Pcm
 from voice.clock import Clock
 from voice.conversation import BotAction, DialogueOutput, EndCall, ExpectAnswer, Say, Transfer
+from voice.languages import languages
 from voice.ports import Synthesizer, Transport
 from voice.recording import StereoRecorder
 from voice.reply import Reply, SpokenClause
@@ -106,7 +107,7 @@ class ReplyPlayer:
                 if isinstance(out, str):
                     if timing and timing.first_text is None:
                         timing.first_text = self.clock.now()
-                    reply.text_parts.append(out)
+                    reply.add_text(out, languages[self.language].word_joiner)
                     if isinstance(out, Say) and out.protected:  # its own clauses, marked
                         own = ClauseSplitter(self.language)
                         parts = [(c, False) for c in splitter.flush()]

@@ -76,6 +76,15 @@ class Reply:
     def text(self) -> str:
         return "".join(self.text_parts).strip()
 
+    def add_text(self, part: str, joiner: str) -> None:
+        """Append what the dialogue said: streamed pieces as they come (they carry their own
+        spaces), but a new sentence after a finished one gets the language's joiner, so the record
+        reads "door. I can", not "door.I can"."""
+        last = self.text_parts[-1] if self.text_parts else ""
+        if joiner and last[-1:] in (".", "!", "?") and part[:1].isupper():  # (not "38." + "5")
+            self.text_parts.append(joiner)
+        self.text_parts.append(part)
+
     @property
     def interrupted(self) -> bool:
         return self.heard_s is not None

@@ -1,0 +1,29 @@
+"""What a reply's record says: the dialogue's pieces joined as the language writes them."""
+
+from __future__ import annotations
+
+from voice.reply import Reply
+
+
+def _text(parts: list[str], joiner: str) -> str:
+    reply = Reply("response")
+    for part in parts:
+        reply.add_text(part, joiner)
+    return reply.text
+
+
+def test_sentences_said_one_after_another_are_spaced_in_english() -> None:
+    assert _text(["Please unlock the door.", "I can also put you through to a nurse."], " ") == (
+        "Please unlock the door. I can also put you through to a nurse.")
+    assert _text(["Are you still there?", "A nurse has been alerted."], " ") == (
+        "Are you still there? A nurse has been alerted.")
+
+
+def test_streamed_pieces_keep_their_own_spacing() -> None:
+    assert _text(["How", " long", " have you had it", "?"], " ") == "How long have you had it?"
+    assert _text(["It is 38.5", " degrees."], " ") == "It is 38.5 degrees."
+    assert _text(["It is 38", ".", "5 degrees."], " ") == "It is 38.5 degrees."
+
+
+def test_chinese_sentences_are_not_spaced() -> None:
+    assert _text(["请马上拨打120。", "我会通知护士。"], "") == "请马上拨打120。我会通知护士。"
