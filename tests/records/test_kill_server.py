@@ -47,6 +47,14 @@ def kill(server: RunningServer) -> None:
     if server.process.poll() is None:
         os.killpg(server.process.pid, signal.SIGKILL)
     server.process.wait(30)
+    deadline = time.monotonic() + 30
+    while True:  # every process of the group is gone (a SIGKILLed group dies at once, reaped shortly)
+        try:
+            os.killpg(server.process.pid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, "a process of the killed server's group is still running"
+        time.sleep(0.05)
 
 
 def stop(server: RunningServer) -> None:
