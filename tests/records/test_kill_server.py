@@ -48,13 +48,23 @@ def kill(server: RunningServer) -> None:
         os.killpg(server.process.pid, signal.SIGKILL)
     server.process.wait(30)
     deadline = time.monotonic() + 30
-    while True:  # every process of the group is gone (a SIGKILLed group dies at once, reaped shortly)
-        try:
-            os.killpg(server.process.pid, 0)
-        except ProcessLookupError:
-            return
+    while running_in_group(server.process.pid):  # SIGKILL is delivered at once; dying takes a moment
         assert time.monotonic() < deadline, "a process of the killed server's group is still running"
         time.sleep(0.05)
+
+
+def running_in_group(pgid: int) -> list[int]:
+    """Processes of group `pgid` that are not zombies (a zombie is dead, whether or not PID 1 reaps it)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited while we looked
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state not in ("Z", "X"):
+            alive.append(int(stat.parent.name))
+    return alive
 
 
 def stop(server: RunningServer) -> None:
