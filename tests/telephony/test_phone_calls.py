@@ -107,7 +107,7 @@ async def test_media_streams_call_with_streamdouble(phone_server: RunningServer,
     speech = resample(say(COMPLAINT, "en"), 8000).samples
     data = g711.ulaw_encode(speech)
     frames = [data[i:i + 160].ljust(160, b"\xff") for i in range(0, len(data), 160)]
-    sc = Scenario("complaint", [WaitFor("audio", 20), WaitFor("quiet", 40), Say(Path("complaint.wav"), frames),
+    sc = Scenario("complaint", [WaitFor("audio", 60), WaitFor("quiet", 90), Say(Path("complaint.wav"), frames),
                                  Wait(25.0)])
     url = phone_server.base_url.replace("http", "ws") + "/telephony/twilio/stream"
     custom = await fetch_stream_parameters(url, {"language": "en", "mode": "triage"})  # TwiML, token included
