@@ -4,6 +4,13 @@ webrtcvad decides per 20 ms frame and splits words on gaps of ~100 ms, so speech
 several voiced frames in a short window, and speech end needs a continuous silence (the silence
 wait, adjustable per turn: short after a yes/no question, longer mid-sentence). A pre-roll of
 frames before the trigger is kept so the first syllable reaches the recogniser.
+
+webrtcvad smooths its decisions: after a sound stops it goes on calling frames voiced for a while
+(its hangover: 80 ms after a short sound, 120 ms after a sustained one at aggressiveness 2-3, 100 and
+160 ms at 0-1). Every duration here counts VAD-voiced frames, hangover included, and the waits and
+`min_speech_ms` are tuned that way: 200 ms of voiced span is ~100 ms of sound, so a Mandarin "不"
+(140 ms of sound, 260 ms voiced) is an answer, while a click or knock (≤ 60 ms: ≤ 160 ms voiced) is
+not. A 150 ms sound is as long as that "不": length alone cannot tell it from a word.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ class EndpointerConfig:
     start_voiced_ms: int = 120  # ...and need this much of it voiced
     silence_ms: int = 500  # continuous silence that ends an utterance
     pause_ms: int = 240  # silence after which a pause is announced (speculative decoding)
-    min_speech_ms: int = 200  # shorter utterances are noise (coughs, clicks)
+    min_speech_ms: int = 200  # a shorter voiced span (hangover included) is noise: clicks, knocks
     preroll_ms: int = 300
     max_utterance_s: float = 30.0
     unfinished_hold_ms: int = 1200  # silence wait after an unfinished clause ("and then my…", "然后…")

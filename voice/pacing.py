@@ -118,23 +118,13 @@ class PacedOutput:
     # --- producer side -----------------------------------------------------------------------
     async def push(self, audio: Pcm, marker: Marker | None = None) -> None:
         """Queue bot audio; waits while more than `max_ahead_s` is queued (back-pressure on TTS)."""
-        if audio.sample_rate != self.sample_rate:
-            raise ValueError(f"this output plays {self.sample_rate} Hz audio, got {audio.sample_rate} Hz")
-        while self._pushed - self._taken > self._max_ahead and not self.closed:
+        while not self.push_nowait(audio, marker) and not self.closed:
             self._space.clear()
             await self._space.wait()
-        if self.closed:
-            return
-        if len(audio):
-            self._audio.append(audio.samples)
-            self._pushed += len(audio.samples)
-        if marker is not None:
-            self._marks.append(_Positioned(self._pushed, marker))
-        self._queued_something()
 
-    def push_nowait(self, audio: Pcm) -> bool:
-        """Queue audio without waiting; False (dropped) while more than `max_ahead_s` is queued.
-        For live relays (a nurse hearing the caller) that must never fall behind."""
+    def push_nowait(self, audio: Pcm, marker: Marker | None = None) -> bool:
+        """Queue audio without waiting; False (not queued) while more than `max_ahead_s` is queued or
+        once closed. Live relays (a nurse hearing the caller) that must never fall behind drop it."""
         if audio.sample_rate != self.sample_rate:
             raise ValueError(f"this output plays {self.sample_rate} Hz audio, got {audio.sample_rate} Hz")
         if self.closed or self._pushed - self._taken > self._max_ahead:
@@ -142,6 +132,8 @@ class PacedOutput:
         if len(audio):
             self._audio.append(audio.samples)
             self._pushed += len(audio.samples)
+        if marker is not None:
+            self._marks.append(_Positioned(self._pushed, marker))
         self._queued_something()
         return True
 

@@ -138,13 +138,33 @@ class EchoHub(CallHub):
         self._n += 1
         return f"test{self._n:04d}"
 
-    def wait_calls(self, n: int, timeout: float = 30) -> list[CallRecord]:
+    def _finished(self, n: int) -> bool:
+        return len(self.calls) >= n and all(c.done.is_set() for c in self.calls[:n])
+
+    def _not_finished(self) -> AssertionError:
+        return AssertionError(f"{len(self.calls)} calls, done: {[c.done.is_set() for c in self.calls]}")
+
+    def wait_calls(self, n: int, timeout: float = 60) -> list[CallRecord]:
+        """Until the first `n` calls have ended, for a hub served on another thread (ServerThread).
+        Where the calls run on this thread's event loop, `await until_calls(n)`: this would block it."""
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            raise AssertionError("wait_calls would block this event loop, which runs the calls: await until_calls()")
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.calls) >= n and all(c.done.is_set() for c in self.calls[:n]):
-                return self.calls[:n]
+        while not self._finished(n):
+            if time.monotonic() > deadline:
+                raise self._not_finished()
             time.sleep(0.05)
-        raise AssertionError(f"{len(self.calls)} calls, done: {[c.done.is_set() for c in self.calls]}")
+        return self.calls[:n]
+
+    async def until_calls(self, n: int, timeout: float = 60) -> list[CallRecord]:
+        """Until the first `n` calls have ended, where they run on this event loop (SipEndpoint in the test)."""
+        deadline = time.monotonic() + timeout
+        while not self._finished(n):
+            if time.monotonic() > deadline:
+                raise self._not_finished()
+            await asyncio.sleep(0.02)
+        return self.calls[:n]
 
 
 async def next_event(rec: CallRecord) -> Any:

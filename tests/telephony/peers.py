@@ -69,6 +69,27 @@ async def run_sipp(target: str | None, scenario_path: Path, *, sip_port: int, me
     return SippRun(proc.returncode or 0, text)
 
 
+def udp_bound(port: int) -> bool:
+    """Whether some process has a UDP socket bound to `port` on loopback or any address (read from
+    /proc/net/udp: probing by binding would race the peer that is starting)."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local = line.split()[1]
+                if int(local.rsplit(":", 1)[1], 16) == port:
+                    return True
+    return False
+
+
+async def until_listening(port: int, timeout: float = 60) -> None:
+    """Until a SIPp started as a server (`run_sipp(None, ...)`) listens on `port`: dial it only then."""
+    deadline = time.monotonic() + timeout
+    while not udp_bound(port):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing listens on UDP port {port} after {timeout:.0f} s")
+        await asyncio.sleep(0.02)
+
+
 class Capture:
     """tcpdump on lo for UDP to one port; `packets()` are the RTP packets with arrival times."""
 

@@ -42,7 +42,7 @@ from telephony.lines import PhoneLines
 from telephony.sip.endpoint import SipConfig, SipEndpoint
 from telephony.twilio_webhooks import twilio_signature
 from tests.telephony.conftest import EchoHub, ServerThread, free_port, tone
-from tests.telephony.peers import HAVE_SIPP, run_sipp, scenario, ulaw_file
+from tests.telephony.peers import HAVE_SIPP, run_sipp, scenario, ulaw_file, until_listening
 
 SHANGHAI_NOON = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
 
@@ -173,14 +173,14 @@ async def test_sip_campaign_call_answered_by_sipp(database, tmp_path: Path) -> N
                   talk_ms="2500")
     try:
         sipp = asyncio.create_task(run_sipp(None, sc, sip_port=sip_port, media_port=27600, timeout=20))
-        await asyncio.sleep(0.5)
+        await until_listening(sip_port)
         runner = CampaignRunner(database.engine, {"sip": SipDialer(ep)})
         assert await runner.run_once() == 1
         run = await sipp
     finally:
         await ep.stop()
     assert run.ok, run.output[-1500:]
-    (rec,) = hub.wait_calls(1, timeout=5)
+    (rec,) = await hub.until_calls(1)
     assert rec.info.mode == "followup" and rec.info.language == "zh"
     assert rec.info.params["patient"] == "Zhang Wei" and rec.info.params["department"] == "cardiology"
     with database.session() as session:

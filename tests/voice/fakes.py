@@ -3,11 +3,14 @@ virtual_time.py): the real `voice.call.Call`, endpointer (webrtcvad), clause spl
 and inbound queue, driven by a scripted caller.
 
 - Caller speech is a harmonic "vowel" whose pitch names the utterance (`Speech(start, end, f0)`);
-  `FakeRecognizer` reads the pitch back to the scripted text after `asr_s` of (virtual) time.
+  `FakeRecognizer` reads the pitch back to the scripted text after `asr_s` of (virtual) time (or
+  `slow_finals[n]` for the n-th final), with per-word probabilities from `words`, and keeps the
+  hints each final decode was given.
 - `FakeSynthesizer` renders `seconds_per_char` of a tone per character, in chunks, after
   `first_audio_s`; `hang=True` never yields (a TTS engine that is stuck).
 - `FakeTransport` is a real `PacedTransport`: what it sends is what the caller "hears", time-stamped.
-- `ScriptedDialogue` answers caller texts from a table and records what `heard()` was told.
+- `ScriptedDialogue` answers caller texts from a table and records the utterances it got and what
+  `heard()` was told.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from voice.call import Call, TurnTaking
 from voice.conversation import CallerUtterance, DialogueOutput
 from voice.events import CallerAudio, CallerHangup, CallEvent, CallInfo, Dtmf, Turn, TurnRecorded
 from voice.hub import Engines
-from voice.ports import Transcript
+from voice.ports import RecognitionHints, Transcript, WordInfo
 from voice.transports.base import PacedTransport
 
 RATE = 16_000
@@ -69,28 +72,39 @@ class HangUp:
 
 
 class FakeRecognizer:
-    def __init__(self, texts: dict[float, str], *, asr_s: float = 0.2, partial_s: float = 0.1) -> None:
+    def __init__(self, texts: dict[float, str], *, asr_s: float = 0.2, partial_s: float = 0.1,
+                 slow_finals: dict[int, float] | None = None,
+                 words: dict[str, tuple[WordInfo, ...]] | None = None) -> None:
         self.texts = texts
         self.asr_s = asr_s
         self.partial_s = partial_s
+        self.slow_finals = slow_finals or {}  # the n-th final decode begun (1-based) takes this long
+        self.words = words or {}  # text -> its words with probabilities (finals only)
         self.started = 0  # final decodes begun (some are cancelled as stale)
         self.finals = 0  # final decodes completed
         self.partials = 0
+        self.hints: list[RecognitionHints | None] = []  # what each final decode begun was told to expect
+        self.finished_at: list[float] = []  # loop time each final decode completed
 
     def text_for(self, samples: np.ndarray) -> str:
         f0 = pitch_of(samples)
         best = min(self.texts, key=lambda k: abs(k - f0), default=None)
         return self.texts[best] if best is not None and abs(best - f0) < 8 else ""
 
-    async def transcribe(self, audio: Pcm, language: str, *, partial: bool = False, **_: Any) -> Transcript:
-        self.started += not partial
-        await asyncio.sleep(self.partial_s if partial else self.asr_s)
+    async def transcribe(self, audio: Pcm, language: str, *, partial: bool = False,
+                         hints: RecognitionHints | None = None) -> Transcript:
         if partial:
+            await asyncio.sleep(self.partial_s)
             self.partials += 1
-        else:
-            self.finals += 1
-        return Transcript(self.text_for(audio.samples), language, audio.duration,
-                          self.partial_s if partial else self.asr_s)
+            return Transcript(self.text_for(audio.samples), language, audio.duration, self.partial_s)
+        self.started += 1
+        self.hints.append(hints)
+        took = self.slow_finals.get(self.started, self.asr_s)
+        await asyncio.sleep(took)
+        self.finals += 1
+        self.finished_at.append(now())
+        text = self.text_for(audio.samples)
+        return Transcript(text, language, audio.duration, took, self.words.get(text, ()))
 
 
 class FakeSynthesizer:
@@ -158,6 +172,7 @@ class ScriptedDialogue:
         self._on_dtmf = on_dtmf or {}
         self.heard_calls: list[tuple[str, bool]] = []
         self.utterances: list[str] = []
+        self.received: list[CallerUtterance] = []  # the whole utterances (uncertain words too)
         self.silences: list[int] = []
 
     async def _say(self, outputs: list[DialogueOutput]) -> AsyncIterator[DialogueOutput]:
@@ -169,6 +184,7 @@ class ScriptedDialogue:
 
     def respond(self, utterance: CallerUtterance) -> AsyncIterator[DialogueOutput]:
         self.utterances.append(utterance.text)
+        self.received.append(utterance)
         return self._say(self.answers.get(utterance.text, ["Sorry?"]))
 
     def on_silence(self, count: int) -> AsyncIterator[DialogueOutput]:
@@ -195,6 +211,8 @@ class Scenario:
     synthesizer: FakeSynthesizer = field(default_factory=FakeSynthesizer)
     turn_taking: TurnTaking = field(default_factory=lambda: TurnTaking(partial_interval_s=0.0))
     asr_s: float = 0.2
+    slow_finals: dict[int, float] = field(default_factory=dict)  # FakeRecognizer's
+    words: dict[str, tuple[WordInfo, ...]] = field(default_factory=dict)  # FakeRecognizer's
     duration_s: float = 20.0  # the caller hangs up after this (if nothing ended the call)
     observer_delay_s: float = 0.0  # an observer that takes this long per event (a slow disk)
 
@@ -236,7 +254,7 @@ async def _caller(transport: FakeTransport, script: list[Speech | Key | HangUp],
 
 async def run_scenario(sc: Scenario) -> Outcome:
     transport = FakeTransport()
-    recognizer = FakeRecognizer(sc.texts, asr_s=sc.asr_s)
+    recognizer = FakeRecognizer(sc.texts, asr_s=sc.asr_s, slow_finals=sc.slow_finals, words=sc.words)
     events: list[tuple[float, CallEvent]] = []
 
     async def publish(event: CallEvent) -> None:

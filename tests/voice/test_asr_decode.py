@@ -83,9 +83,9 @@ async def test_batcher_runs_at_once_when_idle_and_batches_what_waits() -> None:
     with ThreadPoolExecutor(2) as ex:
         b: DecodeBatcher[int, int] = DecodeBatcher(run, ex, max_batch=3)
         first = asyncio.ensure_future(b.submit(0))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # submitted: [0] is the batch in flight (one at a time), whenever its thread starts
         waiting = [asyncio.ensure_future(b.submit(i, priority=1 if i == 1 else 0)) for i in (1, 2, 3, 4)]
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # ...and these are queued behind it
         gate.set()
         assert await first == 0
         assert await asyncio.gather(*waiting) == [10, 20, 30, 40]
@@ -109,9 +109,9 @@ async def test_batcher_drops_a_request_cancelled_before_its_turn_and_survives_er
     with ThreadPoolExecutor(1) as ex:
         b: DecodeBatcher[int, int] = DecodeBatcher(run, ex, max_batch=4)
         first = asyncio.ensure_future(b.submit(0))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # [0] in flight
         stale = asyncio.ensure_future(b.submit(5))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # 5 queued behind it
         stale.cancel()
         gate.set()
         await first

@@ -70,6 +70,41 @@ def test_back_pressure_holds_the_producer_to_real_time() -> None:
     run_virtual(main())
 
 
+def test_push_nowait_drops_where_push_would_wait_and_queues_the_same_otherwise() -> None:
+    async def main() -> None:
+        sent: list[Pcm] = []
+
+        async def send(frame: Pcm, bot: bool) -> None:
+            sent.append(frame)
+
+        out = PacedOutput(8000, send=send, max_ahead_s=0.2)
+        marked: list[int] = []
+
+        async def mark() -> None:
+            marked.append(len(sent))
+
+        # not started: nothing leaves, so the queue only fills
+        assert out.push_nowait(tone(0.15, 8000), marker=mark)
+        assert out.push_nowait(tone(0.1, 8000))  # 0.15 s queued: not over the limit yet
+        assert not out.push_nowait(tone(0.1, 8000))  # 0.25 s queued: dropped, never waits
+        assert out.queued_s == pytest.approx(0.25)
+        waiting = asyncio.ensure_future(out.push(tone(0.1, 8000)))  # the same call that push makes, waiting
+        await asyncio.sleep(0)
+        assert not waiting.done() and out.queued_s == pytest.approx(0.25)
+        out.start()
+        await waiting  # room once frames leave on the clock
+        assert await out.wait_for_playout(5.0)
+        assert sum(int((f.samples != 0).sum()) for f in sent) == round(0.35 * 8000)  # the three that were queued
+        assert marked == [8]  # after the frame that finished the first 0.15 s (7.5 frames of 20 ms)
+        with pytest.raises(ValueError, match="8000 Hz"):
+            out.push_nowait(tone(0.1, 16000))
+        await out.close()
+        assert not out.push_nowait(tone(0.1, 8000))  # closed: nothing is queued any more
+        await out.push(tone(0.1, 8000))  # and push returns at once instead of waiting for room
+
+    run_virtual(main())
+
+
 def test_playout_signal_waits_for_the_far_end_and_a_remainder_is_padded_at_the_end() -> None:
     async def main() -> None:
         frames: list[Pcm] = []

@@ -1,22 +1,19 @@
-"""End of turn from the words: the rule (pure), and the real call loop acting on it (fake engines,
-stream time: the endpoint wait is measured in audio fed, not on a wall clock)."""
+"""End of turn from the words: the rule (pure), and the real call loop acting on it (the shared fakes
+on virtual time, tests/voice/fakes.py)."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import pytest
 
-from tests.voice.test_asr_hooks import FakeSynth, FakeTransport, voiced
+from tests.voice.fakes import Scenario, ScriptedDialogue, Speech, run_scenario, vowel
+from tests.voice.virtual_time import run_virtual
 from voice.audio import Pcm
-from voice.call import Call, TurnTaking
-from voice.conversation import CallerUtterance, DialogueOutput, ExpectAnswer
+from voice.call import TurnTaking
+from voice.conversation import ExpectAnswer
 from voice.endpointer import Endpointer, EndpointerConfig, SpeechEnded, SpeechPaused
-from voice.events import CallerAudio, CallerHangup, CallInfo, StateChanged, TurnRecorded
-from voice.hub import Engines
-from voice.ports import RecognitionHints, Transcript
 from voice.turn_end import verdict
+
+SAID = 150.0  # the pitch of the caller's speech (tests/voice/fakes.py)
 
 CASES = [
     ("Yes.", "en", "yes_no", "complete"),
@@ -57,7 +54,7 @@ def feed(ep: Endpointer, audio: Pcm, chunk: int = 320) -> list[object]:
 @pytest.mark.parametrize(("decision", "wait_ms"), [("complete", 240), ("unfinished", 1200), ("unknown", 500)])
 def test_the_endpointer_acts_on_a_decision_at_the_pause(decision: str, wait_ms: int) -> None:
     ep = Endpointer(EndpointerConfig(silence_ms=500, pause_ms=240, unfinished_hold_ms=1200))
-    events = feed(ep, Pcm.concat([Pcm.silence(0.3, 16000), voiced(1.0)], 16000))
+    events = feed(ep, Pcm.concat([Pcm.silence(0.3, 16000), Pcm(vowel(SAID, 0, 16000), 16000)], 16000))
     for _ in range(0, 16000 * 2, 320):
         events += ep.feed(Pcm.silence(0.02, 16000))
         if any(isinstance(e, SpeechPaused) for e in events):
@@ -69,79 +66,25 @@ def test_the_endpointer_acts_on_a_decision_at_the_pause(decision: str, wait_ms: 
     assert (ended.decided_s - ended.speech_end_s) * 1000 == pytest.approx(wait_ms, abs=25)
 
 
-class WordsRecognizer:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.hints: list[Any] = []
-
-    async def transcribe(self, audio: Pcm, language: str, *, partial: bool = False,
-                         hints: RecognitionHints | None = None) -> Transcript:
-        return Transcript(self.text, language, audio.duration, 0.0)
-
-
-class AskOnce:
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    async def opening(self):  # type: ignore[no-untyped-def]
-        yield ExpectAnswer(self.kind)  # type: ignore[arg-type]
-        yield "A question?"
-
-    async def respond(self, utterance: CallerUtterance):  # type: ignore[no-untyped-def]
-        yield "Thanks."
-
-    async def on_silence(self, count: int):  # type: ignore[no-untyped-def]
-        return
-        yield
-
-    async def on_dtmf(self, digit: str):  # type: ignore[no-untyped-def]
-        return
-        yield
-
-    def heard(self, text: str, interrupted: bool) -> None:
-        pass
-
-    def result(self) -> dict[str, Any]:
-        return {}
-
-
-async def endpoint_wait_ms(kind: str, words: str, speech_s: float = 2.0, *, text_turn_end: bool = True) -> float:
-    transport = FakeTransport()
-    engines = Engines(recognizer=WordsRecognizer(words), synthesizers={"en": FakeSynth()},
-                      dialogue=lambda info: AskOnce(kind))
-    listening = asyncio.Event()
-    turns: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def publish(event: DialogueOutput | Any) -> None:
-        if isinstance(event, StateChanged) and event.state == "listening":
-            listening.set()
-        if isinstance(event, TurnRecorded) and event.turn.speaker == "caller":
-            await turns.put(event.turn)
-
-    call = Call(info=CallInfo("c", "en", "websocket"), transport=transport, engines=engines, publish=publish,
-                turn_taking=TurnTaking(partial_interval_s=0, text_turn_end=text_turn_end))
-    running = asyncio.ensure_future(call.run())
-    await asyncio.wait_for(listening.wait(), 10)
-    audio = Pcm.concat([voiced(speech_s), Pcm.silence(2.0, 16000)], 16000)
-    for i in range(0, len(audio), 320):  # 20 ms frames, each given a turn of the loop (the decode runs between)
-        await transport.inbound.put(CallerAudio(Pcm(audio.samples[i : i + 320], 16000)))
-        for _ in range(3):
-            await asyncio.sleep(0)
-        if not turns.empty():
-            break
-    turn = await asyncio.wait_for(turns.get(), 10)
-    await transport.inbound.put(CallerHangup())
-    await asyncio.wait_for(running, 10)
+def endpoint_wait_ms(kind: str, words: str, speech_s: float = 2.0, *, text_turn_end: bool = True) -> float:
+    """The real call loop on virtual time: "A question?" (0.05-0.6 s), then `speech_s` of speech that the
+    recogniser (20 ms a decode) hears as `words`; the endpoint wait of the caller's turn."""
+    dialogue = ScriptedDialogue({words: ["Thanks."]}, opening=[ExpectAnswer(kind), "A question?"])  # type: ignore[arg-type]
+    sc = Scenario([Speech(1.0, 1.0 + speech_s, SAID)], dialogue, {SAID: words}, asr_s=0.02,
+                  turn_taking=TurnTaking(partial_interval_s=0, text_turn_end=text_turn_end), duration_s=speech_s + 5)
+    o = run_virtual(run_scenario(sc))
+    (turn,) = [t for t in o.turns() if t.speaker == "caller"]
+    assert turn.text == words
     assert turn.metrics is not None and turn.metrics.endpoint_wait_ms is not None
     return turn.metrics.endpoint_wait_ms
 
 
-async def test_an_answer_that_satisfies_the_question_ends_the_turn_at_the_pause() -> None:
-    with_rule = await endpoint_wait_ms("number", "Thirty eight point five, I think.")
-    without = await endpoint_wait_ms("number", "Thirty eight point five, I think.", text_turn_end=False)
+def test_an_answer_that_satisfies_the_question_ends_the_turn_at_the_pause() -> None:
+    with_rule = endpoint_wait_ms("number", "Thirty eight point five, I think.")
+    without = endpoint_wait_ms("number", "Thirty eight point five, I think.", text_turn_end=False)
     assert with_rule <= 300 < without  # 2 s of speech is past the short-answer wait: 500 ms without the rule
 
 
-async def test_an_unfinished_clause_holds_the_turn_open() -> None:
-    assert await endpoint_wait_ms("free", "And then my") >= 1150
-    assert await endpoint_wait_ms("free", "I have a sore throat.") == pytest.approx(500, abs=30)
+def test_an_unfinished_clause_holds_the_turn_open() -> None:
+    assert endpoint_wait_ms("free", "And then my") >= 1150
+    assert endpoint_wait_ms("free", "I have a sore throat.") == pytest.approx(500, abs=30)

@@ -60,17 +60,18 @@ async def test_barge_in_stops_the_bot_and_marks_the_turn(carecall_server, say) -
     first = say("I have had a cough for three days.", "en")
     interruption = say("Sorry, wait, I also have a pain in my chest when I breathe in deeply.", "en")
     async with CallerSession(carecall_server.ws_url, "en", sample_rate=16000) as line:
-        await line.wait_bot_quiet(since=0.0, quiet_s=0.5)
+        assert await line.wait_bot_quiet(since=0.0, quiet_s=0.5, timeout=120), line.report.events
         sent = await line.say(first)
-        started = await line.wait_bot_audio(since=sent, timeout=20)
+        started = await line.wait_bot_audio(since=sent, timeout=120)
         assert started is not None
         await asyncio.sleep(0.4)  # the bot is mid-reply
         barge_at = time.monotonic()
         await line.say(interruption)
-        clear = await line.wait_event("clear", timeout=10)
+        clear = await line.wait_event("clear", timeout=60)
         assert clear is not None
-        # the bot stopped within the barge-in threshold plus decoding slack
-        assert clear["_at"] - barge_at < 2.0
+        # the bot stopped within the barge-in threshold (600 ms of speech, exact on virtual time in
+        # test_call_loop) plus the slack of a loaded 2-core machine, not after the whole sentence (~4 s)
+        assert clear["_at"] - barge_at < 3.5
         # no bot audio of the interrupted reply keeps flowing after the clear
         after = [t for t in line.bot_audio_times if clear["_at"] + 0.15 < t < clear["_at"] + 0.6]
         assert not after
@@ -90,7 +91,7 @@ async def test_barge_in_stops_the_bot_and_marks_the_turn(carecall_server, say) -
 
 async def test_a_backchannel_does_not_interrupt(carecall_server, say) -> None:
     async with CallerSession(carecall_server.ws_url, "en") as line:
-        first = await line.wait_bot_audio(since=0.0, timeout=20)
+        first = await line.wait_bot_audio(since=0.0, timeout=120)
         assert first is not None
         await asyncio.sleep(0.3)
         await line.say(say("Okay.", "en"))
@@ -182,7 +183,8 @@ async def test_a_vanishing_client_does_not_harm_other_calls(carecall_server, say
     import httpx
 
     async with httpx.AsyncClient() as client:
-        for _ in range(50):
+        deadline = time.monotonic() + 60  # the server notices each vanished socket and ends its call
+        while time.monotonic() < deadline:
             health = (await client.get(f"{carecall_server.base_url}/healthz")).json()
             if health["calls"] == 0:
                 break

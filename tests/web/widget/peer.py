@@ -94,7 +94,7 @@ class ClientPeer:
         parts = [a for t, a in self.received if t >= since and (until is None or t <= until)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
-    async def wait_message(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+    async def wait_message(self, kind: str, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for m in self.messages:
@@ -103,7 +103,7 @@ class ClientPeer:
             await asyncio.sleep(0.02)
         raise AssertionError(f"no {kind!r} message; got {self.messages}")
 
-    async def wait_state(self, state: str, timeout: float = 10.0) -> None:
+    async def wait_state(self, state: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while self.pc.connectionState != state and time.monotonic() < deadline:
             await asyncio.sleep(0.02)

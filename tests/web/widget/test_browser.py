@@ -169,7 +169,13 @@ def test_barge_in_silences_the_bot_at_once(
         page = hospital_page(browser, server.url, transport=transport)
         start_call(page)
         wait_for(page, "t.messages.some(m => m[1].type === 'clear')", 60, "the barge-in")
-        time.sleep(1.6)
+        # until the levels cover the window checked below (sampled every 50 ms, later on a loaded machine)
+        wait_for(page, "(() => { const c = t.messages.find(m => m[1].type === 'clear')[0];"
+                       " const again = t.messages.find(m => m[0] > c && m[1].type === 'state'"
+                       " && m[1].state === 'speaking');"
+                       " const end = Math.min(c + 1500, again ? again[0] - 100 : Infinity);"
+                       " return t.levels.some(l => l[0] >= end); })()",
+                 30, "the levels after the barge-in")
         messages = trace(page)["messages"]
         cleared = next(t for t, m in messages if m["type"] == "clear")
         talking = levels_between(page, cleared - 2500, cleared - 100)

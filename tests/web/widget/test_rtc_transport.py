@@ -26,11 +26,19 @@ async def connect(client: ClientPeer, **kwargs) -> WebRtcTransport:  # type: ign
     pc.addTrack(transport.track)
     await pc.setLocalDescription(await pc.createAnswer())
     await client.accept({"sdp": pc.localDescription.sdp, "type": "answer"})
-    assert await transport.wait_connected(10)
+    assert await transport.wait_connected(30)  # ICE on loopback: quick, slower on a loaded machine
     return transport
 
 
-async def next_audio(transport: WebRtcTransport, timeout: float = 5.0) -> CallerAudio:
+async def until(condition, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Until `condition()` holds (audio the client peer received, frames the track sent)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def next_audio(transport: WebRtcTransport, timeout: float = 30.0) -> CallerAudio:
     deadline = time.monotonic() + timeout
     while True:
         event = await asyncio.wait_for(transport.receive(), max(0.1, deadline - time.monotonic()))
@@ -49,21 +57,27 @@ async def test_caller_audio_arrives_at_the_loop_rate_and_echo_comes_back() -> No
         assert abs(dominant_hz(caller.samples, 48_000) - 440) < 20
         assert rms(caller.samples) > 0.1
 
-        # loop -> caller: echo 1 s of it back through the outbound track
+        # loop -> caller: echo 0.8 s of it back through the outbound track
         start = time.monotonic()
         frames_before = transport.track.frames_sent
         await transport.send_audio(caller)
-        await asyncio.sleep(1.5)
-        back = client.audio_since(start)
+        assert await transport.wait_for_playout(30)
         frames = transport.track.frames_sent - frames_before
         elapsed = time.monotonic() - start
+
+        def loud_back() -> np.ndarray:
+            back = client.audio_since(start)
+            return back[np.abs(back) > 1000]
+
+        await until(lambda: len(loud_back()) > 0.5 * 48_000)  # at least half a second of it came back
+        back = client.audio_since(start)
         assert rms(back) > 0.05
-        loud = back[np.abs(back) > 1000]
-        assert len(loud) > 0.5 * 48_000  # at least half a second of it came back
         assert abs(dominant_hz(back, 48_000) - 440) < 20
-        assert len(loud) < 1.1 * len(caller.samples)  # nothing played twice
-        # paced in real time: 20 ms frames at 50 a second, not a burst
-        assert abs(frames - elapsed * 50) < 15, (frames, elapsed)
+        assert len(loud_back()) < 1.1 * len(caller.samples)  # nothing played twice
+        # every frame sent, paced in real time (20 ms frames at 50 a second), not a burst
+        n = len(caller.samples) // 960
+        assert n <= frames <= n + 1, (frames, n)  # (+1: a frame already being pulled when it was queued)
+        assert elapsed >= n * 0.02 - 0.1, (n, elapsed)
     finally:
         await transport.close()
         await client.close()
@@ -76,15 +90,17 @@ async def test_clear_silences_the_bot_at_once_and_played_s_counts_what_was_heard
         tone = (0.4 * 32767 * np.sin(2 * np.pi * 300 * np.arange(5 * 48_000) / 48_000)).astype(np.int16)
         transport.mark_turn()
         await transport.send_audio(Pcm(tone, 48_000))  # 5 s queued
-        await asyncio.sleep(0.8)
+        start = time.monotonic()
+        await until(lambda: transport.played_s() >= 0.8 and len(client.audio_since(start)) > 0.6 * 48_000)
+        played = transport.played_s()
         cleared_at = time.monotonic()
         heard = await transport.clear()  # what the caller heard of this turn
-        assert 0.5 < heard < 1.1
+        assert played <= heard < played + 0.1 and heard < 5.0
         assert transport.track.queued_s == 0
         assert transport.played_s() == heard  # the turn stops where it was cut
         transport.mark_turn()
         assert transport.played_s() == 0.0
-        await asyncio.sleep(0.8)
+        await until(lambda: len(client.audio_since(cleared_at + 0.25)) >= 0.5 * 48_000)  # silence frames keep coming
         before = client.audio_since(cleared_at - 0.5, cleared_at)
         after = client.audio_since(cleared_at + 0.25)  # one frame + the jitter buffer
         assert rms(before) > 0.1
@@ -101,8 +117,9 @@ async def test_send_audio_waits_when_far_ahead_of_real_time() -> None:
         start = time.monotonic()
         for _ in range(10):  # 2 s of audio in 200 ms chunks
             await transport.send_audio(Pcm.silence(0.2, 48_000))
+            assert transport.track.queued_s <= 0.5 + 0.2 + 0.001  # never more than max_ahead + one piece
         elapsed = time.monotonic() - start
-        assert 1.2 < elapsed < 2.5  # it had to wait for ~1.5 s to be played
+        assert elapsed > 1.2  # it had to wait for ~1.5 s to be played (longer on a loaded machine)
     finally:
         await transport.close()
         await client.close()
@@ -151,7 +168,7 @@ async def test_client_closing_the_connection_ends_the_call() -> None:
     client = ClientPeer()
     transport = await connect(client)
     await client.close()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         event = await asyncio.wait_for(transport.receive(), max(0.1, deadline - time.monotonic()))
         if isinstance(event, CallerHangup):

@@ -154,7 +154,7 @@ async def test_a_token_opens_exactly_one_call(served) -> None:  # type: ignore[n
     assert r.status_code == 403 and "already used" in r.json()["detail"]
     await again.close()
     # the call runs on the hub in the token's language, then ends when the caller hangs up
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # ICE and the first frames on loopback: slow on a loaded machine
     while not (hub.runs and hub.runs[0]["frames"] > 10) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert hub.runs[0]["info"].language == "zh" and hub.runs[0]["info"].channel == "webrtc"
@@ -192,7 +192,7 @@ async def test_concurrent_peer_connections_are_capped(echo_hub: EchoHub) -> None
         assert r2.status_code == 429
         assert widget.tokens.peek(t2)  # refused before the token was spent
         # the first never connects (its answer is never applied): closed and forgotten in time
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # ICE and the first frames on loopback: slow on a loaded machine
         while widget.transports and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert not widget.transports and not widget._tasks
