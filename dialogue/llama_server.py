@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -20,6 +23,22 @@ MODEL_ALIAS = "smollm2-135m-instruct"
 
 class LlamaServerError(RuntimeError):
     pass
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel kills it when `carecall serve` dies, however it dies
+    (kill -9, the OOM killer), so no orphan keeps the model's memory and the port."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
 
 
 class LlamaServer:
@@ -60,8 +79,13 @@ class LlamaServer:
             "--interrupt_requests",
             "False",
         ]
+        if await asyncio.to_thread(_port_taken, self.host, self.port):
+            # whatever answers there is not the server we are about to start (an orphan of an
+            # earlier run, another program): never talk to it as if it were ours
+            raise LlamaServerError(f"port {self.port} is already in use; set CARECALL_LLM_PORT to a free one")
         self._proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         self._stderr_tail = b""
         self._stderr_reader = asyncio.create_task(self._drain_stderr())

@@ -80,3 +80,65 @@ async def test_a_missing_model_file_fails_clearly(tmp_path) -> None:
     server = LlamaServer(tmp_path / "missing.gguf", port=free_port())
     with pytest.raises(LlamaServerError, match="exited"):
         await server.start(timeout_s=30)
+
+
+async def test_a_port_someone_already_answers_on_is_refused_not_shared() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = LlamaServer(smollm2_gguf(), port=taken.getsockname()[1])
+        with pytest.raises(LlamaServerError, match="already in use"):
+            await server.start(timeout_s=30)
+
+
+CHILD = """
+import asyncio, sys
+from dialogue.llama_server import LlamaServer
+from voice.models import smollm2_gguf
+
+async def main():
+    server = LlamaServer(smollm2_gguf(), port=int(sys.argv[1]))
+    await server.start(timeout_s=120)
+    print(server._proc.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_the_embedded_llm_dies_with_a_server_that_is_killed(tmp_path) -> None:
+    """kill -9 of `carecall serve` (or the OOM killer) leaves no llama.cpp orphan holding the port."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen([sys.executable, "-c", CHILD, str(free_port())], cwd=root,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()  # waits for the llama server to answer (its own bound)
+        assert line.strip().isdigit(), f"the child did not start its llama server: {line!r}"
+        llama_pid = int(line)
+        os.kill(parent.pid, signal.SIGKILL)  # the parent only, not its process group
+        parent.wait(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(llama_pid, 0)
+            except ProcessLookupError:
+                return
+            with open(f"/proc/{llama_pid}/stat") as stat:  # a zombie waiting for init is gone too
+                if stat.read().split(") ", 1)[1].startswith("Z"):
+                    return
+            time.sleep(0.2)
+        os.kill(llama_pid, signal.SIGKILL)
+        raise AssertionError("the llama.cpp server outlived the killed parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
