@@ -41,10 +41,10 @@ class CallRecorder:
         self._commits: dict[int, asyncio.Future[None]] = {}  # finished turns waiting for their commit
         self.commit_wait_s = 2.0
 
-    async def on_event(self, event: CallEvent) -> None:
+    async def on_event(self, event: CallEvent) -> bool | None:
         self.feed.apply(event)  # console viewers first: a red flag must not wait for a disk
         if not isinstance(event, _STORED):
-            return
+            return None
         if self._task is None:
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._writer(), name="records-writer")
@@ -57,6 +57,8 @@ class CallRecorder:
             done = self._commits[id(event)] = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(done), self.commit_wait_s)
+            return done.done()  # False: the client is told the turn is not stored yet
+        return None
 
     async def flush(self) -> None:
         if self._queue is not None:

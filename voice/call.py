@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -208,7 +209,8 @@ class Call:
         while True:
             event = await self._outbox.get()
             try:
-                await self._publish(event)
+                if await self._publish(event) is False and isinstance(event, TurnRecorded):
+                    event = dataclasses.replace(event, stored=False)  # final, but not yet on disk
                 await self.transport.send_event(event)
             except Exception as exc:  # the caller's client went away; the hang-up will follow
                 log.debug("call %s: event not delivered: %r", self.info.call_id[:8], exc)

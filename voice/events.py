@@ -96,6 +96,9 @@ class PartialTranscript:
 class TurnRecorded:
     call_id: str
     turn: Turn
+    # False when the call record could not confirm the commit in time (a slow or unreachable
+    # database): the client is told the turn is final but not yet stored (issue 10 #6)
+    stored: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,17 +127,22 @@ class CallHub:
     def new_call_id() -> str:
         return uuid.uuid4().hex
 
-    async def publish(self, event: CallEvent) -> None:
-        """Give an event to every observer; one failing observer never harms the call or the others."""
+    async def publish(self, event: CallEvent) -> bool:
+        """Give an event to every observer; one failing observer never harms the call or the others.
+        False when an observer could not confirm that it stored the event (see CallObserver)."""
+        stored = True
         if isinstance(event, TurnRecorded) and event.turn.metrics is not None:
             v2v = event.turn.metrics.voice_to_voice_ms
             if v2v is not None:
                 self.budget.voice_to_voice(v2v / 1000)
         for observer in list(self._observers):
             try:
-                await observer.on_event(event)
+                if await observer.on_event(event) is False:
+                    stored = False
             except Exception:  # an observer's bug must not end a patient's call
                 log.exception("observer %s failed on %s", type(observer).__name__, type(event).__name__)
+                stored = False
+        return stored
 
     # --- admission ---------------------------------------------------------------------------
     @property

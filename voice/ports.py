@@ -126,4 +126,7 @@ class Prefetching(Protocol):
 class CallObserver(Protocol):
     """Anything that follows a call's events: the call record, the console's live view, metrics."""
 
-    async def on_event(self, event: CallEvent) -> None: ...
+    async def on_event(self, event: CallEvent) -> bool | None:
+        """Follow one event. The call record answers a finished turn with True once it is
+        committed, False if it could not confirm that in time; others answer None."""
+        ...

@@ -179,6 +179,7 @@ def event_to_json(event: CallEvent, *, emergency_number: str | None = None) -> d
             "heard_text": t.heard_text,
             "metrics": _finite(dataclasses.asdict(t.metrics)) if t.metrics else None,
             **({"protected": True} if t.protected else {}),  # safety advice, finished or repeated
+            **({} if event.stored else {"stored": False}),  # the record could not confirm it yet
         }
     if isinstance(event, ActionTaken):
         a = event.action

@@ -208,3 +208,44 @@ async def test_one_bad_event_does_not_stop_the_record(database):
     with database.session() as s:
         idx = s.scalars(select(Turn.idx).where(Turn.call_id == "call-bug").order_by(Turn.idx)).all()
         assert idx == [0, 2, 3, 4] and s.get(Call, "call-bug").status == "ended"
+
+
+async def test_a_turn_the_database_cannot_confirm_in_time_is_told_as_not_yet_stored(database):
+    """Issue 10 #6: a finished turn is committed before the client is told it is final, or the
+    event says it is not stored yet; the turn is still stored once the database answers."""
+    from voice.events import TurnRecorded
+    from voice.hub import CallHub
+    from voice.wire import event_to_json
+
+    recorder = CallRecorder(database)
+    real_write = recorder.write
+    slow = {"on": False}
+
+    def write(event):
+        if slow["on"] and isinstance(event, TurnRecorded):
+            time.sleep(0.5)  # (in the writer thread) a disk slower than the wait
+        real_write(event)
+
+    recorder.write = write  # type: ignore[method-assign]
+    hub = CallHub(None, lambda *a, **k: None, 1)  # type: ignore[arg-type]  # only its observer fan-out
+    hub.add_observer(recorder)
+    answers = []
+    turns = []
+    for event in triage_call("call-slow"):
+        if isinstance(event, CallEnded):
+            break
+        if isinstance(event, TurnRecorded):
+            slow["on"] = len(turns) == 2  # the third turn meets a disk slower than the wait
+            recorder.commit_wait_s = 0.05 if slow["on"] else 30.0
+            turns.append(event)
+            answers.append(await hub.publish(event))
+        else:
+            await hub.publish(event)
+    assert answers == [True, True, False, True, True]
+    from dataclasses import replace
+
+    assert "stored" not in event_to_json(turns[0])
+    assert event_to_json(replace(turns[2], stored=False))["stored"] is False
+    await recorder.aclose()
+    with database.session() as s:
+        assert s.scalar(select(func.count()).select_from(Turn).where(Turn.call_id == "call-slow")) == 5
