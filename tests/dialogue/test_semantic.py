@@ -217,28 +217,3 @@ def test_issue_examples_end_in_the_right_place() -> None:
     assert r.disposition in ("emergency", "emergency_ambulance"), r.disposition
     r = triage_text("咽不下口水，说话像含着东西，发烧39度", "zh")
     assert r.disposition in ("emergency", "emergency_ambulance"), r.disposition
-
-
-def test_a_red_flag_reading_nearly_as_close_as_the_best_is_kept_for_confirmation() -> None:
-    """When unsure, ask: the encoder cannot tell "呕出来都是血" as bleeding from vomiting blood, so the red-flag
-    reading close behind the best is suspected; a far one, one below `low`, one the lexicon's own reading
-    explains as well, and a reading that is no red flag are not."""
-    from dialogue.semantic import EXPLAIN_ALARM, WATCH_MARGIN, Match, Thresholds, watched
-
-    th = Thresholds(high=0.86, low=0.62)
-    alarm = frozenset({"vomiting_blood"})
-
-    def m(key: str, score: float) -> Match:
-        return Match(tuple(key.split("+")), "呕出来都是血", score, "")
-
-    best = [m("bleeding", 0.76), m("vomiting_blood", 0.76 - WATCH_MARGIN + 0.01), m("cough", 0.74)]
-    assert [x.findings for x in watched(best, 0.40, th, alarm)] == [("vomiting_blood",)]
-    far = [m("bleeding", 0.76), m("vomiting_blood", 0.76 - WATCH_MARGIN - 0.01)]
-    assert watched(far, 0.40, th, alarm) == []
-    below = [m("bleeding", 0.64), m("vomiting_blood", 0.61)]
-    assert watched(below, 0.40, th, alarm) == []
-    explained = [m("vomiting_blood", 0.70)]
-    assert watched(explained, 0.70 - EXPLAIN_ALARM + 0.01, th, alarm) == []
-    assert [x.findings for x in watched(explained, 0.70 - EXPLAIN_ALARM - 0.01, th, alarm)] == [("vomiting_blood",)]
-    joined = [m("chest_pain+sweating", 0.70)]  # "+" joins findings only to say a red flag
-    assert [x.findings for x in watched(joined, 0.0, th, frozenset())] == [("chest_pain", "sweating")]
