@@ -46,6 +46,7 @@ class Terms:
     mother: re.Pattern[str] | None = None
     not_patient: re.Pattern[str] | None = None
     adult_age: re.Pattern[str] | None = None
+    newborn: re.Pattern[str] | None = None
 
 
 def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) -> Terms:
@@ -66,7 +67,13 @@ def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) 
         for group, weight in (("strong", STRONG), ("weak", WEAK)):
             for term in groups.get(group) or []:
                 t.patterns.append((dept, weight, compile_many([str(term)], lang, where=f"{path}: {dept}.{group}")))
-    names = {"child": "child_terms", "mother": "mother_context", "not_patient": "not_patient", "adult_age": "adult_age"}
+    names = {
+        "child": "child_terms",
+        "mother": "mother_context",
+        "not_patient": "not_patient",
+        "adult_age": "adult_age",
+        "newborn": "newborn_terms",
+    }
     extra = set(data) - {"departments", *names.values()}
     if extra:
         raise ProtocolError(f"{path}: unknown key(s) {', '.join(sorted(extra))}")
@@ -128,6 +135,17 @@ def child_patient(texts: list[str], lang: str, age: float | None, paediatric_bel
     return bool(t.child.search(cleaned))
 
 
+def newborn_patient(texts: list[str], lang: str) -> bool:
+    """A newborn is the patient ("刚出生的宝宝鼻子上有黄点", "my 10 day old"): Chinese hospitals see newborns in
+    paediatrics (新生儿科) whatever the organ, and a question about feeding one is about the baby, not the mother."""
+    t = terms(lang)
+    if t.newborn is None:
+        return False
+    joined = "\n".join(texts)
+    cleaned = t.not_patient.sub(" ", joined) if t.not_patient is not None else joined
+    return bool(t.newborn.search(cleaned))
+
+
 def route(
     texts: list[str], lang: str, chief_department: str | None, level: str, age: float | None, kn: Knowledge
 ) -> str:
@@ -150,5 +168,7 @@ def route(
     if dept in deps.get("paediatric_override", []) and child_patient(
         texts, lang, age, deps.get("paediatric_age_below", 14)
     ):
+        dept = deps.get("paediatrics", "paediatrics")
+    elif dept != deps.get("obstetrics", "obstetrics_gynaecology") and newborn_patient(texts, lang):
         dept = deps.get("paediatrics", "paediatrics")
     return dept

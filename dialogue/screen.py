@@ -169,8 +169,9 @@ class Screen:
     def settled(self, it: ScreenItem, facts: Facts) -> bool:
         if it.slot is not None:
             return facts.num(it.slot) is not None
-        if any(facts.present(f) for f in it.findings):
-            return True  # the red-flag rules take over
+        # A present finding settles nothing by itself: had it raised a red flag the call would have escalated
+        # and never reached the screen, so the threat is still open ("I'm all sweaty" says nothing about chest
+        # pain). Settled when excluded (the broad finding denied) or when every finding of it is known.
         if it.general is not None and facts.known(it.general) and not facts.present(it.general):
             return True
         return all(facts.known(f) for f in it.findings)

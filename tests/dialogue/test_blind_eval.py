@@ -55,10 +55,8 @@ def test_every_triage_red_flag_has_blind_lay_statements_in_both_languages() -> N
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "main engine 2026-12-02: 14 of 64 red-flag statements under-triaged (accuracy3 78.1%): "
-        "cardiac_chest_pain en-1 en-2 zh-1 zh-2, stroke_signs en-1, severe_breathing en-1, sepsis_signs "
-        "en-1, major_bleeding en-1, gi_bleeding zh-2, pregnancy_emergency en-2, suicide_risk en-1, "
-        "overdose_or_poisoning en-1 zh-1, infant_dehydration zh-1"
+        "branch understanding 2026-12-02: 4 of 64 red-flag statements under-triaged (accuracy3 85.9%): "
+        "cardiac_chest_pain zh-2, sepsis_signs en-1, pregnancy_emergency en-2, infant_dehydration zh-1"
     ),
 )
 def test_no_emergency_under_triaged_on_blind_red_flag_statements() -> None:
@@ -69,9 +67,8 @@ def test_no_emergency_under_triaged_on_blind_red_flag_statements() -> None:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "main engine 2026-12-02: 6 of the 14 emergencies in the register set under-triaged: zh-04 "
-        "(胸口蒙 喘不上器), zh-05 (安媚药), zh-06 (rambling, tarry stool), zh-07 (Cantonese 晕低咗), zh-08 "
-        "(胎动 没动静), en-03 (\"went down and started jerking\")"
+        "branch understanding 2026-12-02: 4 of the 14 emergencies in the register set under-triaged: "
+        "zh-06, zh-07, zh-08, en-03 (accuracy3 75.0%)"
     ),
 )
 def test_no_emergency_under_triaged_in_untuned_registers() -> None:
@@ -90,9 +87,8 @@ def test_red_flag_confirmation_on_at_most_15_percent_of_non_emergency_statements
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "main engine 2026-12-02: 9 of 56 conversations under-triaged (accuracy3 82.1%): en-baby-fever, "
-        "zh-baby-fever, en-weak-stroke, en-sad-plan, zh-mood-risk, en-testicle, zh-cut-pouring, "
-        "en-toddler-battery, zh-toddler-battery (the opening was not understood, so no question was asked)"
+        "branch understanding 2026-12-02: 2 of 56 conversations under-triaged (accuracy3 96.4%): "
+        "en-testicle, zh-toddler-battery"
     ),
 )
 def test_no_emergency_under_triaged_in_blind_conversations() -> None:
@@ -113,8 +109,8 @@ def test_false_alarms_rarely_raise_or_confirm_a_red_flag() -> None:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "main engine 2026-12-02: accuracy3 72.3% on the 148 blind statements (en 71.6%, zh 73.0%), "
-        "accuracy5 56.1%"
+        "branch understanding 2026-12-02: accuracy3 80.4% on the 148 blind statements (en 81.1%, zh "
+        "79.7%), accuracy5 61.5%"
     ),
 )
 def test_blind_statement_accuracy3_at_least_90_percent() -> None:
@@ -126,8 +122,8 @@ def test_blind_statement_accuracy3_at_least_90_percent() -> None:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "main engine 2026-12-02: department top-1 46.7% on the 30 blind department statements, 46.6% on "
-        "the 88 zh TEST-split questions"
+        "branch understanding 2026-12-02: department top-1 90.0% on the 30 blind department statements, "
+        "84.1% on the 88 zh TEST-split questions (target 85%)"
     ),
 )
 def test_department_top1_at_least_85_percent() -> None:

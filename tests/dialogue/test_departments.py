@@ -49,6 +49,10 @@ DATA = next(
         ("en", "I need to see someone about my wisdom tooth", "stomatology"),
         ("en", "I've been so depressed and anxious I can't work", "psychiatry"),
         ("en", "my 3 year old has had a cough for a week", "paediatrics"),
+        # a newborn is seen in paediatrics whatever the organ (新生儿科), even a question about feeding
+        ("zh", "刚出生的宝宝眼睛有分泌物", "paediatrics"),
+        ("zh", "孩子刚出生，没有母乳，喂奶粉用什么姿势好", "paediatrics"),
+        ("en", "my 10 day old has sticky eyes", "paediatrics"),
     ],
 )
 def test_common_reasons_go_to_their_clinic(lang: str, text: str, dept: str) -> None:
@@ -108,3 +112,7 @@ def test_development_split_top1() -> None:
     dev = [r for r in rows if hashlib.sha1(r["text"].encode("utf-8")).hexdigest()[0] not in "01234"]
     right = sum(triage_text(r["text"], "zh").department in r["departments"] for r in dev)
     assert right / len(dev) >= 0.85, right / len(dev)
+
+
+def test_a_mother_who_just_gave_birth_is_not_a_newborn_patient() -> None:
+    assert triage_text("我刚生完孩子，伤口有点疼", "zh").department != "paediatrics"

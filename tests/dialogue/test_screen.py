@@ -369,3 +369,19 @@ async def test_keypad_answers_work_for_the_screen() -> None:
     assert {x["item"]: x["answer"] for x in c.d.result()["screen"]}["chest"] == "no"
     out = [o async for o in c.d.on_dtmf("1")]  # 1 = yes, to the next bundle: which one?
     assert any("是哪一种" in o for o in out if isinstance(o, str))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_present_finding_that_raised_no_red_flag_does_not_settle_its_item(lang: str) -> None:
+    """Sweating alone raises no red flag, so it says nothing about chest pain: the chest item is still asked
+    (it used to count as settled by any present finding, and the screen skipped chest pain)."""
+    from dialogue.facts import Facts
+    from dialogue.screen import Screen
+
+    facts = Facts()
+    facts.set_finding("sweating", True, 1, "sweaty", "sweaty")
+    ask = Screen(lang).next(facts, ["fever_adult"], "consultation", 2)
+    assert ask is not None and "chest" in ask.items
+    facts.set_finding("chest_pain", False, 2, "no", "no")
+    ask = Screen(lang).next(facts, ["fever_adult"], "consultation", 3)
+    assert ask is not None and "chest" not in ask.items  # denied: settled
