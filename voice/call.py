@@ -87,7 +87,7 @@ class Call:
         info: CallInfo,
         transport: Transport,
         engines: Engines,
-        publish: Callable[[CallEvent], Awaitable[None]],
+        publish: Callable[[CallEvent], Awaitable[bool | None]],
         turn_taking: TurnTaking | None = None,
         recording_dir: Path | None = None,
         clock: Clock | None = None,
