@@ -13,6 +13,9 @@ packages=(
   libsndfile1
   fonts-wqy-microhei  # Chinese glyphs for the widget and console in headless Chromium (screenshots, tests)
   ffmpeg
+  nginx             # the load balancer in front of the workers (deploy/nginx, tests/cluster)
+  kamailio          # the SIP proxy spreading calls over the workers (deploy/kamailio, tests/cluster)
+  coturn            # the TURN server for the widget behind NAT (deploy/coturn, tests/cluster/test_turn.py)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -25,5 +28,13 @@ echo "installing Debian packages: ${missing[*]}"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
+# Installing must not start the packages' own services (nginx on :80, coturn, kamailio): the
+# tests and `carecall cluster up` run their own instances with their own configs.
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy" && own_policy=1
+fi
+trap '[ "$own_policy" = 1 ] && $SUDO rm -f "$policy"' EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
