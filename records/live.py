@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from voice.conversation import Outcome
 from voice.events import (
     ActionTaken,
     CallEnded,
@@ -127,10 +128,9 @@ class LiveFeed:
                     flags = [str(f) for f in getattr(action, "red_flags", ())] or [reason]
                     level = str(getattr(action, "level", ""))
                     return {"type": "red_flag", "call_id": call_id, "flags": flags, "reason": reason, "level": level}
-                if kind == "Outcome":
-                    disposition = (getattr(action, "data", None) or {}).get("disposition")
-                    if isinstance(disposition, str):
-                        return {"type": "disposition", "call_id": call_id, "disposition": disposition}
+                if isinstance(action, Outcome) and action.result.disposition:
+                    disposition = action.result.disposition
+                    return {"type": "disposition", "call_id": call_id, "disposition": disposition}
                 return None
             case CallEnded(call_id=call_id, reason=reason):
                 return {"type": "call_ended", "call_id": call_id, "reason": reason}

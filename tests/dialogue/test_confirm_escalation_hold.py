@@ -40,7 +40,7 @@ async def test_a_silent_caller_after_a_red_flag_is_held_for_a_nurse_never_hung_u
     for n in range(3, 12):
         out = await c.silence(n)
         assert out and not c.actions_of(out, EndCall) and not c.actions_of(out, HoldForNurse)  # alerted once
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["held_for_nurse"] and r["end_reason"] is None and not c.ended()
     held_label = {"en": "line held open, nurse alerted", "zh": "保持通话，已通知护士"}[lang]
     assert held_label in r["summary"]["recommendation"]  # the record shows what was done
@@ -213,5 +213,5 @@ async def test_the_call_loop_keeps_the_line_open_for_a_silent_escalated_caller(s
             running.cancel()
     ended = next(e for e in seen + [await events.get() for _ in range(events.qsize())] if isinstance(e, CallEnded))
     assert ended.reason == "caller hung up"
-    assert result["held_for_nurse"] and result["escalated"] and "cardiac_chest_pain" in result["red_flags"]
+    assert result.held_for_nurse and result.escalated and "cardiac_chest_pain" in result.red_flags
     assert asr.heard == 2
