@@ -25,7 +25,7 @@ MAX_TURNS = 40  # a conversation that has not ended by then is stopped and repor
 class Conversation:
     row: Row
     turns: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text)
-    result: dict[str, Any] = field(default_factory=dict)
+    result: CallResult = field(default_factory=lambda: CallResult(mode="triage"))
     fallbacks: int = 0
 
 

@@ -16,6 +16,7 @@ from voice.conversation import CallerUtterance, DialogueOutput, EndCall, ExpectA
 from voice.events import CallerAudio, CallerHangup, CallInfo, InboundEvent, StateChanged
 from voice.hub import Engines
 from voice.ports import RecognitionHints, Transcript, WordInfo
+from voice.result import CallResult
 
 
 def voiced(seconds: float, rate: int = 16000) -> Pcm:
@@ -101,8 +102,8 @@ class FakeDialogue:
     def heard(self, text: str, interrupted: bool) -> None:
         pass
 
-    def result(self) -> dict[str, Any]:
-        return {}
+    def result(self) -> CallResult:
+        return CallResult(mode="triage")
 
 
 async def test_hints_reach_the_recogniser_and_unsure_words_reach_the_dialogue() -> None:

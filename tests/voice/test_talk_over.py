@@ -14,6 +14,7 @@ from voice.conversation import CallerUtterance, DialogueOutput, ExpectAnswer
 from voice.events import CallerAudio, CallerHangup, CallInfo, StateChanged, TurnRecorded
 from voice.hub import Engines
 from voice.ports import RecognitionHints, Transcript
+from voice.result import CallResult
 
 
 class SlowFirstRecognizer:
@@ -59,8 +60,8 @@ class Recording:
     def heard(self, text: str, interrupted: bool) -> None:
         pass
 
-    def result(self) -> dict[str, Any]:
-        return {}
+    def result(self) -> CallResult:
+        return CallResult(mode="triage")
 
 
 async def feed(transport: FakeTransport, audio: Pcm) -> None:

@@ -16,6 +16,7 @@ from voice.endpointer import Endpointer, EndpointerConfig, SpeechEnded, SpeechPa
 from voice.events import CallerAudio, CallerHangup, CallInfo, StateChanged, TurnRecorded
 from voice.hub import Engines
 from voice.ports import RecognitionHints, Transcript
+from voice.result import CallResult
 from voice.turn_end import verdict
 
 CASES = [
@@ -101,8 +102,8 @@ class AskOnce:
     def heard(self, text: str, interrupted: bool) -> None:
         pass
 
-    def result(self) -> dict[str, Any]:
-        return {}
+    def result(self) -> CallResult:
+        return CallResult(mode="triage")
 
 
 async def endpoint_wait_ms(kind: str, words: str, speech_s: float = 2.0, *, text_turn_end: bool = True) -> float:
