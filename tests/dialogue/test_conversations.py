@@ -202,7 +202,7 @@ async def test_zh_abdominal_pain_to_consultation() -> None:
             break
         out = await c.say("没有")
     assert c.actions(out, EndCall)
-    assert {x["item"] for x in c.d.result().to_json()["screen"]} >= {"chest", "breathing", "stroke", "collapse", "bleeding"}
+    assert {x.item for x in c.d.result().screen} >= {"chest", "breathing", "stroke", "collapse", "bleeding"}
     r = c.d.result().to_json()
     assert (r["disposition"], r["department"]) == ("consultation", "gastroenterology")
     assert "消化内科" in c.text(c.log)

@@ -345,7 +345,7 @@ async def test_the_screen_catches_emergencies_the_words_did_not_raise(
         )
     assert c.escalated(), c.text(c.log)
     assert flag in c.d.result().to_json()["red_flags"]
-    assert any(x["answer"].startswith("yes") for x in c.d.result().to_json()["screen"])  # the screen's question found it
+    assert any(x.answer.startswith("yes") for x in c.d.result().screen)  # the screen's question found it
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
