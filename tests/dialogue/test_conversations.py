@@ -331,5 +331,35 @@ async def test_outcome_actions_carry_structured_state(lang: str) -> None:
     await c.open()
     await c.say("yes" if lang == "en" else "好")
     out = await c.say("I have a headache" if lang == "en" else "我头疼")
-    outcome = c.actions(out, Outcome)[0].data
-    assert outcome["chief_complaint"] == "headache" and outcome["disposition"] in ("self_care", "consultation")
+    outcome = c.actions(out, Outcome)[0].result
+    assert outcome.chief_complaint == "headache" and outcome.disposition in ("self_care", "consultation")
+
+
+async def test_followup_questionnaire_data_drives_skips_numbers_and_reminders() -> None:
+    """prompts/followup/questionnaire.yaml, not Python, says: `transport` is skipped after "no" to
+    `appointment` (skip_if_no), `pain` is read as the call's pain score (slot), the teach-back is
+    followed by the safety reminder (then_say), and a new symptom flags the call (alarm_on_new_findings)."""
+    c = Call("en", "followup", {"patient_name": "John Smith", "department": "general_surgery"})
+    await c.open()
+    await c.say("speaking")
+    await c.say("yes")
+    given = {"symptoms_new": "I have a rash on my arm", "pain": "about 6", "appointment": "no",
+             "teach_back": "call 911", "satisfaction": "5", "suggestions": "no"}  # fmt: skip
+    said, asked = "", []
+    for _ in range(30):
+        if c.d.index >= len(c.d.questions):
+            break
+        qid = c.d.questions[c.d.index].id
+        asked.append(qid)
+        out = await c.say(given.get(qid, "no"))
+        said += c.text(out)
+        if c.actions(out, EndCall):
+            break
+    r = c.d.result()
+    assert "appointment" in asked and "transport" not in asked and r.answer("transport") is None
+    pain = r.answer("pain")
+    assert pain is not None and pain.value == 6 and r.numbers["pain_score"] == 6
+    assert c.d.kn.followup_text["en"].texts["teach_back_reminder"].format(emergency="911") in said
+    symptoms = r.answer("symptoms_new")
+    assert symptoms is not None and symptoms.alarm and "symptoms_new" in r.alarms
+    assert r.complete and r.escalated and r.to_json()["outcomes"]["pain"]["value"] == 6
