@@ -116,13 +116,8 @@ class FollowUpDialogue(DialogueSession):
     ) -> list[DialogueOutput] | None:
         value: AnswerValue = None
         if q.kind == "yes_no":
-            if q.finding and q.finding in self.turn_mentions:
-                value = self.facts.present(q.finding)
-            elif answer in ("yes", "no"):
-                value = answer == "yes"
-                if q.finding:
-                    self.facts.set_finding(q.finding, value, utt.turn_index, utt.text, utt.text, source="answer")
-            elif answer is None and not self.retried:
+            value = self.yes_no_answer(q.finding, utt, answer)
+            if value is None and answer is None and not self.retried:
                 self.retried = True
                 return self.ask(self.ft("not_understood_yes_no") + " " + self.last_prompt, "yes_no")
         elif q.kind in ("number", "scale"):

@@ -103,6 +103,18 @@ class DialogueSession:
                     self.facts.suspect(fid, utt.turn_index, utt.text, "", 0.5, source="llm")
         return new
 
+    def yes_no_answer(self, finding: str | None, utt: CallerUtterance, answer: str | None) -> bool | None:
+        """The answer to a yes/no question about `finding` (protocol or questionnaire): the caller's own
+        words about it ("no chest pain") win over a bare yes/no; a bare yes/no is stored as the finding.
+        None: the turn did not answer it."""
+        if finding and finding in self.turn_mentions:
+            return self.facts.present(finding)
+        if answer not in ("yes", "no"):
+            return None
+        if finding:
+            self.facts.set_finding(finding, answer == "yes", utt.turn_index, utt.text, utt.text, source="answer")
+        return answer == "yes"
+
     def red_flag_outputs(self, a: Assessment) -> list[DialogueOutput]:
         fresh = [f for f in a.red_flags if f.id not in self.escalated]
         if not fresh:
@@ -153,7 +165,7 @@ class DialogueSession:
         if count < self.max_silence_reprompts and not self.holding:
             out: list[DialogueOutput] = [self.t("silence_escalated")]
             if self.last_prompt:
-                out += [ExpectAnswer(self.last_kind), self.last_prompt]  # type: ignore[list-item]
+                out += [ExpectAnswer(self.last_kind), self.last_prompt]  # type: ignore[list-item,arg-type]
             return out
         if self.holding:
             return [self.t("hold_reprompt")]

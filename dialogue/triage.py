@@ -180,11 +180,7 @@ class TriageDialogue(Checks, DialogueSession):
             prefix.append(self.t("ok_unknown"))
             return None
         if q.kind == "yes_no" and q.finding:
-            if q.finding in self.turn_mentions:
-                pass  # the caller's own words said it ("no chest pain"): they win over a bare yes/no
-            elif answer in ("yes", "no"):
-                self.facts.set_finding(q.finding, answer == "yes", utt.turn_index, utt.text, utt.text, source="answer")
-            elif not new and not self.retried:
+            if self.yes_no_answer(q.finding, utt, answer) is None and not new and not self.retried:
                 self.retried = True
                 return self.ask(self.t("not_understood_yes_no") + " " + self.last_prompt, "yes_no")
         elif q.slot and self.facts.num(q.slot) is None:

@@ -203,7 +203,7 @@ def test_checks_are_pure_functions_of_a_call_view():
                  "Hello. This call is", True, 0.0, 1.0),
         TurnView(1, "caller", "yes", "yes", False, 1.5, 2.0),
     ]  # fmt: skip
-    view = CallView("v1", "triage", "en", "completed", None, (), {}, {}, tuple(t))
+    view = CallView("v1", "triage", "en", "completed", None, (), CallResult(mode="triage"), False, {}, tuple(t))
     report = run_qa(view)
     assert report.get("consent").result == "fail" and report.result == "fail"
     healed = dataclasses.replace(view, turns=(dataclasses.replace(t[0], interrupted=False, heard=t[0].text), t[1]))
