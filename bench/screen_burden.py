@@ -72,9 +72,9 @@ async def one_call(case: dict[str, Any], screen: bool) -> dict[str, Any]:
         "id": case["id"],
         "lang": lang,
         "questions": asked,
-        "screen_questions": r["screen_questions"],
-        "readbacks": len(r["readbacks"]),
-        "disposition": r["disposition"],
+        "screen_questions": r.screen_questions,
+        "readbacks": len(r.readbacks),
+        "disposition": r.disposition,
         "escalated": bool(d.escalated),
     }
 

@@ -10,6 +10,7 @@ from dialogue.confirm import ConfirmAsk, Confirmer
 from dialogue.readback import ReadBack, ReadBackAsk, Snapshot
 from dialogue.screen import Screen, ScreenAsk, screen_data
 from voice.conversation import DialogueOutput, Outcome
+from voice.result import Progress
 
 if TYPE_CHECKING:
     from dialogue.engine import Assessment
@@ -36,7 +37,7 @@ class Checks:
 
         def ask(self, text: str, kind: str) -> list[DialogueOutput]: ...
         def t(self, key: str, **kw: Any) -> str: ...
-        def state(self) -> dict[str, Any]: ...
+        def state(self) -> Progress: ...
         def undo_turn(self, saved: tuple[Any, ...]) -> None: ...
 
     def init_checks(self) -> None:

@@ -24,13 +24,12 @@ def triage(
     body = {
         "disposition": r.disposition,
         "department": r.department,
-        "red_flags": r.red_flags,
+        "red_flags": list(r.red_flags),
         "findings": [
-            {"id": f["id"], "present": f["present"], **({"span": f["evidence"]["span"]} if "evidence" in f else {})}
-            for f in r.findings
+            {"id": f.id, "present": f.present, **({"span": f.evidence.span} if f.evidence else {})} for f in r.findings
         ],
         "chief_complaint": r.chief_complaint,
-        "numbers": r.numbers,
+        "numbers": dict(r.numbers),
         "department_name": r.department_name,
     }
     if json_out:
@@ -40,7 +39,7 @@ def triage(
     typer.echo(f"department: {r.department} ({r.department_name})")
     typer.echo(f"chief complaint: {r.chief_complaint or '-'}")
     typer.echo(f"red flags: {', '.join(r.red_flags) or 'none'}")
-    typer.echo("findings: " + ", ".join(("" if f["present"] else "no ") + f["id"] for f in r.findings))
+    typer.echo("findings: " + ", ".join(("" if f.present else "no ") + f.id for f in r.findings))
 
 
 def _load(file: Path | None, protocol: str | None, kind: str) -> tuple[Path, list[Any]]:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from dialogue.extract import Extraction
 from dialogue.protocols import Catalog, Cond, num_test
+from voice.result import Evidence, Finding
 
 
 @dataclass(slots=True)
@@ -137,22 +138,13 @@ class Facts:
         v = self.findings.get(fid)
         return v.turn if v else 10**6
 
-    def evidence(self) -> list[dict[str, object]]:
-        out: list[dict[str, object]] = [
-            {
-                "id": fid,
-                "present": v.present,
-                "source": v.source,
-                "evidence": {"turn": v.turn, "text": v.text, "span": v.span},
-            }
-            for fid, v in self.findings.items()
+    def evidence(self) -> tuple[Finding, ...]:
+        """Every finding with the caller's words it rests on; derived ones (fever from 38.5 °C) have none."""
+        out = [
+            Finding(fid, v.present, v.source, Evidence(v.turn, v.text, v.span)) for fid, v in self.findings.items()
         ]
-        out += [
-            {"id": fid, "present": True, "source": "derived"}
-            for fid in sorted(self._derived)
-            if fid not in self.findings
-        ]
-        return out
+        out += [Finding(fid, True, "derived") for fid in sorted(self._derived) if fid not in self.findings]
+        return tuple(out)
 
     def suspected_evidence(self) -> list[dict[str, object]]:
         """The open suspicions, for the call record (the finding ids, the words and the score)."""

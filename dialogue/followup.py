@@ -9,16 +9,16 @@ from typing import Any
 
 from dialogue.engine import assess
 from dialogue.protocols import FollowupQuestion
+from dialogue.session import DialogueSession
 from dialogue.slots import bare_number, slot_answer
-from dialogue.summary import sbar
-from dialogue.triage import _Base
 from voice.conversation import CallerUtterance, DialogueOutput, EndCall, Escalate, Outcome
 from voice.events import CallInfo
+from voice.result import Answer, AnswerValue, CallResult
 
 _DEFAULT_HOSPITAL = {"en": "the hospital", "zh": "医院"}
 
 
-class FollowUpDialogue(_Base):
+class FollowUpDialogue(DialogueSession):
     mode = "followup"
 
     def __init__(self, info: CallInfo, **kw: Any) -> None:
@@ -35,7 +35,7 @@ class FollowUpDialogue(_Base):
         self.identity_tries = 0
         self.consent: bool | None = None
         self.retried = False
-        self.outcomes: dict[str, dict[str, Any]] = {}
+        self.answers: dict[str, Answer] = {}  # by question id, in the order asked
         self.alarms: list[str] = []
         if p.get("anticoagulant"):
             self.facts.set_finding("anticoagulant", True, -1, "", "discharge record", source="record")
@@ -101,8 +101,8 @@ class FollowUpDialogue(_Base):
             reask = self._record(q, utt, answer, new)
             if reask is None:
                 prefix += self._alarm(q)
-                if q.id == "teach_back":
-                    prefix.append(self.ft("teach_back_reminder"))
+                if q.then_say:
+                    prefix.append(self.ft(q.then_say))
                 self.index += 1
         flags = self.red_flag_outputs(assess(self.facts, self.kn, mode="followup"))
         if flags:
@@ -114,29 +114,22 @@ class FollowUpDialogue(_Base):
     def _record(
         self, q: FollowupQuestion, utt: CallerUtterance, answer: str | None, new: list[str]
     ) -> list[DialogueOutput] | None:
-        value: Any = None
+        value: AnswerValue = None
         if q.kind == "yes_no":
-            if q.finding and q.finding in self.turn_mentions:
-                value = self.facts.present(q.finding)
-            elif answer in ("yes", "no"):
-                value = answer == "yes"
-                if q.finding:
-                    self.facts.set_finding(q.finding, value, utt.turn_index, utt.text, utt.text, source="answer")
-            elif answer is None and not self.retried:
+            value = self.yes_no_answer(q.finding, utt, answer)
+            if value is None and answer is None and not self.retried:
                 self.retried = True
                 return self.ask(self.ft("not_understood_yes_no") + " " + self.last_prompt, "yes_no")
         elif q.kind in ("number", "scale"):
-            value = (
-                slot_answer("pain_score", utt.text, self.lang) if q.id == "pain" else bare_number(utt.text, self.lang)
-            )
-            if value is None:
-                n = self.facts.num("pain_score") if q.id == "pain" else None
-                value = n
-            if value is None and answer != "unknown" and not self.retried:
+            number = slot_answer(q.slot, utt.text, self.lang) if q.slot else bare_number(utt.text, self.lang)
+            if number is None and q.slot:
+                number = self.facts.num(q.slot)  # the caller's own words gave it ("pain about 6")
+            if number is None and answer != "unknown" and not self.retried:
                 self.retried = True
                 return self.ask(self.ft("not_understood_number") + " " + self.last_prompt, q.kind)
-            if q.id == "pain" and value is not None:
-                self.facts.set_slot("pain_score", float(value), utt.turn_index, utt.text, utt.text)
+            if q.slot and number is not None:
+                self.facts.set_slot(q.slot, float(number), utt.turn_index, utt.text, utt.text)
+            value = number
         else:
             value = None if answer == "no" else utt.text
         self.retried = False
@@ -145,23 +138,24 @@ class FollowUpDialogue(_Base):
             or (q.alarm_if == "no" and value is False)
             or (q.alarm_min is not None and isinstance(value, float) and value >= q.alarm_min)
             or (q.alarm_max is not None and isinstance(value, float) and value <= q.alarm_max)
+            or (q.alarm_on_new_findings and any(f not in q.new_findings_ignored for f in new))
         )
-        if q.id == "symptoms_new" and new:
-            alarm = alarm or any(f not in ("pain",) for f in new)
-        self.outcomes[q.id] = {
-            "section": q.section,
-            "answer": answer or ("free" if q.kind == "free" else None),
-            "value": value,
-            "turn": utt.turn_index,
-            "text": utt.text,
-            "alarm": bool(alarm),
-        }
+        self.answers[q.id] = Answer(
+            question=q.id,
+            section=q.section,
+            answer=answer or ("free" if q.kind == "free" else None),
+            value=value,
+            turn=utt.turn_index,
+            text=utt.text,
+            alarm=bool(alarm),
+        )
         if alarm:
             self.alarms.append(q.id)
         return None
 
     def _alarm(self, q: FollowupQuestion) -> list[DialogueOutput]:
-        if not self.outcomes.get(q.id, {}).get("alarm"):
+        given = self.answers.get(q.id)
+        if given is None or not given.alarm:
             return []
         if "nurse_callback" not in self.actions:
             self.actions.append("nurse_callback")
@@ -170,7 +164,8 @@ class FollowUpDialogue(_Base):
     def _next(self, prefix: list[DialogueOutput]) -> list[DialogueOutput]:
         while self.index < len(self.questions):
             q = self.questions[self.index]
-            if q.id in ("transport",) and self.outcomes.get("appointment", {}).get("value") is False:
+            gate = self.answers.get(q.skip_if_no) if q.skip_if_no else None
+            if gate is not None and gate.value is False:
                 self.index += 1
                 continue
             text = self.kn.followup_text[self.lang].questions[q.id]
@@ -182,45 +177,33 @@ class FollowUpDialogue(_Base):
         self.phase = "done"
         return [text, Outcome(self.result()), EndCall(reason)]
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> CallResult:
         a = assess(self.facts, self.kn, mode="followup")
         ph = self.kn.phrases[self.lang]
         dept = ph.departments.get(self.department, self.department or ph.texts["sbar_none"])
         situation = ph.texts["sbar_situation_followup"].format(name=self.name or ph.texts["sbar_none"], department=dept)
         alarm_labels = [self.kn.followup_text[self.lang].questions[q] for q in self.alarms]
-        actions = [self._action_label(x) for x in self.actions]
         advice = ph.texts["action_nurse_callback"] if self.alarms or a.red_flags else ""
-        summary = sbar(
-            self.lang,
-            self.kn,
-            self.facts,
-            situation=situation,
-            red_flags=[f.id for f in a.red_flags],
-            alarms=alarm_labels,
-            advice=advice,
-            actions=actions,
+        red_flags = tuple(f.id for f in a.red_flags)
+        return CallResult(
+            mode="followup",
+            call_id=self.info.call_id,
+            language=self.lang,
+            end_reason=self.ended,
+            department=self.department,
+            department_name=ph.departments.get(self.department, self.department),
+            findings=self.facts.evidence(),
+            numbers={k: v.value for k, v in self.facts.slots.items()},
+            red_flags=red_flags,
+            summary=self.handover(situation=situation, red_flags=list(red_flags), alarms=alarm_labels, advice=advice),
+            actions=self.action_labels(),
+            escalated=bool(self.escalated or self.alarms),
+            escalation_level=self.escalation_level or ("nurse" if self.alarms else None),
+            transferred=self.transferred,
+            held_for_nurse=self.holding,
+            identity_confirmed=self.identity_confirmed,
+            consent=self.consent,
+            answers=tuple(self.answers.values()),
+            alarms=tuple(self.alarms),
+            complete=self.ended == "completed",
         )
-        return {
-            "mode": "followup",
-            "call_id": self.info.call_id,
-            "language": self.lang,
-            "identity_confirmed": self.identity_confirmed,
-            "consent": self.consent,
-            "department": self.department,
-            "outcomes": self.outcomes,
-            "alarms": list(self.alarms),
-            "red_flags": [f.id for f in a.red_flags],
-            "escalated": bool(self.escalated or self.alarms),
-            "escalation_level": self.escalation_level or ("nurse" if self.alarms else None),
-            "transferred": self.transferred,
-            "findings": self.facts.evidence(),
-            "action_taken": actions,
-            "summary": summary,
-            "end_reason": self.ended,
-            "complete": self.ended == "completed",
-        }
-
-    def _action_label(self, action: str) -> str:
-        t = self.kn.phrases[self.lang].texts
-        name, _, level = action.partition(":")
-        return t[f"action_{name}"].format(level=level) if f"action_{name}" in t else action

@@ -187,7 +187,11 @@ class FollowupQuestion(_Strict):
     alarm_min: float | None = None  # number / scale answers at or above raise a nurse alarm
     alarm_max: float | None = None  # at or below
     departments: list[str] = []  # empty: every department
-    ask_if_yes: str | None = None  # asked only when the named earlier question was answered yes
+    slot: str | None = None  # number / scale answers read in this slot's unit and kept as the call's number
+    alarm_on_new_findings: bool = False  # any finding the answer newly states flags the call...
+    new_findings_ignored: list[str] = []  # ...except these
+    skip_if_no: str | None = None  # skipped when the named earlier question was answered no
+    then_say: str | None = None  # a prompts/<lang>/followup.yaml `texts` key said after the answer
 
 
 class Questionnaire(_Strict):
@@ -306,6 +310,12 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
     for i, fq in enumerate(questionnaire.questions):
         if fq.finding:
             _check_ids(q_path, f"questions[{i}].finding", {fq.finding}, known)
+        _check_ids(q_path, f"questions[{i}].new_findings_ignored", set(fq.new_findings_ignored), known)
+        if fq.slot is not None and fq.slot not in SLOTS:
+            raise ProtocolError(f"{q_path}: questions[{i}].slot: unknown slot '{fq.slot}'")
+        earlier = {q.id for q in questionnaire.questions[:i]}
+        if fq.skip_if_no is not None and fq.skip_if_no not in earlier:
+            raise ProtocolError(f"{q_path}: questions[{i}].skip_if_no: '{fq.skip_if_no}' is not an earlier question")
         for d in fq.departments:
             if d not in dept_ids:
                 raise ProtocolError(f"{q_path}: questions[{i}].departments: unknown department '{d}'")
@@ -364,6 +374,8 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
         for fq in questionnaire.questions:
             if fq.id not in ft.questions:
                 raise ProtocolError(f"{ft_path}: questions.{fq.id}: missing {lang} wording")
+            if fq.then_say is not None and fq.then_say not in ft.texts:
+                raise ProtocolError(f"{ft_path}: texts.{fq.then_say}: missing {lang} wording (questionnaire then_say)")
         followup_text[lang] = ft
 
     return Knowledge(

@@ -16,6 +16,7 @@ from dialogue.factory import build_dialogue_factory
 from dialogue.protocols import Knowledge, knowledge
 from voice.conversation import CallerUtterance, EndCall, Transfer
 from voice.events import CallInfo
+from voice.result import CallResult
 
 MAX_TURNS = 40  # a conversation that has not ended by then is stopped and reported as "max_turns"
 
@@ -24,7 +25,7 @@ MAX_TURNS = 40  # a conversation that has not ended by then is stopped and repor
 class Conversation:
     row: Row
     turns: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text)
-    result: dict[str, Any] = field(default_factory=dict)
+    result: CallResult = field(default_factory=lambda: CallResult(mode="triage"))
     fallbacks: int = 0
 
 
@@ -45,13 +46,9 @@ def _said(outputs: list[Any]) -> str:
     return " ".join(o for o in outputs if isinstance(o, str)).strip()
 
 
-def confirmed_red_flag(result: dict[str, Any], rf_findings: frozenset[str]) -> bool:
-    """A red-flag confirmation in the call's record (the `confirmations` the screen work adds), if any."""
-    for c in result.get("confirmations") or []:
-        fid = c.get("finding") or c.get("id") if isinstance(c, dict) else c
-        if fid in rf_findings or (isinstance(c, dict) and c.get("red_flag")):
-            return True
-    return False
+def confirmed_red_flag(result: CallResult, rf_findings: frozenset[str]) -> bool:
+    """A red-flag confirmation in the call's record, if any."""
+    return any(c.finding in rf_findings or c.red_flag for c in result.confirmations)
 
 
 async def converse(case: ConversationCase, factory: Any, kn: Knowledge, max_turns: int = MAX_TURNS) -> Conversation:
@@ -87,12 +84,12 @@ async def converse(case: ConversationCase, factory: Any, kn: Knowledge, max_turn
     row = Row(
         id=case.id,
         lang=case.lang,
-        pred=result["disposition"],
-        department=result["department"],
+        pred=result.disposition or "",
+        department=result.department,
         gold=case.gold,
         gold3=case.gold3_or_derived,
         departments=list(case.departments),
-        red_flags=list(result.get("red_flags") or []),
+        red_flags=list(result.red_flags),
         confirmation_asked=confirmation,
         questions=questions,
         expected_red_flags=expected_red_flags(case, kn),

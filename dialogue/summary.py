@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from dialogue.facts import Facts
 from dialogue.protocols import Knowledge
 from voice.languages import languages
+from voice.result import Sbar
 
 _PLAIN = re.compile(r"^[\w\u4e00-\u9fff ]+$")
 
@@ -37,7 +37,7 @@ def sbar(
     alarms: list[str],
     advice: str,
     actions: list[str],
-) -> dict[str, Any]:
+) -> Sbar:
     t = kn.phrases[lang].texts
     none = t["sbar_none"]
     sep = languages.or_fallback(lang).list_separator
@@ -58,10 +58,4 @@ def sbar(
     text = "\n".join(
         f"{k}: {v}" for k, v in (("S", situation), ("B", background), ("A", assessment), ("R", recommendation))
     )
-    return {
-        "situation": situation,
-        "background": background,
-        "assessment": assessment,
-        "recommendation": recommendation,
-        "text": text,
-    }
+    return Sbar(situation, background, assessment, recommendation, text)

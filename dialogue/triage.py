@@ -8,37 +8,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from dialogue.assist import LLMAssist, llm_policy
 from dialogue.checks import Checks
-from dialogue.confirm import confirm_text
 from dialogue.engine import Assessment, assess, next_question
-from dialogue.extract import Extractor, Mention, alarm_findings, extractor
+from dialogue.extract import extractor
 from dialogue.facts import Facts
-from dialogue.protocols import URGENCY, Knowledge, Protocol, Question, knowledge
+from dialogue.protocols import URGENCY, Protocol, Question, knowledge
 from dialogue.readback import Snapshot
-from dialogue.result import TriageResult, build_result
+from dialogue.result import assessed, confirmations, readbacks, screen_answers, suspicions
 from dialogue.screen import ScreenAsk
+from dialogue.session import DialogueSession
 from dialogue.slots import slot_answer
-from dialogue.summary import sbar
 from voice.conversation import (
     CallerUtterance,
     DialogueOutput,
     EndCall,
     Escalate,
     ExpectAnswer,
-    HoldForNurse,
     Outcome,
-    Say,
-    Transfer,
 )
 from voice.events import CallInfo
+from voice.result import CallResult, LlmDisagreement, Progress
 
 log = logging.getLogger("carecall.dialogue.triage")
 
-__all__ = ["PendingQuestion", "TriageDialogue", "TriageResult", "triage_text"]
+__all__ = ["PendingQuestion", "TriageDialogue", "triage_text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,171 +48,16 @@ class PendingQuestion:
     slot: str | None = None
 
 
-def triage_text(text: str, lang: str) -> TriageResult:
+def triage_text(text: str, lang: str) -> CallResult:
     """Single-shot triage of one statement (whatever it does not say counts as not reported). Pure."""
     lang = "zh" if lang == "zh" else "en"
     kn = knowledge()
     facts = Facts()
     facts.add(extractor(lang).extract(text), 0, text)
-    return build_result(lang, facts, assess(facts, kn), kn)
+    return assessed(lang, facts, assess(facts, kn), kn)
 
 
-class _Base:
-    """What triage and follow-up calls share: language data, facts, red-flag escalation, silence."""
-
-    mode = "triage"
-
-    def __init__(
-        self,
-        info: CallInfo,
-        *,
-        emergency_number: str,
-        assist: LLMAssist | None = None,
-        kn: Knowledge | None = None,
-        max_silence_reprompts: int = 2,
-    ) -> None:
-        self.info = info
-        self.lang = "zh" if info.language == "zh" else "en"
-        self.kn = kn or knowledge()
-        self.x: Extractor = extractor(self.lang)
-        self.emergency = emergency_number
-        self.assist = assist if assist is not None and assist.capable else None
-        self.max_silence_reprompts = max_silence_reprompts
-        self.facts = Facts()
-        self.escalated: list[str] = []
-        self.escalation_level: str | None = None
-        self.actions: list[str] = []
-        self.transferred = False
-        self.ended: str | None = None
-        self.last_prompt = ""
-        self.last_kind = "free"
-        self.heard_text: str | None = None
-        self.turn_mentions: set[str] = set()
-        self.turn_found: dict[str, Mention] = {}  # this turn's lexicon verdicts, present or denied
-        self.phase = "start"
-        self.questions_put = 0  # every question put to the caller (protocol, screen, confirmations, read-backs)
-        self.holding = False  # escalated and silent: the line is held open for a nurse
-
-    # --- language helpers ------------------------------------------------------------------------
-    def t(self, key: str, **kw: Any) -> str:
-        texts = self.kn.phrases[self.lang].texts
-        if key not in texts:  # the confirmation / read-back / hold wording (prompts/<lang>/confirm.yaml)
-            return confirm_text()[self.lang].texts[key].format(emergency=self.emergency, **kw)
-        return texts[key].format(emergency=self.emergency, **kw)
-
-    def ask(self, text: str, kind: str) -> list[DialogueOutput]:
-        self.last_prompt, self.last_kind = text, kind
-        self.questions_put += 1
-        return [ExpectAnswer(kind), text]  # type: ignore[arg-type]
-
-    # --- understanding ---------------------------------------------------------------------------
-    async def understand(self, utt: CallerUtterance) -> list[str]:
-        """Rule extraction (authoritative), plus the LLM's reading when capable. Returns new findings."""
-        ext = self.x.extract(utt.text)
-        self.turn_found = ext.findings()
-        self.turn_mentions = set(self.turn_found)
-        new = self.facts.add(ext, utt.turn_index, utt.text)
-        if self.assist is not None:
-            llm = await self.assist.extract(utt.text, self.lang, self.kn.catalog.findings)
-            if llm is not None:
-                rules = {f: m.present for f, m in ext.findings().items()}
-                rf_ids: set[str] = set()
-                for rf in self.kn.red_flags:
-                    rf_ids |= rf.when.finding_ids()
-                self.assist.compare(rules, llm, rf_ids)
-                policy = llm_policy(llm, rules, set(self.facts.findings), alarm_findings())
-                for fid in policy.add:  # what the rules missed; never an absence, never a red flag on its own
-                    self.facts.set_finding(fid, True, utt.turn_index, utt.text, "", source="llm")
-                    self.turn_mentions.add(fid)
-                    new.append(fid)
-                for fid in policy.suspect:  # a red flag only the LLM read: confirmed by the bot first
-                    self.facts.suspect(fid, utt.turn_index, utt.text, "", 0.5, source="llm")
-        return new
-
-    def red_flag_outputs(self, a: Assessment) -> list[DialogueOutput]:
-        fresh = [f for f in a.red_flags if f.id not in self.escalated]
-        if not fresh:
-            return []
-        self.escalated += [f.id for f in fresh]
-        level = max((f.level for f in a.red_flags), key=lambda d: URGENCY[d])
-        self.escalation_level = level
-        self.actions.append(f"escalated:{level}")
-        labels = [self.kn.phrases[self.lang].red_flags[f.id] for f in fresh]
-        action = self.t("red_flag_ambulance" if level == "emergency_ambulance" else "red_flag_emergency")
-        out: list[DialogueOutput] = [
-            Say(self.t("red_flag_intro") + " " + action, protected=True),  # finished or repeated, never lost
-            Escalate(reason="; ".join(labels), red_flags=tuple(f.id for f in a.red_flags), level=level),  # type: ignore[arg-type]
-        ]
-        if not self.transferred:
-            self.actions.append("transfer_offered")
-            out += self.ask(self.t("offer_transfer"), "yes_no")
-            self.phase = "transfer_offer"
-        return out
-
-    def transfer(self, reason: str) -> list[DialogueOutput]:
-        self.transferred = True
-        self.actions.append("transferred")
-        return [self.t("transferring"), Transfer(reason=reason), Outcome(self.result())]
-
-    # --- the protocol methods shared ---------------------------------------------------------------
-    async def on_silence(self, count: int) -> AsyncIterator[DialogueOutput]:
-        if self.ended:
-            return
-        if self.escalated:
-            # escalation never abandons the caller: a silent caller may have collapsed. Re-prompt, then hold
-            # the line open for a nurse (console alert); the bot never ends this call on silence.
-            for out in self.hold_outputs(count):
-                yield out
-            return
-        if count <= self.max_silence_reprompts:
-            yield self.t("silence_reprompt")
-            if self.last_prompt:
-                yield ExpectAnswer(self.last_kind)  # type: ignore[arg-type]
-                yield self.last_prompt
-            return
-        self.ended = "silence"
-        yield self.t("silence_end")
-        yield Outcome(self.result())
-        yield EndCall("silence")
-
-    def hold_outputs(self, count: int) -> list[DialogueOutput]:
-        if count < self.max_silence_reprompts and not self.holding:
-            out: list[DialogueOutput] = [self.t("silence_escalated")]
-            if self.last_prompt:
-                out += [ExpectAnswer(self.last_kind), self.last_prompt]  # type: ignore[list-item]
-            return out
-        if self.holding:
-            return [self.t("hold_reprompt")]
-        self.holding = True
-        self.actions.append("hold_for_nurse")
-        flags = tuple(self.escalated)
-        reason = "caller silent after escalation: line held open for a nurse"
-        return [
-            self.t("hold_for_nurse"),
-            HoldForNurse(reason=reason, red_flags=flags),
-            Escalate(reason=reason, red_flags=flags, level="nurse"),
-            Outcome(self.result()),
-        ]
-
-    async def on_dtmf(self, digit: str) -> AsyncIterator[DialogueOutput]:
-        words = {"zh": {"1": "是", "2": "没有", "0": "转人工"}, "en": {"1": "yes", "2": "no", "0": "nurse please"}}
-        text = words[self.lang].get(digit)
-        if text is None:
-            return
-        async for out in self.respond(CallerUtterance(text=text, turn_index=-1)):
-            yield out
-
-    def respond(self, utterance: CallerUtterance) -> AsyncIterator[DialogueOutput]:  # pragma: no cover
-        raise NotImplementedError
-
-    def heard(self, text: str, interrupted: bool) -> None:
-        self.heard_text = text if interrupted else None
-
-    def result(self) -> dict[str, Any]:  # pragma: no cover
-        raise NotImplementedError
-
-
-class TriageDialogue(Checks, _Base):
+class TriageDialogue(Checks, DialogueSession):
     mode = "triage"
 
     def __init__(self, info: CallInfo, **kw: Any) -> None:
@@ -339,11 +180,7 @@ class TriageDialogue(Checks, _Base):
             prefix.append(self.t("ok_unknown"))
             return None
         if q.kind == "yes_no" and q.finding:
-            if q.finding in self.turn_mentions:
-                pass  # the caller's own words said it ("no chest pain"): they win over a bare yes/no
-            elif answer in ("yes", "no"):
-                self.facts.set_finding(q.finding, answer == "yes", utt.turn_index, utt.text, utt.text, source="answer")
-            elif not new and not self.retried:
+            if self.yes_no_answer(q.finding, utt, answer) is None and not new and not self.retried:
                 self.retried = True
                 return self.ask(self.t("not_understood_yes_no") + " " + self.last_prompt, "yes_no")
         elif q.slot and self.facts.num(q.slot) is None:
@@ -434,52 +271,41 @@ class TriageDialogue(Checks, _Base):
             return PendingQuestion(self.phase, self.last_kind)
         return None
 
-    def state(self) -> dict[str, Any]:
-        a = self.assessment
-        return {
-            "mode": "triage",
-            "disposition": a.disposition,
-            "department": a.department,
-            "chief_complaint": a.chief_complaint,
-            "red_flags": [f.id for f in a.red_flags],
-        }
-
-    def result(self) -> dict[str, Any]:
+    def result(self) -> CallResult:
         a = self.assessment = assess(self.facts, self.kn)
-        r = build_result(self.lang, self.facts, a, self.kn).to_dict()
+        base = assessed(self.lang, self.facts, a, self.kn)
         ph = self.kn.phrases[self.lang]
-        actions = [self._action_label(x) for x in self.actions]
         situation = ph.texts["sbar_situation"].format(
-            complaint=r["chief_complaint_name"] or ph.texts["sbar_none"],
+            complaint=base.chief_complaint_name or ph.texts["sbar_none"],
             disposition=ph.dispositions[a.disposition].format(emergency=self.emergency).rstrip(".。"),
             department=ph.departments[a.department],
         )
-        r["summary"] = sbar(
-            self.lang,
-            self.kn,
-            self.facts,
-            situation=situation,
-            red_flags=r["red_flags"],
-            alarms=[],
-            advice=self.advice(),
-            actions=actions,
-        )
-        r.update(
-            mode="triage",
+        checks = self.check_results()
+        return replace(
+            base,
             call_id=self.info.call_id,
+            end_reason=self.ended,
+            summary=self.handover(situation=situation, red_flags=list(base.red_flags), alarms=[], advice=self.advice()),
+            actions=self.action_labels(),
             escalated=bool(self.escalated),
             escalation_level=self.escalation_level,
             transferred=self.transferred,
-            questions_asked=sorted(self.asked),
-            questions_total=self.questions_put,
             held_for_nurse=self.holding,
-            end_reason=self.ended,
-            llm_disagreements=list(self.assist.disagreements) if self.assist else [],
-            **self.check_results(),
+            questions_asked=tuple(sorted(self.asked)),
+            questions_total=self.questions_put,
+            llm_disagreements=tuple(
+                LlmDisagreement(
+                    tuple(d["rules_only"]), tuple(d["llm_only"]), tuple(d["conflict"]), tuple(d["red_flag_related"])
+                )
+                for d in (self.assist.disagreements if self.assist else [])
+            ),
+            screen=screen_answers(checks["screen"]),
+            screen_questions=int(checks["screen_questions"]),
+            suspected=suspicions(checks["suspected"]),
+            confirmations=confirmations(checks["confirmations"]),
+            readbacks=readbacks(checks["readbacks"]),
         )
-        return r
 
-    def _action_label(self, action: str) -> str:
-        t = {**confirm_text()[self.lang].texts, **self.kn.phrases[self.lang].texts}
-        name, _, level = action.partition(":")
-        return t[f"action_{name}"].format(level=level) if f"action_{name}" in t else action
+    def state(self) -> Progress:
+        a = self.assessment
+        return Progress("triage", a.disposition, a.department, a.chief_complaint, tuple(f.id for f in a.red_flags))

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from voice.conversation import Escalate, Outcome
 from voice.events import (
     ActionTaken,
     CallEnded,
@@ -121,16 +122,15 @@ class LiveFeed:
                 }
                 return {"type": "turn", "call_id": call_id, "turn": entry}
             case ActionTaken(call_id=call_id, action=action):
-                kind = type(action).__name__
-                if kind == "Escalate":
-                    reason = str(getattr(action, "reason", ""))
-                    flags = [str(f) for f in getattr(action, "red_flags", ())] or [reason]
-                    level = str(getattr(action, "level", ""))
-                    return {"type": "red_flag", "call_id": call_id, "flags": flags, "reason": reason, "level": level}
-                if kind == "Outcome":
-                    disposition = (getattr(action, "data", None) or {}).get("disposition")
-                    if isinstance(disposition, str):
-                        return {"type": "disposition", "call_id": call_id, "disposition": disposition}
+                if isinstance(action, Escalate):
+                    flags = list(action.red_flags) or [action.reason]
+                    return {
+                        "type": "red_flag", "call_id": call_id, "flags": flags, "reason": action.reason,
+                        "level": action.level,
+                    }  # fmt: skip
+                if isinstance(action, Outcome) and action.result.disposition:
+                    disposition = action.result.disposition
+                    return {"type": "disposition", "call_id": call_id, "disposition": disposition}
                 return None
             case CallEnded(call_id=call_id, reason=reason):
                 return {"type": "call_ended", "call_id": call_id, "reason": reason}

@@ -22,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from voice.result import CallResult
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -112,6 +114,11 @@ class Call(Base):
     @property
     def effective_disposition(self) -> str | None:
         return self.override_disposition or self.disposition
+
+    @property
+    def call_result(self) -> CallResult:
+        """The stored result, typed (a row of any earlier version reads; a call cut off has an empty one)."""
+        return CallResult.from_json(self.result, mode=self.mode)
 
 
 class Turn(Base):

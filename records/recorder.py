@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from records.db import Database
 from records.live import LiveFeed
 from records.models import Call, Finding, FollowupOutcome, RedFlag, Turn, urgency_rank
-from records.results import parse_disposition, parse_red_flags, parse_result
+from records.results import record_rows
+from voice.conversation import Escalate, Outcome
 from voice.events import ActionTaken, CallEnded, CallEvent, CallStarted, TurnRecorded
 
 log = logging.getLogger("carecall.records.recorder")
@@ -180,75 +181,75 @@ class CallRecorder:
 
     def _action(self, session: Session, event: ActionTaken) -> None:
         action = event.action
-        kind = type(action).__name__
-        if kind == "Escalate":
+        if isinstance(action, Escalate):
             call = self._ensure_call(session, event.call_id)
-            flags = [str(f) for f in getattr(action, "red_flags", ())] or ["escalation"]
-            level = str(getattr(action, "level", "") or "") or None
-            reason = str(getattr(action, "reason", "") or "") or None
+            flags = list(action.red_flags) or ["escalation"]
             turn_idx = session.scalar(select(Turn.idx).where(Turn.call_id == call.id).order_by(Turn.idx.desc()))
-            known = set(session.scalars(select(RedFlag.flag).where(RedFlag.call_id == call.id)))
-            for flag in flags:
-                if flag not in known:
-                    session.add(RedFlag(call_id=call.id, flag=flag, reason=reason, level=level, turn_idx=turn_idx))
-            call.has_red_flags = True
-            if level in ("emergency_ambulance", "emergency") and urgency_rank(level) < call.urgency:
-                call.disposition = level
-                call.urgency = urgency_rank(level)
-        elif kind == "Outcome":
-            data = getattr(action, "data", None) or {}
+            reason = action.reason or None
+            self._add_red_flags(session, call, flags, reason=reason, level=action.level, turn_idx=turn_idx)
+            if action.level in ("emergency_ambulance", "emergency") and urgency_rank(action.level) < call.urgency:
+                call.disposition = action.level
+                call.urgency = urgency_rank(action.level)
+        elif isinstance(action, Outcome):
+            r = action.result
             call = self._ensure_call(session, event.call_id)
-            disposition = parse_disposition(data.get("disposition"))
-            if disposition:
-                call.disposition = disposition
-                call.urgency = urgency_rank(disposition)
-            if isinstance(data.get("department"), str):
-                call.department = data["department"]
-            complaint = data.get("chief_complaint_name") or data.get("chief_complaint")
-            if isinstance(complaint, str) and complaint:
+            if r.disposition:
+                call.disposition = r.disposition
+                call.urgency = urgency_rank(r.disposition)
+            if r.department:
+                call.department = r.department
+            if complaint := r.chief_complaint_name or r.chief_complaint:
                 call.chief_complaint = complaint
-            if data.get("red_flags"):
-                known = set(session.scalars(select(RedFlag.flag).where(RedFlag.call_id == call.id)))
-                for row in parse_red_flags(data["red_flags"]):
-                    if row.flag not in known:
-                        session.add(RedFlag(call_id=call.id, flag=row.flag, reason=row.reason, level=row.level))
-                call.has_red_flags = True
+            if r.red_flags:
+                self._add_red_flags(session, call, list(r.red_flags))
+
+    @staticmethod
+    def _add_red_flags(
+        session: Session,
+        call: Call,
+        flags: list[str],
+        *,
+        reason: str | None = None,
+        level: str | None = None,
+        turn_idx: int | None = None,
+    ) -> None:
+        """One row per red flag per call: the first time it was raised (with its reason) is kept."""
+        known = set(session.scalars(select(RedFlag.flag).where(RedFlag.call_id == call.id)))
+        for flag in dict.fromkeys(flags):
+            if flag not in known:
+                session.add(RedFlag(call_id=call.id, flag=flag, reason=reason, level=level, turn_idx=turn_idx))
+        call.has_red_flags = True
 
     def _ended(self, session: Session, event: CallEnded) -> None:
         call = self._ensure_call(session, event.call_id)
-        parsed = parse_result(event.result)
+        rows = record_rows(event.result)
         call.status = "ended"
         call.state = "ended"
         call.ended_at = datetime.now(UTC)
         call.end_reason = event.reason[:200]
-        call.result = _jsonable(event.result)
-        if parsed.chief_complaint:
-            call.chief_complaint = parsed.chief_complaint
-        if parsed.disposition:
-            call.disposition = parsed.disposition
+        call.result = event.result.to_json()
+        if rows.chief_complaint:
+            call.chief_complaint = rows.chief_complaint
+        if rows.disposition:
+            call.disposition = rows.disposition
         call.urgency = urgency_rank(call.effective_disposition)
-        if parsed.department:
-            call.department = parsed.department
-        if parsed.summary:
-            call.summary = parsed.summary
+        if rows.department:
+            call.department = rows.department
+        if rows.summary:
+            call.summary = rows.summary
         if event.recording_path:
             call.recording_path = str(event.recording_path)
         session.query(Finding).filter(Finding.call_id == call.id).delete()
-        for f in parsed.findings:
+        for f in rows.findings:
             session.add(Finding(call_id=call.id, name=f.name, value=f.value, evidence=f.evidence, turn_idx=f.turn_idx))
         session.query(FollowupOutcome).filter(FollowupOutcome.call_id == call.id).delete()
-        for o in parsed.outcomes:
+        for o in rows.outcomes:
             session.add(
                 FollowupOutcome(call_id=call.id, item=o.item, value=o.value, evidence=o.evidence, concern=o.concern)
             )
-        known = set(session.scalars(select(RedFlag.flag).where(RedFlag.call_id == call.id)))
-        for row in parsed.red_flags:
-            if row.flag not in known:
-                session.add(
-                    RedFlag(call_id=call.id, flag=row.flag, reason=row.reason, level=row.level, turn_idx=row.turn_idx)
-                )
-                known.add(row.flag)
-        if known:
+        if rows.red_flags:
+            self._add_red_flags(session, call, [r.flag for r in rows.red_flags])
+        elif session.scalar(select(RedFlag.id).where(RedFlag.call_id == call.id).limit(1)) is not None:
             call.has_red_flags = True
         self._review_call(session, call)
 
@@ -272,17 +273,6 @@ def _uncertain(turn: Any) -> list[dict[str, Any]] | None:
 
     words = uncertain_words(getattr(turn, "uncertain_words", None))
     return [{"word": w.word, "p": w.p} for w in words] or None
-
-
-def _jsonable(value: Any) -> Any:
-    """The result as plain JSON (tuples, dataclasses or enums from the dialogue become text)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
 
 
 CUT_OFF_REASON = "server stopped during the call"

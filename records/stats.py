@@ -85,7 +85,7 @@ def dashboard(session: Session, span: DateRange, *, service: bool) -> dict[str, 
 
     takeover_ids = {cid for (cid,) in _in_chunks(session, ids, takeovers)}
     followups = [c for c in calls if c.mode == "followup"]
-    reached = [c for c in followups if (c.result or {}).get("identity_confirmed")]
+    reached = [c for c in followups if c.call_result.identity_confirmed]
     dispositions = Counter(c.effective_disposition or "none" for c in calls)
     out: dict[str, Any] = {
         "range": {"from": span.start.isoformat(), "to": span.end.isoformat()},

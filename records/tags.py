@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
 from records.models import Call, CallTag
+from voice.result import CallResult
 
 TAGS_FILE = Path(__file__).resolve().parent.parent / "prompts" / "tags" / "tags.yaml"
 TAG_SYSTEM = "urn:carecall:tag"
@@ -96,38 +96,32 @@ def describe(code: str) -> Tag:
     return Tag(kind, ident, names["en"], names["zh"])
 
 
-def tags_for(result: dict[str, Any] | None, red_flags: list[str], end_reason: str | None) -> list[Tag]:
+def tags_for(result: CallResult, red_flags: list[str], end_reason: str | None) -> list[Tag]:
     """The tags of one call, in a stable order: complaints, red flags, follow-up areas, outcome."""
     from dialogue.protocols import knowledge
 
-    result = result or {}
     data = tag_data()
     codes: list[str] = []
-    chief = result.get("chief_complaint")
-    complaints = [c.get("protocol") for c in result.get("complaints") or [] if isinstance(c, dict)]
     kn = knowledge()
-    for pid in [chief, *complaints]:
-        if isinstance(pid, str) and pid in kn.protocols:
+    for pid in [result.chief_complaint, *(c.protocol for c in result.complaints)]:
+        if pid in kn.protocols:
             codes.append(f"complaint:{pid}")
     known_flags = {rf.id for rf in kn.red_flags}  # not a nurse-level escalation ("escalation")
-    for flag in [*red_flags, *(f for f in result.get("red_flags") or [] if isinstance(f, str))]:
+    for flag in [*red_flags, *result.red_flags]:
         if flag in known_flags:
             codes.append(f"red_flag:{flag}")
-    outcomes = result.get("outcomes") or {}
-    alarmed = {q for q, o in outcomes.items() if isinstance(o, dict) and o.get("alarm")} | set(
-        result.get("alarms") or []
-    )
+    alarmed = {a.question for a in result.answers if a.alarm} | set(result.alarms)
     for area, spec in data.followup_areas.items():
         if alarmed & set(spec.questions):
             codes.append(f"followup:{area}")
-    for name, spec in data.outcomes.items():
-        if end_reason in spec.end_reasons:
+    for name, outcome in data.outcomes.items():
+        if end_reason in outcome.end_reasons:
             codes.append(f"outcome:{name}")
     return [describe(c) for c in dict.fromkeys(codes)]
 
 
 def store_tags(session: Session, call: Call) -> list[Tag]:
-    tags = tags_for(call.result, [r.flag for r in call.red_flags], call.end_reason)
+    tags = tags_for(call.call_result, [r.flag for r in call.red_flags], call.end_reason)
     call.tags.clear()
     session.flush()
     for t in tags:

@@ -67,6 +67,7 @@ from voice.ports import Prefetching, RecognitionHints, Transcript, Transferable,
 from voice.recording import StereoRecorder
 from voice.reply import Reply, ReplyTiming
 from voice.resample import StreamResampler, Upsample2x, live_resampler
+from voice.result import CallResult
 from voice.textnorm import ClauseSplitter
 from voice.turn_end import verdict as turn_verdict
 from voice.turn_taking import TurnTaking
@@ -162,7 +163,7 @@ class Call:
             self._finish("internal error")
             return None
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> CallResult:
         deliver = asyncio.create_task(self._deliver_events(), name=f"events:{self.info.call_id[:8]}")
         await self._emit(CallStarted(self.info.call_id, self.info, time.time()))
         try:

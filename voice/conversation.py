@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 from voice.events import CallInfo
+from voice.result import CallResult, Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +44,10 @@ class ExpectAnswer:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The structured state so far (disposition, department, red flags...) for client and record."""
+    """The structured state so far, for the caller's client and the record: the `Progress` before a
+    question, the whole `CallResult` at an escalation, a transfer or the end."""
 
-    data: dict[str, Any] = field(default_factory=dict)
+    result: CallResult | Progress
 
 
 class Say(str):
@@ -104,9 +106,9 @@ class DialogueManager(Protocol):
         """What the caller actually heard of the last reply (less than all of it after a barge-in)."""
         ...
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> CallResult:
         """The call's structured result: chief complaint, findings with evidence, red flags,
-        disposition, department, summary (triage) or questionnaire outcomes (follow-up)."""
+        disposition, department, SBAR, actions (triage) and questionnaire answers (follow-up)."""
         ...
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from voice.audio import Pcm
+from voice.result import CallResult
 
 Speaker = Literal["caller", "bot"]
 CallState = Literal["connecting", "listening", "thinking", "speaking", "ended"]
@@ -113,7 +114,7 @@ class ActionTaken:
 class CallEnded:
     call_id: str
     reason: str
-    result: dict[str, Any]
+    result: CallResult
     recording_path: str | None = None
 
 

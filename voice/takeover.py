@@ -31,6 +31,7 @@ from voice.endpointer import Endpointer, EndpointerConfig, SpeechEnded
 from voice.events import CallerAudio, CallerHangup, CallEvent, CallInfo, Dtmf, InboundEvent, Turn, TurnRecorded
 from voice.ports import Recognizer, Transport
 from voice.resample import StreamResampler
+from voice.result import CallResult, TakeoverStep
 
 log = logging.getLogger("carecall.takeover")
 
@@ -77,7 +78,7 @@ class CallTakeover:
         self._publish = publish
         self.state: State = "bot"
         self.nurse: str | None = None
-        self.history: list[dict[str, Any]] = []  # who took over / handed back, when (seconds into the call)
+        self.history: list[TakeoverStep] = []  # who took over / handed back, when (seconds into the call)
         self._peer: NursePeer | None = None
         self._commands: asyncio.Queue[InboundEvent] = asyncio.Queue()
         self._nurse_task: asyncio.Task[None] | None = None
@@ -91,7 +92,7 @@ class CallTakeover:
         if self.state == "nurse":
             raise TakeoverError(f"the call is already taken over by {self.nurse}")
         self.state, self.nurse, self._peer = "nurse", nurse, peer
-        self.history.append({"event": "takeover", "by": nurse, "at_s": round(self.now_s(), 3)})
+        self.history.append(TakeoverStep("takeover", nurse, round(self.now_s(), 3)))
         self._nurse_task = asyncio.ensure_future(self._nurse_loop(peer))
         await self._commands.put(Dtmf(TAKE))
 
@@ -99,13 +100,13 @@ class CallTakeover:
         if self.state != "nurse":
             raise TakeoverError("the call is not taken over")
         await self._release()
-        self.history.append({"event": "handback", "by": nurse, "at_s": round(self.now_s(), 3)})
+        self.history.append(TakeoverStep("handback", nurse, round(self.now_s(), 3)))
         await self._commands.put(Dtmf(HAND_BACK))
 
     async def end(self, nurse: str) -> None:
         if self.state != "nurse":
             raise TakeoverError("the call is not taken over")
-        self.history.append({"event": "end", "by": nurse, "at_s": round(self.now_s(), 3)})
+        self.history.append(TakeoverStep("end", nurse, round(self.now_s(), 3)))
         await self._commands.put(Dtmf(END))
 
     async def _release(self) -> None:
@@ -289,11 +290,9 @@ class TakeoverDialogue:
     def heard(self, text: str, interrupted: bool) -> None:
         self.inner.heard(text, interrupted)
 
-    def result(self) -> dict[str, Any]:
-        result = dict(self.inner.result())
-        if self.control.history:
-            result["takeovers"] = list(self.control.history)
-        return result
+    def result(self) -> CallResult:
+        result = self.inner.result()
+        return replace(result, takeovers=(*result.takeovers, *self.control.history))
 
 
 class _TakeoverCall:
@@ -305,9 +304,9 @@ class _TakeoverCall:
     def __getattr__(self, name: str) -> Any:  # cancel(), state, turns, ... of the call itself
         return getattr(self.call, name)
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> CallResult:
         try:
-            return await self.call.run()
+            return await self.call.run()  # type: ignore[no-any-return]
         finally:
             self.registry.calls.pop(self.control.info.call_id, None)
             if self.control.transport is not None:

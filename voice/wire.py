@@ -189,10 +189,10 @@ def event_to_json(event: CallEvent, *, emergency_number: str | None = None) -> d
                 msg["emergency_number"] = emergency_number
             return msg
         if isinstance(a, Outcome):
-            return {"type": "outcome", **a.data}
+            return {"type": "outcome", **a.result.to_json()}
         if isinstance(a, Transfer):
             return {"type": "transfer", "reason": a.reason}
         return None
     if isinstance(event, CallEnded):
-        return {"type": "ended", "reason": event.reason, "result": event.result}
+        return {"type": "ended", "reason": event.reason, "result": event.result.to_json()}
     return None

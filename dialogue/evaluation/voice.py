@@ -89,8 +89,8 @@ async def _call(case: ConversationCase, url: str, observed: _Observed, synths: d
     result = d.result()
     confirmation |= confirmed_red_flag(result, rf_findings)
     row = Row(
-        id=case.id, lang=case.lang, pred=result["disposition"], department=result["department"], gold=case.gold,
-        gold3=case.gold3_or_derived, departments=list(case.departments), red_flags=list(result.get("red_flags") or []),
+        id=case.id, lang=case.lang, pred=result.disposition or "", department=result.department, gold=case.gold,
+        gold3=case.gold3_or_derived, departments=list(case.departments), red_flags=list(result.red_flags),
         confirmation_asked=confirmation, questions=questions, expected_red_flags=expected_red_flags(case, kn),
         end_reason=end_reason, notes=[f"said: {t}" for t in said],
     )

@@ -4,65 +4,58 @@ in full (from what the caller actually heard), and the disposition replayed thro
 
 from __future__ import annotations
 
-from typing import Any
-
 from dialogue.engine import assess
 from dialogue.facts import Facts
 from dialogue.protocols import URGENCY, Knowledge
 from records.qa.config import QaConfig
 from records.qa.model import CheckResult, Evidence, Result, worst
 from records.qa.view import CallView, excerpt, says
+from voice.result import CallResult
+from voice.result import Evidence as ResultEvidence
 
 EMERGENCY_LEVELS = ("emergency_ambulance", "emergency")
 _ENDED_EARLY = ("consent_declined", "identity_not_confirmed", "silence", "red_flag", "transferred", "taken_over")
 
 
-def replay_facts(result: dict[str, Any]) -> Facts:
+def replay_facts(result: CallResult) -> Facts:
     """The facts the dialogue ended with, rebuilt from its result (findings with their turns, numbers)."""
     facts = Facts()
-    for f in result.get("findings") or []:
-        if not isinstance(f, dict) or f.get("source") == "derived" or not f.get("id"):
+    for f in result.findings:
+        if f.source == "derived":
             continue
-        ev = f.get("evidence") if isinstance(f.get("evidence"), dict) else {}
-        facts.set_finding(
-            str(f["id"]), bool(f.get("present")), int(ev.get("turn", 0) or 0),
-            str(ev.get("text", "")), str(ev.get("span", "")), str(f.get("source") or "rules"),
-        )  # fmt: skip
-    for slot, value in (result.get("numbers") or {}).items():
-        try:
-            facts.set_slot(str(slot), float(value), 0, "", "")
-        except (TypeError, ValueError):
-            continue
+        ev = f.evidence or ResultEvidence(0)
+        facts.set_finding(f.id, f.present, ev.turn or 0, ev.text, ev.span, f.source or "rules")
+    for slot, value in result.numbers.items():
+        facts.set_slot(slot, value, 0, "", "")
     return facts
 
 
-def _finding_evidence(result: dict[str, Any], fid: str) -> Evidence | None:
-    for f in result.get("findings") or []:
-        if isinstance(f, dict) and f.get("id") == fid:
-            ev = f.get("evidence") if isinstance(f.get("evidence"), dict) else {}
-            said = "yes" if f.get("present") else "no"
-            return Evidence(ev.get("turn"), f"{fid} = {said}: {excerpt(str(ev.get('text', '')))}")
-    return None
+def _finding_evidence(result: CallResult, fid: str) -> Evidence | None:
+    f = result.finding(fid)
+    if f is None:
+        return None
+    ev = f.evidence or ResultEvidence(None)
+    return Evidence(ev.turn, f"{fid} = {'yes' if f.present else 'no'}: {excerpt(ev.text)}")
 
 
 def critical_questions(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
-    if not v.result:
+    if not v.has_result:
         return CheckResult("critical_questions", "na", "no dialogue result")
     if v.mode == "followup":
         return _followup_critical(v, kn, cfg)
-    complaints = [c.get("protocol") for c in v.result.get("complaints") or [] if isinstance(c, dict)]
+    complaints = [c.protocol for c in v.result.complaints]
     if not complaints:
         return CheckResult("critical_questions", "na", "no complaint protocol was triggered")
     facts = replay_facts(v.result)
     facts.derive(kn.catalog)
-    asked = set(v.result.get("questions_asked") or [])
-    numbers = v.result.get("numbers") or {}
+    asked = set(v.result.questions_asked)
+    numbers = v.result.numbers
     escalated = v.disposition in EMERGENCY_LEVELS or bool(v.red_flags)
     ev: list[Evidence] = []
     missing: list[str] = []
     total = 0
     for pid in complaints:
-        p = kn.protocols.get(str(pid))
+        p = kn.protocols.get(pid)
         if p is None:
             continue
         texts = kn.protocol_text[v.lang].get(p.id)
@@ -105,10 +98,9 @@ def critical_questions(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult
 
 
 def _followup_critical(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
-    if not v.result.get("identity_confirmed") or v.result.get("consent") is False:
+    if not v.result.identity_confirmed or v.result.consent is False:
         return CheckResult("critical_questions", "na", "the questionnaire was not reached")
-    department = str(v.params.get("department") or v.result.get("department") or "")
-    outcomes = v.result.get("outcomes") or {}
+    department = str(v.params.get("department") or v.result.department)
     facts = replay_facts(v.result)
     ev: list[Evidence] = []
     missing: list[str] = []
@@ -117,9 +109,9 @@ def _followup_critical(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult
         if q.id in cfg.followup_critical and (not q.departments or department in q.departments)
     ]  # fmt: skip
     for q in wanted:
-        o = outcomes.get(q.id)
-        if isinstance(o, dict):
-            ev.append(Evidence(o.get("turn"), f"{q.id}: {excerpt(str(o.get('text', '')))}"))
+        o = v.result.answer(q.id)
+        if o is not None:
+            ev.append(Evidence(o.turn, f"{q.id}: {excerpt(o.text)}"))
         elif q.finding and q.finding in facts.findings:
             ev.append(_finding_evidence(v.result, q.finding) or Evidence(None, f"settled: {q.finding}"))
         else:
@@ -146,7 +138,7 @@ def _advice_phrases(kn: Knowledge, lang: str, level: str) -> list[str]:
 def _needed_level(v: CallView, kn: Knowledge) -> str | None:
     levels = [v.disposition] if v.disposition in EMERGENCY_LEVELS else []
     levels += [rf.level for rf in kn.red_flags if rf.id in v.red_flags]
-    esc = v.result.get("escalation_level")
+    esc = v.result.escalation_level
     if esc in EMERGENCY_LEVELS:
         levels.append(esc)
     return max(levels, key=lambda d: URGENCY[d]) if levels else None
@@ -181,14 +173,14 @@ def emergency_advice(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
 
 def disposition(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
     """Replay the recorded findings through the protocol engine: the same red flags and disposition?"""
-    if not v.result or (not v.result.get("findings") and not v.result.get("numbers")):
+    if not v.result.findings and not v.result.numbers:
         if v.mode == "triage" and v.disposition and v.end_reason == "completed":
             return CheckResult("disposition", "warn", "a disposition without recorded findings to check it against")
         return CheckResult("disposition", "na", "no findings to replay")
     facts = replay_facts(v.result)
     replay = assess(facts, kn, mode=v.mode if v.mode in ("triage", "followup") else "triage")
     replay_flags = {f.id for f in replay.red_flags}
-    recorded_flags = set(v.red_flags) | {str(f) for f in v.result.get("red_flags") or [] if isinstance(f, str)}
+    recorded_flags = set(v.red_flags) | set(v.result.red_flags)
     ev: list[Evidence] = []
     result: Result = "pass"
     missed = sorted(replay_flags - recorded_flags)
@@ -206,9 +198,9 @@ def disposition(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
         elif URGENCY[said] > URGENCY[replay.disposition]:
             result = worst(result, "warn")
             ev.append(Evidence(None, "more urgent than the findings alone (an escalation or a caller's choice)"))
-        if v.result.get("department") and replay.department != v.result.get("department"):
+        if v.result.department and replay.department != v.result.department:
             result = worst(result, "warn")
-            ev.append(Evidence(None, f"department {v.result.get('department')}; replay {replay.department}"))
+            ev.append(Evidence(None, f"department {v.result.department}; replay {replay.department}"))
     summary = {"pass": "consistent with the findings", "warn": "differs from the replay", "fail": "inconsistent"}
     return CheckResult("disposition", result, summary[result], tuple(ev))
 

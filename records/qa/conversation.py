@@ -20,7 +20,7 @@ def consent(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
     markers = cfg.recording_notice.get(v.lang, [])
     bot = v.bot()
     if v.mode == "followup":
-        if v.result.get("identity_confirmed") is False:
+        if v.result.identity_confirmed is False:
             return CheckResult("consent", "na", "identity not confirmed: the consent question is never reached")
         template = kn.followup_text[v.lang].texts["consent"]
     else:
@@ -44,7 +44,7 @@ def consent(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
             "the notice was heard but the caller never answered",
             (Evidence(t.idx, excerpt(t.heard)),),
         )
-    decided = v.result.get("consent") if v.mode == "followup" else v.end_reason != "consent_declined"
+    decided = v.result.consent if v.mode == "followup" else v.end_reason != "consent_declined"
     what = "consent given" if decided is not False else "consent declined and the call ended"
     return CheckResult(
         "consent", "pass", f"recording notice heard; {what}",
@@ -56,8 +56,8 @@ def identity(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
     """Follow-up calls: no health questions before the person on the line is confirmed."""
     if v.mode != "followup":
         return CheckResult("identity", "na", "triage calls do not check identity")
-    confirmed = v.result.get("identity_confirmed")
-    outcomes = v.result.get("outcomes") or {}
+    confirmed = v.result.identity_confirmed
+    outcomes = v.result.answers
     greeting = v.bot()[0] if v.bot() else None
     ev = (Evidence(greeting.idx, excerpt(greeting.heard)),) if greeting else ()
     if confirmed:
@@ -149,14 +149,14 @@ def transfer(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
     """A transfer to a person was asked for (or accepted after a red flag); did it happen?"""
     x = extractor(v.lang)
     asked = [t for t in v.caller() if x.intent("transfer", t.text)]
-    actions = [str(a) for a in v.result.get("action_taken") or []]
-    offered_accepted = bool(v.result.get("transferred")) and not asked
+    actions = list(v.result.actions)
+    offered_accepted = v.result.transferred and not asked
     if not asked and not offered_accepted and v.end_reason != "transferred":
         return CheckResult("transfer", "na", "no transfer asked for")
     ev = tuple(Evidence(t.idx, excerpt(t.text)) for t in asked)
     if v.end_reason in ("transferred", "taken_over"):
         return CheckResult("transfer", "pass", "the call was put through to a person", ev)
-    if v.result.get("transferred"):
+    if v.result.transferred:
         return CheckResult(
             "transfer", "fail", "CareCall said it would transfer, but the line could not be put through",
             ev + tuple(Evidence(None, a) for a in actions if "transfer" in a),
@@ -165,8 +165,8 @@ def transfer(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
 
 
 def guard(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
-    """The guard's rules (no diagnosis, drug, dose, or skipping care) on every bot turn; trips the
-    dialogue caught itself (the caller heard the template instead) are counted as a warning."""
+    """The guard's rules (no diagnosis, drug, dose, or skipping care) on every bot turn. (Generated text
+    the dialogue's own guard replaced never reaches a turn: the caller heard the template.)"""
     ev: list[Evidence] = []
     for t in v.bot():
         verdict = guard_check(t.text, v.lang)
@@ -174,14 +174,6 @@ def guard(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
             ev.append(Evidence(t.idx, f"{', '.join(verdict.reasons)}: {excerpt(t.text)}"))
     if ev:
         return CheckResult("guard", "fail", f"{len(ev)} bot turn(s) break the guard's rules", tuple(ev))
-    caught = v.result.get("guard_trips") or []
-    if isinstance(caught, int):
-        caught = [f"{caught} generated text(s) replaced by templates"] if caught else []
-    if caught:
-        return CheckResult(
-            "guard", "warn", f"{len(caught)} generated text(s) were replaced by templates",
-            tuple(Evidence(None, excerpt(str(c))) for c in caught),
-        )  # fmt: skip
     return CheckResult("guard", "pass", "nothing the bot said breaks the guard's rules")
 
 

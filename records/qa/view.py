@@ -9,6 +9,7 @@ from typing import Any
 
 from records.models import Call
 from voice.languages import languages
+from voice.result import CallResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,8 @@ class CallView:
     end_reason: str | None
     disposition: str | None  # what the bot decided (not a nurse's override)
     red_flags: tuple[str, ...]
-    result: dict[str, Any] = field(default_factory=dict)
+    result: CallResult = field(default_factory=lambda: CallResult(mode="triage"))
+    has_result: bool = False  # the dialogue's result was stored (a call cut off has none)
     params: dict[str, Any] = field(default_factory=dict)
     turns: tuple[TurnView, ...] = ()
 
@@ -109,7 +111,8 @@ def view_of(call: Call) -> CallView:
         end_reason=call.end_reason,
         disposition=call.disposition,
         red_flags=tuple(r.flag for r in call.red_flags),
-        result=dict(call.result or {}),
+        result=call.call_result,
+        has_result=bool(call.result),
         params=dict(call.params or {}),
         turns=turns,
     )

@@ -39,7 +39,7 @@ async def test_a_suspected_red_flag_is_confirmed_at_once_and_yes_escalates(lang:
     assert not c.escalated()
     await c.say(YES[lang])
     assert c.escalated()
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert "stroke_signs" in r["red_flags"] and r["disposition"] == "emergency_ambulance"
     (conf,) = r["confirmations"]
     assert conf["finding"] == "face_droop" and conf["red_flag"] and conf["outcome"] == "confirmed"
@@ -54,7 +54,7 @@ async def test_no_records_the_suspected_finding_absent_and_the_call_goes_on(lang
     c, _ = await _suspected_face(lang)
     await c.say(NO[lang])
     assert not c.escalated() and not c.ended()
-    r = c.d.result()
+    r = c.d.result().to_json()
     face = next(f for f in r["findings"] if f["id"] == "face_droop")
     assert face["present"] is False and face["source"] == "confirmed"
     assert r["confirmations"][0]["outcome"] == "denied"
@@ -66,7 +66,7 @@ async def test_not_sure_counts_as_present(lang: str) -> None:
     c, _ = await _suspected_face(lang)
     await c.say(UNSURE[lang])
     assert c.escalated()
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["confirmations"][0]["outcome"] == "unsure: treated as present"
     assert next(f for f in r["findings"] if f["id"] == "face_droop")["source"] == "assumed"
 
@@ -75,8 +75,8 @@ async def test_not_sure_counts_as_present(lang: str) -> None:
 async def test_silence_to_a_red_flag_confirmation_escalates(lang: str) -> None:
     c, _ = await _suspected_face(lang)
     out = await c.silence(1)
-    assert c.escalated() and "stroke_signs" in c.d.result()["red_flags"]
-    assert c.d.result()["confirmations"][0]["answer"] == "no answer"
+    assert c.escalated() and "stroke_signs" in c.d.result().to_json()["red_flags"]
+    assert c.d.result().to_json()["confirmations"][0]["answer"] == "no answer"
     assert not c.ended() and out
 
 
@@ -92,7 +92,7 @@ async def test_an_unclear_answer_is_asked_once_more_then_counts_as_present() -> 
 async def test_the_caller_s_own_words_answer_the_confirmation() -> None:
     c, _ = await _suspected_face("en")
     await c.say("there's no facial droop, her face is just puffy")
-    r = c.d.result()
+    r = c.d.result().to_json()
     face = next(f for f in r["findings"] if f["id"] == "face_droop")
     assert face["present"] is False and not c.escalated()
 
@@ -108,7 +108,7 @@ async def test_other_suspicions_are_confirmed_before_the_disposition() -> None:
     await c.say("yes")
     assert c.d.facts.present("fever")
     await c.answer_until_done("no")
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["confirmations"][0]["finding"] == "fever" and r["confirmations"][0]["red_flag"] is False
     assert r["disposition"] == "consultation"  # sore throat with fever
 
@@ -121,7 +121,7 @@ async def test_an_unsure_non_red_flag_suspicion_is_left_unstated_not_invented() 
     await c.say(text)
     await c.say("not sure")
     assert not c.d.facts.known("fever")
-    assert c.d.result()["confirmations"][0]["outcome"] == "unsure: left unstated"
+    assert c.d.result().to_json()["confirmations"][0]["outcome"] == "unsure: left unstated"
 
 
 async def test_a_suspected_red_flag_in_an_unclear_answer_comes_before_the_re_asked_question() -> None:
@@ -144,7 +144,7 @@ async def test_suspicions_are_not_asked_once_escalated() -> None:
     await c.open()
     await c.say("yes")
     await c.say(text)
-    assert c.escalated() and not c.d.result()["confirmations"]
+    assert c.escalated() and not c.d.result().to_json()["confirmations"]
     assert "droopy" not in c.text(c.log)
 
 
@@ -188,7 +188,7 @@ async def test_no_suspected_red_flag_is_ever_dropped(lang: str, flag: str, findi
     assert c.d.check is not None and c.d.check.finding == finding, c.last_question()
     assert confirm_text()[lang].lay[finding] in c.last_question()
     await c.say(UNSURE[lang])
-    assert c.escalated() and flag in c.d.result()["red_flags"]
+    assert c.escalated() and flag in c.d.result().to_json()["red_flags"]
 
 
 async def test_a_red_flag_made_of_two_half_heard_findings_is_confirmed_and_kept_when_unsure() -> None:
@@ -201,7 +201,7 @@ async def test_a_red_flag_made_of_two_half_heard_findings_is_confirmed_and_kept_
     await c.say("not sure")
     assert not c.escalated() and c.d.check.finding == "pain_radiating"
     await c.say("yes")
-    assert c.escalated() and "cardiac_chest_pain" in c.d.result()["red_flags"]
+    assert c.escalated() and "cardiac_chest_pain" in c.d.result().to_json()["red_flags"]
 
 
 async def test_a_suspicion_completing_a_red_flag_with_what_was_said_is_asked_at_once() -> None:
@@ -234,13 +234,14 @@ def test_facts_keep_suspicions_until_the_finding_is_stated() -> None:
 
 def test_single_statement_results_carry_the_suspicions() -> None:
     from dialogue.extract import Mention
-    from dialogue.result import build_result
+    from dialogue.result import assessed
     from tests.dialogue.screen_driver import SuspectingExtraction
+    from voice.result import Suspicion
 
     kn = knowledge()
     facts = Facts()
     facts.add(SuspectingExtraction((), (), (Mention("face_droop", True, "face funny", score=0.7),)), 0, "face funny")
-    r = build_result("en", facts, __import__("dialogue.engine").engine.assess(facts, kn), kn)
-    assert r.suspected == [{"finding": "face_droop", "turn": 0, "span": "face funny", "score": 0.7, "red_flag": True}]
-    assert r.red_flags == [] and r.confirmations == []
-    assert triage_text("sore throat", "en").suspected == []
+    r = assessed("en", facts, __import__("dialogue.engine").engine.assess(facts, kn), kn)
+    assert r.suspected == (Suspicion("face_droop", 0, "face funny", 0.7, red_flag=True),)
+    assert r.red_flags == () and r.confirmations == ()
+    assert triage_text("sore throat", "en").suspected == ()

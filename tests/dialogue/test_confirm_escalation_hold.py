@@ -54,7 +54,7 @@ async def test_a_silent_caller_after_a_red_flag_is_held_for_a_nurse_never_hung_u
     for n in range(3, 12):
         out = await c.silence(n)
         assert out and not c.actions_of(out, EndCall) and not c.actions_of(out, HoldForNurse)  # alerted once
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["held_for_nurse"] and r["end_reason"] is None and not c.ended()
     held_label = {"en": "line held open, nurse alerted", "zh": "保持通话，已通知护士"}[lang]
     assert held_label in r["summary"]["recommendation"]  # the record shows what was done
@@ -270,7 +270,7 @@ def test_the_call_loop_keeps_the_line_open_for_a_silent_escalated_caller() -> No
             assert not [e for e in line.seen if _action(EndCall)(e)]
             assert len([e for e in line.seen if _action(HoldForNurse)(e)]) == 1  # alerted once
             assert len([e for e in line.seen if _action(Escalate, "nurse")(e)]) == 1
-            assert result["held_for_nurse"] and result["escalated"] and "cardiac_chest_pain" in result["red_flags"]
+            assert result.held_for_nurse and result.escalated and "cardiac_chest_pain" in result.red_flags
             turns = [e.turn for e in line.seen if isinstance(e, TurnRecorded)]
             assert [t.text for t in turns if t.speaker == "caller"] == ["yes", RED_FLAG["en"]]
 
@@ -292,7 +292,7 @@ def test_a_moan_without_words_is_no_answer_the_hold_still_comes() -> None:
             assert held.turn.text.startswith(HOLD)
             assert [e for e in line.seen if _action(HoldForNurse)(e)] and line.running
             result = await line.hang_up()
-            assert result["held_for_nurse"]
+            assert result.held_for_nurse
 
     run_virtual(call(), limit_s=300)
 
@@ -312,8 +312,8 @@ def test_an_unanswered_suspected_red_flag_escalates_through_the_call_loop() -> N
             await line.next(_action(HoldForNurse), within_s=SILENT_RED_FLAG_WAIT_S)
             assert line.running
             result = await line.hang_up()
-            assert "stroke_signs" in result["red_flags"] and result["held_for_nurse"]
-            assert result["confirmations"][0]["answer"] == "no answer"
+            assert "stroke_signs" in result.red_flags and result.held_for_nurse
+            assert result.confirmations[0].answer == "no answer"
 
     run_virtual(call(), limit_s=300)
 

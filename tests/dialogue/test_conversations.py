@@ -71,7 +71,7 @@ async def test_en_sore_throat_self_care() -> None:
     assert "fainting" in c.text(out)
     out = await c.say("no")
     assert c.actions(out, EndCall)[0].reason == "completed"
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert (r["disposition"], r["department"], r["chief_complaint"]) == ("self_care", "ent", "sore_throat")
     assert r["red_flags"] == [] and not r["escalated"]
     assert "at home" in c.text(out)
@@ -94,7 +94,7 @@ async def test_en_chest_pain_red_flag_from_a_plain_yes_then_transfer() -> None:
     assert c.text(out).index("911") < c.text(out).index("nurse")  # what to do comes first
     out = await c.say("yes please")
     assert c.actions(out, Transfer)
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["transferred"] and r["disposition"] == "emergency_ambulance" and r["department"] == "emergency"
 
 
@@ -121,7 +121,7 @@ async def test_en_repeat_unknown_and_correction() -> None:
     out = await c.say("no fever. Sorry, I mean three weeks, not three days")
     assert "corrected" in c.text(out)
     await c.say("no")  # blood
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["numbers"]["duration_hours"] == 504
     assert r["disposition"] == "consultation"  # cough for three weeks: see a doctor
 
@@ -131,7 +131,7 @@ async def test_en_several_complaints_most_urgent_wins() -> None:
     await c.open()
     await c.say("yes")
     await c.say("I have a runny nose, and my stomach hurts, it's about 9 out of 10")
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["disposition"] == "emergency"
     assert r["chief_complaint"] == "abdominal_pain"
     assert {x["protocol"] for x in r["complaints"]} >= {"abdominal_pain", "nose_sinus"}
@@ -145,7 +145,7 @@ async def test_en_off_topic_then_complaint() -> None:
     assert "what is bothering you" in c.text(out).lower()
     out = await c.say("I have a rash that itches")
     assert not c.actions(out, EndCall)
-    assert c.d.result()["chief_complaint"] == "rash"
+    assert c.d.result().to_json()["chief_complaint"] == "rash"
 
 
 async def test_silence_reprompts_then_ends() -> None:
@@ -156,7 +156,7 @@ async def test_silence_reprompts_then_ends() -> None:
     await c.silence(2)
     out = await c.silence(3)
     assert c.actions(out, EndCall)[0].reason == "silence"
-    assert c.d.result()["end_reason"] == "silence"
+    assert c.d.result().to_json()["end_reason"] == "silence"
 
 
 async def test_consent_declined_ends_politely() -> None:
@@ -181,7 +181,7 @@ async def test_zh_infant_fever_escalates_after_age_answer() -> None:
     assert "120" in c.text(out) and "急诊" in c.text(out)
     out = await c.say("不用了")
     assert c.actions(out, EndCall)
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["disposition"] == "emergency" and r["department_name"] == "急诊科"
     assert "婴儿" in r["summary"]["assessment"] or "3个月" in r["summary"]["assessment"]
 
@@ -202,8 +202,8 @@ async def test_zh_abdominal_pain_to_consultation() -> None:
             break
         out = await c.say("没有")
     assert c.actions(out, EndCall)
-    assert {x["item"] for x in c.d.result()["screen"]} >= {"chest", "breathing", "stroke", "collapse", "bleeding"}
-    r = c.d.result()
+    assert {x.item for x in c.d.result().screen} >= {"chest", "breathing", "stroke", "collapse", "bleeding"}
+    r = c.d.result().to_json()
     assert (r["disposition"], r["department"]) == ("consultation", "gastroenterology")
     assert "消化内科" in c.text(c.log)
     assert r["summary"]["text"].startswith("S: 中文分诊来电")
@@ -265,7 +265,7 @@ async def test_en_followup_all_well_completes() -> None:
         if c.actions(out, EndCall):
             break
     assert c.actions(out, EndCall)[0].reason == "completed"
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["identity_confirmed"] and r["consent"] and r["complete"]
     assert r["alarms"] == [] and r["red_flags"] == [] and not r["escalated"]
     assert r["outcomes"]["pain"]["value"] == 2 and r["outcomes"]["satisfaction"]["value"] == 5
@@ -300,7 +300,7 @@ async def test_zh_followup_wound_pus_and_fever_escalates() -> None:
     esc = [e for e in c.actions(out, Escalate) if e.red_flags]
     assert esc and "wound_infection_fever" in esc[0].red_flags
     assert "120" in c.text(out)
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["escalated"] and "wound_discharge" in r["alarms"]
     assert r["outcomes"]["wound_discharge"]["value"] is True
     assert "伤口" in r["summary"]["text"]
@@ -313,7 +313,7 @@ async def test_followup_identity_check_comes_before_any_health_question() -> Non
     assert c.actions(out, EndCall)[0].reason == "identity_not_confirmed"
     said = c.text(c.log).lower()
     assert "pain" not in said and "medicine" not in said and "breath" not in said
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert not r["identity_confirmed"] and r["outcomes"] == {}
 
 
@@ -331,5 +331,35 @@ async def test_outcome_actions_carry_structured_state(lang: str) -> None:
     await c.open()
     await c.say("yes" if lang == "en" else "好")
     out = await c.say("I have a headache" if lang == "en" else "我头疼")
-    outcome = c.actions(out, Outcome)[0].data
-    assert outcome["chief_complaint"] == "headache" and outcome["disposition"] in ("self_care", "consultation")
+    outcome = c.actions(out, Outcome)[0].result
+    assert outcome.chief_complaint == "headache" and outcome.disposition in ("self_care", "consultation")
+
+
+async def test_followup_questionnaire_data_drives_skips_numbers_and_reminders() -> None:
+    """prompts/followup/questionnaire.yaml, not Python, says: `transport` is skipped after "no" to
+    `appointment` (skip_if_no), `pain` is read as the call's pain score (slot), the teach-back is
+    followed by the safety reminder (then_say), and a new symptom flags the call (alarm_on_new_findings)."""
+    c = Call("en", "followup", {"patient_name": "John Smith", "department": "general_surgery"})
+    await c.open()
+    await c.say("speaking")
+    await c.say("yes")
+    given = {"symptoms_new": "I have a rash on my arm", "pain": "about 6", "appointment": "no",
+             "teach_back": "call 911", "satisfaction": "5", "suggestions": "no"}  # fmt: skip
+    said, asked = "", []
+    for _ in range(30):
+        if c.d.index >= len(c.d.questions):
+            break
+        qid = c.d.questions[c.d.index].id
+        asked.append(qid)
+        out = await c.say(given.get(qid, "no"))
+        said += c.text(out)
+        if c.actions(out, EndCall):
+            break
+    r = c.d.result()
+    assert "appointment" in asked and "transport" not in asked and r.answer("transport") is None
+    pain = r.answer("pain")
+    assert pain is not None and pain.value == 6 and r.numbers["pain_score"] == 6
+    assert c.d.kn.followup_text["en"].texts["teach_back_reminder"].format(emergency="911") in said
+    symptoms = r.answer("symptoms_new")
+    assert symptoms is not None and symptoms.alarm and "symptoms_new" in r.alarms
+    assert r.complete and r.escalated and r.to_json()["outcomes"]["pain"]["value"] == 6

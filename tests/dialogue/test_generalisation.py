@@ -20,7 +20,7 @@ G3 = {"emergency_ambulance": "em", "emergency": "em", "consultation_24": "ne", "
 
 
 def _present(text: str, lang: str) -> set[str]:
-    return {f["id"] for f in triage_text(text, lang).to_dict()["findings"] if f["present"]}
+    return {f["id"] for f in triage_text(text, lang).to_json()["findings"] if f["present"]}
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_sudden_severe_pain_anywhere_is_at_least_an_emergency(lang: str, text: s
     ],
 )
 def test_worst_ever_headache_is_a_red_flag(lang: str, text: str) -> None:
-    assert "thunderclap_headache" in triage_text(text, lang).to_dict()["red_flags"]
+    assert "thunderclap_headache" in triage_text(text, lang).to_json()["red_flags"]
 
 
 def test_a_negated_normal_function_is_the_finding_but_only_in_its_own_scope() -> None:
@@ -72,7 +72,7 @@ def test_a_negated_normal_function_is_the_finding_but_only_in_its_own_scope() ->
 
 def test_speech_recognition_confusions_are_undone_before_matching() -> None:
     r = triage_text("he's got pain in his jaw and his chess and he's sweating", "en")
-    assert "cardiac_chest_pain" in r.to_dict()["red_flags"]
+    assert "cardiac_chest_pain" in r.to_json()["red_flags"]
     assert "chest" in extractor("en").normalise("my chess feels tight")
     assert extractor("zh").normalise("有点光盘，胸门") == "有点黄痰，胸闷"
     assert "chest_pain" not in _present("we played chess all afternoon", "en")
@@ -91,7 +91,7 @@ def test_a_symptom_persisting_for_weeks_is_not_home_care() -> None:
 
 
 def test_numbers_as_callers_say_them() -> None:
-    numbers = triage_text("sore ear for two days, temperature about a hundred and one", "en").to_dict()["numbers"]
+    numbers = triage_text("sore ear for two days, temperature about a hundred and one", "en").to_json()["numbers"]
     assert numbers["temp_c"] == pytest.approx(38.3, abs=0.1)
 
 

@@ -74,7 +74,7 @@ async def test_incapable_model_is_never_called_for_clinical_content() -> None:
         await _say(d, "yes", 1)
         await _say(d, "I feel a bit off", 2)
         assert model.calls == []
-        assert d.result()["chief_complaint"] is None
+        assert d.result().to_json()["chief_complaint"] is None
 
 
 async def test_llm_findings_add_to_rules_and_disagreements_are_logged_without_text(
@@ -90,11 +90,11 @@ async def test_llm_findings_add_to_rules_and_disagreements_are_logged_without_te
     await _say(d, "yes", 1)
     with caplog.at_level(logging.INFO, logger="carecall.dialogue.assist"):
         await _say(d, "I have a tummy ache and I keep bringing everything back up", 2)
-    facts = {f["id"]: f for f in d.result()["findings"]}
+    facts = {f["id"]: f for f in d.result().to_json()["findings"]}
     assert facts["abdominal_pain"]["source"] == "rules"
     assert facts["vomiting"]["source"] == "llm" and facts["vomiting"]["present"]
     assert "nosuchthing" not in facts
-    assert d.result()["llm_disagreements"][0]["llm_only"] == ["vomiting"]
+    assert d.result().to_json()["llm_disagreements"][0]["llm_only"] == ["vomiting"]
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "vomiting" in logged and "tummy" not in logged and "bringing" not in logged
 
@@ -109,7 +109,7 @@ async def test_rules_stay_authoritative_for_red_flags() -> None:
     [o async for o in d.opening()]
     out = await _say(d, "crushing chest pain and I'm sweating", 1)
     assert any(isinstance(o, Escalate) and "cardiac_chest_pain" in o.red_flags for o in out)
-    assert d.result()["llm_disagreements"][0]["conflict"] == ["chest_pain", "sweating"]
+    assert d.result().to_json()["llm_disagreements"][0]["conflict"] == ["chest_pain", "sweating"]
 
 
 async def test_rephrased_question_is_used_only_when_the_guard_passes() -> None:
@@ -158,7 +158,7 @@ async def test_llm_unavailable_falls_back_to_rules_and_templates() -> None:
     await _say(d, "可以", 1)
     out = await _say(d, "我嗓子疼", 2)
     assert "口水" in " ".join(o for o in out if isinstance(o, str))
-    assert d.result()["chief_complaint"] == "sore_throat"
+    assert d.result().to_json()["chief_complaint"] == "sore_throat"
 
 
 async def test_summary_polish_is_guarded() -> None:

@@ -105,7 +105,7 @@ async def test_junk_from_the_model_is_rejected(llama: LlamaServer) -> None:
         [o async for o in d.opening()]
         await _say(d, "yes", 1)
         await _say(d, "I have a headache", 2)
-        r = d.result()
+        r = d.result().to_json()
         assert r["chief_complaint"] == "headache"
         assert all(f["source"] != "llm" for f in r["findings"])
     await real.aclose()
@@ -128,7 +128,7 @@ async def test_red_flag_rules_stay_authoritative_with_the_real_model(llama: Llam
         out = await _say(d, text, 1)
         assert rec.json_raw, "the real model was not asked"
         assert any(isinstance(o, Escalate) and "cardiac_chest_pain" in o.red_flags for o in out)
-        r = d.result()
+        r = d.result().to_json()
         assert r["disposition"] == "emergency_ambulance"
         facts = {f["id"]: f for f in r["findings"]}
         assert facts["chest_pain"]["present"] and facts["chest_pain"]["source"] == "rules"

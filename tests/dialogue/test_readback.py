@@ -22,7 +22,7 @@ async def test_a_temperature_is_read_back_and_kept_on_yes() -> None:
     assert c.last_question() == "I heard a temperature of 38.5 degrees. Is that right?"
     await c.say("yes")
     assert c.d.facts.num("temp_c") == 38.5 and "temperature" not in c.last_question()
-    rb = c.d.result()["readbacks"]
+    rb = c.d.result().to_json()["readbacks"]
     q = "I heard a temperature of 38.5 degrees. Is that right?"
     assert rb == [{"kind": "number", "what": "temp_c", "question": q,
                    "asked_turn": 2, "answer": "yes", "answer_turn": 3, "outcome": "kept"}]
@@ -66,9 +66,9 @@ async def test_an_adult_s_age_is_not_read_back() -> None:
 
 async def test_never_read_back_once_escalated() -> None:
     c = await _start("en", "my 6 week old baby has a fever of 38.5")
-    assert c.escalated() and "infant_fever" in c.d.result()["red_flags"]
+    assert c.escalated() and "infant_fever" in c.d.result().to_json()["red_flags"]
     await c.say("no", ("no",))  # the transfer offer, heard with an unsure word
-    assert c.d.result()["readbacks"] == []
+    assert c.d.result().to_json()["readbacks"] == []
 
 
 async def test_a_denied_red_flag_finding_is_read_back_as_a_plain_either_or() -> None:
@@ -76,14 +76,14 @@ async def test_a_denied_red_flag_finding_is_read_back_as_a_plain_either_or() -> 
     assert c.last_question() == "Just to be sure: there is sweating or a cold sweat, or not?"
     await c.say("no")
     assert not c.escalated() and c.d.facts.known("sweating") and not c.d.facts.present("sweating")
-    assert c.d.result()["readbacks"][0]["outcome"] == "kept"
+    assert c.d.result().to_json()["readbacks"][0]["outcome"] == "kept"
 
 
 async def test_a_denial_that_was_heard_wrongly_escalates() -> None:
     c = await _start("zh", "我今天早上开始胸口疼，没有出汗")
     assert c.last_question() == "再确认一下：在出汗或者出冷汗，是不是？"
     await c.say("是")
-    assert c.escalated() and "cardiac_chest_pain" in c.d.result()["red_flags"]
+    assert c.escalated() and "cardiac_chest_pain" in c.d.result().to_json()["red_flags"]
 
 
 async def test_unsure_about_a_red_flag_denial_counts_as_present() -> None:
@@ -102,7 +102,7 @@ async def test_an_unsure_short_answer_is_read_back_and_asked_again_if_wrong(lang
     assert c.last_question() == saliva and not c.d.facts.known("drooling")
     await c.say(yes)
     assert c.d.facts.present("drooling")
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["readbacks"][0]["kind"] == "words" and r["readbacks"][0]["outcome"] == "reask"
 
 

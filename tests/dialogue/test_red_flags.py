@@ -131,7 +131,7 @@ RED_FLAGS = [
 @pytest.mark.parametrize(("lang", "text", "flag"), RED_FLAGS, ids=[f"{r[0]}-{i}" for i, r in enumerate(RED_FLAGS)])
 def test_red_flag_recall(lang: str, text: str, flag: str) -> None:
     r = triage_text(text, lang)
-    assert flag in r.red_flags, (r.red_flags, [f["id"] for f in r.findings if f["present"]])
+    assert flag in r.red_flags, (r.red_flags, [f.id for f in r.findings if f.present])
     assert r.disposition in ("emergency", "emergency_ambulance")
     assert r.department == "emergency"
 
@@ -173,5 +173,5 @@ ORDINARY = [
 @pytest.mark.parametrize(("lang", "text"), ORDINARY)
 def test_no_red_flag_on_ordinary_complaints(lang: str, text: str) -> None:
     r = triage_text(text, lang)
-    assert r.red_flags == [], (r.red_flags, [f["id"] for f in r.findings if f["present"]])
+    assert r.red_flags == (), (r.red_flags, [f.id for f in r.findings if f.present])
     assert r.disposition not in ("emergency", "emergency_ambulance")

@@ -18,7 +18,7 @@ NEURO = {"en": "fainting", "zh": "晕倒"}
 
 
 def _screen_questions(c: Call) -> list[str]:
-    qs = {r["asked_turn"]: r for r in c.d.result()["screen"]}
+    qs = {r["asked_turn"]: r for r in c.d.result().to_json()["screen"]}
     return [str(r["item"]) for r in qs.values()]
 
 
@@ -34,7 +34,7 @@ async def test_screen_is_asked_on_a_non_emergency_complaint_before_the_dispositi
     await c.say(consent)
     await c.say(opening)
     asked = await c.answer_until_done(no)
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["disposition"] == "self_care" and r["end_reason"] == "completed"
     # the protocol's own questions come first, then the bundled screen, then the advice
     core = next(i for i, q in enumerate(asked) if CORE[lang] in q)
@@ -69,7 +69,7 @@ async def test_items_already_settled_by_the_caller_are_skipped() -> None:
     asked = await c.answer_until_done("no")
     bundle = next(q for q in asked if "face" in q)
     assert "chest" not in bundle and "breathing" not in bundle
-    items = [x["item"] for x in c.d.result()["screen"]]
+    items = [x["item"] for x in c.d.result().to_json()["screen"]]
     assert "chest" not in items and "breathing" not in items and "stroke" in items
 
 
@@ -98,7 +98,7 @@ async def test_yes_is_followed_by_which_then_the_settling_question_then_escalati
     assert not c.escalated()
     out = await c.say(yes)  # new, on one side
     assert c.escalated(), follow
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert "stroke_signs" in r["red_flags"] and r["disposition"] == "emergency_ambulance"
     answers = [(x["item"], x["question"], x["answer"]) for x in r["screen"]]
     assert ("stroke", "which", "yes (named)") in answers and ("stroke", "follow", "yes") in answers
@@ -118,8 +118,8 @@ async def test_not_sure_to_the_settling_question_counts_as_present() -> None:
     assert "spread" in c.last_question()
     await c.say("I'm not sure")
     assert c.escalated()
-    assert "cardiac_chest_pain" in c.d.result()["red_flags"]
-    rec = [x for x in c.d.result()["screen"] if x["question"] == "follow"][-1]
+    assert "cardiac_chest_pain" in c.d.result().to_json()["red_flags"]
+    rec = [x for x in c.d.result().to_json()["screen"] if x["question"] == "follow"][-1]
     assert rec["answer"] == "not sure: treated as present"
 
 
@@ -134,7 +134,7 @@ async def test_a_no_in_the_caller_s_own_words_is_taken_item_by_item() -> None:
     # breathing named present: what settles it (how bad) is asked next, by its protocol; chest recorded absent
     assert "breath" in c.last_question()
     await c.answer_until_done("no")
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert not r["red_flags"]
     present = {f["id"]: f["present"] for f in r["findings"]}
     assert present["chest_pain"] is False and present["breathless"] is True and present["severe_breathless"] is False
@@ -152,7 +152,7 @@ async def test_no_but_something_else_is_followed_up_not_recorded_absent() -> Non
     assert c.d.check.kind == "follow" and c.d.check.items == ("stroke",)
     assert not c.d.facts.known("one_sided_numbness")
     await c.say("yes, just the left side, since this morning")
-    assert c.escalated() and "stroke_signs" in c.d.result()["red_flags"]
+    assert c.escalated() and "stroke_signs" in c.d.result().to_json()["red_flags"]
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,7 @@ async def test_babies_get_the_infant_screen_not_the_adult_one(
     await c.say(consent)
     await c.say(opening)
     asked = await c.answer_until_done(no)
-    items = {x["item"] for x in c.d.result()["screen"]}
+    items = {x["item"] for x in c.d.result().to_json()["screen"]}
     assert {"infant_alert", "infant_feeding", "infant_rash", "infant_age"} <= items
     assert "chest" not in items and "stroke" not in items and not any(adult_word in q for q in asked)
     bundle = next(q for q in asked if infant_word in q and ("floppy" in q or "软绵绵" in q))
@@ -183,14 +183,14 @@ async def test_an_adult_who_mentions_a_child_is_still_screened_as_an_adult() -> 
     await c.say("yes")
     await c.say("My son drove me in, I've had a sore throat for two days")
     await c.answer_until_done("no")
-    items = {x["item"] for x in c.d.result()["screen"]}
+    items = {x["item"] for x in c.d.result().to_json()["screen"]}
     assert {"chest", "stroke"} <= items  # "my son" is who is calling about, not the patient's age
     child = Call("en")
     await child.open()
     await child.say("yes")
     await child.say("my 8 year old son has had a sore throat for two days")
     await child.answer_until_done("no")
-    items = {x["item"] for x in child.d.result()["screen"]}
+    items = {x["item"] for x in child.d.result().to_json()["screen"]}
     assert "stroke" not in items and "chest" not in items and "collapse" in items
 
 
@@ -216,8 +216,8 @@ async def test_a_young_baby_is_asked_about_fever_and_a_yes_escalates() -> None:
             await c.say("no")
     assert read_back
     await c.say("yes")
-    assert c.escalated() and "infant_fever" in c.d.result()["red_flags"]
-    assert ("infant_fever", "yes") in {(x["item"], x["answer"]) for x in c.d.result()["screen"]}
+    assert c.escalated() and "infant_fever" in c.d.result().to_json()["red_flags"]
+    assert ("infant_fever", "yes") in {(x["item"], x["answer"]) for x in c.d.result().to_json()["screen"]}
 
 
 @pytest.mark.parametrize(
@@ -235,7 +235,7 @@ async def test_pregnancy_screen_only_for_pregnancy(lang: str, consent: str, open
     asked = await c.answer_until_done(no)
     assert any(word in q for q in asked)
     # (bleeding was settled by the headache protocol's own question in pregnancy)
-    assert {"pregnancy_pain", "pregnancy_movements"} <= {x["item"] for x in c.d.result()["screen"]}
+    assert {"pregnancy_pain", "pregnancy_movements"} <= {x["item"] for x in c.d.result().to_json()["screen"]}
 
     other = Call(lang)
     await other.open()
@@ -268,7 +268,7 @@ async def test_self_harm_yes_escalates_without_making_the_caller_justify_it() ->
         assert not c.ended()
         await c.say("没有")
     await c.say("有")
-    assert c.escalated() and "suicide_risk" in c.d.result()["red_flags"]
+    assert c.escalated() and "suicide_risk" in c.d.result().to_json()["red_flags"]
 
 
 async def test_an_unrecognised_complaint_still_gets_the_full_screen() -> None:
@@ -280,9 +280,9 @@ async def test_an_unrecognised_complaint_still_gets_the_full_screen() -> None:
         if "Any " in c.last_question():
             break
     asked = await c.answer_until_done("no")
-    items = {x["item"] for x in c.d.result()["screen"]}
+    items = {x["item"] for x in c.d.result().to_json()["screen"]}
     assert {"chest", "breathing", "stroke", "collapse", "bleeding", "self_harm"} <= items, asked
-    assert c.d.result()["disposition"] != "self_care"
+    assert c.d.result().to_json()["disposition"] != "self_care"
 
 
 async def test_no_screen_when_the_protocol_already_sends_to_emergency() -> None:
@@ -292,7 +292,7 @@ async def test_no_screen_when_the_protocol_already_sends_to_emergency() -> None:
     await c.say("I've had a sore throat for two days")
     await c.say("yes, I can't swallow my own saliva")  # the protocol's emergency rule
     await c.answer_until_done("no")
-    r = c.d.result()
+    r = c.d.result().to_json()
     assert r["disposition"] == "emergency" and r["screen"] == []
 
 
@@ -344,8 +344,8 @@ async def test_the_screen_catches_emergencies_the_words_did_not_raise(
             opening if "didn't catch" in q or "没听清" in q else {"en": "no", "zh": "没有"}[lang]
         )
     assert c.escalated(), c.text(c.log)
-    assert flag in c.d.result()["red_flags"]
-    assert any(x["answer"].startswith("yes") for x in c.d.result()["screen"])  # the screen's question found it
+    assert flag in c.d.result().to_json()["red_flags"]
+    assert any(x.answer.startswith("yes") for x in c.d.result().screen)  # the screen's question found it
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -366,7 +366,7 @@ async def test_keypad_answers_work_for_the_screen() -> None:
     while "胸痛" not in c.last_question():
         await c.say("没有")
     [o async for o in c.d.on_dtmf("2")]  # 2 = no
-    assert {x["item"]: x["answer"] for x in c.d.result()["screen"]}["chest"] == "no"
+    assert {x["item"]: x["answer"] for x in c.d.result().to_json()["screen"]}["chest"] == "no"
     out = [o async for o in c.d.on_dtmf("1")]  # 1 = yes, to the next bundle: which one?
     assert any("是哪一种" in o for o in out if isinstance(o, str))
 

@@ -140,7 +140,7 @@ async def test_a_conversation_reaches_the_red_flag_only_through_the_questions() 
     assert (conv.row.pred, conv.row.department, conv.row.end_reason) == ("self_care", "ent", "completed")
     # saliva, breathing, fever, how long; then the emergency screen's two bundles before a self-care disposition
     assert conv.row.questions == 6 and expected_red_flags(zh, kn) == []
-    assert conv.result["screen_questions"] == 2
+    assert conv.result.screen_questions == 2
 
 
 def test_summary_questions_and_red_flag_recall() -> None:

@@ -21,6 +21,7 @@ from voice.events import (
     TurnMetrics,
     TurnRecorded,
 )
+from voice.result import CallResult, Complaint, Evidence, Finding, Progress, Sbar
 
 XSS = "<script>alert(1)</script>"
 SQL = "'; DROP TABLE calls; --"
@@ -45,29 +46,26 @@ def turn(i: int, speaker: str, text: str, **kw: Any) -> Turn:
     return Turn(index=i, speaker=speaker, text=text, start_s=i * 2.0, end_s=i * 2.0 + 1.8, metrics=metrics, **kw)  # type: ignore[arg-type]
 
 
-def triage_result() -> dict[str, Any]:
-    return {
-        "chief_complaint": "chest pain",
-        "complaints": [{"protocol": "chest_pain", "disposition": "emergency_ambulance"}],
-        "disposition": "emergency_ambulance",
-        "department": "Emergency",
-        "findings": [
-            {
-                "name": "chest_pain",
-                "value": True,
-                "evidence": f"I have chest pain going down my left arm {XSS}",
-                "turn_index": 1,
-            },
-            {"name": "sweating", "value": "yes", "evidence": f"yes and I am sweating {SQL}", "turn_index": 3},
-        ],
-        "red_flags": [{"flag": "chest_pain_radiating", "reason": "chest pain spreading to the arm"}],
-        "summary": {
-            "situation": "Chest pain radiating to the left arm with sweating.",
-            "background": "Not asked.",
-            "assessment": "Possible acute coronary syndrome.",
-            "recommendation": "Ambulance now.",
-        },
-    }
+def triage_result() -> CallResult:
+    return CallResult(
+        mode="triage",
+        chief_complaint="chest_pain",
+        chief_complaint_name="chest pain",
+        complaints=(Complaint("chest_pain", "emergency_ambulance"),),
+        disposition="emergency_ambulance",
+        department="Emergency",
+        findings=(
+            Finding("chest_pain", True, "rules", Evidence(1, f"I have chest pain going down my left arm {XSS}")),
+            Finding("sweating", True, "answer", Evidence(3, f"yes and I am sweating {SQL}")),
+        ),
+        red_flags=("chest_pain_radiating",),
+        summary=Sbar(
+            situation="Chest pain radiating to the left arm with sweating.",
+            background="Not asked.",
+            assessment="Possible acute coronary syndrome.",
+            recommendation="Ambulance now.",
+        ),
+    )
 
 
 def triage_call(
@@ -89,7 +87,7 @@ def triage_call(
         events.append(TurnRecorded(call_id, turn(i, speaker, text)))
         if i == 3:
             events.append(ActionTaken(call_id, Escalate("chest pain with sweating", ("chest_pain_radiating",))))
-            events.append(ActionTaken(call_id, Outcome({"disposition": "emergency_ambulance"})))
+            events.append(ActionTaken(call_id, Outcome(Progress("triage", "emergency_ambulance"))))
     events.append(CallEnded(call_id, "completed", triage_result(), recording))
     return events
 
@@ -110,7 +108,14 @@ def quiet_call(
         TurnRecorded(call_id, turn(0, "bot", "您好，这里是 CareCall。")),
         TurnRecorded(call_id, turn(1, "caller", "我有点咳嗽")),
         CallEnded(
-            call_id, "completed", {"disposition": disposition, "department": department, "chief_complaint": "cough"}
+            call_id,
+            "completed",
+            CallResult(
+                mode="followup" if mode == "followup" else "triage",
+                disposition=disposition,
+                department=department,
+                chief_complaint="cough",
+            ),
         ),
     ]
 

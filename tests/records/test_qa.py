@@ -23,6 +23,7 @@ from tests.records.conversations import (
     scripted_call,
 )
 from voice.events import CallEnded, Turn, TurnRecorded
+from voice.result import CallResult
 
 
 def record(database, events) -> dict:
@@ -64,13 +65,13 @@ def test_a_skipped_critical_question_fails_and_names_it(database):
     events = scripted_call("qa-skip", CLEAN_TRIAGE)
     end = events[-1]
     assert isinstance(end, CallEnded)
-    asked = [q for q in end.result["questions_asked"] if q != "sore_throat.breathing"]
-    assert len(asked) < len(end.result["questions_asked"]), "the clean call asked the breathing question"
+    asked = tuple(q for q in end.result.questions_asked if q != "sore_throat.breathing")
+    assert len(asked) < len(end.result.questions_asked), "the clean call asked the breathing question"
     # a dialogue that never asked it: the question is gone from the transcript and from the result
     skipped_turns = [e for e in events if isinstance(e, TurnRecorded) and "breathing" in e.turn.text.lower()]
-    findings = [f for f in end.result["findings"] if f["id"] != "breathless"]
+    findings = tuple(f for f in end.result.findings if f.id != "breathless")
     events = [e for e in events[:-1] if e not in skipped_turns] + [
-        CallEnded(end.call_id, end.reason, {**end.result, "questions_asked": asked, "findings": findings})
+        CallEnded(end.call_id, end.reason, dataclasses.replace(end.result, questions_asked=asked, findings=findings))
     ]
     report = record(database, events)
     result, summary, evidence = check(report, "critical_questions")
@@ -141,7 +142,9 @@ def test_a_transfer_asked_for_and_whether_it_happened(database, works):
 def test_under_triage_is_caught_by_replaying_the_findings(database):
     events = [e for e in scripted_call("qa-under", CHEST_PAIN) if type(e).__name__ != "ActionTaken"]
     end = events[-1]
-    events[-1] = CallEnded(end.call_id, "completed", {**end.result, "disposition": "consultation", "red_flags": []})
+    assert isinstance(end, CallEnded)
+    wrong = dataclasses.replace(end.result, disposition="consultation", red_flags=())
+    events[-1] = CallEnded(end.call_id, "completed", wrong)
     report = record(database, events)
     result, _, evidence = check(report, "disposition")
     words = [e["words"] for e in evidence]
@@ -184,8 +187,10 @@ def test_a_mandarin_red_flag_call(database):
 def test_a_malformed_result_gives_warnings_not_a_lost_record(database):
     events = scripted_call("qa-bad", CLEAN_TRIAGE)
     end = events[-1]
-    events[-1] = CallEnded(end.call_id, "completed", {"findings": [{"id": 3, "evidence": "x"}], "complaints": "??",
-                                                       "numbers": {"temp_c": "hot"}, "outcomes": []})  # fmt: skip
+    # a stored row of the wrong shape reads field by field; what is malformed reads as its default
+    malformed = CallResult.from_json({"findings": [{"id": 3, "evidence": "x"}], "complaints": "??",
+                                      "numbers": {"temp_c": "hot"}, "outcomes": []})  # fmt: skip
+    events[-1] = CallEnded(end.call_id, "completed", malformed)
     report = record(database, events)
     assert report["result"] in ("pass", "warn", "fail") and set(report["checks"]) == set(CHECK_IDS)
     with database.session() as s:
@@ -198,7 +203,7 @@ def test_checks_are_pure_functions_of_a_call_view():
                  "Hello. This call is", True, 0.0, 1.0),
         TurnView(1, "caller", "yes", "yes", False, 1.5, 2.0),
     ]  # fmt: skip
-    view = CallView("v1", "triage", "en", "completed", None, (), {}, {}, tuple(t))
+    view = CallView("v1", "triage", "en", "completed", None, (), CallResult(mode="triage"), False, {}, tuple(t))
     report = run_qa(view)
     assert report.get("consent").result == "fail" and report.result == "fail"
     healed = dataclasses.replace(view, turns=(dataclasses.replace(t[0], interrupted=False, heard=t[0].text), t[1]))

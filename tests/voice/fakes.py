@@ -28,6 +28,7 @@ from voice.conversation import CallerUtterance, DialogueOutput
 from voice.events import CallerAudio, CallerHangup, CallEvent, CallInfo, Dtmf, Turn, TurnRecorded
 from voice.hub import Engines
 from voice.ports import RecognitionHints, Transcript, WordInfo
+from voice.result import CallResult
 from voice.transports.base import PacedTransport
 
 RATE = 16_000
@@ -197,8 +198,8 @@ class ScriptedDialogue:
     def heard(self, text: str, interrupted: bool) -> None:
         self.heard_calls.append((text, interrupted))
 
-    def result(self) -> dict[str, Any]:
-        return {"utterances": list(self.utterances)}
+    def result(self) -> CallResult:
+        return CallResult(mode="triage", call_id="fake")
 
 
 @dataclass
@@ -219,7 +220,7 @@ class Scenario:
 
 @dataclass
 class Outcome:
-    result: dict[str, Any]
+    result: CallResult
     transport: FakeTransport
     recognizer: FakeRecognizer
     events: list[tuple[float, CallEvent]]  # as the observers got them

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from records import repository
 from records.models import Call, User
 from telephony.campaigns import Attempt, Campaign, Contact, create_campaign, import_csv, next_allowed
+from voice.result import CallResult
 from web.console.auth import Principal
 from web.console.common import (
     COOKIE_PATH,
@@ -111,7 +112,7 @@ def _escalated_calls(session: Session, campaign_ids: list[str]) -> dict[str, set
     ).all()
     out: dict[str, set[int]] = defaultdict(set)
     for campaign_id, contact_id, red, result in rows:
-        if red or (isinstance(result, dict) and result.get("escalated")):
+        if red or CallResult.from_json(result, mode="followup").escalated:
             out[campaign_id].add(contact_id)
     return out
 

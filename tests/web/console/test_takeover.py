@@ -211,8 +211,8 @@ async def test_nurse_takes_over_talks_and_hands_back(clips):
     finally:
         if not running.done():
             running.cancel()
-    assert [h["event"] for h in result["takeovers"]] == ["takeover", "handback"]
-    assert result["takeovers"][0]["by"] == "nina"
-    evidence_turns = {f["evidence"]["turn"] for f in result["findings"] if isinstance(f.get("evidence"), dict)}
+    assert [h.event for h in result.takeovers] == ["takeover", "handback"]
+    assert result.takeovers[0].by == "nina"
+    evidence_turns = {f.evidence.turn for f in result.findings if f.evidence is not None}
     assert 9 in evidence_turns or 3 in evidence_turns  # the dialogue's turn numbers follow the record's
     assert "tk-1" not in registry.calls

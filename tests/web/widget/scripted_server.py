@@ -31,6 +31,7 @@ from voice.conversation import (
 )
 from voice.events import CallInfo
 from voice.hub import CallHub, Engines
+from voice.result import CallResult, Progress
 from voice.tts.piper import PiperSynthesizer
 
 GREETING = (
@@ -55,10 +56,10 @@ class ScriptedDialogue:
         if RED_FLAG.search(utterance.text):
             self.flagged = True
             yield Escalate(reason="chest pain spreading to the arm", red_flags=("chest_pain_radiating",))
-            yield Outcome({"disposition": "emergency_ambulance", "department": "Emergency"})
+            yield Outcome(Progress("triage", "emergency_ambulance", "Emergency"))
             yield "This could be a heart problem. Please call an ambulance now. Do not drive yourself."
             return
-        yield Outcome({"disposition": "consultation_24", "department": "General medicine"})
+        yield Outcome(Progress("triage", "consultation_24", "General medicine"))
         yield ("Thank you for telling me. I am sorry you feel unwell. "
                "How long have you had these symptoms, and have they been getting worse over time?")
 
@@ -72,12 +73,11 @@ class ScriptedDialogue:
     def heard(self, text: str, interrupted: bool) -> None:
         pass
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> CallResult:
         if self.flagged:
-            return {"disposition": "emergency_ambulance", "department": "Emergency",
-                    "advice": ["Call an ambulance now."], "red_flags": ["chest_pain_radiating"]}
-        return {"disposition": "consultation_24", "department": "General medicine",
-                "advice": ["Drink plenty of fluids and rest."]}
+            return CallResult(mode="triage", disposition="emergency_ambulance", department="Emergency",
+                              red_flags=("chest_pain_radiating",))
+        return CallResult(mode="triage", disposition="consultation_24", department="General medicine")
 
 
 @asynccontextmanager
