@@ -99,9 +99,9 @@ async def answer_offer(registry: TakeoverRegistry, call_id: str, sdp: str, nurse
     """Accept a nurse's offer for a live call on this worker; returns the SDP answer."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    control = registry.get(call_id)
-    if control.state == "nurse":
-        raise TakeoverError(f"the call is already taken over by {control.nurse}")
+    call = registry.call(call_id)
+    if call.nurse is not None:
+        raise TakeoverError(f"the call is already taken over by {call.nurse}")
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     peer = RtcNursePeer(pc)
     try:
@@ -109,7 +109,7 @@ async def answer_offer(registry: TakeoverRegistry, call_id: str, sdp: str, nurse
         await pc.setLocalDescription(await pc.createAnswer())
         while pc.iceGatheringState != "complete":
             await asyncio.sleep(0.05)
-        await control.take(peer, nurse)
+        await registry.take(call_id, peer, nurse)
     except Exception:
         await pc.close()
         raise
@@ -153,8 +153,8 @@ def add_takeover_routes(router: APIRouter) -> None:
         if action not in ("handback", "end"):
             raise HTTPException(404)
         try:
-            control = registry_of(request).get(call_id)
-            await (control.hand_back(user.username) if action == "handback" else control.end(user.username))
+            registry = registry_of(request)
+            await (registry.hand_back if action == "handback" else registry.end)(call_id, user.username)
         except TakeoverError as exc:
             raise HTTPException(409, str(exc)) from None
         text = "handed the call back to CareCall" if action == "handback" else "ended the call"
