@@ -64,7 +64,7 @@ from voice.playout import ReplyPlayer
 from voice.ports import Prefetching, RecognitionHints, Transcript, Transferable, Transport
 from voice.recording import StereoRecorder
 from voice.reply import Reply, ReplyTiming
-from voice.resample import StreamResampler, Upsample2x, live_resampler
+from voice.resample import StreamResampler, Upsample2x, live_resampler, relay_resampler
 from voice.takeover import NurseLink, TakeoverError, TakeoverState, say_only
 from voice.textnorm import ClauseSplitter
 from voice.turn_end import verdict as turn_verdict
@@ -611,7 +611,9 @@ class Call:
             return
         rate = self.transport.output_rate
         if audio.sample_rate != rate:
-            rs = self._takeover.resamplers.setdefault(audio.sample_rate, StreamResampler(audio.sample_rate, rate))
+            rs = self._takeover.resamplers.get(audio.sample_rate)
+            if rs is None:
+                rs = self._takeover.resamplers[audio.sample_rate] = relay_resampler(audio.sample_rate, rate)
             audio = rs.process(audio)
         if len(audio):
             await self.transport.send_audio(audio)

@@ -27,7 +27,7 @@ from voice.conversation import DialogueOutput, ExpectAnswer
 from voice.endpointer import Endpointer, EndpointerConfig, SpeechEnded
 from voice.events import CallInfo
 from voice.ports import RecognitionHints, Recognizer
-from voice.resample import StreamResampler
+from voice.resample import IntegerRatioResampler, StreamResampler
 
 log = logging.getLogger("carecall.takeover")
 
@@ -125,7 +125,7 @@ class TakeoverState:
     task: asyncio.Task[Any] | None = None
     pending: RecognitionHints | None = None  # what the dialogue's last question expects
     history: list[dict[str, Any]] = field(default_factory=list)
-    resamplers: dict[int, StreamResampler] = field(default_factory=dict)
+    resamplers: dict[int, IntegerRatioResampler | StreamResampler] = field(default_factory=dict)  # hers → the line
     ending: bool = False  # the nurse ended the call: the goodbye, then the end
 
     @property

@@ -9,6 +9,7 @@ the call); she hands back at 19.5 s and the caller answers the pending question 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,18 @@ class IndexedDialogue(ScriptedDialogue):
         return super().respond(utterance)
 
 
+class LevelTransport(FakeTransport):
+    """Also keeps each frame's level: a resampler's rounding leaves ±1 in silence."""
+
+    def __init__(self, *, rate: int) -> None:
+        super().__init__(rate=rate)
+        self.levels: list[tuple[float, float]] = []  # (time sent, dBFS)
+
+    async def _heard(self, frame: Pcm, bot: bool) -> None:
+        self.levels.append((now(), frame.rms_dbfs()))
+        await super()._heard(frame, bot)
+
+
 class FakeNursePeer:
     """The nurse's browser: her microphone in 20 ms frames in real time (a vowel inside each Speech,
     silence elsewhere), until `leaves_at_s`; and the caller audio she was sent, time-stamped."""
@@ -95,7 +108,7 @@ class FakeNursePeer:
 @dataclass
 class Run:
     call: Call
-    transport: FakeTransport
+    transport: LevelTransport
     synthesizer: FakeSynthesizer
     dialogue: IndexedDialogue
     registry: TakeoverRegistry
@@ -106,9 +119,12 @@ class Run:
     def turns(self) -> list[Turn]:
         return [e.turn for e in self.events if isinstance(e, TurnRecorded)]
 
+    def sound_sent(self, a: float, b: float) -> list[float]:
+        """When the caller's line sent frames of sound, between a and b seconds into the call."""
+        return [t - self.t0 for t, db in self.transport.levels if db > -60 and a <= t - self.t0 < b]
+
     def loud_between(self, a: float, b: float) -> int:
-        """Frames of sound the caller's line sent between a and b seconds into the call."""
-        return sum(1 for t, loud in self.transport.heard if loud and a <= t - self.t0 < b)
+        return len(self.sound_sent(a, b))
 
     async def at(self, s: float) -> None:
         await asyncio.sleep(max(0.0, self.t0 + s - now()))
@@ -117,11 +133,12 @@ class Run:
 Nurse = Callable[[Run], Awaitable[None]]
 
 
-def run_call(caller: list[Speech], nurse: Nurse, duration_s: float) -> Run:
-    """The call with a scripted caller, and `nurse` acting on it from the console's side."""
+def run_call(caller: list[Speech], nurse: Nurse, duration_s: float, *, line_rate: int = RATE) -> Run:
+    """The call with a scripted caller, and `nurse` acting on it from the console's side; the line
+    plays at `line_rate` (8 kHz: a phone line, SIP/RTP or Media Streams)."""
 
     async def main() -> Run:
-        transport, synthesizer, dialogue = FakeTransport(), FakeSynthesizer(), IndexedDialogue()
+        transport, synthesizer, dialogue = LevelTransport(rate=line_rate), FakeSynthesizer(), IndexedDialogue()
         recognizer = FakeRecognizer(TEXTS)
         engines = Engines(recognizer=recognizer, synthesizers={"en": synthesizer}, dialogue=lambda info: dialogue)
         events: list[CallEvent] = []
@@ -151,7 +168,8 @@ def run_call(caller: list[Speech], nurse: Nurse, duration_s: float) -> Run:
 CALLER = [Speech(0.5, 2.5, COUGH), Speech(8.5, 9.5, THANKS), Speech(21.5, 22.0, YES)]
 
 
-def test_a_nurse_takes_over_talks_with_the_caller_and_hands_back() -> None:
+@pytest.mark.parametrize("line_rate", [RATE, 8000])
+def test_a_nurse_takes_over_talks_with_the_caller_and_hands_back(line_rate: int) -> None:
     peers: list[FakeNursePeer] = []
 
     async def nurse(run: Run) -> None:
@@ -168,7 +186,7 @@ def test_a_nurse_takes_over_talks_with_the_caller_and_hands_back() -> None:
         with pytest.raises(TakeoverError, match="not taken over"):
             await run.registry.hand_back(CALL_ID, "nina")
 
-    run = run_call(CALLER, nurse, duration_s=26)
+    run = run_call(CALLER, nurse, duration_s=26, line_rate=line_rate)
     (peer,) = peers
     turns = run.turns()
     assert [(t.index, t.speaker) for t in turns] == [
@@ -184,6 +202,8 @@ def test_a_nurse_takes_over_talks_with_the_caller_and_hands_back() -> None:
     assert said.text == TEXTS[NURSE] and said.start_s == pytest.approx(6.0, abs=0.05)
     assert said.end_s == pytest.approx(7.6, abs=0.05)  # (the endpointer hears ~0.1 s of tail, as for the caller)
     assert run.loud_between(6.0, 7.6) >= 70  # 1.5 s of her voice = 75 frames
+    voice = run.sound_sent(6.1, 7.4)  # and it flows: a frame every 20 ms, no gap (a resampler's blocks)
+    assert max(b - a for a, b in itertools.pairwise(voice)) <= 0.021
     assert run.loud_between(handover_end + 0.1, 5.95) == 0 and run.loud_between(7.6, 19.5) == 0
     # the caller's words: to the nurse, and into the record, but not to the dialogue
     assert thanks.text == TEXTS[THANKS] and thanks.start_s == pytest.approx(8.5, abs=0.05)

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from records import repository
 from records.models import Review, User
 from voice.audio import Pcm
+from voice.resample import relay_resampler
 from voice.takeover import Phrases, TakeoverError, TakeoverRegistry
 from web.console.auth import Principal
 from web.console.common import api_user, check_csrf, client_host, get_services
@@ -60,7 +61,9 @@ class RtcNursePeer:
 
     async def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
-            self._mic.put_nowait(None) if not self._mic.full() else None
+            if self._mic.full():
+                self._mic.get_nowait()  # room for the end: the call must learn that she left
+            self._mic.put_nowait(None)
 
     async def _read(self, track: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
@@ -82,10 +85,10 @@ class RtcNursePeer:
         return await self._mic.get()
 
     def send(self, audio: Pcm) -> None:
-        from voice.resample import StreamResampler
-
         if audio.sample_rate != self._rate:
-            rs = self._resamplers.setdefault(audio.sample_rate, StreamResampler(audio.sample_rate, self._rate))
+            rs = self._resamplers.get(audio.sample_rate)
+            if rs is None:  # steady 20 ms chunks: a pull-mode track plays a late block as a gap
+                rs = self._resamplers[audio.sample_rate] = relay_resampler(audio.sample_rate, self._rate)
             audio = rs.process(audio)
         self.track.output.push_nowait(audio)  # dropped past the output's lead: the nurse never falls behind
 
