@@ -570,7 +570,7 @@ class Call:
         log.info("call %s: a nurse took over", self.info.call_id[:8])
         await self._after_protected()  # safety advice being spoken is heard to its end first
         await self._interrupt(force=True)
-        if self._end.is_set():
+        if self._end.is_set() or self._takeover.link is not link:  # ended, or handed back meanwhile
             return
         self._start_reply(say_only(link.handover), None, "handover")
         self._takeover.task = self._spawn(self._nurse_side(link), "nurse")
