@@ -153,8 +153,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
         recordings = settings.data_dir / "recordings"
         call_factory = functools.partial(Call, turn_taking=turn_taking(settings), recording_dir=recordings)
-        takeovers = TakeoverRegistry(load_takeover_phrases())
-        hub = CallHub(engines, takeovers.wrap(call_factory), settings.max_concurrent_calls, budget=budget)
+        hub = CallHub(engines, call_factory, settings.max_concurrent_calls, budget=budget)
+        takeovers = TakeoverRegistry(load_takeover_phrases(), engines.recognizer, hub.active)
         metrics = CallMetrics()
         hub.add_observer(metrics)
         lag = asyncio.create_task(watch_loop_lag(budget), name="loop-lag")

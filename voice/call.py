@@ -66,8 +66,9 @@ from voice.playout import ReplyPlayer
 from voice.ports import Prefetching, RecognitionHints, Transcript, Transferable, Transport
 from voice.recording import StereoRecorder
 from voice.reply import Reply, ReplyTiming
-from voice.resample import StreamResampler, Upsample2x, live_resampler
+from voice.resample import StreamResampler, Upsample2x, live_resampler, relay_resampler
 from voice.result import CallResult
+from voice.takeover import NurseLink, TakeoverError, TakeoverState, say_only
 from voice.textnorm import ClauseSplitter
 from voice.turn_end import verdict as turn_verdict
 from voice.turn_taking import TurnTaking
@@ -135,6 +136,7 @@ class Call:
         self._dropped_told = False
         self.state: CallState = "connecting"
         self.turns: list[Turn] = []
+        self._takeover = TakeoverState()  # a nurse who took the call over (voice.takeover.Takeable)
 
     # --- lifecycle ------------------------------------------------------------------------
     def cancel(self, reason: str) -> None:
@@ -184,7 +186,7 @@ class Call:
                 task.cancel()
             if self.recorder:
                 self.recorder.close()
-            result = self.dialogue.result()
+            result = self._takeover.with_history(self.dialogue.result())
             await self._set_state("ended")
             await self._emit(CallEnded(self.info.call_id, self._end_reason, result,
                                        str(self.recorder.path) if self.recorder else None))
@@ -236,7 +238,7 @@ class Call:
                 self._caller_hung_up = True
                 self._finish(event.reason)
                 return
-            if isinstance(event, Dtmf):
+            if isinstance(event, Dtmf) and not self._takeover.quiet:  # with a nurse, keys answer nothing
                 self._last_activity = self._last_caller = self.clock.now()
                 self._silences = 0  # a key press answers
                 await self._interrupt(force=True)  # a key press is deliberate: it always interrupts
@@ -248,6 +250,8 @@ class Call:
                 log.warning("call %s: the transport dropped caller audio (%s)", self.info.call_id[:8], event.reason)
 
     def _on_audio(self, audio: Pcm) -> None:
+        if self._takeover.link is not None:
+            self._takeover.link.hear(audio)
         if self._stream_t0 is None:
             self._stream_t0 = self.clock.now() - audio.duration
         if audio.sample_rate != ASR_RATE:
@@ -379,8 +383,9 @@ class Call:
             if carried_text is None and self.endpointer.in_speech:
                 self._carried = (text, ev)  # the caller is talking again: answer it all when they stop
                 return
-            await self._after_protected()
-            await self._interrupt(force=True)
+            if not self._takeover.quiet:  # (with a nurse the caller talks to her: they interrupt nothing)
+                await self._after_protected()
+                await self._interrupt(force=True)
             timing = ReplyTiming(speech_end=speech_end, endpoint=endpoint, transcript=self.clock.now())
             index = self._next_turn_index()
             m = timing.metrics()
@@ -397,6 +402,8 @@ class Call:
             # as it was, so a caller who may have collapsed after a red flag is still held for a nurse
             # (dialogue: re-prompt once, then HoldForNurse) instead of being asked "are you there?" for ever.
             self._silences = 0
+            if self._takeover.quiet:
+                return  # the caller talks to the nurse: the turn is in the record, the dialogue waits
             unsure = uncertain_words(transcript.words, self.tt.uncertain_below)
             self._start_reply(self.dialogue.respond(CallerUtterance(text, index, unsure)), timing, "response")
 
@@ -409,6 +416,9 @@ class Call:
         while True:
             await self.clock.sleep(0.25)
             now = self.clock.now()
+            if self._takeover.quiet:  # the nurse leads: no re-prompt, no silence limit
+                self._last_activity = self._last_caller = now
+                continue
             if not self._escalated and now - self._last_caller >= self.tt.max_silence_s:
                 log.info("call %s: no word from the caller for %.0f s", self.info.call_id[:8], self.tt.max_silence_s)
                 self._finish("no response from the caller")
@@ -556,6 +566,73 @@ class Call:
                 protected=reply.protected,
             )
         )
+
+    # --- a nurse takes over (voice.takeover.Takeable) -----------------------------------------
+    @property
+    def nurse(self) -> str | None:
+        return self._takeover.link.nurse if self._takeover.link is not None else None
+
+    async def take_over(self, link: NurseLink) -> None:
+        if self._tg is None or self._end.is_set():
+            raise TakeoverError("the call is not live")
+        self._takeover.begin(link, self.now_s(), self._hints)
+        log.info("call %s: a nurse took over", self.info.call_id[:8])
+        await self._after_protected()  # safety advice being spoken is heard to its end first
+        await self._interrupt(force=True)
+        if self._end.is_set() or self._takeover.link is not link:  # ended, or handed back meanwhile
+            return
+        self._start_reply(say_only(link.handover), None, "handover")
+        self._takeover.task = self._spawn(self._nurse_side(link), "nurse")
+
+    async def _nurse_side(self, link: NurseLink) -> None:
+        try:
+            await link.run(self)
+            why = "the nurse's connection ended"
+        except Exception as exc:  # her side failing must not end the caller's call: the bot takes it back
+            log.warning("call %s: the nurse's side failed: %r", self.info.call_id[:8], exc)
+            why = "the nurse's connection failed"
+        if self._takeover.link is link and not self._end.is_set():
+            await self.hand_back(link.nurse, why)
+
+    async def hand_back(self, nurse: str, why: str | None = None) -> None:
+        link = self._takeover.release("handback", nurse, self.now_s(), why)
+        log.info("call %s: handed back to the bot", self.info.call_id[:8])
+        await self._interrupt(force=True)  # (the handover sentence, if it is still playing)
+        self._start_reply(self._takeover.resume(link.hand_back), None, "handback")
+
+    async def end_by_nurse(self, nurse: str) -> None:
+        link = self._takeover.release("end", nurse, self.now_s(), None)
+        self._takeover.ending = True
+        await self._interrupt(force=True)
+        self._start_reply(say_only(link.goodbye), None, "takeover-end")
+        self._spawn(self._end_after(self._reply), "takeover-end")
+
+    async def _end_after(self, goodbye: Reply | None) -> None:
+        """The call ends once the goodbye is over, heard in full or talked over."""
+        if goodbye is not None and goodbye.task is not None:
+            await asyncio.wait({goodbye.task})
+        self._finish("taken_over")
+
+    async def nurse_speaks(self, audio: Pcm) -> None:
+        """Her audio goes out through the call's transport, once the handover sentence is over
+        (one paced output: the two would interleave); until then it is not played."""
+        if self._takeover.link is None or (self._reply is not None and not self._reply.done):
+            return
+        rate = self.transport.output_rate
+        if audio.sample_rate != rate:
+            rs = self._takeover.resamplers.get(audio.sample_rate)
+            if rs is None:
+                rs = self._takeover.resamplers[audio.sample_rate] = relay_resampler(audio.sample_rate, rate)
+            audio = rs.process(audio)
+        if len(audio):
+            await self.transport.send_audio(audio)
+            if self.recorder:
+                self.recorder.bot(audio)
+
+    async def record_nurse_turn(self, text: str, start_s: float, end_s: float) -> None:
+        turn = Turn(index=self._next_turn_index(), speaker="nurse", text=text, start_s=round(start_s, 3),
+                    end_s=round(end_s, 3))  # fmt: skip
+        await self._record(turn)
 
 
 async def _say_first(text: str, outputs: AsyncIterator[DialogueOutput]) -> AsyncIterator[DialogueOutput]:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from voice.audio import Pcm
 from voice.result import CallResult
 
-Speaker = Literal["caller", "bot"]
+Speaker = Literal["caller", "bot", "nurse"]  # nurse: a nurse who took the call over (voice.takeover)
 CallState = Literal["connecting", "listening", "thinking", "speaking", "ended"]
 
 

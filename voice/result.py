@@ -148,6 +148,7 @@ class TakeoverStep:
     event: str
     by: str
     at_s: float
+    why: str | None = None  # a hand-back the nurse did not ask for (her connection ended)
 
 
 # --- the result -----------------------------------------------------------------------------------
@@ -267,7 +268,7 @@ class CallResult:
                 "complete": self.complete,
             }
         if self.takeovers:
-            out["takeovers"] = [_plain(t) for t in self.takeovers]
+            out["takeovers"] = [{k: v for k, v in _plain(t).items() if v is not None} for t in self.takeovers]
         return out
 
     @classmethod
@@ -302,7 +303,8 @@ class CallResult:
             transferred=bool(d.get("transferred")),
             held_for_nurse=bool(d.get("held_for_nurse")),
             takeovers=tuple(
-                TakeoverStep(str(t.get("event", "")), str(t.get("by", "")), _float(t.get("at_s")) or 0.0)
+                TakeoverStep(str(t.get("event", "")), str(t.get("by", "")), _float(t.get("at_s")) or 0.0,
+                             str(t["why"]) if t.get("why") else None)
                 for t in _dicts(d.get("takeovers"))
             ),
             questions_asked=_strs(d.get("questions_asked")),

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from records import repository
 from records.models import Review, User
 from voice.audio import Pcm
+from voice.resample import relay_resampler
 from voice.takeover import Phrases, TakeoverError, TakeoverRegistry
 from web.console.auth import Principal
 from web.console.common import api_user, check_csrf, client_host, get_services
@@ -60,7 +61,9 @@ class RtcNursePeer:
 
     async def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
-            self._mic.put_nowait(None) if not self._mic.full() else None
+            if self._mic.full():
+                self._mic.get_nowait()  # room for the end: the call must learn that she left
+            self._mic.put_nowait(None)
 
     async def _read(self, track: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
@@ -82,10 +85,10 @@ class RtcNursePeer:
         return await self._mic.get()
 
     def send(self, audio: Pcm) -> None:
-        from voice.resample import StreamResampler
-
         if audio.sample_rate != self._rate:
-            rs = self._resamplers.setdefault(audio.sample_rate, StreamResampler(audio.sample_rate, self._rate))
+            rs = self._resamplers.get(audio.sample_rate)
+            if rs is None:  # steady 20 ms chunks: a pull-mode track plays a late block as a gap
+                rs = self._resamplers[audio.sample_rate] = relay_resampler(audio.sample_rate, self._rate)
             audio = rs.process(audio)
         self.track.output.push_nowait(audio)  # dropped past the output's lead: the nurse never falls behind
 
@@ -99,9 +102,9 @@ async def answer_offer(registry: TakeoverRegistry, call_id: str, sdp: str, nurse
     """Accept a nurse's offer for a live call on this worker; returns the SDP answer."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    control = registry.get(call_id)
-    if control.state == "nurse":
-        raise TakeoverError(f"the call is already taken over by {control.nurse}")
+    call = registry.call(call_id)
+    if call.nurse is not None:
+        raise TakeoverError(f"the call is already taken over by {call.nurse}")
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     peer = RtcNursePeer(pc)
     try:
@@ -109,7 +112,7 @@ async def answer_offer(registry: TakeoverRegistry, call_id: str, sdp: str, nurse
         await pc.setLocalDescription(await pc.createAnswer())
         while pc.iceGatheringState != "complete":
             await asyncio.sleep(0.05)
-        await control.take(peer, nurse)
+        await registry.take(call_id, peer, nurse)
     except Exception:
         await pc.close()
         raise
@@ -153,8 +156,8 @@ def add_takeover_routes(router: APIRouter) -> None:
         if action not in ("handback", "end"):
             raise HTTPException(404)
         try:
-            control = registry_of(request).get(call_id)
-            await (control.hand_back(user.username) if action == "handback" else control.end(user.username))
+            registry = registry_of(request)
+            await (registry.hand_back if action == "handback" else registry.end)(call_id, user.username)
         except TakeoverError as exc:
             raise HTTPException(409, str(exc)) from None
         text = "handed the call back to CareCall" if action == "handback" else "ended the call"

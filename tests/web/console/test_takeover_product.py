@@ -77,8 +77,6 @@ def poll(predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.xfail(reason="takeover over the merged transport base: the caller's turn is not heard "
-                          "after the nurse joins (issue 14, open)", strict=False)
 def test_nurse_takes_over_a_widget_call(pw: Playwright, product: RunningServer, tmp_path: Path) -> None:
     db = product.data_dir / "carecall.db"
     phrases = load_phrases()

@@ -4,6 +4,7 @@ that is not live on this worker, hand-back of a call nobody took over."""
 from __future__ import annotations
 
 from tests.web.console.conftest import XSS_CALL, csrf_of
+from tests.web.console.test_takeover import ClipRecognizer
 from voice.takeover import TakeoverRegistry
 from web.console.takeover import load_phrases
 
@@ -14,7 +15,7 @@ def test_takeover_routes_refuse_bad_requests(console):
     assert nurse.post(url, json={"sdp": "v=0"}).status_code == 403  # no CSRF token
     token = csrf_of(nurse)
     assert nurse.post(url, json={"sdp": "v=0", "csrf_token": token}).status_code == 503  # no call hub here
-    console.app.state.takeovers = TakeoverRegistry(load_phrases())
+    console.app.state.takeovers = TakeoverRegistry(load_phrases(), ClipRecognizer({}), {})
     assert nurse.post(url, json={"csrf_token": token}).status_code == 400
     assert nurse.post(url, json={"sdp": "x" * 30000, "csrf_token": token}).status_code == 400
     gone = nurse.post(url, json={"sdp": "v=0\r\n", "csrf_token": token})

@@ -1,0 +1,148 @@
+"""Live takeover of a SIP call on the whole product (`carecall serve` with its SIP endpoint): the caller
+is SIPp playing real speech over RTP (what it receives captured off the loopback), the nurse the
+console in Chromium with a fake microphone. The nurse takes over: the bot says its handover sentence
+and nothing more, the caller's line receives her voice (speech on the RTP stream while the bot is
+quiet), her browser receives the caller's, both sides' words are in the record, and she hands back."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from playwright.sync_api import Playwright, sync_playwright
+
+from tests.conftest import RunningServer, start_server, stop_server
+from tests.telephony.conftest import free_port
+from tests.telephony.peers import (
+    HAVE_SIPP,
+    HAVE_TCPDUMP,
+    Capture,
+    SippRun,
+    decode_stream,
+    run_sipp,
+    scenario,
+    ulaw_file,
+)
+from tests.telephony.test_phone_calls import is_speech, phone_speech
+from tests.web.console.test_takeover_browser import INBOUND_ENERGY, KEEP_PCS
+from tests.web.console.test_takeover_product import NURSE, ROOT, SHOTS, looping_browser, poll, rows
+from tests.web.widget.speech import mic_wav
+from web.console.takeover import load_phrases
+
+pytestmark = [
+    pytest.mark.browser, pytest.mark.models, pytest.mark.sip, pytest.mark.timeout(600),
+    pytest.mark.skipif(not (HAVE_SIPP and HAVE_TCPDUMP), reason="needs sipp and tcpdump"),
+]  # fmt: skip
+
+CALLER_SPEAKS_AT_S = 50.0  # after the takeover (the nurse's browser starts, signs in and joins by then)
+TALK_S = 85.0
+
+
+@pytest.fixture(scope="module")
+def sip_product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    import subprocess
+
+    sip_port = free_port(socket.SOCK_DGRAM)
+    lo = random.randrange(40000, 49000, 100)
+    server = start_server(tmp_path_factory.mktemp("takeover-sip"), extra_env={
+        "CARECALL_SIP_ENABLED": "true", "CARECALL_SIP_PORT": str(sip_port),
+        "CARECALL_SIP_RTP_PORT_MIN": str(lo), "CARECALL_SIP_RTP_PORT_MAX": str(lo + 99),
+        "CARECALL_SIP_DEFAULT_LANGUAGE": "en", "CARECALL_SILENCE_REPROMPT_S": "300",
+        "CARECALL_WEBRTC_ICE_ADDRESSES": '["127.0.0.1"]', "CARECALL_SECRET_KEY": "takeover-sip-secret",
+        # the fixed phrases are not rendered in the background during the call (two cores: the handover
+        # sentence, which the nurse's voice waits for, gets the executor to itself)
+        "CARECALL_TTS_WARM_START": "false",
+    })  # fmt: skip
+    server.env["SIP_PORT"] = str(sip_port)
+    try:
+        carecall = ROOT / ".venv" / "bin" / "carecall"
+        done = subprocess.run([str(carecall), "user", "add", "--password-stdin", NURSE[0]], input=NURSE[1] + "\n",
+                              env=server.env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        yield server
+    finally:
+        stop_server(server.process)
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+def test_nurse_takes_over_a_sip_call(pw: Playwright, sip_product: RunningServer, say, tmp_path: Path) -> None:
+    db = sip_product.data_dir / "carecall.db"
+    phrases = load_phrases()
+    # the caller: "yes" to the recording notice, then quiet until the nurse has the call, then a sentence
+    yes = phone_speech(say, "Yes.", lead_s=7.0, tail_s=0.0)
+    lead_s = CALLER_SPEAKS_AT_S - len(yes) / 8000
+    later = phone_speech(say, "I feel dizzy when I stand up.", lead_s=lead_s, tail_s=1.0)
+    caller_audio = ulaw_file(np.concatenate([yes, later]), tmp_path / "caller.ulaw")
+    sc = scenario("uac_speech.xml", tmp_path, speech=str(caller_audio), talk_ms=str(int(TALK_S * 1000)))
+    media_port = random.randrange(26000, 29000, 2)
+    nurse_wav = mic_wav(tmp_path, 2.0, "Hello, this is the nurse speaking. Can you hear me?", 6.0)
+    done: list[SippRun] = []
+
+    with Capture(tmp_path / "caller.pcap", media_port) as cap:
+        def call() -> None:
+            target = f"127.0.0.1:{sip_product.env['SIP_PORT']}"
+            run = run_sipp(target, sc, sip_port=free_port(socket.SOCK_DGRAM), media_port=media_port,
+                           keys={"lang": "en"}, timeout=TALK_S + 30)  # fmt: skip
+            done.append(asyncio.run(run))
+
+        sipp = threading.Thread(target=call, daemon=True)
+        sipp.start()
+        live_sql = "SELECT id FROM calls WHERE channel = 'sip' AND status = 'in_progress'"
+        call_id = poll(lambda: rows(db, live_sql), 60, "a live SIP call")[0][0]
+        bot_sql = "SELECT 1 FROM turns WHERE call_id = ? AND speaker = 'bot'"
+        poll(lambda: len(rows(db, bot_sql, call_id)) >= 2, 90, "the greeting and the first question")
+        with looping_browser(pw, nurse_wav) as browser:
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            context.add_init_script(KEEP_PCS)
+            nurse = context.new_page()
+            nurse.goto(f"{sip_product.base_url}/console/login?next=/console/calls/{call_id}")
+            nurse.fill("input[name=username]", NURSE[0])
+            nurse.fill("input[name=password]", NURSE[1])
+            nurse.click("button[type=submit]")
+            nurse.wait_for_url(f"**/console/calls/{call_id}")
+            nurse.click("#takeover-start")
+            nurse.locator("#takeover[data-state=nurse]").wait_for(timeout=60_000)
+            handover = poll(lambda: rows(db, "SELECT idx, start_s, end_s FROM turns WHERE call_id = ? AND text = ?",
+                                         call_id, phrases.handover["en"]), 60, "the handover sentence")[0]  # fmt: skip
+            said = poll(lambda: rows(db, "SELECT text FROM turns WHERE call_id = ? AND speaker = 'nurse'", call_id),
+                        120, "a nurse turn")  # fmt: skip
+            assert "nurse" in said[0][0].lower(), said
+            nurse_heard = nurse.evaluate(INBOUND_ENERGY)
+            caller_sql = "SELECT text FROM turns WHERE call_id = ? AND speaker = 'caller' AND idx > ?"
+            poll(lambda: any("dizzy" in t.lower() for (t,) in rows(db, caller_sql, call_id, handover[0])), 120,
+                 "the caller's words after the handover")  # fmt: skip
+            poll(lambda: nurse.evaluate(INBOUND_ENERGY) > nurse_heard + 1e-4, 30, "the caller's voice at the nurse")
+            after = rows(db, "SELECT speaker FROM turns WHERE call_id = ? AND idx > ?", call_id, handover[0])
+            assert "bot" not in {s for (s,) in after}, after  # the bot stayed quiet
+            nurse.click("#takeover-handback")
+            nurse.locator("#takeover[data-state=bot]").wait_for(timeout=30_000)
+            back = poll(lambda: rows(db, "SELECT idx, start_s FROM turns WHERE call_id = ? AND text = ?", call_id,
+                                     phrases.hand_back["en"]), 60, "the hand-back sentence")[0]  # fmt: skip
+            nurse.reload()
+            nurse.locator(".turn.speaker-nurse").first.wait_for()
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            nurse.screenshot(path=str(SHOTS / "console-takeover-sip.png"), full_page=True)
+        sipp.join(TALK_S + 60)
+    assert done and done[0].ok, done[0].output[-2000:] if done else "SIPp did not finish"
+    # what the caller's line received while the nurse had the call and the bot was quiet: her voice
+    # (the call's clock starts as the line is answered: the worker's first RTP packet, within a frame)
+    packets = cap.packets()
+    t0 = packets[0][0]
+    quiet = [(t, p) for t, p in packets if handover[2] + 0.3 <= t - t0 < back[1] - 0.3]
+    heard = decode_stream(quiet, 0)
+    assert len(heard) > 5 * 8000 and is_speech(heard, 8000), ("the caller heard the nurse", handover, back)
+    kinds = [k for (k,) in rows(db, "SELECT kind FROM reviews WHERE call_id = ? ORDER BY id", call_id)]
+    assert kinds == ["takeover", "handback"]
+    actions = {a for (a,) in rows(db, "SELECT action FROM audit_events WHERE call_id = ?", call_id)}
+    assert {"takeover", "handback"} <= actions
