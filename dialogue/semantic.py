@@ -44,6 +44,17 @@ MARGIN = 0.03  # a finding needs its best exemplar this much closer than the bes
 # "手烧伤了"), not a second finding. Chosen on DEV (statements and the semantic cases): no true reading had a
 # gap under 0.15, most false ones were under 0.10.
 EXPLAIN = 0.10
+# When unsure, ask: a red-flag reading that the two thresholds alone would drop is still confirmed when it is
+# nearly the clause's best reading (within WATCH_MARGIN of it: the encoder cannot tell "呕出来都是血" as
+# bleeding from vomiting blood) and clearly closer than what the lexicon read explains (by EXPLAIN_ALARM, not
+# EXPLAIN: "the most violent headache out of nowhere" is more than "a headache"); never below `low`.
+# Chosen on DEV only (the semantic cases' dev split; the DEV statement sets; DEV non-emergency statements and
+# patient questions): the largest DEV recall (finding or suspected) with at most 10% of DEV non-emergency
+# statements getting a red-flag confirmation in each language, the rule `low` was calibrated by (grid and
+# figures in docs/guides/dialogue.md).
+WATCH_MARGIN = 0.08
+EXPLAIN_ALARM = 0.05
+WATCH_TOP = 4  # readings looked at per clause
 MAX_WHOLE_CHARS = {"en": 140, "zh": 40}
 # a clause that reassures is never a finding: the encoder does not see polarity ("vision is fine" ≈ "vision loss")
 _REASSURING = {
@@ -302,6 +313,29 @@ def readings(
         explained = float(row[explains].max()) if explains.any() else 0.0
         out.append((best, explained))
     return out
+
+
+def alarm_reading(findings: tuple[str, ...], alarm: frozenset[str] | set[str]) -> bool:
+    """An exemplar key that says a red flag: a finding that raises one alone, or findings joined by "+"
+    (the bank joins them only to say a red flag in one clause: "chest_pain+sweating")."""
+    return len(findings) > 1 or any(f in alarm for f in findings)
+
+
+def watched(best: list[Match], explained: float, th: Thresholds, alarm: frozenset[str] | set[str]) -> list[Match]:
+    """The red-flag readings of one clause worth a confirmation question although neither threshold nor the
+    best reading alone would keep them (when unsure, ask): within WATCH_MARGIN of the best reading, at least
+    `low`, and closer by EXPLAIN_ALARM than what the lexicon read explains."""
+    if not best:
+        return []
+    top = best[0].score
+    return [
+        m
+        for m in best
+        if alarm_reading(m.findings, alarm)
+        and m.score >= th.low
+        and top - m.score <= WATCH_MARGIN
+        and m.score - explained >= EXPLAIN_ALARM
+    ]
 
 
 def warm_up() -> None:
