@@ -324,10 +324,12 @@ def alarm_reading(findings: tuple[str, ...], alarm: frozenset[str] | set[str]) -
 def watched(best: list[Match], explained: float, th: Thresholds, alarm: frozenset[str] | set[str]) -> list[Match]:
     """The red-flag readings of one clause worth a confirmation question although neither threshold nor the
     best reading alone would keep them (when unsure, ask): within WATCH_MARGIN of the best reading, at least
-    `low`, and closer by EXPLAIN_ALARM than what the lexicon read explains."""
+    `low`, closer by EXPLAIN_ALARM than what the lexicon read explains, and not merely the best reading with a
+    finding joined to it."""
     if not best:
         return []
     top = best[0].score
+    first = set(best[0].findings)
     return [
         m
         for m in best
@@ -335,6 +337,9 @@ def watched(best: list[Match], explained: float, th: Thresholds, alarm: frozense
         and m.score >= th.low
         and top - m.score <= WATCH_MARGIN
         and m.score - explained >= EXPLAIN_ALARM
+        # one that only adds to the best reading is near for the part they share: "我怀孕了" is nearest
+        # "pregnant", and "pregnant+vaginal_bleeding" close behind it says nothing of bleeding
+        and not (m is not best[0] and first and first < set(m.findings))
     ]
 
 
