@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from dialogue.lexicon import AsrTolerance, compile_many, compile_phrase
 from dialogue.protocols import Cond, Lexicon, ProtocolError, knowledge
@@ -15,9 +15,6 @@ from dialogue.slots import SlotValue, extract_slots
 from dialogue.temporal import Reading, decide
 from dialogue.temporal import reader as temporal_reader
 from voice.languages import languages
-
-if TYPE_CHECKING:
-    from dialogue.semantic import Match
 
 Answer = Literal["yes", "no", "unknown"]
 # gaps never swallow a negation: "calf is not sore" must not read as "calf ~ sore"
@@ -238,9 +235,7 @@ class Extractor:
         read = frozenset(m.finding for m in mentions if m.present) - semantic.NEVER_ADD
         th = idx.bank.thresholds
         out: list[Mention] = []
-        watch: list[semantic.Match] = []
-        for best, explained in semantic.readings(idx, todo, read, top=semantic.WATCH_TOP):
-            watch += semantic.watched(best, explained, th, self._alarm)
+        for best, explained in semantic.readings(idx, todo, read, top=2):
             hit = best[0]
             if hit.score < th.low:
                 continue
@@ -268,26 +263,7 @@ class Extractor:
                     continue  # a likeness in a question about treatment is no evidence ("吃什么药比较好")
                 if fid in self._time.timeless or decide(r, True) != "history":
                     suspected.append(replace(m, tense=r.tense))
-        self._watch(text, watch, known, suspected)
         return out
-
-    def _watch(self, text: str, matches: list[Match], known: set[str], suspected: list[Mention]) -> None:
-        """Red-flag readings the thresholds alone would drop (semantic.watched), after the clauses' own
-        readings: suspected (the bot confirms them), never findings; not in a question, nor a past event."""
-        from dialogue.semantic import NEVER_ADD
-
-        for hit in matches:
-            start = max(text.find(hit.clause), 0)
-            for fid in hit.findings:
-                if fid in known or fid in NEVER_ADD:
-                    continue
-                r = self._time.read(text, start, start + len(hit.clause), fid)
-                if r.tense in ("question", "hypothetical"):
-                    continue
-                if fid in self._time.timeless or decide(r, True) != "history":
-                    known.add(fid)
-                    m = Mention(fid, True, hit.clause, via="semantic", score=round(hit.score, 3), tense=r.tense)
-                    suspected.append(m)
 
     def _present(self, text: str, start: int, end: int, fid: str) -> bool:
         rules = self.rules

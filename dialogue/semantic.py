@@ -44,16 +44,6 @@ MARGIN = 0.03  # a finding needs its best exemplar this much closer than the bes
 # "手烧伤了"), not a second finding. Chosen on DEV (statements and the semantic cases): no true reading had a
 # gap under 0.15, most false ones were under 0.10.
 EXPLAIN = 0.10
-# When unsure, ask: a red-flag reading that the two thresholds alone would drop is still confirmed when it is
-# nearly the clause's best reading (within WATCH_MARGIN of it: the encoder cannot tell "呕出来都是血" as
-# bleeding from vomiting blood) and clearly closer than what the lexicon read explains (by EXPLAIN_ALARM, not
-# EXPLAIN: "the most violent headache out of nowhere" is more than "a headache"); never below `low`.
-# Chosen on DEV only (the semantic cases' dev split; the DEV statement sets; tests/dialogue/dev_false_alarms):
-# recall (finding or suspected) on the semantic cases en 0.909 -> 0.939, zh 0.852 -> 0.889, with DEV
-# non-emergency red-flag confirmation 4.2% -> 5.0% (bound 6%), given the ordinary-best guard in `watched`.
-WATCH_MARGIN = 0.08
-EXPLAIN_ALARM = 0.05
-WATCH_TOP = 4  # readings looked at per clause
 MAX_WHOLE_CHARS = {"en": 140, "zh": 40}
 # a clause that reassures is never a finding: the encoder does not see polarity ("vision is fine" ≈ "vision loss")
 _REASSURING = {
@@ -312,39 +302,6 @@ def readings(
         explained = float(row[explains].max()) if explains.any() else 0.0
         out.append((best, explained))
     return out
-
-
-def alarm_reading(findings: tuple[str, ...], alarm: frozenset[str] | set[str]) -> bool:
-    """An exemplar key that says a red flag: a finding that raises one alone, or findings joined by "+"
-    (the bank joins them only to say a red flag in one clause: "chest_pain+sweating")."""
-    return len(findings) > 1 or any(f in alarm for f in findings)
-
-
-def watched(best: list[Match], explained: float, th: Thresholds, alarm: frozenset[str] | set[str]) -> list[Match]:
-    """The red-flag readings of one clause worth a confirmation question although neither threshold nor the
-    best reading alone would keep them (when unsure, ask): within WATCH_MARGIN of the best reading, at least
-    `low`, closer by EXPLAIN_ALARM than what the lexicon read explains, and not merely the best reading with a
-    finding joined to it; none when the best reading itself is an ordinary finding."""
-    if not best or not alarm_reading(best[0].findings, alarm):
-        # the clause's own nearest reading is an ordinary finding: the encoder has read it as something
-        # ordinary, and a red flag close behind is the same body part or word seen worse ("有点肿" is nearest
-        # face swelling, lips and tongue swelling close behind; "back pain" ~ calf pain ~ a tearing back
-        # pain). Chosen on DEV (tests/dialogue/dev_false_alarms and the DEV statement sets): without this
-        # guard 7.7% of DEV non-emergencies got a red-flag confirmation, with it 5.0% (3.6-4.2% with no watch)
-        return []
-    top = best[0].score
-    first = set(best[0].findings)
-    return [
-        m
-        for m in best
-        if alarm_reading(m.findings, alarm)
-        and m.score >= th.low
-        and top - m.score <= WATCH_MARGIN
-        and m.score - explained >= EXPLAIN_ALARM
-        # one that only adds to the best reading is near for the part they share: "我怀孕了" is nearest
-        # "pregnant", and "pregnant+vaginal_bleeding" close behind it says nothing of bleeding
-        and not (m is not best[0] and first and first < set(m.findings))
-    ]
 
 
 def warm_up() -> None:

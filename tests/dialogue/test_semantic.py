@@ -217,39 +217,3 @@ def test_issue_examples_end_in_the_right_place() -> None:
     assert r.disposition in ("emergency", "emergency_ambulance"), r.disposition
     r = triage_text("咽不下口水，说话像含着东西，发烧39度", "zh")
     assert r.disposition in ("emergency", "emergency_ambulance"), r.disposition
-
-
-def test_a_red_flag_reading_nearly_as_close_as_the_best_is_kept_for_confirmation() -> None:
-    """When unsure, ask: a red-flag reading close behind a red-flag best reading ("人突然栽倒了": confusion,
-    then unconsciousness) is suspected; a far one, one below `low`, one the lexicon's own reading explains as
-    well, and one behind an ordinary best reading ("有点肿": face swelling, then lips and tongue) are not."""
-    from dialogue.semantic import EXPLAIN_ALARM, WATCH_MARGIN, Match, Thresholds, watched
-
-    th = Thresholds(high=0.86, low=0.62)
-    alarm = frozenset({"confusion", "unconscious", "lip_tongue_swelling"})
-
-    def m(key: str, score: float) -> Match:
-        return Match(tuple(key.split("+")), "人突然栽倒了", score, "")
-
-    best = [m("confusion", 0.76), m("unconscious", 0.76 - WATCH_MARGIN + 0.01), m("cough", 0.74)]
-    assert [x.findings for x in watched(best, 0.40, th, alarm)] == [("confusion",), ("unconscious",)]
-    far = [m("cough", 0.80), m("confusion", 0.76), m("unconscious", 0.76 - WATCH_MARGIN - 0.01)]
-    assert watched(far, 0.40, th, alarm) == []
-    ordinary_best = [m("face_swelling", 0.73), m("lip_tongue_swelling", 0.68)]
-    assert watched(ordinary_best, 0.40, th, alarm) == []
-    below = [m("confusion", 0.64), m("unconscious", 0.61)]
-    assert [x.findings for x in watched(below, 0.40, th, alarm)] == [("confusion",)]
-    explained = [m("unconscious", 0.70)]
-    assert watched(explained, 0.70 - EXPLAIN_ALARM + 0.01, th, alarm) == []
-    assert [x.findings for x in watched(explained, 0.70 - EXPLAIN_ALARM - 0.01, th, alarm)] == [("unconscious",)]
-    joined = [m("chest_pain+sweating", 0.70)]  # "+" joins findings only to say a red flag
-    assert [x.findings for x in watched(joined, 0.0, th, frozenset())] == [("chest_pain", "sweating")]
-
-
-def test_an_ordinary_complaint_said_mildly_asks_no_red_flag_question() -> None:
-    """DEV false alarm (tests/dialogue/dev_false_alarms): a sprain that is a bit swollen is not a swollen
-    tongue to confirm."""
-    from dialogue.extract import alarm_findings, extractor
-
-    e = extractor("zh").extract("脚崴了一下，有点肿，还能走路")
-    assert not {m.finding for m in e.suspected} & alarm_findings()
