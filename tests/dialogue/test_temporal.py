@@ -29,6 +29,9 @@ def _read(text: str, lang: str) -> tuple[set[str], set[str]]:
         ("en", "which medicine is best"),
         ("en", "I touched poison ivy and now my arm itches"),
         ("en", "when I was a child I had a seizure, now I get headaches"),
+        # DEV false alarms (tests/dialogue/dev_false_alarms): an age in the past is a past event
+        ("en", "I had a seizure when I was a teenager, nothing since, can I still get a driving licence?"),
+        ("en", "my son had a febrile convulsion when he was one, he's five now and has a cold"),
         ("zh", "癫痫能治好吗，他以前抽过一次"),
         ("zh", "他以前抽过一次，癫痫能治好吗"),
         ("zh", "用药哪个比较好"),
@@ -58,6 +61,7 @@ def test_history_and_treatment_questions_are_not_present_red_flags(lang: str, te
         ("en", "two hours ago she had a seizure", "collapse_or_unconscious"),
         ("en", "he had epilepsy as a child, he's fitting", "collapse_or_unconscious"),
         ("en", "she collapsed in the kitchen", "collapse_or_unconscious"),
+        ("en", "my baby had a fit when she was 3 weeks old, today", "collapse_or_unconscious"),
         ("zh", "孩子吃了一把奶奶的降压药", "overdose_or_poisoning"),
         ("zh", "我女儿一次吃了三十片安眠药", "overdose_or_poisoning"),
         ("zh", "他刚才抽搐了，现在叫不醒", "collapse_or_unconscious"),
@@ -79,6 +83,7 @@ def test_present_events_still_raise_red_flags(lang: str, text: str, flag: str) -
         # a past earlier in the sentence: the narrative may go on in the past, or be happening again
         ("zh", "之前因为受了刺激，出现了口吐白沫，四肢抽搐", "seizure"),
         ("en", "he had epilepsy as a child, he had a fit", "seizure"),
+        ("en", "I fainted once when I had a blood test, will that happen again?", "unconscious"),
     ],
 )
 def test_a_red_flag_of_unclear_time_is_suspected_not_dropped(lang: str, text: str, fid: str | None) -> None:
