@@ -121,8 +121,14 @@ class Checks:
         if outcome == "reask" and self._before_check is not None:
             self.undo_turn(self._before_check)
             self._before_check = None
-            return [self.t("readback_again"), *self.ask(self.last_prompt, self.last_kind)] if self.last_prompt else []
+            prompt, kind = self.reask_prompt()
+            return [self.t("readback_again"), *self.ask(prompt, kind)] if prompt else []
         return None
+
+    def reask_prompt(self) -> tuple[str, str]:
+        """What to ask again after the caller said a read-back was wrong: the question that turn
+        answered (the dialogue may narrow it, e.g. not the whole greeting again)."""
+        return self.last_prompt, self.last_kind
 
     def silent_check(self) -> bool:
         """The caller said nothing to a pending check: a red-flag check counts as present (when unsure,

@@ -81,6 +81,11 @@ class TriageDialogue(Checks, DialogueSession):
         for out in self.ask(self.t("greeting"), "yes_no"):
             yield out
 
+    def reask_prompt(self) -> tuple[str, str]:
+        if self.phase == "consent":  # the caller went straight to the problem: ask for it, not the greeting
+            return self.t("ask_complaint"), "free"
+        return super().reask_prompt()
+
     async def respond(self, utterance: CallerUtterance) -> AsyncIterator[DialogueOutput]:
         if self.ended:
             return

@@ -114,3 +114,22 @@ async def test_unsure_words_that_change_nothing_are_not_read_back() -> None:
     await c2.say("yes")  # "no" was right
     assert c2.d.facts.known("drooling") and not c2.d.facts.present("drooling")
     assert "breathing" in c2.last_question()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+async def test_a_first_statement_heard_wrongly_is_asked_for_again_not_the_whole_greeting(lang: str) -> None:
+    """The caller skips the consent question and names the problem at once, with a word the
+    recogniser was unsure of; told the read-back was wrong, the bot asks for the problem again."""
+    c = Call(lang)
+    await c.open()
+    greeting = c.last_question()
+    said, unsure = {"en": ("I have had a sore throat since yesterday.", ("throat",)),
+                    "zh": ("我嗓子疼，从昨天开始的。", ("嗓",))}[lang]
+    await c.say(said, unsure)
+    assert {"en": "I heard", "zh": "我听到的是"}[lang] in c.last_question()
+    await c.say({"en": "No.", "zh": "不对"}[lang])
+    again = c.last_question()
+    assert again != greeting and again.endswith(
+        {"en": "What is the main problem today?", "zh": c.d.t("ask_complaint")}[lang][-8:])
+    await c.say({"en": "I have had a sore throat since yesterday.", "zh": "我嗓子疼，从昨天开始的。"}[lang])
+    assert c.d.assessment.complaints  # heard this time: triage goes on
