@@ -237,6 +237,11 @@ def main() -> None:
         print("pipecat:", pipecat, "ratio CareCall (1 call) / Pipecat:", body["ratio_to_pipecat"])
     (RESULTS / "latency.json").write_text(json.dumps(body, indent=2))
     md = table(results)
+    if "ratio_to_pipecat" in body:
+        pc, ratio = body["pipecat_ms"], body["ratio_to_pipecat"]
+        md += (f"\n\nThe Pipecat anchor (../shared/anchors/pipecat, same models and machine, run right after): "
+               f"p50 {pc['p50']} ms, p95 {pc['p95']} ms over {pc['n']} turns; CareCall (1 call) / Pipecat: "
+               f"p50 {ratio.get('p50')}, p95 {ratio.get('p95')}.")
     print(md)
     update_readme("latency", f"Measured {body['when']} on {body['machine']} (`make bench`):\n\n{md}")
 

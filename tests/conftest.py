@@ -68,3 +68,13 @@ def carecall_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
         yield server
     finally:
         stop_server(server.process)
+
+
+def add_user(server: RunningServer, username: str, password: str) -> None:
+    """A console account on a running product, made the way an administrator makes one (the CLI)."""
+    import subprocess
+
+    carecall = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "carecall"
+    done = subprocess.run([str(carecall), "user", "add", "--password-stdin", username], input=password + "\n",
+                          env=server.env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Playwright, sync_playwright
+from playwright.sync_api import Playwright
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, add_user, start_server, stop_server
 from tests.web.console.test_takeover_browser import INBOUND_ENERGY, KEEP_PCS
 from tests.web.widget.browser import CHROMIUM, FLAGS, hospital_page, start_call
 from tests.web.widget.speech import mic_wav
@@ -36,19 +35,25 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
         extra_env={"CARECALL_WEBRTC_ICE_ADDRESSES": '["127.0.0.1"]', "CARECALL_SECRET_KEY": "takeover-test-secret"},
     )
     try:
-        carecall = ROOT / ".venv" / "bin" / "carecall"
-        done = subprocess.run([str(carecall), "user", "add", "--password-stdin", NURSE[0]], input=NURSE[1] + "\n",
-                              env=server.env, capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert done.returncode == 0, done.stderr
+        add_user(server, *NURSE)
         yield server
     finally:
         stop_server(server.process)
 
 
-@pytest.fixture(scope="module")
-def pw() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
+def nurse_takes_over(browser, base_url: str, call_id: str):  # type: ignore[no-untyped-def]
+    """The nurse signs in on the call's page and takes the call over; her page, once she has it."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_init_script(KEEP_PCS)
+    nurse = context.new_page()
+    nurse.goto(f"{base_url}/console/login?next=/console/calls/{call_id}")
+    nurse.fill("input[name=username]", NURSE[0])
+    nurse.fill("input[name=password]", NURSE[1])
+    nurse.click("button[type=submit]")
+    nurse.wait_for_url(f"**/console/calls/{call_id}")
+    nurse.click("#takeover-start")
+    nurse.locator("#takeover[data-state=nurse]").wait_for(timeout=60_000)
+    return nurse
 
 
 @contextlib.contextmanager
@@ -91,16 +96,7 @@ def test_nurse_takes_over_a_widget_call(pw: Playwright, product: RunningServer, 
         call_id = poll(lambda: rows(db, "SELECT id FROM calls WHERE status = 'in_progress'"), 120, "a live call")[0][0]
         poll(lambda: rows(db, "SELECT 1 FROM turns WHERE call_id = ? AND speaker = 'bot'", call_id), 180, "greeting")
 
-        context = nurse_browser.new_context(viewport={"width": 1400, "height": 900})
-        context.add_init_script(KEEP_PCS)
-        nurse = context.new_page()
-        nurse.goto(f"{product.base_url}/console/login?next=/console/calls/{call_id}")
-        nurse.fill("input[name=username]", NURSE[0])
-        nurse.fill("input[name=password]", NURSE[1])
-        nurse.click("button[type=submit]")
-        nurse.wait_for_url(f"**/console/calls/{call_id}")
-        nurse.click("#takeover-start")
-        nurse.locator("#takeover[data-state=nurse]").wait_for(timeout=60_000)
+        nurse = nurse_takes_over(nurse_browser, product.base_url, call_id)
 
         handover = poll(lambda: rows(db, "SELECT idx FROM turns WHERE call_id = ? AND text = ?", call_id,
                                      phrases.handover["en"]), 120, "the handover sentence")[0][0]  # fmt: skip

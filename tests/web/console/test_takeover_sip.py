@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Playwright, sync_playwright
+from playwright.sync_api import Playwright
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, add_user, start_server, stop_server
 from tests.telephony.conftest import free_port
 from tests.telephony.peers import (
     HAVE_SIPP,
@@ -30,8 +30,8 @@ from tests.telephony.peers import (
     ulaw_file,
 )
 from tests.telephony.test_phone_calls import is_speech, phone_speech
-from tests.web.console.test_takeover_browser import INBOUND_ENERGY, KEEP_PCS
-from tests.web.console.test_takeover_product import NURSE, ROOT, SHOTS, looping_browser, poll, rows
+from tests.web.console.test_takeover_browser import INBOUND_ENERGY
+from tests.web.console.test_takeover_product import NURSE, SHOTS, looping_browser, nurse_takes_over, poll, rows
 from tests.web.widget.speech import mic_wav
 from web.console.takeover import load_phrases
 
@@ -46,7 +46,6 @@ TALK_S = 85.0
 
 @pytest.fixture(scope="module")
 def sip_product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    import subprocess
 
     sip_port = free_port(socket.SOCK_DGRAM)
     lo = random.randrange(40000, 49000, 100)
@@ -61,19 +60,10 @@ def sip_product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
     })  # fmt: skip
     server.env["SIP_PORT"] = str(sip_port)
     try:
-        carecall = ROOT / ".venv" / "bin" / "carecall"
-        done = subprocess.run([str(carecall), "user", "add", "--password-stdin", NURSE[0]], input=NURSE[1] + "\n",
-                              env=server.env, capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert done.returncode == 0, done.stderr
+        add_user(server, *NURSE)
         yield server
     finally:
         stop_server(server.process)
-
-
-@pytest.fixture(scope="module")
-def pw() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
 
 
 def test_nurse_takes_over_a_sip_call(pw: Playwright, sip_product: RunningServer, say, tmp_path: Path) -> None:
@@ -103,16 +93,7 @@ def test_nurse_takes_over_a_sip_call(pw: Playwright, sip_product: RunningServer,
         bot_sql = "SELECT 1 FROM turns WHERE call_id = ? AND speaker = 'bot'"
         poll(lambda: len(rows(db, bot_sql, call_id)) >= 2, 90, "the greeting and the first question")
         with looping_browser(pw, nurse_wav) as browser:
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            context.add_init_script(KEEP_PCS)
-            nurse = context.new_page()
-            nurse.goto(f"{sip_product.base_url}/console/login?next=/console/calls/{call_id}")
-            nurse.fill("input[name=username]", NURSE[0])
-            nurse.fill("input[name=password]", NURSE[1])
-            nurse.click("button[type=submit]")
-            nurse.wait_for_url(f"**/console/calls/{call_id}")
-            nurse.click("#takeover-start")
-            nurse.locator("#takeover[data-state=nurse]").wait_for(timeout=60_000)
+            nurse = nurse_takes_over(browser, sip_product.base_url, call_id)
             handover = poll(lambda: rows(db, "SELECT idx, start_s, end_s FROM turns WHERE call_id = ? AND text = ?",
                                          call_id, phrases.handover["en"]), 60, "the handover sentence")[0]  # fmt: skip
             said = poll(lambda: rows(db, "SELECT text FROM turns WHERE call_id = ? AND speaker = 'nurse'", call_id),

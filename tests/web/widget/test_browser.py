@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Playwright, sync_playwright
+from playwright.sync_api import Page, Playwright
 
 from tests.web.widget.browser import chromium, hospital_page, notice_text, start_call, trace, wait_for, widget
 from tests.web.widget.speech import mic_wav
@@ -96,12 +96,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         noise = "ConnectionError: Cannot send encrypted data, not connected"
         problems = [b for b in log.split("Task exception was never retrieved") if "Traceback" in b and noise not in b]
         assert not problems, problems[-1][-4000:]
-
-
-@pytest.fixture(scope="module")
-def pw() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Playwright, sync_playwright
+from playwright.sync_api import Playwright
 
 from tests.conftest import RunningServer, stop_server
 from tests.web.widget.browser import chromium, hospital_page, start_call, start_widget_server, trace, wait_for
@@ -27,12 +27,6 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
         yield server
     finally:
         stop_server(server.process)
-
-
-@pytest.fixture(scope="module")
-def pw() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
 
 
 def captions(page) -> str:  # type: ignore[no-untyped-def]

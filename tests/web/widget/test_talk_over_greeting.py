@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Playwright, sync_playwright
+from playwright.sync_api import Playwright
 
 from tests.conftest import RunningServer, stop_server
 from tests.web.widget.browser import chromium, hospital_page, start_call, start_widget_server, trace, wait_for
@@ -39,12 +39,6 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
         yield server
     finally:
         stop_server(server.process)
-
-
-@pytest.fixture(scope="module")
-def pw() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
 
 
 AEC = os.environ.get("CARECALL_TALK_OVER_AEC", "on")  # "off": the widget's echo canceller off (experiment)
