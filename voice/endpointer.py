@@ -19,7 +19,6 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import webrtcvad
 
 from voice.audio import Pcm
 
@@ -85,6 +84,10 @@ class Endpointer:
         self.config = config
         self.silence_ms = config.silence_ms
         self._short_until_s: float | None = None
+        # imported here, not at the top: settings (and so every process, the Coqui environment's
+        # included) reads EndpointerConfig, and only a process that endpoints needs the VAD
+        import webrtcvad
+
         self._vad = webrtcvad.Vad(config.aggressiveness)
         self._pending = np.zeros(0, dtype=np.int16)
         self._frames_seen = 0
