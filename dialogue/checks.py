@@ -32,6 +32,7 @@ class Checks:
     turn_found: dict[str, Mention]
     last_prompt: str
     last_kind: str
+    x: Any  # the dialogue's extractor (its `answer(text)` reads yes / no / unsure)
 
     if TYPE_CHECKING:  # provided by the dialogue this is mixed into
 
@@ -75,7 +76,7 @@ class Checks:
         """A read-back of what this turn changed, before the triage acts on it; never once escalated."""
         if self.escalated:
             return None
-        c = self.readback.detect(before, self.facts, self.turn_found, text, uncertain, self.turn)
+        c = self.readback.detect(before, self.facts, self.turn_found, text, uncertain, self.turn, self.x.answer)
         if c is not None:
             self._before_check = saved
         return c

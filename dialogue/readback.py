@@ -10,6 +10,7 @@ heard wrongly is taken back and its question asked again, a denial read back as 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -81,6 +82,7 @@ class ReadBack:
         text: str,
         uncertain: tuple[str, ...],
         turn: int,
+        answer_of: Callable[[str], str | None] | None = None,
     ) -> ReadBackAsk | None:
         for slot in CRITICAL_SLOTS:
             e = facts.slots.get(slot)
@@ -106,6 +108,14 @@ class ReadBack:
             short = len(text.strip()) <= SHORT_ANSWER_CHARS
             spans = [c.lower() for c in changed]
             hit = [w for w in uncertain if w and w.lower() in low and (short or any(w.lower() in c for c in spans))]
+            if hit and short and not changed and answer_of is not None:
+                # a short answer is read back only when its answer hangs on an unsure word: "Yes, Go
+                # ahead." with "Go" unsure is still a yes; "no" with "no" unsure is not known
+                rest = low
+                for w in hit:
+                    rest = rest.replace(w.lower(), " ")
+                if answer_of(rest) == answer_of(text):
+                    hit = []
             if hit and (changed or short):
                 said = text.strip()
                 return ReadBackAsk("words", "", self._t("readback_words", text=said), turn, before, said)

@@ -133,3 +133,12 @@ async def test_a_first_statement_heard_wrongly_is_asked_for_again_not_the_whole_
         {"en": "What is the main problem today?", "zh": c.d.t("ask_complaint")}[lang][-8:])
     await c.say({"en": "I have had a sore throat since yesterday.", "zh": "我嗓子疼，从昨天开始的。"}[lang])
     assert c.d.assessment.complaints  # heard this time: triage goes on
+
+
+@pytest.mark.parametrize(("unsure", "read_back"), [(("Go",), False), (("Yes",), True)])
+async def test_a_short_answer_is_read_back_only_when_the_answer_hangs_on_an_unsure_word(
+        unsure: tuple[str, ...], read_back: bool) -> None:
+    c = Call("en")
+    await c.open()
+    await c.say("Yes, Go ahead.", unsure)  # to "This call is recorded. OK to continue?"
+    assert ("I heard" in c.last_question()) is read_back
