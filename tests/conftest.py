@@ -78,3 +78,16 @@ def add_user(server: RunningServer, username: str, password: str) -> None:
     done = subprocess.run([str(carecall), "user", "add", "--password-stdin", username], input=password + "\n",
                           env=server.env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def poll(predicate, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
+    """Poll `predicate` until it is truthy (for state in another process, where there is no event to
+    wait on), within a generous bound; its value, or an AssertionError naming `what`."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+    return value

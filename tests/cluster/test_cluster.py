@@ -7,6 +7,8 @@ the shipped configs in deploy/ (the same as `carecall cluster up 3`).
   worker before any work and the caller a clear 503 (nothing half-answered), and calls succeed again
   once nginx's passive health (fail_timeout) takes the workers back;
 - a widget token used on worker A is refused on worker B;
+- WebRTC calls from Chromium: page, token and offer through nginx, ICE and media straight to the
+  worker that answered the offer; spread over the workers, heard, each recorded once;
 - SIGTERM one worker mid-call: its call goes on until the drain limit, is then told and ended with a
   complete record, the worker exits 0, and new calls (both balancers) go to the others;
 - kill -9 another: new calls still succeed.
@@ -15,7 +17,9 @@ the shipped configs in deploy/ (the same as `carecall cluster up 3`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
 import signal
 import socket
@@ -26,13 +30,17 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
+from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 
 from records.db import open_database
 from records.models import Call
+from tests.conftest import poll
 from tests.telephony.conftest import tone
 from tests.telephony.peers import HAVE_SIPP, run_sipp, scenario, ulaw_file
 from tests.telephony.test_sip import media_port
+from tests.web.widget.browser import chromium, hospital_page, start_call, wait_for
+from tests.web.widget.speech import mic_wav
 from web.cluster import Cluster
 
 pytestmark = [pytest.mark.models, pytest.mark.sip, pytest.mark.postgres,
@@ -211,6 +219,109 @@ async def test_a_token_used_on_worker_a_is_refused_on_worker_b(cluster: Cluster)
     assert again is None and refused["code"] == "unauthorised", refused
     await end_call(ws)
     await ws.close()
+
+
+# The widget's selected ICE pair, read in the page: where the browser's media actually goes.
+SELECTED_PAIR_JS = """async () => {
+  const pc = document.querySelector('carecall-widget').carecall.call.pc;
+  const stats = await pc.getStats();
+  let pair = null;
+  stats.forEach((r) => {
+    if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
+  });
+  if (!pair) return null;
+  const remote = stats.get(pair.remoteCandidateId);
+  return { address: remote.address || remote.ip, port: remote.port, bytesReceived: pair.bytesReceived };
+}"""
+
+
+def udp_ports_of(pid: int) -> set[int]:
+    """The UDP ports of the sockets process `pid` holds (its fds' inodes looked up in /proc/net/udp*)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def webrtc_answerer(c: Cluster, call_id: str) -> list[int]:
+    """The workers whose log says they answered this call's offer (web/widget/service.py)."""
+    line = f"call {call_id[:8]}: webrtc offer answered"
+    return [w.index for w in c.workers if w.log_path and line in w.log_path.read_text(errors="replace")]
+
+
+@pytest.mark.browser
+def test_webrtc_calls_from_chromium_through_nginx_go_straight_to_the_answering_worker(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """Three WebRTC calls from Chromium held at once: page, token and offer through nginx (TLS), ICE
+    and media straight to the worker that answered the offer; the calls land on more than one
+    worker, each is heard (the bot's greeting reaches the browser) and recorded exactly once."""
+    wav = mic_wav(tmp_path, 90.0)  # a caller who listens: silence (no synthesis), longer than the test holds
+    offers = []
+    # Playwright for this test only: its sync API keeps a loop running in this thread while it lives,
+    # and the module's asyncio tests that follow need the thread's loop free
+    with sync_playwright() as pw, chromium(pw, wav) as browser:
+        pages = []
+        for _ in range(3):
+            page = hospital_page(browser, cluster.https_url, transport="webrtc", rtc_timeout_ms=30_000,
+                                 ignore_https_errors=True)
+            with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/widget/rtc/offer"),
+                                      timeout=60_000) as offer:
+                start_call(page)
+            assert offer.value.url == f"{cluster.https_url}/widget/rtc/offer"  # signalling through nginx
+            assert offer.value.status == 200, offer.value.text()
+            offers.append(offer.value.json()["call_id"])
+            wait_for(page, "w.stats.transport === 'webrtc'", 60, "the WebRTC connection")
+            wait_for(page, "w.level() > 0.01 || t.levels.some(l => l[1] > 0.01)", 120, "the bot's greeting heard")
+            pages.append(page)
+
+        # all three held: each on one worker, per its log and per the workers' own call counts
+        owners = []
+        for call_id in offers:
+            answered = webrtc_answerer(cluster, call_id)
+            assert len(answered) == 1, (call_id, answered)
+            owners.append(answered[0])
+        assert len(set(owners)) > 1, owners  # spread: nginx sent the offers to more than one worker
+        active = [httpx.get(f"{w.base_url}/healthz/ready").json().get("active", 0) for w in cluster.workers]
+        assert active == [owners.count(w.index) for w in cluster.workers], (active, owners)
+
+        # media straight to the answering worker: the browser's selected pair ends at a UDP socket of
+        # that worker's own process (nginx carries no UDP at all)
+        for page, owner_index in zip(pages, owners, strict=True):
+            # the greeting goes on playing: wait until well over a second of it came over the pair
+            pair = poll(lambda page=page: (p := page.evaluate(SELECTED_PAIR_JS)) and p["bytesReceived"] > 10_000
+                         and p, 60, "the bot's audio over the selected pair")  # fmt: skip
+            assert pair["address"] == "127.0.0.1", pair
+            worker = cluster.workers[owner_index]
+            assert worker.process is not None
+            assert pair["port"] in udp_ports_of(worker.process.pid), (pair, owner_index)
+            poll(lambda page=page: page.evaluate("document.querySelector('carecall-widget').carecall.rtcStats()")[
+                "inbound"]["bytesReceived"] > 10_000, 60, "the widget's inbound audio")  # fmt: skip
+
+        for page in pages:
+            page.get_by_role("button", name="End call").click()
+        for page in pages:
+            wait_for(page, "w.state === 'ended' && !w.call", 30, "the call ended in the widget")
+
+    def ended() -> list[Call]:
+        rows = [r for r in records(cluster) if r.channel == "webrtc"]
+        return rows if len(rows) == len(offers) and all(r.status == "ended" for r in rows) else []
+
+    rows = poll(ended, 60, "the WebRTC calls' records ended")
+    assert sorted(r.id for r in rows) == sorted(offers)  # every call recorded once, no other WebRTC record
+    # the lines are free again (the next test finds a worker's call by its count)
+    poll(lambda: all(httpx.get(f"{w.base_url}/healthz/ready").json().get("active", 0) == 0
+                      for w in cluster.workers), 30, "the workers' lines released")
+    offer_lines = (cluster.log_dir / "nginx-access.log").read_text().count('"POST /widget/rtc/offer HTTP/1.1" 200')
+    assert offer_lines == len(offers)  # each offer went through nginx once
 
 
 async def test_sigterm_drains_one_worker_mid_call_and_kill_9_another_new_calls_still_succeed(

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Playwright
 
-from tests.conftest import RunningServer, add_user, start_server, stop_server
+from tests.conftest import RunningServer, add_user, poll, start_server, stop_server
 from tests.web.console.test_takeover_browser import INBOUND_ENERGY, KEEP_PCS
 from tests.web.widget.browser import CHROMIUM, FLAGS, hospital_page, start_call
 from tests.web.widget.speech import mic_wav
@@ -70,16 +69,6 @@ def looping_browser(pw: Playwright, wav: Path):
 def rows(db: Path, sql: str, *args: object) -> list[tuple]:
     with contextlib.closing(sqlite3.connect(db, timeout=10)) as c:
         return c.execute(sql, args).fetchall()
-
-
-def poll(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_nurse_takes_over_a_widget_call(pw: Playwright, product: RunningServer, tmp_path: Path) -> None:

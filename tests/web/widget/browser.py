@@ -62,8 +62,9 @@ def chromium(pw: Playwright, mic_wav: Path | None, *, allow_mic: bool = True) ->
 
 
 def hospital_page(browser: Browser, server_url: str, *, lang: str = "en", transport: str = "auto",
-                  rtc_timeout_ms: int = 8000, phone: bool = True) -> Page:
-    """A hospital's page with the one-line embed, phone-sized."""
+                  rtc_timeout_ms: int = 8000, phone: bool = True, ignore_https_errors: bool = False) -> Page:
+    """A hospital's page with the one-line embed, phone-sized. `ignore_https_errors` for a server
+    behind a self-signed certificate (the cluster's nginx)."""
     html = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -72,7 +73,8 @@ def hospital_page(browser: Browser, server_url: str, *, lang: str = "en", transp
         f"<script src='{server_url}/widget/embed.js' data-lang='{lang}' data-transport='{transport}' "
         f"data-rtc-timeout='{rtc_timeout_ms}'></script></body></html>"
     )
-    context = browser.new_context(viewport={"width": 390, "height": 844} if phone else None)
+    context = browser.new_context(viewport={"width": 390, "height": 844} if phone else None,
+                                  ignore_https_errors=ignore_https_errors)
     page = context.new_page()
     page.route(HOSPITAL + "**", lambda route: route.fulfill(status=200, content_type="text/html", body=html))
     page.goto(HOSPITAL)
