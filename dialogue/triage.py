@@ -317,4 +317,7 @@ class TriageDialogue(Checks, DialogueSession):
 
     def state(self) -> Progress:
         a = self.assessment
-        return Progress("triage", a.disposition, a.department, a.chief_complaint, tuple(f.id for f in a.red_flags))
+        return Progress(
+            "triage", a.disposition, a.department, a.chief_complaint, tuple(f.id for f in a.red_flags),
+            chief_complaint_name=self.kn.protocol_text[self.lang][a.chief_complaint].name if a.chief_complaint else "",
+        )  # fmt: skip

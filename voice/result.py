@@ -167,19 +167,10 @@ class Progress:
     department: str = ""
     chief_complaint: str | None = None
     red_flags: tuple[str, ...] = ()
-
-    @property
-    def chief_complaint_name(self) -> str:
-        return ""
+    chief_complaint_name: str = ""  # in the call's language, as `CallResult.chief_complaint_name`
 
     def to_json(self) -> JsonObject:
-        return {
-            "mode": self.mode,
-            "disposition": self.disposition,
-            "department": self.department,
-            "chief_complaint": self.chief_complaint,
-            "red_flags": list(self.red_flags),
-        }
+        return _plain(self)
 
 
 @dataclass(frozen=True, slots=True)
