@@ -4,7 +4,7 @@ utterance it came from; derived findings (fever from 38.5 °C, infant from "two 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from dialogue.extract import Extraction
 from dialogue.protocols import Catalog, Cond, num_test
@@ -145,19 +145,3 @@ class Facts:
         ]
         out += [Finding(fid, True, "derived") for fid in sorted(self._derived) if fid not in self.findings]
         return tuple(out)
-
-    def suspected_evidence(self) -> list[dict[str, object]]:
-        """The open suspicions, for the call record (the finding ids, the words and the score)."""
-        return [
-            {
-                "id": fid,
-                "score": round(v.score, 3),
-                "source": v.source,
-                "evidence": {"turn": v.turn, "text": v.text, "span": v.span},
-            }
-            for fid in self.suspected()
-            for v in [self._suspected[fid]]
-        ]
-
-    def numbers(self) -> dict[str, dict[str, object]]:
-        return {k: {**asdict(v)} for k, v in self.slots.items()}

@@ -1,16 +1,14 @@
 """A triage's `voice.result.CallResult`: what the CLI prints, the call record stores and the nurse reads.
 `assessed` gives the parts a single statement already has (`triage_text`); `TriageDialogue.result()` adds
-the call's SBAR, actions and checks with `dataclasses.replace`. The checks' records (screen, confirmations,
-read-backs) are typed here, at the one place they leave the dialogue."""
+the call's SBAR, actions and checks with `dataclasses.replace` (the checks' records read with
+`voice.result.read_parts`)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from dialogue.engine import Assessment
 from dialogue.facts import Facts
 from dialogue.protocols import Knowledge
-from voice.result import CallResult, Complaint, Confirmation, ReadBack, ScreenAnswer, Suspicion
+from voice.result import CallResult, Complaint, Suspicion
 
 
 def assessed(lang: str, facts: Facts, a: Assessment, kn: Knowledge) -> CallResult:
@@ -39,39 +37,3 @@ def assessed(lang: str, facts: Facts, a: Assessment, kn: Knowledge) -> CallResul
         suspected=tuple(suspected),
     )
 
-
-# --- the checks' records (dialogue.screen, dialogue.confirm, dialogue.readback write them as dicts) ---
-def screen_answers(records: list[dict[str, Any]]) -> tuple[ScreenAnswer, ...]:
-    return tuple(
-        ScreenAnswer(r["item"], r["question"], r["asked_turn"], r["answer_turn"], r["reason"], r["answer"])
-        for r in records
-    )
-
-
-def suspicions(records: list[dict[str, Any]]) -> tuple[Suspicion, ...]:
-    return tuple(
-        Suspicion(r["finding"], r["turn"], r["span"], r["score"], bool(r["red_flag"]), r["status"]) for r in records
-    )
-
-
-def confirmations(records: list[dict[str, Any]]) -> tuple[Confirmation, ...]:
-    return tuple(
-        Confirmation(
-            finding=r["finding"],
-            red_flag=bool(r["red_flag"]),
-            question=r["question"],
-            asked_turn=r["asked_turn"],
-            answer=r["answer"],
-            answer_turn=r["answer_turn"],
-            outcome=r["outcome"],
-            score=r.get("score"),
-        )
-        for r in records
-    )
-
-
-def readbacks(records: list[dict[str, Any]]) -> tuple[ReadBack, ...]:
-    return tuple(
-        ReadBack(r["kind"], r["what"], r["question"], r["asked_turn"], r["answer"], r["answer_turn"], r["outcome"])
-        for r in records
-    )

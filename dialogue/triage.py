@@ -17,7 +17,7 @@ from dialogue.extract import extractor
 from dialogue.facts import Facts
 from dialogue.protocols import URGENCY, Protocol, Question, knowledge
 from dialogue.readback import Snapshot
-from dialogue.result import assessed, confirmations, readbacks, screen_answers, suspicions
+from dialogue.result import assessed
 from dialogue.screen import ScreenAsk
 from dialogue.session import DialogueSession
 from dialogue.slots import slot_answer
@@ -30,7 +30,16 @@ from voice.conversation import (
     Outcome,
 )
 from voice.events import CallInfo
-from voice.result import CallResult, LlmDisagreement, Progress
+from voice.result import (
+    CallResult,
+    Confirmation,
+    LlmDisagreement,
+    Progress,
+    ReadBack,
+    ScreenAnswer,
+    Suspicion,
+    read_parts,
+)
 
 log = logging.getLogger("carecall.dialogue.triage")
 
@@ -298,19 +307,17 @@ class TriageDialogue(Checks, DialogueSession):
             held_for_nurse=self.holding,
             questions_asked=tuple(sorted(self.asked)),
             questions_total=self.questions_put,
-            llm_disagreements=tuple(
-                LlmDisagreement(
-                    tuple(d["rules_only"]), tuple(d["llm_only"]), tuple(d["conflict"]), tuple(d["red_flag_related"])
-                )
-                for d in (self.assist.disagreements if self.assist else [])
-            ),
-            screen=screen_answers(checks["screen"]),
+            llm_disagreements=read_parts(LlmDisagreement, self.assist.disagreements if self.assist else []),
+            screen=read_parts(ScreenAnswer, checks["screen"]),
             screen_questions=int(checks["screen_questions"]),
-            suspected=suspicions(checks["suspected"]),
-            confirmations=confirmations(checks["confirmations"]),
-            readbacks=readbacks(checks["readbacks"]),
+            suspected=read_parts(Suspicion, checks["suspected"]),
+            confirmations=read_parts(Confirmation, checks["confirmations"]),
+            readbacks=read_parts(ReadBack, checks["readbacks"]),
         )
 
     def state(self) -> Progress:
         a = self.assessment
-        return Progress("triage", a.disposition, a.department, a.chief_complaint, tuple(f.id for f in a.red_flags))
+        return Progress(
+            "triage", a.disposition, a.department, a.chief_complaint, tuple(f.id for f in a.red_flags),
+            chief_complaint_name=self.kn.protocol_text[self.lang][a.chief_complaint].name if a.chief_complaint else "",
+        )  # fmt: skip

@@ -22,6 +22,7 @@ from records.models import Call, Finding, FollowupOutcome, RedFlag, Turn, urgenc
 from records.results import record_rows
 from voice.conversation import Escalate, Outcome
 from voice.events import ActionTaken, CallEnded, CallEvent, CallStarted, TurnRecorded
+from voice.result import CallResult, Progress
 
 log = logging.getLogger("carecall.records.recorder")
 
@@ -191,17 +192,19 @@ class CallRecorder:
                 call.disposition = action.level
                 call.urgency = urgency_rank(action.level)
         elif isinstance(action, Outcome):
-            r = action.result
-            call = self._ensure_call(session, event.call_id)
-            if r.disposition:
-                call.disposition = r.disposition
-                call.urgency = urgency_rank(r.disposition)
-            if r.department:
-                call.department = r.department
-            if complaint := r.chief_complaint_name or r.chief_complaint:
-                call.chief_complaint = complaint
-            if r.red_flags:
-                self._add_red_flags(session, call, list(r.red_flags))
+            self._apply_result(session, self._ensure_call(session, event.call_id), action.result)
+
+    def _apply_result(self, session: Session, call: Call, r: CallResult | Progress) -> None:
+        """What a result says of the call as a whole (the state so far, or the end): what it has wins."""
+        if r.disposition:
+            call.disposition = r.disposition
+        call.urgency = urgency_rank(call.effective_disposition)
+        if r.department:
+            call.department = r.department
+        if complaint := r.chief_complaint_name or r.chief_complaint:
+            call.chief_complaint = complaint
+        if r.red_flags:
+            self._add_red_flags(session, call, list(r.red_flags))
 
     @staticmethod
     def _add_red_flags(
@@ -228,13 +231,7 @@ class CallRecorder:
         call.ended_at = datetime.now(UTC)
         call.end_reason = event.reason[:200]
         call.result = event.result.to_json()
-        if rows.chief_complaint:
-            call.chief_complaint = rows.chief_complaint
-        if rows.disposition:
-            call.disposition = rows.disposition
-        call.urgency = urgency_rank(call.effective_disposition)
-        if rows.department:
-            call.department = rows.department
+        self._apply_result(session, call, event.result)
         if rows.summary:
             call.summary = rows.summary
         if event.recording_path:
@@ -247,9 +244,7 @@ class CallRecorder:
             session.add(
                 FollowupOutcome(call_id=call.id, item=o.item, value=o.value, evidence=o.evidence, concern=o.concern)
             )
-        if rows.red_flags:
-            self._add_red_flags(session, call, [r.flag for r in rows.red_flags])
-        elif session.scalar(select(RedFlag.id).where(RedFlag.call_id == call.id).limit(1)) is not None:
+        if not call.has_red_flags and session.scalar(select(RedFlag.id).where(RedFlag.call_id == call.id).limit(1)):
             call.has_red_flags = True
         self._review_call(session, call)
 

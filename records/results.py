@@ -1,6 +1,6 @@
-"""A call's `voice.result.CallResult` as record rows, field by field: its findings with the caller's
-words and turn, red flags, questionnaire answers, SBAR, and the call's complaint, disposition and
-department. The result is typed, so nothing here guesses keys; a stored row of an older version is
+"""A call's `voice.result.CallResult` as record rows: its findings with the caller's words and turn,
+questionnaire answers and SBAR (the complaint, disposition, department and red flags the recorder reads
+off the result itself). The result is typed, so nothing here guesses keys; a stored row of an older version is
 read with `CallResult.from_json` first."""
 
 from __future__ import annotations
@@ -19,14 +19,6 @@ class FindingRow:
 
 
 @dataclass(frozen=True, slots=True)
-class RedFlagRow:
-    flag: str
-    reason: str | None = None
-    level: str | None = None
-    turn_idx: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class OutcomeRow:
     item: str
     value: str | None
@@ -36,12 +28,8 @@ class OutcomeRow:
 
 @dataclass(frozen=True, slots=True)
 class RecordRows:
-    chief_complaint: str | None = None
-    disposition: str | None = None
-    department: str | None = None
     summary: dict[str, str] | None = None
     findings: list[FindingRow] = field(default_factory=list)
-    red_flags: list[RedFlagRow] = field(default_factory=list)
     outcomes: list[OutcomeRow] = field(default_factory=list)
 
 
@@ -70,9 +58,6 @@ def summary_row(s: Sbar | None) -> dict[str, str] | None:
 
 def record_rows(result: CallResult) -> RecordRows:
     return RecordRows(
-        chief_complaint=result.chief_complaint_name or result.chief_complaint,
-        disposition=result.disposition,
-        department=result.department or None,
         summary=summary_row(result.summary),
         findings=[
             FindingRow(
@@ -83,7 +68,6 @@ def record_rows(result: CallResult) -> RecordRows:
             )
             for f in result.findings
         ],
-        red_flags=[RedFlagRow(flag=flag) for flag in result.red_flags],
         outcomes=[
             OutcomeRow(
                 item=a.question,

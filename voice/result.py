@@ -10,9 +10,14 @@ the wrong type reads as its default (one field lost, never a call)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    Part = TypeVar("Part", bound=DataclassInstance)
 
 Mode = Literal["triage", "followup"]
 AnswerValue = bool | float | str | None
@@ -162,19 +167,10 @@ class Progress:
     department: str = ""
     chief_complaint: str | None = None
     red_flags: tuple[str, ...] = ()
-
-    @property
-    def chief_complaint_name(self) -> str:
-        return ""
+    chief_complaint_name: str = ""  # in the call's language, as `CallResult.chief_complaint_name`
 
     def to_json(self) -> JsonObject:
-        return {
-            "mode": self.mode,
-            "disposition": self.disposition,
-            "department": self.department,
-            "chief_complaint": self.chief_complaint,
-            "red_flags": list(self.red_flags),
-        }
+        return _plain(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +232,7 @@ class CallResult:
             "red_flags": list(self.red_flags),
             "findings": [_finding_json(f) for f in self.findings],
             "numbers": dict(self.numbers),
-            "summary": _sbar_json(self.summary),
+            "summary": _plain(self.summary) if self.summary else None,
             "action_taken": list(self.actions),
             "escalated": self.escalated,
             "escalation_level": self.escalation_level,
@@ -248,7 +244,7 @@ class CallResult:
                 "disposition": self.disposition,
                 "chief_complaint": self.chief_complaint,
                 "chief_complaint_name": self.chief_complaint_name,
-                "complaints": [{"protocol": c.protocol, "disposition": c.disposition} for c in self.complaints],
+                "complaints": [_plain(c) for c in self.complaints],
                 "reasons": list(self.reasons),
                 "questions_asked": list(self.questions_asked),
                 "questions_total": self.questions_total,
@@ -257,7 +253,7 @@ class CallResult:
                 "suspected": [_plain(s) for s in self.suspected],
                 "confirmations": [_plain(c) for c in self.confirmations],
                 "readbacks": [_plain(r) for r in self.readbacks],
-                "llm_disagreements": [{k: list(v) for k, v in _plain(d).items()} for d in self.llm_disagreements],
+                "llm_disagreements": [_plain(d) for d in self.llm_disagreements],
             }
         else:
             out |= {
@@ -287,11 +283,7 @@ class CallResult:
             disposition=_str(d.get("disposition")),
             department=_str(d.get("department")) or "",
             department_name=_str(d.get("department_name")) or "",
-            complaints=tuple(
-                Complaint(str(c["protocol"]), _str(c.get("disposition")) or "")
-                for c in _dicts(d.get("complaints"))
-                if c.get("protocol")
-            ),
+            complaints=tuple(c for c in read_parts(Complaint, d.get("complaints")) if c.protocol),
             reasons=_strs(d.get("reasons")),
             findings=tuple(f for f in map(_finding, _dicts(d.get("findings"))) if f is not None),
             numbers={str(k): float(v) for k, v in _mapping(d.get("numbers")).items() if _number(v)},
@@ -302,70 +294,15 @@ class CallResult:
             escalation_level=_str(d.get("escalation_level")),
             transferred=bool(d.get("transferred")),
             held_for_nurse=bool(d.get("held_for_nurse")),
-            takeovers=tuple(
-                TakeoverStep(str(t.get("event", "")), str(t.get("by", "")), _float(t.get("at_s")) or 0.0,
-                             str(t["why"]) if t.get("why") else None)
-                for t in _dicts(d.get("takeovers"))
-            ),
+            takeovers=read_parts(TakeoverStep, d.get("takeovers")),
             questions_asked=_strs(d.get("questions_asked")),
             questions_total=_int(d.get("questions_total")) or 0,
-            screen=tuple(
-                ScreenAnswer(
-                    item=str(s.get("item", "")),
-                    question=str(s.get("question", "")),
-                    asked_turn=_int(s.get("asked_turn")),
-                    answer_turn=_int(s.get("answer_turn")),
-                    reason=str(s.get("reason", "")),
-                    answer=str(s.get("answer", "")),
-                )
-                for s in _dicts(d.get("screen"))
-            ),
+            screen=read_parts(ScreenAnswer, d.get("screen")),
             screen_questions=_int(d.get("screen_questions")) or 0,
-            suspected=tuple(
-                Suspicion(
-                    finding=str(s.get("finding", "")),
-                    turn=_int(s.get("turn")),
-                    span=str(s.get("span", "")),
-                    score=_float(s.get("score")) or 0.0,
-                    red_flag=bool(s.get("red_flag")),
-                    status=str(s.get("status", "open")),
-                )
-                for s in _dicts(d.get("suspected"))
-            ),
-            confirmations=tuple(
-                Confirmation(
-                    finding=str(c.get("finding", "")),
-                    red_flag=bool(c.get("red_flag")),
-                    question=str(c.get("question", "")),
-                    asked_turn=_int(c.get("asked_turn")),
-                    answer=str(c.get("answer", "")),
-                    answer_turn=_int(c.get("answer_turn")),
-                    outcome=str(c.get("outcome", "")),
-                    score=_float(c.get("score")),
-                )
-                for c in _dicts(d.get("confirmations"))
-            ),
-            readbacks=tuple(
-                ReadBack(
-                    kind=str(r.get("kind", "")),
-                    what=str(r.get("what", "")),
-                    question=str(r.get("question", "")),
-                    asked_turn=_int(r.get("asked_turn")),
-                    answer=str(r.get("answer", "")),
-                    answer_turn=_int(r.get("answer_turn")),
-                    outcome=str(r.get("outcome", "")),
-                )
-                for r in _dicts(d.get("readbacks"))
-            ),
-            llm_disagreements=tuple(
-                LlmDisagreement(
-                    rules_only=_strs(x.get("rules_only")),
-                    llm_only=_strs(x.get("llm_only")),
-                    conflict=_strs(x.get("conflict")),
-                    red_flag_related=_strs(x.get("red_flag_related")),
-                )
-                for x in _dicts(d.get("llm_disagreements"))
-            ),
+            suspected=read_parts(Suspicion, d.get("suspected")),
+            confirmations=read_parts(Confirmation, d.get("confirmations")),
+            readbacks=read_parts(ReadBack, d.get("readbacks")),
+            llm_disagreements=read_parts(LlmDisagreement, d.get("llm_disagreements")),
             identity_confirmed=_bool_or_none(d.get("identity_confirmed")),
             consent=_bool_or_none(d.get("consent")),
             answers=tuple(
@@ -384,19 +321,31 @@ def _plain(obj: Any) -> JsonObject:
 
 def _finding_json(f: Finding) -> JsonObject:
     out: JsonObject = {"id": f.id, "present": f.present, "source": f.source}
-    if f.evidence is not None:
-        out["evidence"] = {"turn": f.evidence.turn, "text": f.evidence.text, "span": f.evidence.span}
+    if f.evidence is not None:  # a derived finding has none: the key is left out, as the dialogues always wrote
+        out["evidence"] = _plain(f.evidence)
     return out
 
 
-def _sbar_json(s: Sbar | None) -> JsonObject | None:
-    return None if s is None else {**s.parts, "text": s.text}
-
-
 def _answer_json(a: Answer) -> JsonObject:
-    return {
-        "section": a.section, "answer": a.answer, "value": a.value, "turn": a.turn, "text": a.text, "alarm": a.alarm
-    }  # fmt: skip
+    return {k: v for k, v in _plain(a).items() if k != "question"}  # the question is the key of `outcomes`
+
+
+def read_parts(cls: type[Part], items: Any) -> tuple[Part, ...]:
+    """Flat parts from a stored list of dicts (or a dialogue check's records), field by field."""
+    return tuple(read_part(cls, x) for x in _dicts(items))
+
+
+def read_part(cls: type[Part], d: Mapping[str, Any]) -> Part:
+    """One flat part from its dict: each field read by its annotation; a missing or mistyped value reads as
+    the field's default (or "", 0, False, ()), so a malformed row loses the field, never the part."""
+    kw: dict[str, Any] = {}
+    for f in fields(cls):
+        kind = cast(str, f.type)  # `from __future__ import annotations`: the annotation as written
+        value = _READERS[kind](d.get(f.name))
+        if value is None and "None" not in kind:
+            value = f.default if f.default is not MISSING else _ZERO[kind]
+        kw[f.name] = value
+    return cls(**kw)
 
 
 def _str(v: Any) -> str | None:
@@ -430,6 +379,10 @@ def _bool_or_none(v: Any) -> bool | None:
     return v if isinstance(v, bool) else None
 
 
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) else None if v is None else str(v)
+
+
 def _list(v: Any) -> list[Any]:
     return list(v) if isinstance(v, list | tuple) else []
 
@@ -453,14 +406,20 @@ def _red_flag(v: Any) -> str:
     return v if isinstance(v, str) else ""
 
 
+# what `read_part` reads each annotation with (None: missing or of the wrong type), and the zero it falls back to
+_READERS: dict[str, Callable[[Any], Any]] = {
+    "str": _text, "str | None": _str, "int | None": _int, "float": _float, "float | None": _float,
+    "bool": bool, "tuple[str, ...]": _strs,
+}  # fmt: skip
+_ZERO: dict[str, Any] = {"str": "", "float": 0.0, "bool": False, "tuple[str, ...]": ()}
+
+
 def _finding(f: Mapping[str, Any]) -> Finding | None:
     fid = f.get("id")
     if not isinstance(fid, str) or not fid:
         return None
     ev = f.get("evidence")
-    evidence = None
-    if isinstance(ev, Mapping):
-        evidence = Evidence(_int(ev.get("turn")), str(ev.get("text") or ""), str(ev.get("span") or ""))
+    evidence = read_part(Evidence, ev) if isinstance(ev, Mapping) else None
     present = f.get("present")
     return Finding(fid, present if isinstance(present, bool) else True, str(f.get("source") or ""), evidence)
 
@@ -470,9 +429,7 @@ def _sbar(v: Any) -> Sbar | None:
         return Sbar("", "", "", "", text=v)
     if not isinstance(v, Mapping):
         return None
-    part = {k: str(v.get(k) or "") for k in ("situation", "background", "assessment", "recommendation")}
-    text = str(v.get("text") or "")
-    return Sbar(**part, text=text)
+    return read_part(Sbar, v)
 
 
 def _answer(question: str, a: Mapping[str, Any]) -> Answer:
@@ -494,5 +451,5 @@ def _answer(question: str, a: Mapping[str, Any]) -> Answer:
 
 __all__ = [
     "Answer", "AnswerValue", "CallResult", "Complaint", "Confirmation", "Evidence", "Finding", "LlmDisagreement",
-    "Mode", "Progress", "ReadBack", "Sbar", "ScreenAnswer", "Suspicion", "TakeoverStep",
+    "Mode", "Progress", "ReadBack", "Sbar", "ScreenAnswer", "Suspicion", "TakeoverStep", "read_part", "read_parts",
 ]  # fmt: skip

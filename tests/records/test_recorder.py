@@ -4,6 +4,7 @@ it happens, red flags at once, the result at the end, and the event loop never w
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -220,10 +221,11 @@ async def test_a_turn_the_database_cannot_confirm_in_time_is_told_as_not_yet_sto
     recorder = CallRecorder(database)
     real_write = recorder.write
     slow = {"on": False}
+    disk = threading.Event()  # the slow turn's write waits for it: slower than any wait, whatever the machine
 
     def write(event):
         if slow["on"] and isinstance(event, TurnRecorded):
-            time.sleep(0.5)  # (in the writer thread) a disk slower than the wait
+            assert disk.wait(30)  # (in the writer thread)
         real_write(event)
 
     recorder.write = write  # type: ignore[method-assign]
@@ -239,6 +241,8 @@ async def test_a_turn_the_database_cannot_confirm_in_time_is_told_as_not_yet_sto
             recorder.commit_wait_s = 0.05 if slow["on"] else 30.0
             turns.append(event)
             answers.append(await hub.publish(event))
+            if slow["on"]:
+                disk.set()  # the slow turn's commit goes through once its wait has answered
         else:
             await hub.publish(event)
     assert answers == [True, True, False, True, True]

@@ -3,7 +3,7 @@ back field by field, and a malformed row loses a field, never the call."""
 
 from __future__ import annotations
 
-from voice.result import Answer, CallResult, Evidence, Finding, Sbar, TakeoverStep
+from voice.result import Answer, CallResult, Evidence, Finding, Sbar, ScreenAnswer, Suspicion, TakeoverStep
 
 # a triage row and a follow-up row as dialogue/triage.py and dialogue/followup.py stored them
 # before the result was typed (dict results, keys as in records/results.py's old docstring)
@@ -84,3 +84,30 @@ def test_a_malformed_or_missing_row_reads_as_defaults_never_raises() -> None:
     assert r.findings == () and r.complaints == () and r.numbers == {} and r.answers == ()
     assert r.red_flags == ("stroke_signs",) and r.summary == Sbar("", "", "", "", "free text")
     assert r.questions_total == 0
+
+
+def test_every_flat_part_round_trips_and_a_mistyped_field_reads_as_its_default() -> None:
+    row = {
+        **OLD_TRIAGE_ROW,
+        "screen": [{"item": "breathing", "question": "bundle", "asked_turn": 4, "answer_turn": 5,
+                    "reason": "airway (before a self_care disposition)", "answer": "no"}],
+        "screen_questions": 1,
+        "readbacks": [{"kind": "number", "what": "temp_c", "question": "39, is that right?", "asked_turn": 6,
+                       "answer": "yes", "answer_turn": 7, "outcome": "kept"}],
+        "llm_disagreements": [{"rules_only": ["fever"], "llm_only": [], "conflict": ["cough"],
+                               "red_flag_related": []}],
+        "takeovers": [{"event": "takeover", "by": "nina", "at_s": 12.5},
+                      {"event": "handback", "by": "nina", "at_s": 30.0, "why": "connection ended"}],
+    }  # fmt: skip
+    r = CallResult.from_json(row)
+    assert r.screen[0].item == "breathing" and r.screen[0].answer_turn == 5
+    assert r.readbacks[0].what == "temp_c" and r.readbacks[0].outcome == "kept"
+    assert r.llm_disagreements[0].conflict == ("cough",) and r.takeovers[1].why == "connection ended"
+    stored = r.to_json()
+    for key in ("screen", "readbacks", "llm_disagreements", "takeovers", "suspected", "confirmations"):
+        assert stored[key] == row[key], key
+    assert CallResult.from_json(stored) == r
+    bad = CallResult.from_json({"suspected": [{"finding": "sweating", "turn": "two", "score": "high"}, "x"],
+                                "screen": [{"item": 7, "asked_turn": 1.0}]})  # fmt: skip
+    assert bad.suspected == (Suspicion("sweating", None, "", 0.0, False, "open"),)
+    assert bad.screen == (ScreenAnswer("7", "", 1, None, "", ""),)
