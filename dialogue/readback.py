@@ -82,7 +82,7 @@ class ReadBack:
         text: str,
         uncertain: tuple[str, ...],
         turn: int,
-        answer_of: Callable[[str], str | None] | None = None,
+        answer_of: Callable[[str], str | None],
     ) -> ReadBackAsk | None:
         for slot in CRITICAL_SLOTS:
             e = facts.slots.get(slot)
@@ -108,7 +108,7 @@ class ReadBack:
             short = len(text.strip()) <= SHORT_ANSWER_CHARS
             spans = [c.lower() for c in changed]
             hit = [w for w in uncertain if w and w.lower() in low and (short or any(w.lower() in c for c in spans))]
-            if hit and short and not changed and answer_of is not None:
+            if hit and short and not changed:
                 # a short answer is read back only when its answer hangs on an unsure word: "Yes, Go
                 # ahead." with "Go" unsure is still a yes; "no" with "no" unsure is not known
                 rest = low

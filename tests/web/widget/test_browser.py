@@ -19,6 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, Playwright
 
+from bench.harness import stop_server
 from tests.web.widget.browser import chromium, hospital_page, notice_text, start_call, trace, wait_for, widget
 from tests.web.widget.speech import mic_wav
 
@@ -36,14 +37,7 @@ class Server:
     log: Path
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_server(self.process, sig)
 
 
 def free_port() -> int:
