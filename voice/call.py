@@ -602,7 +602,6 @@ class Call:
 
     async def end_by_nurse(self, nurse: str) -> None:
         link = self._takeover.release("end", nurse, self.now_s(), None)
-        self._takeover.ending = True
         await self._interrupt(force=True)
         self._start_reply(say_only(link.goodbye), None, "takeover-end")
         self._spawn(self._end_after(self._reply), "takeover-end")

@@ -128,12 +128,16 @@ class TakeoverState:
     pending: RecognitionHints | None = None  # what the dialogue's last question expects
     history: list[TakeoverStep] = field(default_factory=list)
     resamplers: dict[int, IntegerRatioResampler | StreamResampler] = field(default_factory=dict)  # hers → the line
-    ending: bool = False  # the nurse ended the call: the goodbye, then the end
 
     @property
     def quiet(self) -> bool:
         """The dialogue is not asked anything (a nurse has the call, or ended it)."""
         return self.link is not None or self.ending
+
+    @property
+    def ending(self) -> bool:
+        """The nurse ended the call: the goodbye, then the end (her last step says so)."""
+        return bool(self.history) and self.history[-1].event == "end"
 
     def begin(self, link: NurseLink, at_s: float, pending: RecognitionHints | None) -> None:
         if self.link is not None:
