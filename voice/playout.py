@@ -107,7 +107,7 @@ class ReplyPlayer:
                 if isinstance(out, str):
                     if timing and timing.first_text is None:
                         timing.first_text = self.clock.now()
-                    reply.add_text(out, languages[self.language].word_joiner)
+                    reply.add_text(out, languages[self.language])
                     if isinstance(out, Say) and out.protected:  # its own clauses, marked
                         own = ClauseSplitter(self.language)
                         parts = [(c, False) for c in splitter.flush()]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from voice.conversation import EndCall, Transfer
 from voice.events import TurnMetrics
-from voice.languages import languages
+from voice.languages import LanguagePack, languages
 
 
 @dataclass
@@ -76,14 +76,10 @@ class Reply:
     def text(self) -> str:
         return "".join(self.text_parts).strip()
 
-    def add_text(self, part: str, joiner: str) -> None:
-        """Append what the dialogue said: streamed pieces as they come (they carry their own
-        spaces), but a new sentence after a finished one gets the language's joiner, so the record
-        reads "door. I can", not "door.I can"."""
+    def add_text(self, part: str, language: LanguagePack) -> None:
+        """Append what the dialogue said, joined as the language writes it."""
         last = self.text_parts[-1] if self.text_parts else ""
-        if joiner and last[-1:] in (".", "!", "?") and part[:1].isupper():  # (not "38." + "5")
-            self.text_parts.append(joiner)
-        self.text_parts.append(part)
+        self.text_parts += [p for p in (language.continue_text(last, part), part) if p]
 
     @property
     def interrupted(self) -> bool:

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
+from voice.languages import languages
 from voice.reply import Reply
 
 
-def _text(parts: list[str], joiner: str) -> str:
+def _text(parts: list[str], language: str) -> str:
     reply = Reply("response")
     for part in parts:
-        reply.add_text(part, joiner)
+        reply.add_text(part, languages[language])
     return reply.text
 
 
 def test_sentences_said_one_after_another_are_spaced_in_english() -> None:
-    assert _text(["Please unlock the door.", "I can also put you through to a nurse."], " ") == (
+    assert _text(["Please unlock the door.", "I can also put you through to a nurse."], "en") == (
         "Please unlock the door. I can also put you through to a nurse.")
-    assert _text(["Are you still there?", "A nurse has been alerted."], " ") == (
+    assert _text(["Are you still there?", "A nurse has been alerted."], "en") == (
         "Are you still there? A nurse has been alerted.")
 
 
 def test_streamed_pieces_keep_their_own_spacing() -> None:
-    assert _text(["How", " long", " have you had it", "?"], " ") == "How long have you had it?"
-    assert _text(["It is 38.5", " degrees."], " ") == "It is 38.5 degrees."
-    assert _text(["It is 38", ".", "5 degrees."], " ") == "It is 38.5 degrees."
+    assert _text(["How", " long", " have you had it", "?"], "en") == "How long have you had it?"
+    assert _text(["It is 38.5", " degrees."], "en") == "It is 38.5 degrees."
+    assert _text(["It is 38", ".", "5 degrees."], "en") == "It is 38.5 degrees."
 
 
 def test_chinese_sentences_are_not_spaced() -> None:
-    assert _text(["请马上拨打120。", "我会通知护士。"], "") == "请马上拨打120。我会通知护士。"
+    assert _text(["请马上拨打120。", "我会通知护士。"], "zh") == "请马上拨打120。我会通知护士。"

@@ -96,6 +96,14 @@ class LanguagePack:
         """Pieces of one utterance joined as this language writes them."""
         return self.word_joiner.join(p.strip() for p in parts if p.strip())
 
+    def continue_text(self, so_far: str, piece: str) -> str:
+        """What goes before `piece` when it follows `so_far` in one reply: streamed pieces carry their
+        own spaces, but a new sentence after a finished one needs the word joiner ("door. I can", not
+        "door.I can"; never "38." + "5")."""
+        if self.spaced and so_far[-1:] in (".", "!", "?") and piece[:1].isupper():
+            return self.word_joiner
+        return ""
+
     def join_list(self, items: Iterable[str]) -> str:
         return self.list_separator.join(items)
 
