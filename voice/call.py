@@ -66,7 +66,7 @@ from voice.playout import ReplyPlayer
 from voice.ports import Prefetching, RecognitionHints, Transcript, Transferable, Transport
 from voice.recording import StereoRecorder
 from voice.reply import Reply, ReplyTiming
-from voice.resample import StreamResampler, Upsample2x, live_resampler, relay_resampler
+from voice.resample import ToRate, live_resampler, relay_resampler
 from voice.result import CallResult
 from voice.takeover import NurseLink, TakeoverError, TakeoverState, say_only
 from voice.textnorm import ClauseSplitter
@@ -105,7 +105,7 @@ class Call:
         self.recorder = (StereoRecorder(recording_dir / f"{info.call_id}.wav", max_s=self.tt.max_call_s + 60)
                          if recording_dir else None)
         self.dialogue: DialogueManager = engines.dialogue(info)
-        self._in_resamplers: dict[int, StreamResampler | Upsample2x] = {}
+        self._to_asr_rate = ToRate(ASR_RATE, live_resampler)
         self._t0 = self.clock.now()
         self._stream_t0: float | None = None  # clock time the first caller audio arrived
         self._turn_index = 0
@@ -254,11 +254,7 @@ class Call:
             self._takeover.link.hear(audio)
         if self._stream_t0 is None:
             self._stream_t0 = self.clock.now() - audio.duration
-        if audio.sample_rate != ASR_RATE:
-            rs = self._in_resamplers.get(audio.sample_rate)
-            if rs is None:
-                rs = self._in_resamplers[audio.sample_rate] = live_resampler(audio.sample_rate, ASR_RATE)
-            audio = rs.process(audio)
+        audio = self._to_asr_rate(audio)
         if self.recorder:
             self.recorder.caller(audio)
         for ev in self.endpointer.feed(audio):
@@ -617,12 +613,9 @@ class Call:
         (one paced output: the two would interleave); until then it is not played."""
         if self._takeover.link is None or (self._reply is not None and not self._reply.done):
             return
-        rate = self.transport.output_rate
-        if audio.sample_rate != rate:
-            rs = self._takeover.resamplers.get(audio.sample_rate)
-            if rs is None:
-                rs = self._takeover.resamplers[audio.sample_rate] = relay_resampler(audio.sample_rate, rate)
-            audio = rs.process(audio)
+        if self._takeover.to_line is None or self._takeover.to_line.out_rate != self.transport.output_rate:
+            self._takeover.to_line = ToRate(self.transport.output_rate, relay_resampler)
+        audio = self._takeover.to_line(audio)
         if len(audio):
             await self.transport.send_audio(audio)
             if self.recorder:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 import numpy as np
 import soxr
 
 from voice.audio import Pcm
+
+
+class Resampler(Protocol):
+    def process(self, audio: Pcm, *, last: bool = False) -> Pcm: ...
 
 
 class StreamResampler:
@@ -119,3 +126,22 @@ def relay_resampler(in_rate: int, out_rate: int) -> IntegerRatioResampler | Stre
     hi, lo = max(in_rate, out_rate), min(in_rate, out_rate)
     whole = hi != lo and hi % lo == 0
     return IntegerRatioResampler(in_rate, out_rate) if whole else StreamResampler(in_rate, out_rate)
+
+
+class ToRate:
+    """Audio of whatever rate it comes in, to one rate: one streaming converter per incoming rate,
+    made on first use by `make` (e.g. `live_resampler`, `relay_resampler`), so a stream whose rate
+    changes keeps each converter's state; audio already at the rate passes through."""
+
+    def __init__(self, out_rate: int, make: Callable[[int, int], Resampler]) -> None:
+        self.out_rate = out_rate
+        self._make = make
+        self._by_rate: dict[int, Resampler] = {}
+
+    def __call__(self, audio: Pcm) -> Pcm:
+        if audio.sample_rate == self.out_rate:
+            return audio
+        rs = self._by_rate.get(audio.sample_rate)
+        if rs is None:
+            rs = self._by_rate[audio.sample_rate] = self._make(audio.sample_rate, self.out_rate)
+        return rs.process(audio)

@@ -28,7 +28,7 @@ from voice.conversation import DialogueOutput, ExpectAnswer
 from voice.endpointer import Endpointer, EndpointerConfig, SpeechEnded
 from voice.events import CallInfo
 from voice.ports import RecognitionHints, Recognizer
-from voice.resample import IntegerRatioResampler, StreamResampler
+from voice.resample import StreamResampler, ToRate
 from voice.result import CallResult, TakeoverStep
 
 log = logging.getLogger("carecall.takeover")
@@ -127,7 +127,7 @@ class TakeoverState:
     task: asyncio.Task[Any] | None = None
     pending: RecognitionHints | None = None  # what the dialogue's last question expects
     history: list[TakeoverStep] = field(default_factory=list)
-    resamplers: dict[int, IntegerRatioResampler | StreamResampler] = field(default_factory=dict)  # hers → the line
+    to_line: ToRate | None = None  # her audio → the line's rate
 
     @property
     def quiet(self) -> bool:
@@ -203,14 +203,11 @@ class NurseSession:
 
     async def _relay(self, call: Takeable, utterances: asyncio.Queue[tuple[Pcm, float, float]]) -> None:
         endpointer = Endpointer(EndpointerConfig())
-        to_asr: dict[int, StreamResampler] = {}
+        to_asr = ToRate(ASR_RATE, StreamResampler)  # (one converter per rate, not one per frame)
         started = call.now_s()
         while (audio := await self.peer.receive()) is not None:
             await call.nurse_speaks(audio)
-            if audio.sample_rate != ASR_RATE:
-                rs = to_asr.setdefault(audio.sample_rate, StreamResampler(audio.sample_rate, ASR_RATE))
-                audio = rs.process(audio)
-            for ev in endpointer.feed(audio):
+            for ev in endpointer.feed(to_asr(audio)):
                 if isinstance(ev, SpeechEnded):
                     utterances.put_nowait((ev.audio, started + ev.start_s, started + ev.speech_end_s))
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from records import repository
 from records.models import Review, User
 from voice.audio import Pcm
-from voice.resample import relay_resampler
+from voice.resample import ToRate, relay_resampler
 from voice.takeover import Phrases, TakeoverError, TakeoverRegistry
 from web.console.auth import Principal
 from web.console.common import api_user, check_csrf, client_host, get_services
@@ -46,10 +46,10 @@ class RtcNursePeer:
 
         self.pc = pc
         self.track = BotAudioTrack()  # the caller's voice, paced 20 ms frames at OPUS_RATE
-        self._rate = OPUS_RATE
         self._mic: asyncio.Queue[Pcm | None] = asyncio.Queue(maxsize=500)
         self._reader: asyncio.Task[None] | None = None
-        self._resamplers: dict[int, Any] = {}
+        # steady 20 ms chunks: a pull-mode track plays a late block as a gap
+        self._to_nurse = ToRate(OPUS_RATE, relay_resampler)
         self.frames_in = 0
         pc.addTrack(self.track)
         pc.on("track", self._on_track)
@@ -85,12 +85,8 @@ class RtcNursePeer:
         return await self._mic.get()
 
     def send(self, audio: Pcm) -> None:
-        if audio.sample_rate != self._rate:
-            rs = self._resamplers.get(audio.sample_rate)
-            if rs is None:  # steady 20 ms chunks: a pull-mode track plays a late block as a gap
-                rs = self._resamplers[audio.sample_rate] = relay_resampler(audio.sample_rate, self._rate)
-            audio = rs.process(audio)
-        self.track.output.push_nowait(audio)  # dropped past the output's lead: the nurse never falls behind
+        # dropped past the output's lead: the nurse never falls behind
+        self.track.output.push_nowait(self._to_nurse(audio))
 
     async def close(self) -> None:
         if self._reader is not None:
