@@ -47,7 +47,7 @@ class DialogueSession:
         max_silence_reprompts: int = 2,
     ) -> None:
         self.info = info
-        self.lang = "zh" if info.language == "zh" else "en"
+        self.lang = languages.or_fallback(info.language).code
         self.kn = kn or knowledge()
         self.x: Extractor = extractor(self.lang)
         self.emergency = emergency_number
