@@ -13,9 +13,8 @@ from dialogue.session import DialogueSession
 from dialogue.slots import bare_number, slot_answer
 from voice.conversation import CallerUtterance, DialogueOutput, EndCall, Escalate, Outcome
 from voice.events import CallInfo
+from voice.languages import languages
 from voice.result import Answer, AnswerValue, CallResult
-
-_DEFAULT_HOSPITAL = {"en": "the hospital", "zh": "医院"}
 
 
 class FollowUpDialogue(DialogueSession):
@@ -26,7 +25,7 @@ class FollowUpDialogue(DialogueSession):
         p = info.params or {}
         self.name = str(p.get("patient_name") or p.get("name") or "")
         self.department = str(p.get("department") or "")
-        self.hospital = str(p.get("hospital") or _DEFAULT_HOSPITAL[self.lang])
+        self.hospital = str(p.get("hospital") or languages.or_fallback(self.lang).default_hospital)
         self.questions = [
             q for q in self.kn.questionnaire.questions if not q.departments or self.department in q.departments
         ]

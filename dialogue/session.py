@@ -25,6 +25,7 @@ from voice.conversation import (
     Transfer,
 )
 from voice.events import CallInfo
+from voice.languages import languages
 from voice.result import CallResult, Mode, Sbar
 
 
@@ -46,7 +47,7 @@ class DialogueSession:
         max_silence_reprompts: int = 2,
     ) -> None:
         self.info = info
-        self.lang = "zh" if info.language == "zh" else "en"
+        self.lang = languages.or_fallback(info.language).code
         self.kn = kn or knowledge()
         self.x: Extractor = extractor(self.lang)
         self.emergency = emergency_number
@@ -181,8 +182,7 @@ class DialogueSession:
         ]
 
     async def on_dtmf(self, digit: str) -> AsyncIterator[DialogueOutput]:
-        words = {"zh": {"1": "是", "2": "没有", "0": "转人工"}, "en": {"1": "yes", "2": "no", "0": "nurse please"}}
-        text = words[self.lang].get(digit)
+        text = languages.or_fallback(self.lang).dtmf_words.get(digit)  # prompts/<lang>/language.yaml
         if text is None:
             return
         async for out in self.respond(CallerUtterance(text=text, turn_index=-1)):

@@ -30,6 +30,7 @@ from voice.conversation import (
     Outcome,
 )
 from voice.events import CallInfo
+from voice.languages import languages
 from voice.result import (
     CallResult,
     Confirmation,
@@ -59,7 +60,7 @@ class PendingQuestion:
 
 def triage_text(text: str, lang: str) -> CallResult:
     """Single-shot triage of one statement (whatever it does not say counts as not reported). Pure."""
-    lang = "zh" if lang == "zh" else "en"
+    lang = languages.or_fallback(lang).code
     kn = knowledge()
     facts = Facts()
     facts.add(extractor(lang).extract(text), 0, text)

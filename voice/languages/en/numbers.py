@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from voice.languages.numbers import spell_decimal
+
 # --- spoken by the voice -------------------------------------------------------------------------
 
 ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen \
@@ -49,15 +51,7 @@ def en_ordinal(n: int) -> str:
 
 def en_number(token: str) -> str:
     """"38.5" → "thirty-eight point five"; "1,000" → "one thousand"."""
-    token = token.replace(",", "")
-    sign = ""
-    if token.startswith("-"):
-        sign, token = "minus ", token[1:]
-    whole, _, frac = token.partition(".")
-    words = en_int(int(whole or "0"))
-    if frac:
-        words += " point " + " ".join(ONES[int(d)] for d in frac)
-    return sign + words
+    return spell_decimal(token, spell_int=en_int, digit_words=ONES, minus="minus ", point=" point ", joiner=" ")
 
 
 def en_digits(token: str) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from voice.languages.numbers import spell_decimal
+
 # --- spoken by the voice -------------------------------------------------------------------------
 
 DIGITS = "零一二三四五六七八九"
@@ -57,15 +59,7 @@ def zh_int(n: int) -> str:
 
 
 def zh_number(token: str) -> str:
-    token = token.replace(",", "")
-    sign = ""
-    if token.startswith("-"):
-        sign, token = "负", token[1:]
-    whole, _, frac = token.partition(".")
-    text = zh_int(int(whole or "0"))
-    if frac:
-        text += "点" + "".join(DIGITS[int(d)] for d in frac)
-    return sign + text
+    return spell_decimal(token, spell_int=zh_int, digit_words=DIGITS, minus="负", point="点", joiner="")
 
 
 def zh_digits(token: str) -> str:
