@@ -80,14 +80,29 @@ def add_user(server: RunningServer, username: str, password: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def poll(predicate, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
+def poll(predicate, timeout_s: float, what: str | Callable[[], str]):  # type: ignore[no-untyped-def]
     """Poll `predicate` until it is truthy (for state in another process, where there is no event to
-    wait on), within a generous bound; its value, or an AssertionError naming `what`."""
+    wait on), within a generous bound; its value, or an AssertionError naming `what` (a callable is
+    asked only on failure: a server log tail, say)."""
     import time
 
     deadline = time.monotonic() + timeout_s
     while not (value := predicate()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         time.sleep(0.3)
+    return value
+
+
+async def apoll(predicate, timeout_s: float, what: str | Callable[[], str], every_s: float = 0.02):  # type: ignore[no-untyped-def]
+    """`poll` inside an event loop: for state a reader task updates as messages arrive (audio a peer
+    received, turns a client saw), where no event is exposed to wait on."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+        await asyncio.sleep(every_s)
     return value

@@ -227,6 +227,12 @@ class Call:
 
     async def _time_limit(self) -> None:
         await self.clock.sleep(self.tt.max_call_s)
+        if self._escalated:
+            # An escalated caller who is still on the line may have collapsed: the bot never ends it (as it
+            # never ends one for silence); the nurse alerted at the escalation, or the caller, does.
+            log.warning("call %s: maximum call length reached after an escalation: the line stays open for "
+                        "a nurse", self.info.call_id[:8])
+            return
         log.info("call %s: maximum call length reached", self.info.call_id[:8])
         self._finish("maximum call length reached")
 

@@ -51,7 +51,8 @@ class TurnTakingSettings(BaseModel):
     silence_reprompt_s: float = Field(default=8.0, gt=0, description="caller silence before the bot asks again")
     silence_reprompts_before_end: int = Field(default=2, ge=0, description="reprompts before a silent call ends")
     # --- bounds that hold whatever the bot is doing (issue 10 #2) ------------------------------
-    max_call_s: float = Field(default=1800.0, gt=0, description="a call ends after this long, whatever happens in it")
+    max_call_s: float = Field(default=1800.0, gt=0, description=(
+        "a call ends after this long, unless it was escalated (then a nurse or the caller ends it)"))
     max_silence_s: float = Field(default=120.0, gt=0, description="...or after the caller said nothing this long "
                                                           "(not once the call was escalated to a nurse)")
     max_reply_s: float = Field(default=120.0, gt=0,

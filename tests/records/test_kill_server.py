@@ -30,7 +30,7 @@ from records.db import open_database
 from records.models import Call
 from records.recorder import CUT_OFF_REASON
 from records.repository import get_call
-from tests.conftest import CARECALL, start_server
+from tests.conftest import CARECALL, apoll, start_server
 from voice.audio import Pcm
 from voice.caller import CallerSession, fetch_call_token
 
@@ -82,16 +82,6 @@ def what_happened(server: RunningServer, line: CallerSession) -> str:
     return f"client saw {seen}; server log tail:\n{server.log_text()[-2500:]}"
 
 
-async def until(condition: Callable[[], bool], timeout_s: float) -> bool:
-    """Wait for `condition` (set by the client's reader as messages arrive); False at the bound."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.005)
-    return True
-
-
 async def open_line(server: RunningServer) -> CallerSession:
     token = await fetch_call_token(server.ws_url, "en", timeout_s=60)
     assert token, f"no call token from /widget/token: {server.log_text()[-2500:]}"
@@ -101,9 +91,9 @@ async def open_line(server: RunningServer) -> CallerSession:
 async def converse(server: RunningServer, line: CallerSession, utterances: list[Pcm]) -> None:
     """Greeting, then each utterance once the bot has finished a turn after the last one (its answer,
     or a re-prompt where the words were not understood)."""
-    greeted = await until(lambda: any(t["speaker"] == "bot" for t in line.report.turns) or line.ended.is_set(),
-                          TURN_TIMEOUT_S)
-    assert greeted and line.report.turns, f"no greeting: {what_happened(server, line)}"
+    await apoll(lambda: any(t["speaker"] == "bot" for t in line.report.turns) or line.ended.is_set(),
+                TURN_TIMEOUT_S, lambda: f"a greeting: {what_happened(server, line)}", every_s=0.005)
+    assert line.report.turns, f"no greeting: {what_happened(server, line)}"
     for audio in utterances:
         if line.ended.is_set():
             return
@@ -113,7 +103,7 @@ async def converse(server: RunningServer, line: CallerSession, utterances: list[
         def answered(seen: int = seen) -> bool:
             return line.ended.is_set() or any(t["speaker"] == "bot" for t in line.report.turns[seen:])
 
-        assert await until(answered, TURN_TIMEOUT_S), f"no answer: {what_happened(server, line)}"
+        await apoll(answered, TURN_TIMEOUT_S, lambda: f"an answer: {what_happened(server, line)}", every_s=0.005)
 
 
 def seen_turns(lines: list[CallerSession]) -> dict[str, Counter[tuple[str, str]]]:
@@ -176,8 +166,8 @@ def test_a_killed_server_keeps_every_finished_turn(tmp_path, say, kind, request)
         async with line:
             await converse(server, line, utterances[:1])
             sent = await line.say(utterances[1])
-            bot_speaks = await until(lambda: any(t > sent for t in line.bot_audio_times), TURN_TIMEOUT_S)
-            assert bot_speaks, f"no answer: {what_happened(server, line)}"
+            await apoll(lambda: any(t > sent for t in line.bot_audio_times), TURN_TIMEOUT_S,
+                        lambda: f"the bot's answer: {what_happened(server, line)}", every_s=0.005)
             kill(server)  # mid-call: the bot is speaking
         return line
 
@@ -253,10 +243,9 @@ def test_kill_at_random_points_over_twenty_calls_loses_no_turn_a_client_saw(tmp_
                 started = all(line.report.call_id for line in lines)
                 return any(c.done() for c in calls) or (started and len(target.report.turns) >= after_turns)
 
-            reached = await until(kill_point, TURN_TIMEOUT_S * 2)
+            await apoll(kill_point, TURN_TIMEOUT_S * 2, every_s=0.005, what=lambda: (
+                f"round {r} (seed {seed}): call {victim} to see {after_turns} turns: {what_happened(server, target)}"))
             await asyncio.sleep(extra_s)
-            assert reached, f"round {r} (seed {seed}): call {victim} never saw {after_turns} turns: " + (
-                what_happened(server, target))
             kill(server)  # no grace: whatever the clients saw so far must be on disk
             for c in calls:
                 if c.done() and c.exception() is not None:

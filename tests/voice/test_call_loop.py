@@ -163,3 +163,17 @@ def test_a_finished_turn_reaches_the_caller_only_after_the_observers_stored_it()
         assert t >= stored[id(e)]  # the client hears of a turn only once the record has it
     # and the reply was not held up by the slow observer
     assert o.rel(o.transport.audio_times()[0]) == pytest.approx(3.15, abs=0.001)
+
+
+def test_an_escalated_call_outlives_the_maximum_call_length_until_the_caller_hangs_up() -> None:
+    from voice.conversation import Escalate
+
+    tt = TurnTaking(partial_interval_s=0.0, max_silence_s=30.0, max_call_s=60.0)
+    d = ScriptedDialogue({TEXTS[COUGH]: [Escalate("chest pain", ("cardiac_chest_pain",)),
+                                         Say("Call 120 now.", protected=True)]},
+                         on_silence=lambda n: [])  # the dialogue holds the line for a nurse
+    sc = Scenario([Speech(0.5, 2.5, COUGH), HangUp(150.0)], d, TEXTS, turn_taking=tt, duration_s=200)
+    o = run_virtual(run_scenario(sc))
+    # neither the silence limit (30 s) nor the call's maximum length (60 s) ends a caller who may have collapsed
+    assert o.end_reason == "caller hung up"
+    assert o.rel(o.events[-1][0]) == pytest.approx(150.0, abs=0.5)

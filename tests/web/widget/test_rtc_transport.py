@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from tests.conftest import apoll
 from tests.web.widget.peer import ClientPeer, ToneTrack, dominant_hz, rms
 from voice.audio import Pcm
 from voice.events import CallerAudio, CallerHangup, Dtmf, PartialTranscript, StateChanged
@@ -28,14 +29,6 @@ async def connect(client: ClientPeer, **kwargs) -> WebRtcTransport:  # type: ign
     await client.accept({"sdp": pc.localDescription.sdp, "type": "answer"})
     assert await transport.wait_connected(30)  # ICE on loopback: quick, slower on a loaded machine
     return transport
-
-
-async def until(condition, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    """Until `condition()` holds (audio the client peer received, frames the track sent)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def next_audio(transport: WebRtcTransport, timeout: float = 30.0) -> CallerAudio:
@@ -69,7 +62,7 @@ async def test_caller_audio_arrives_at_the_loop_rate_and_echo_comes_back() -> No
             back = client.audio_since(start)
             return back[np.abs(back) > 1000]
 
-        await until(lambda: len(loud_back()) > 0.5 * 48_000)  # at least half a second of it came back
+        await apoll(lambda: len(loud_back()) > 0.5 * 48_000, 30.0, "half a second of the tone back at the client")
         back = client.audio_since(start)
         assert rms(back) > 0.05
         assert abs(dominant_hz(back, 48_000) - 440) < 20
@@ -91,7 +84,8 @@ async def test_clear_silences_the_bot_at_once_and_played_s_counts_what_was_heard
         transport.mark_turn()
         await transport.send_audio(Pcm(tone, 48_000))  # 5 s queued
         start = time.monotonic()
-        await until(lambda: transport.played_s() >= 0.8 and len(client.audio_since(start)) > 0.6 * 48_000)
+        await apoll(lambda: transport.played_s() >= 0.8 and len(client.audio_since(start)) > 0.6 * 48_000, 30.0,
+                    "0.8 s played and 0.6 s received")
         played = transport.played_s()
         cleared_at = time.monotonic()
         heard = await transport.clear()  # what the caller heard of this turn
@@ -100,7 +94,8 @@ async def test_clear_silences_the_bot_at_once_and_played_s_counts_what_was_heard
         assert transport.played_s() == heard  # the turn stops where it was cut
         transport.mark_turn()
         assert transport.played_s() == 0.0
-        await until(lambda: len(client.audio_since(cleared_at + 0.25)) >= 0.5 * 48_000)  # silence frames keep coming
+        await apoll(lambda: len(client.audio_since(cleared_at + 0.25)) >= 0.5 * 48_000, 30.0,
+                    "silence frames after the clear")  # the track keeps sending
         before = client.audio_since(cleared_at - 0.5, cleared_at)
         after = client.audio_since(cleared_at + 0.25)  # one frame + the jitter buffer
         assert rms(before) > 0.1
