@@ -18,7 +18,6 @@ import struct
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
