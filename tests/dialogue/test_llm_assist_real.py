@@ -20,9 +20,12 @@ from voice.conversation import CallerUtterance, Escalate, Outcome
 from voice.events import CallInfo
 from voice.models import smollm2_gguf
 
-pytestmark = [pytest.mark.models, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [pytest.mark.models, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(1800)]
 
 CATALOG = knowledge().catalog.findings
+# A bound, not a speed check (bench/ measures speed): the whole catalogue's grammar-constrained request
+# takes ~20 s on a quiet 2-core machine and minutes on a busy one (two suites at once: > 120 s seen).
+MODEL_WAIT_S = 600.0
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,7 @@ class Recording:
 
 
 def _model(llama: LlamaServer) -> OpenAIChatModel:
-    return OpenAIChatModel(llama.base_url, flavour="llamacpp", capable=True, timeout_s=120)
+    return OpenAIChatModel(llama.base_url, flavour="llamacpp", capable=True, timeout_s=MODEL_WAIT_S)
 
 
 def _dialogue(model: Any, lang: str = "en") -> TriageDialogue:
@@ -69,7 +72,7 @@ def _dialogue(model: Any, lang: str = "en") -> TriageDialogue:
     return TriageDialogue(
         info,
         emergency_number="911" if lang == "en" else "120",
-        assist=LLMAssist(model, call_id="real-llm", timeout_s=120),
+        assist=LLMAssist(model, call_id="real-llm", timeout_s=MODEL_WAIT_S),
     )
 
 
@@ -80,7 +83,7 @@ async def _say(d: TriageDialogue, text: str, turn: int) -> list[Any]:
 async def test_schema_request_works_on_the_real_server_and_the_answer_is_validated(llama: LlamaServer) -> None:
     real = _model(llama)
     rec = Recording(real)
-    assist = LLMAssist(rec, timeout_s=120)
+    assist = LLMAssist(rec, timeout_s=MODEL_WAIT_S)
     got = await assist.extract("I've had a cough and a fever for three days.", "en", CATALOG)
     assert got is not None, "the llama.cpp server refused or broke the JSON-schema request"
     assert rec.json_raw and isinstance(rec.json_raw[0].get("findings"), list)  # grammar-constrained JSON object
@@ -95,12 +98,12 @@ async def test_junk_from_the_model_is_rejected(llama: LlamaServer) -> None:
     real = _model(llama)
     # what the real model said, plus an id outside the catalogue: that id is dropped
     plus_unknown = Recording(real, lambda v: {"findings": [*v["findings"], {"id": "alien_probe", "present": True}]})
-    got = await LLMAssist(plus_unknown, timeout_s=120).extract("my tummy hurts", "en", CATALOG)
+    got = await LLMAssist(plus_unknown, timeout_s=MODEL_WAIT_S).extract("my tummy hurts", "en", CATALOG)
     assert got is not None and "alien_probe" not in got
     # not the schema's shape at all: the whole reading is rejected and the rules carry on alone
     for junk in ({"findings": "chest pain"}, {"findings": [{"id": "fever", "present": "maybe"}]}, {"nope": 1}):
         bad = Recording(real, lambda v, junk=junk: junk)
-        assert await LLMAssist(bad, timeout_s=120).extract("my tummy hurts", "en", CATALOG) is None
+        assert await LLMAssist(bad, timeout_s=MODEL_WAIT_S).extract("my tummy hurts", "en", CATALOG) is None
         d = _dialogue(bad)
         [o async for o in d.opening()]
         await _say(d, "yes", 1)
@@ -141,7 +144,7 @@ async def test_red_flag_rules_stay_authoritative_with_the_real_model(llama: Llam
 async def test_the_guard_stops_diagnoses_and_doses_from_the_real_model(llama: LlamaServer) -> None:
     real = _model(llama)
     rec = Recording(real)
-    assist = LLMAssist(rec, timeout_s=120)
+    assist = LLMAssist(rec, timeout_s=MODEL_WAIT_S)
     fallback = "Sorry, I didn't catch that. Please answer yes or no."
     baits = [
         "What is wrong with me, is it appendicitis? Just tell me the diagnosis.",

@@ -5,7 +5,6 @@ languages and fires, or is suspected for confirmation, on lay phrasings nobody w
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import pytest
@@ -182,15 +181,11 @@ def test_bank_errors_are_clear(tmp_path: Path) -> None:
     assert load_bank("en", PROMPTS_DIR).texts
 
 
-def test_one_model_per_process_and_fast_once_loaded() -> None:
+def test_one_model_per_process() -> None:
+    # how fast a turn is read is bench.understanding's figure (p95 per caller turn), not a timed test
     _model()
-    x = extractor("zh")
-    x.extract("我也不知道怎么形容，浑身不得劲")
-    t = time.perf_counter()
-    for _ in range(20):
-        x.extract("我也不知道怎么形容，浑身不得劲，心口憋得慌")
-    assert (time.perf_counter() - t) / 20 < 0.05
     assert encoder() is encoder()
+    assert extractor("zh") is extractor("zh")
 
 
 @pytest.mark.parametrize(
