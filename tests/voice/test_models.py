@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -81,7 +80,8 @@ def test_half_written_folder_without_manifest_is_missing(tmp_path: Path) -> None
 
 
 @pytest.mark.models
-def test_whisper_assembly_repairs_damage_and_skips_when_intact(tmp_path: Path) -> None:
+def test_whisper_assembly_repairs_damage_and_skips_when_intact(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     assembler = load_assembler()
     models = tmp_path / "models"
     dest = assembler.assemble_whisper(models)
@@ -91,9 +91,13 @@ def test_whisper_assembly_repairs_damage_and_skips_when_intact(tmp_path: Path) -
     size = first["files"]["model.bin"]["size"]  # type: ignore[index]
     assert size > 100_000_000  # both halves are in
 
-    started = time.monotonic()
-    assembler.assemble_whisper(models)  # intact: a few stat calls
-    assert time.monotonic() - started < 1.0
+    def no_reading(*args: object) -> None:
+        raise AssertionError("an intact model folder was read again")
+
+    with monkeypatch.context() as m:  # intact: a few stat calls, nothing hashed or joined
+        m.setattr(assembler, "sha256_of", no_reading)
+        m.setattr(assembler.hashlib, "sha256", no_reading)
+        assembler.assemble_whisper(models)
     assert read_manifest(dest) == first
 
     os.utime(dest / "config.json")  # touched, same bytes: re-hashed once, stamp refreshed, no rebuild
@@ -113,15 +117,14 @@ def test_whisper_assembly_repairs_damage_and_skips_when_intact(tmp_path: Path) -
 
 @pytest.mark.models
 def test_make_models_second_run_is_fast_and_changes_nothing(models_dir: Path) -> None:
-    """`make models` on an assembled cache: seconds, not a conversion or a re-hash."""
+    """`make models` on an assembled cache: no conversion, no join, no re-hash."""
     env = {**os.environ, "CARECALL_CACHE": str(models_dir.parent)}
     before = {p.name: read_manifest(p) for p in models_dir.iterdir() if p.is_dir()}
-    started = time.monotonic()
     done = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
-    took = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     assert "up to date" in done.stderr
-    assert took < 5.0, f"second run took {took:.1f} s"
+    # what makes a first run slow, none of it again (how long it takes is not asserted: the machine may be busy)
+    assert not any(w in done.stderr for w in ("joining", "converting", "converter")), done.stderr
     assert {p.name: read_manifest(p) for p in models_dir.iterdir() if p.is_dir()} == before
     assert not (models_dir.parent / "tmp" / "tfconvert").exists()  # the TensorFlow venv is gone
 
