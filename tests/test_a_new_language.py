@@ -40,7 +40,7 @@ def yue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LanguagePack, 
     pack = dataclasses.replace(languages["zh"], code="yue", name="Cantonese", asr_code="yue", emergency_number="999",
                                rules_from="zh", prompts=root)
     # What adding `yue.PACK` to `_PACKS` in voice/languages/__init__.py does, for this test only.
-    monkeypatch.setitem(languages._packs, "yue", pack)  # noqa: SLF001
+    monkeypatch.setitem(languages._packs, "yue", pack)
     kn = load_knowledge(root)
     monkeypatch.setattr(dialogue.protocols, "knowledge", lambda root=None: kn)  # what records/tags.py reads
     monkeypatch.setattr(dash, "knowledge", lambda root=None: kn)
@@ -133,7 +133,8 @@ def test_the_dashboard_and_qa_labels_read_the_language_then_mandarin(yue: tuple[
     assert dash.page_language("yue") == "yue" and dash.page_language("fr") == "en"
     names = dash.labels("yue", figures)
     zh = dash.labels("zh", figures)
-    assert names["ui"] == dash.UI["zh"] and names["channels"] == zh["channels"] != dash.labels("en", figures)["channels"]
+    assert names["ui"] == dash.UI["zh"]
+    assert names["channels"] == zh["channels"] != dash.labels("en", figures)["channels"]
     assert names["departments"] == {"cardiology": "心脏科"}  # the language's own phrases
     assert names["problems"] == zh["problems"] and names["red_flags"] == zh["red_flags"]
     assert names["qa_checks"] == zh["qa_checks"] == {"consent": qa_config().label("consent", "zh")}

@@ -5,7 +5,7 @@
     pack.normalize("38.5℃"), pack.spell_int(120), pack.dtmf_words["1"], pack.emergency_number
 
 Adding a language (Cantonese, say) touches this package and `prompts/<code>/`: write
-`voice/languages/yue.py` with its numbers, its voice text normaliser and a `PACK`, add it to
+`voice/languages/yue/` (a copy of `zh/`) with its numbers, its voice text normaliser and a `PACK`, add it to
 `_PACKS` below, and give it `prompts/yue/` (language.yaml, the dialogue's phrasings and terms).
 Admission (`voice.admission.LANGUAGES`), the SIP request-URI rule, the server's voices, the CLI's
 `--lang`, the dialogue's data (`dialogue.protocols.LANGS`) and the console follow the registry; tables a

@@ -1,9 +1,9 @@
 """The dashboard at /console/dashboard: the figures of records/stats.py over a date range, as tables
-(the numbers) and Chart.js charts (web/console/static/vendor, served by CareCall: no CDN), in
-any registered language (`?lang=zh`; one without console strings of its own is shown its `rules_from`
-language's, then English's: `languages.pick`). Nurses see the queue's figures; administrators also the service's
-(QA pass rate per check, voice-to-voice latency, the recogniser's uncertainty). `/dashboard/data`
-gives the same figures as JSON."""
+(the numbers) and Chart.js charts (web/console/static/vendor, served by CareCall: no CDN), in any
+registered language (`?lang=zh`; one without console strings of its own is shown its `rules_from`
+language's, then English's: `languages.pick`). Nurses see the queue's figures; administrators also
+the service's (QA pass rate per check, voice-to-voice latency, the recogniser's uncertainty).
+`/dashboard/data` gives the same figures as JSON."""
 
 from __future__ import annotations
 
