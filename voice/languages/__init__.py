@@ -73,7 +73,8 @@ class LanguageRegistry(Mapping[str, LanguagePack]):
 
     def pick(self, table: Mapping[str, T], code: object) -> T:
         """`table`'s entry for `code` in `lookup_order`: for tables a new language may not have yet
-        (console strings, tag names), never for what the bot says (that is the language's own data)."""
+        (console strings, tag names, the takeover's three phrases). What the dialogue says is the
+        language's own data (prompts/<code>/), loaded and checked for every registered language."""
         for key in self.lookup_order(code):
             if key in table:
                 return table[key]
