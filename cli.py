@@ -10,6 +10,7 @@ import typer
 
 from records.cli import records_app, user_app
 from telephony.campaign_cli import campaign_app, lend_runtime
+from voice.languages import languages
 from web.cluster_cli import cluster_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CareCall voice triage and follow-up")
@@ -48,7 +49,7 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None)) -> Non
 @app.command()
 def call(
     audio: Path = typer.Option(..., "--audio", exists=True, dir_okay=False, help="caller speech, 16-bit WAV"),
-    lang: str = typer.Option("en", "--lang", help="zh or en"),
+    lang: str = typer.Option("en", "--lang", help="a language code: " + ", ".join(languages)),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     out: Path | None = typer.Option(None, "--out", help="write the bot's audio to this WAV"),
     url: str = typer.Option("ws://127.0.0.1:8080/ws/call", "--url"),
@@ -60,8 +61,8 @@ def call(
     from voice.audio import Pcm
     from voice.caller import read_wav, scripted_call, write_wav
 
-    if lang not in ("zh", "en"):
-        raise typer.BadParameter("--lang must be zh or en")
+    if lang not in languages:
+        raise typer.BadParameter(f"--lang must be one of {', '.join(languages)}")
     try:
         report = asyncio.run(scripted_call(url, lang, [read_wav(audio)], mode=mode))
     except OSError as exc:

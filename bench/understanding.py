@@ -185,7 +185,7 @@ def red_flag_confirmation(text: str, lang: str) -> bool:
     from dialogue.protocols import knowledge
 
     kn = knowledge()
-    f = Facts()
+    f = Facts(lang)
     f.add(extractor(lang).extract(text), 0, text)
     f.derive(kn.catalog)
     now = {h.id for h in red_flags(f, kn)}

@@ -9,17 +9,19 @@ from typing import Any
 
 import typer
 
+from voice.languages import languages
+
 
 def triage(
-    lang: str = typer.Option("en", "--lang", help="zh or en"),
+    lang: str = typer.Option("en", "--lang", help="a language code: " + ", ".join(languages)),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     text: str = typer.Argument(..., help="the caller's statement"),
 ) -> None:
     """Single-shot triage of one statement; what it does not say counts as not reported."""
     from dialogue.triage import triage_text
 
-    if lang not in ("zh", "en"):
-        raise typer.BadParameter("--lang must be zh or en")
+    if lang not in languages:
+        raise typer.BadParameter(f"--lang must be one of {', '.join(languages)}")
     r = triage_text(text, lang)
     body = {
         "disposition": r.disposition,

@@ -59,7 +59,7 @@ def confirm_text(root: str = str(PROMPTS_DIR)) -> dict[str, ConfirmText]:
 
 def trial(facts: Facts) -> Facts:
     """A copy of the facts to try a hypothesis on, leaving the call's own untouched."""
-    t = Facts()
+    t = Facts(facts.lang)
     t.findings = dict(facts.findings)
     t.slots = dict(facts.slots)
     return t

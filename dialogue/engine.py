@@ -3,11 +3,11 @@ a department (智能导诊), and the next protocol question worth asking. Pure f
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from dialogue.facts import Facts
 from dialogue.protocols import DISPOSITIONS, URGENCY, Knowledge, Protocol, Question
+from voice.languages import languages
 
 MAX_QUESTIONS = 6  # protocol questions per call; critical ones may go up to MAX_QUESTIONS_CRITICAL
 MAX_QUESTIONS_CRITICAL = 9
@@ -113,8 +113,7 @@ def department(chief: str | None, level: str, facts: Facts, kn: Knowledge) -> st
     """Where to go (智能导诊): dialogue.departments scores the caller's words and the complaint's clinic."""
     from dialogue.departments import route
 
-    said = "".join(facts.utterances)
-    lang = "zh" if re.search(r"[\u4e00-\u9fff]", said) else "en"
+    lang = languages.or_fallback(facts.lang).code  # the call's language, not a guess from the script
     chief_dept = kn.protocols[chief].department if chief else None
     return route(facts.utterances, lang, chief_dept, level, facts.num("age_years"), kn)
 

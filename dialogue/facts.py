@@ -41,7 +41,10 @@ class SlotEntry:
 
 
 class Facts:
-    def __init__(self) -> None:
+    def __init__(self, lang: str = "") -> None:
+        # The language the caller's words are in (`utterances`): department routing reads them with
+        # its terms. "" where the facts hold no words of their own (a trial copy, a record's findings).
+        self.lang = lang
         self.findings: dict[str, FindingValue] = {}
         self.slots: dict[str, SlotEntry] = {}
         self._derived: set[str] = set()

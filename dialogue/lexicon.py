@@ -24,11 +24,13 @@ into others (drooping → dropping)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 from dialogue.protocols import ProtocolError
+from voice.languages import languages
 
 REGEX_PREFIX = "re:"
 _EN_NEG = r"(?:not|no|never|without|isn'?t|wasn'?t|aren'?t|doesn'?t|don'?t|didn'?t|hasn'?t)\b"
@@ -69,10 +71,85 @@ class Phrase:
     literal: bool  # plain words only (no gap, number or regex): usable for ASR tolerance
 
 
+def _zh_regex(body: str) -> str:
+    return body.replace(" ~ ", ZH_GAP).replace("~", ZH_GAP)
+
+
+def _en_regex(body: str) -> str:
+    return body.replace(" ~ ", EN_GAP)
+
+
+def _zh_words(p: str) -> Phrase:
+    """Characters, unspaced: a space is a short gap for a degree or measure word."""
+    parts: list[str] = []
+    for tok in re.split(r"(~| |#10\+|#)", p.strip()):
+        if tok == "~":
+            parts.append(ZH_GAP)
+        elif tok == " ":
+            parts.append(ZH_SHORT_GAP)
+        elif tok == "#10+":
+            parts.append(_ZH_NUM_10)
+        elif tok == "#":
+            parts.append(_ZH_NUM)
+        elif tok:
+            parts.append(re.escape(tok))
+    literal = not re.search(r"[~ #]", p.strip())
+    return Phrase(p, "".join(parts), literal)
+
+
+def _en_words(p: str) -> Phrase:
+    """Spaced words with their inflections, a filler allowed between two of them."""
+    words = p.strip().split()
+    out: list[str] = []
+    for i, w in enumerate(words):
+        if w == "~":
+            out.append(EN_GAP)
+            continue
+        if i and words[i - 1] != "~":
+            out.append(r"\W+" + _EN_FILLER)
+        if "-" in w:
+            out.append(r"[- ]?".join(_en_word(x) for x in w.split("-")))
+        else:
+            out.append(_en_word(w))
+    literal = not any(w in ("~",) or w.startswith("#") for w in words)
+    return Phrase(p, "".join(out), literal)
+
+
+def _zh_whole(body: str) -> re.Pattern[str]:
+    return re.compile(body)  # no word boundaries in unspaced text
+
+
+def _en_whole(body: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![a-z0-9])(?:{body})(?![a-z])", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Grammar:
+    """How one rule set (`voice.languages.LanguagePack.rules`) writes lexicon phrases. A language with a
+    rule set of its own needs one here; a close language borrows one (Cantonese: `rules_from="zh"`)."""
+
+    plain: re.Pattern[str]  # what a plain phrase may be written with
+    words: Callable[[str], Phrase]  # a plain phrase → its pattern
+    regex: Callable[[str], str]  # the `~` gaps inside a `re:` phrase
+    whole: Callable[[str], re.Pattern[str]]  # a finding's alternation, matched as this language's words are
+    # How AsrTolerance finds near-misses: by sound (toneless pinyin) or by spelling (one edit)
+    tolerance: Literal["sound", "spelling"]
+
+
+_GRAMMARS = {
+    "zh": _Grammar(_PLAIN_ZH, _zh_words, _zh_regex, _zh_whole, "sound"),
+    "en": _Grammar(_PLAIN_EN, _en_words, _en_regex, _en_whole, "spelling"),
+}
+
+
+def _grammar(lang: str) -> _Grammar:
+    return _GRAMMARS[languages.or_fallback(lang).rules]
+
+
 def is_plain(p: str, lang: str) -> bool:
     if p.startswith(REGEX_PREFIX):
         return False
-    return bool((_PLAIN_ZH if lang == "zh" else _PLAIN_EN).match(p))
+    return bool(_grammar(lang).plain.match(p))
 
 
 def _en_word(w: str) -> str:
@@ -99,46 +176,15 @@ def compile_phrase(p: str, lang: str) -> Phrase:
     """One lexicon entry → its regular expression (without word boundaries; see `compile_many`)."""
     if not isinstance(p, str) or not p.strip():
         raise LexiconError(f"empty phrase {p!r}")
+    grammar = _grammar(lang)
     if p.startswith(REGEX_PREFIX):
-        body = p[len(REGEX_PREFIX) :]
-        body = body.replace(" ~ ", EN_GAP if lang != "zh" else ZH_GAP)
-        if lang == "zh":
-            body = body.replace("~", ZH_GAP)
-        return Phrase(p, body, False)
+        return Phrase(p, grammar.regex(p[len(REGEX_PREFIX) :]), False)
     if not is_plain(p, lang):
         raise LexiconError(
             f"{p!r} is not plain words (letters, spaces, '~', '#', '#10+'); "
             "start it with 're:' if it is a regular expression"
         )
-    if lang == "zh":
-        parts: list[str] = []
-        for tok in re.split(r"(~| |#10\+|#)", p.strip()):
-            if tok == "~":
-                parts.append(ZH_GAP)
-            elif tok == " ":
-                parts.append(ZH_SHORT_GAP)
-            elif tok == "#10+":
-                parts.append(_ZH_NUM_10)
-            elif tok == "#":
-                parts.append(_ZH_NUM)
-            elif tok:
-                parts.append(re.escape(tok))
-        literal = not re.search(r"[~ #]", p.strip())
-        return Phrase(p, "".join(parts), literal)
-    words = p.strip().split()
-    out: list[str] = []
-    for i, w in enumerate(words):
-        if w == "~":
-            out.append(EN_GAP)
-            continue
-        if i and words[i - 1] != "~":
-            out.append(r"\W+" + _EN_FILLER)
-        if "-" in w:
-            out.append(r"[- ]?".join(_en_word(x) for x in w.split("-")))
-        else:
-            out.append(_en_word(w))
-    literal = not any(w in ("~",) or w.startswith("#") for w in words)
-    return Phrase(p, "".join(out), literal)
+    return grammar.words(p)
 
 
 def compile_many(patterns: Iterable[str], lang: str, *, where: str = "") -> re.Pattern[str]:
@@ -155,10 +201,7 @@ def compile_many(patterns: Iterable[str], lang: str, *, where: str = "") -> re.P
         except re.error as e:
             raise LexiconError(f"{where}: bad phrase {p!r}: {e}") from None
         bodies.append(f"(?:{ph.pattern})")
-    body = "|".join(bodies) or r"(?!x)x"
-    if lang == "zh":
-        return re.compile(body)
-    return re.compile(rf"(?<![a-z0-9])(?:{body})(?![a-z])", re.IGNORECASE)
+    return _grammar(lang).whole("|".join(bodies) or r"(?!x)x")
 
 
 # --- ASR tolerance -------------------------------------------------------------------------------
@@ -198,7 +241,8 @@ class AsrTolerance:
     def __init__(self, literals: Iterable[str], lang: str, *, never: Iterable[str] = ()) -> None:
         self.lang = lang
         self.never = set(never)
-        if lang == "zh":
+        self._by_sound = _grammar(lang).tolerance == "sound"
+        if self._by_sound:
             fn = _pinyin_fn()
             self._py = fn
             table: dict[tuple[str, ...], str] = {}
@@ -218,10 +262,10 @@ class AsrTolerance:
 
     @property
     def active(self) -> bool:
-        return bool(self._table) if self.lang == "zh" else bool(self._vocab)
+        return bool(self._table) if self._by_sound else bool(self._vocab)
 
     def fix(self, text: str) -> str:
-        return self._fix_zh(text) if self.lang == "zh" else self._fix_en(text)
+        return self._fix_zh(text) if self._by_sound else self._fix_en(text)
 
     def _fix_en(self, text: str) -> str:
         def one(m: re.Match[str]) -> str:

@@ -13,9 +13,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dialogue.slots import SLOTS
+from voice.languages import languages
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
-LANGS = ("zh", "en")
+# The languages whose data is loaded from prompts/<code>/: the registry itself (iterated live), so a new
+# pack's data is read, and checked, with everyone else's.
+LANGS = languages
 
 Disposition = Literal["emergency_ambulance", "emergency", "consultation_24", "consultation", "self_care"]
 DISPOSITIONS: tuple[str, ...] = ("self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance")

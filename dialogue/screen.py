@@ -32,6 +32,7 @@ from dialogue.protocols import (
     knowledge,
 )
 from dialogue.slots import SLOTS, slot_answer
+from voice.languages import languages
 
 AskKind = Literal["bundle", "single", "which", "follow", "number"]
 
@@ -306,7 +307,7 @@ class Screen:
         return yes, no
 
     def _key_in(self, key: str, low: str) -> bool:
-        if self.lang == "zh":
+        if not languages.or_fallback(self.lang).spaced:  # unspaced text: a key word may sit anywhere
             return key in low
         return re.search(rf"(?<![a-z]){re.escape(key.lower())}", low) is not None
 
@@ -385,7 +386,7 @@ def fixed_phrases(lang: str, data: ScreenData | None = None) -> list[str]:
     """Every fixed thing the screen may say in `lang` (whole bundles, single questions, follow-ups), for a
     synthesiser to render at start-up (issue 12's warm start). Bundles with items dropped are composed live."""
     data = data or screen_data()
-    st = data.text["zh" if lang == "zh" else "en"]
+    st = data.text[lang]  # what the bot says is the language's own wording (prompts/<lang>/screen.yaml)
     out: list[str] = []
     probe = Screen(lang, data)
     for b in data.bundles:

@@ -53,7 +53,7 @@ class DialogueSession:
         self.emergency = emergency_number
         self.assist = assist if assist is not None and assist.capable else None
         self.max_silence_reprompts = max_silence_reprompts
-        self.facts = Facts()
+        self.facts = Facts(self.lang)
         self.escalated: list[str] = []
         self.escalation_level: str | None = None
         self.actions: list[str] = []

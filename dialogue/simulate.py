@@ -16,6 +16,7 @@ from dialogue.factory import build_dialogue_factory
 from dialogue.protocols import Knowledge, knowledge
 from voice.conversation import CallerUtterance, EndCall, Transfer
 from voice.events import CallInfo
+from voice.languages import languages
 from voice.result import CallResult
 
 MAX_TURNS = 40  # a conversation that has not ended by then is stopped and reported as "max_turns"
@@ -100,5 +101,6 @@ async def converse(case: ConversationCase, factory: Any, kn: Knowledge, max_turn
 
 async def simulate(cases: list[ConversationCase], kn: Knowledge | None = None) -> list[Conversation]:
     kn = kn or knowledge()
-    factory = build_dialogue_factory(chat_model=None, emergency_numbers={"zh": "120", "en": "911"}, llm_capable=False)
+    numbers = {code: pack.emergency_number for code, pack in languages.items()}
+    factory = build_dialogue_factory(chat_model=None, emergency_numbers=numbers, llm_capable=False)
     return [await converse(c, factory, kn) for c in cases]

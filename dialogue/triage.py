@@ -62,7 +62,7 @@ def triage_text(text: str, lang: str) -> CallResult:
     """Single-shot triage of one statement (whatever it does not say counts as not reported). Pure."""
     lang = languages.or_fallback(lang).code
     kn = knowledge()
-    facts = Facts()
+    facts = Facts(lang)
     facts.add(extractor(lang).extract(text), 0, text)
     return assessed(lang, facts, assess(facts, kn), kn)
 

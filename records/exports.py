@@ -20,15 +20,14 @@ def tags_of(call: Call) -> list[dict[str, str]]:
     out = []
     for row in call.tags:
         tag = describe(row.tag)
-        out.append({"code": tag.code, "kind": tag.kind, "en": tag.en, "zh": tag.zh})
+        out.append({"code": tag.code, "kind": tag.kind, **tag.names})  # a name per language code
     return out
 
 
 def fhir_tags(call: Call, lang: str) -> list[dict[str, str]]:
     """FHIR `meta.tag` Codings, displayed in the call's language."""
-    return [
-        {"system": TAG_SYSTEM, "code": t["code"], "display": t["zh" if lang == "zh" else "en"]} for t in tags_of(call)
-    ]
+    tags = (describe(row.tag) for row in call.tags)
+    return [{"system": TAG_SYSTEM, "code": tag.code, "display": tag.name(lang)} for tag in tags]
 
 
 CSV_COLUMNS = (

@@ -1,19 +1,22 @@
 """Tags of every call (自动化标签): `kind:id` strings from the call's findings and answers (chief
-complaint, red flags, follow-up problem areas, outcome), with names in both languages from prompts/.
+complaint, red flags, follow-up problem areas, outcome), with names in every language from prompts/.
 Stored as `call_tags` rows at call end (the recorder), filterable in the queue, in exports as FHIR
 `meta.tag`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
 from records.models import Call, CallTag
+from voice.languages import languages
 from voice.result import CallResult
 
 TAGS_FILE = Path(__file__).resolve().parent.parent / "prompts" / "tags" / "tags.yaml"
@@ -25,9 +28,29 @@ class TagsError(ValueError):
 
 
 class _Names(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    en: str
-    zh: str
+    """Names by language code (`{en: ..., zh: ...}`). A language without its own is shown its
+    `rules_from` language's, then the fallback's (`languages.pick`), so that one is required."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @model_validator(mode="after")
+    def _by_language(self) -> _Names:
+        given = self.model_extra or {}
+        unknown = [k for k in given if k not in languages]
+        if unknown:
+            raise ValueError(f"no language pack for {', '.join(unknown)}")
+        if not all(isinstance(v, str) and v for v in given.values()):
+            raise ValueError("a name is a non-empty string")
+        if languages.fallback not in given:
+            raise ValueError(f"a name in {languages.fallback} (the fallback language) is required")
+        return self
+
+    @property
+    def names(self) -> dict[str, str]:
+        return dict(self.model_extra or {})
+
+    def name(self, lang: str) -> str:
+        return languages.pick(self.names, lang)
 
 
 class _Area(_Names):
@@ -49,15 +72,14 @@ class TagData(BaseModel):
 class Tag:
     kind: str
     id: str
-    en: str
-    zh: str
+    names: Mapping[str, str] = field(hash=False)  # by language code, one for every registered language
 
     @property
     def code(self) -> str:
         return f"{self.kind}:{self.id}"
 
     def name(self, lang: str) -> str:
-        return self.zh if lang == "zh" else self.en
+        return languages.pick(self.names, lang)
 
 
 def load_tag_data(path: Path = TAGS_FILE) -> TagData:
@@ -76,24 +98,24 @@ def tag_data() -> TagData:
 
 
 def describe(code: str) -> Tag:
-    """A tag code with its names in both languages (unknown ids keep their id as the name)."""
+    """A tag code with its names in every language (unknown ids keep their id as the name)."""
     from dialogue.protocols import knowledge
 
     kind, _, ident = code.partition(":")
     data, kn = tag_data(), knowledge()
     names: dict[str, str] = {}
-    for lang in ("en", "zh"):
+    for lang in languages:  # the protocols' and phrases' names are each language's own (prompts/<lang>/)
         if kind == "complaint" and ident in kn.protocol_text[lang]:
             names[lang] = kn.protocol_text[lang][ident].name
         elif kind == "red_flag" and ident in kn.phrases[lang].red_flags:
             names[lang] = kn.phrases[lang].red_flags[ident]
         elif kind == "followup" and ident in data.followup_areas:
-            names[lang] = getattr(data.followup_areas[ident], lang)
+            names[lang] = data.followup_areas[ident].name(lang)
         elif kind == "outcome" and ident in data.outcomes:
-            names[lang] = getattr(data.outcomes[ident], lang)
+            names[lang] = data.outcomes[ident].name(lang)
         else:
             names[lang] = ident.replace("_", " ")
-    return Tag(kind, ident, names["en"], names["zh"])
+    return Tag(kind, ident, MappingProxyType(names))
 
 
 def tags_for(result: CallResult, red_flags: list[str], end_reason: str | None) -> list[Tag]:

@@ -26,7 +26,8 @@ def test_the_call_loop_and_the_settings_have_the_same_defaults() -> None:
     assert built.endpointer == EndpointerConfig()  # the endpointer's own defaults, not a second copy
 
 
-def test_every_knob_reaches_the_call_loop() -> None:
+def _every_knob_changed() -> dict[str, object]:
+    """A value for every knob that is not its default (and still within its bounds)."""
     special = {"uncertain_below": 0.25, "vad_aggressiveness": 3}  # bounded knobs
     changed: dict[str, object] = {}
     for name, info in TurnTakingSettings.model_fields.items():
@@ -37,15 +38,25 @@ def test_every_knob_reaches_the_call_loop() -> None:
             changed[name] = not default
         else:
             changed[name] = type(default)(default * 2 + 1)
-    s = TurnTakingSettings(**changed)
-    tt = TurnTaking.from_settings(s)
-    seen = {f.name: getattr(tt, f.name) for f in dataclasses.fields(tt)}
-    seen |= {f.name: getattr(tt.endpointer, f.name) for f in dataclasses.fields(tt.endpointer)}
-    seen["vad_aggressiveness"] = tt.endpointer.aggressiveness
-    read_by_the_dialogue = {"silence_reprompts_before_end"}  # reaches it through dialogue.factory
-    for name, value in changed.items():
-        if name not in read_by_the_dialogue:
-            assert seen[name] == value, name
+        assert changed[name] != default, name
+    return changed
+
+
+def test_every_knob_reaches_the_call_loop() -> None:
+    changed = _every_knob_changed()
+    tt = TurnTaking.from_settings(TurnTakingSettings(**changed), {"en": frozenset({"mm hm"})})
+    for name, value in changed.items():  # a new knob is a field of TurnTakingSettings, and nothing else
+        assert getattr(tt, name) == value, name
+    assert tt.backchannels == {"en": frozenset({"mm hm"})}
+    ep = tt.endpointer
+    assert ep.aggressiveness == changed["vad_aggressiveness"]
+    reached = {f.name for f in dataclasses.fields(ep) if f.name in changed}
+    for name in reached:
+        assert getattr(ep, name) == changed[name], name
+    # the endpointer's fields that are not knobs keep its own defaults (a new one is a choice made here)
+    own = {f.name for f in dataclasses.fields(ep)} - reached - {"aggressiveness"}
+    assert own == {"start_window_ms", "start_voiced_ms"}
+    assert all(getattr(ep, n) == getattr(EndpointerConfig(), n) for n in own)
 
 
 def test_older_flat_names_still_work_and_the_nested_name_wins(monkeypatch: pytest.MonkeyPatch) -> None:

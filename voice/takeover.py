@@ -27,6 +27,7 @@ from voice.audio import Pcm
 from voice.conversation import DialogueOutput, ExpectAnswer
 from voice.endpointer import Endpointer, EndpointerConfig, SpeechEnded
 from voice.events import CallInfo
+from voice.languages import languages
 from voice.ports import RecognitionHints, Recognizer
 from voice.resample import StreamResampler, ToRate
 from voice.result import CallResult, TakeoverStep
@@ -115,7 +116,8 @@ class Phrases:
     goodbye: dict[str, str]
 
     def say(self, which: dict[str, str], language: str) -> str:
-        return which.get(language) or which.get("en") or ""
+        # the language's own words, else those of the language it takes its rules from, else the fallback's
+        return next((which[k] for k in languages.lookup_order(language) if which.get(k)), "")
 
 
 @dataclass(eq=False)

@@ -4,13 +4,14 @@
 `voice.endpointer.EndpointerConfig`); it is nested in `settings.Settings` as `turn_taking`, so every
 knob is set from the environment as `CARECALL_TURN_TAKING__<NAME>` (the older flat names such as
 `CARECALL_ENDPOINT_SILENCE_MS` still work, see `LEGACY_ENV`). `TurnTaking` is what the call loop reads
-(LiveKit-style: one typed object), built with `TurnTaking.from_settings`; its defaults are the
-settings' defaults.
+(LiveKit-style: one typed object): the same knobs, plus the backchannel words read from prompts/,
+built with `TurnTaking.from_settings`. A new knob is one field of `TurnTakingSettings`; the call loop
+reads it as `TurnTaking.<name>`, and an endpointer knob reaches `EndpointerConfig` by its name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,12 +59,19 @@ class TurnTakingSettings(BaseModel):
     max_reply_s: float = Field(default=120.0, gt=0,
                                description="one bot reply (text, synthesis, playout) at most this long")
 
+    @property
     def endpointer(self) -> EndpointerConfig:
-        return EndpointerConfig(aggressiveness=self.vad_aggressiveness, silence_ms=self.silence_ms,
-                                pause_ms=self.pause_ms, min_speech_ms=self.min_speech_ms,
-                                preroll_ms=self.preroll_ms, max_utterance_s=self.max_utterance_s,
-                                unfinished_hold_ms=self.unfinished_hold_ms)
+        """The endpointer's config: every field of `EndpointerConfig` that is a knob here, by name (the
+        others keep the endpointer's own defaults)."""
+        knobs = type(self).model_fields
+        return EndpointerConfig(**{
+            f.name: getattr(self, _KNOB.get(f.name, f.name))
+            for f in dataclasses.fields(EndpointerConfig) if _KNOB.get(f.name, f.name) in knobs
+        })  # fmt: skip
 
+
+# EndpointerConfig fields whose knob has another name here.
+_KNOB = {"aggressiveness": "vad_aggressiveness"}
 
 # The environment names these knobs had before they were nested (still read; the nested
 # `CARECALL_TURN_TAKING__<NAME>` wins when both are set).
@@ -85,34 +93,16 @@ LEGACY_ENV: dict[str, str] = {
     "CARECALL_ASR_UNCERTAIN_BELOW": "uncertain_below",
 }
 
-_D = TurnTakingSettings()
 
+class TurnTaking(TurnTakingSettings):
+    """How the call takes turns, as the call loop reads it: every knob of `TurnTakingSettings` (so a new
+    knob is written once, there, with its default) and what is read from prompts/ beside them."""
 
-@dataclass(frozen=True, slots=True)
-class TurnTaking:
-    """How the call takes turns, as the call loop reads it (defaults: `TurnTakingSettings`'s)."""
-
-    endpointer: EndpointerConfig = field(default_factory=_D.endpointer)
-    short_answer_silence_ms: int = _D.short_answer_silence_ms
-    short_answer_max_s: float = _D.short_answer_max_s
-    barge_in_min_speech_ms: int = _D.barge_in_min_speech_ms
     # Short acknowledgements per language that must not interrupt the bot (prompts/<lang>/backchannels.txt).
-    backchannels: dict[str, frozenset[str]] = field(default_factory=dict)
-    partial_interval_s: float = _D.partial_interval_s
-    speculative_decoding: bool = _D.speculative_decoding
-    silence_reprompt_s: float = _D.silence_reprompt_s
-    max_call_s: float = _D.max_call_s
-    max_silence_s: float = _D.max_silence_s
-    max_reply_s: float = _D.max_reply_s
-    uncertain_below: float = _D.uncertain_below
-    text_turn_end: bool = _D.text_turn_end
+    backchannels: dict[str, frozenset[str]] = Field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, s: TurnTakingSettings, backchannels: dict[str, frozenset[str]] | None = None,
                       ) -> TurnTaking:
-        return cls(endpointer=s.endpointer(), short_answer_silence_ms=s.short_answer_silence_ms,
-                   short_answer_max_s=s.short_answer_max_s, barge_in_min_speech_ms=s.barge_in_min_speech_ms,
-                   backchannels=dict(backchannels or {}), partial_interval_s=s.partial_interval_s,
-                   speculative_decoding=s.speculative_decoding, silence_reprompt_s=s.silence_reprompt_s,
-                   max_call_s=s.max_call_s, max_silence_s=s.max_silence_s, max_reply_s=s.max_reply_s,
-                   uncertain_below=s.uncertain_below, text_turn_end=s.text_turn_end)
+        knobs = {name: getattr(s, name) for name in TurnTakingSettings.model_fields}
+        return cls(**knobs, backchannels=dict(backchannels or {}))

@@ -17,6 +17,7 @@ from dialogue.evaluation.cases import ConversationCase
 from dialogue.extract import extractor
 from dialogue.facts import Facts
 from dialogue.protocols import Knowledge
+from voice.languages import languages
 from voice.languages.zh.numbers import zh_int  # the one Chinese number speller (the Mandarin pack)
 
 Verdict = Literal["yes", "no", "unknown"]
@@ -33,6 +34,7 @@ _WORDS = {
         "transfer": "yes please",
         "none_of_them": "none of those",
         "no_with": "no, {0}",
+        "and": " and ",  # between the options named after "which one?"
     },
     "zh": {
         "yes": ["有", "是的", "对，有的", "嗯，有"],
@@ -44,6 +46,7 @@ _WORDS = {
         "transfer": "好的",
         "none_of_them": "都没有",
         "no_with": "不对，{0}",
+        "and": "，",
     },
 }
 
@@ -57,38 +60,39 @@ def _liang(n: int) -> str:
     return "两" if n == 2 else zh_int(n)
 
 
-def say_number(slot: str, v: float, lang: str, pick: int = 0) -> str:
-    """A number as a caller says it: "it was 38.5", "三十八度五", "six weeks old", "两个月"."""
-    if lang == "en":
-        if slot == "temp_c":
-            return [f"it was {v:g}", f"about {v:g} degrees"][pick % 2]
-        if slot == "age_years":
-            if v < 0.25:
-                return f"{max(1, round(v * 52))} weeks old"
-            if v < 2:
-                return f"{max(1, round(v * 12))} months"
-            return [f"{int(v)}", f"{int(v)} years old"][pick % 2]
-        if slot == "duration_hours":
-            if v < 1:
-                return f"about {max(1, round(v * 60))} minutes"
-            if v < 24:
-                return f"about {v:g} hours"
-            if v < 24 * 14:
-                return f"{round(v / 24)} days"
-            return f"{round(v / 168)} weeks"
-        if slot == "pain_score":
-            return [f"about a {int(v)}", f"{int(v)} out of 10"][pick % 2]
-        if slot == "pregnancy_weeks":
-            return f"{int(v)} weeks"
-        if slot == "glucose_mmol":
-            return f"the meter said {v:g}"
-        if slot == "bp_systolic":
-            return f"{int(v)} over 95"
-        if slot == "spo2":
-            return f"{int(v)} percent"
-        if slot == "episodes_per_day":
-            return f"about {int(v)} times today"
-        return f"{v:g}"
+def _say_en(slot: str, v: float, pick: int) -> str:
+    if slot == "temp_c":
+        return [f"it was {v:g}", f"about {v:g} degrees"][pick % 2]
+    if slot == "age_years":
+        if v < 0.25:
+            return f"{max(1, round(v * 52))} weeks old"
+        if v < 2:
+            return f"{max(1, round(v * 12))} months"
+        return [f"{int(v)}", f"{int(v)} years old"][pick % 2]
+    if slot == "duration_hours":
+        if v < 1:
+            return f"about {max(1, round(v * 60))} minutes"
+        if v < 24:
+            return f"about {v:g} hours"
+        if v < 24 * 14:
+            return f"{round(v / 24)} days"
+        return f"{round(v / 168)} weeks"
+    if slot == "pain_score":
+        return [f"about a {int(v)}", f"{int(v)} out of 10"][pick % 2]
+    if slot == "pregnancy_weeks":
+        return f"{int(v)} weeks"
+    if slot == "glucose_mmol":
+        return f"the meter said {v:g}"
+    if slot == "bp_systolic":
+        return f"{int(v)} over 95"
+    if slot == "spo2":
+        return f"{int(v)} percent"
+    if slot == "episodes_per_day":
+        return f"about {int(v)} times today"
+    return f"{v:g}"
+
+
+def _say_zh(slot: str, v: float, pick: int) -> str:
     if slot == "temp_c":
         return cn_decimal(v, "度") if v % 1 else zh_int(int(v)) + "度"
     if slot == "age_years":
@@ -118,6 +122,15 @@ def say_number(slot: str, v: float, lang: str, pick: int = 0) -> str:
     if slot == "episodes_per_day":
         return f"今天{zh_int(int(v))}次"
     return cn_decimal(v)
+
+
+# How a caller says a number, per language (a close language's until one has its own: `languages.pick`).
+_SAY_NUMBER = {"en": _say_en, "zh": _say_zh}
+
+
+def say_number(slot: str, v: float, lang: str, pick: int = 0) -> str:
+    """A number as a caller says it: "it was 38.5", "三十八度五", "six weeks old", "两个月"."""
+    return languages.pick(_SAY_NUMBER, lang)(slot, v, pick)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +163,7 @@ class SimulatedCaller:
         self.case = case
         self.kn = kn
         self.lang = case.lang
-        self.w = _WORDS[case.lang]
+        self.w = languages.pick(_WORDS, case.lang)
         self.facts = truth_facts(case, kn)
         self.complaint_asked = 0
 
@@ -228,8 +241,7 @@ class SimulatedCaller:
         named = [name for fids, name in options if any(self.verdict(f) == "yes" for f in fids)]
         findings = tuple(f for fids, _ in options for f in fids)
         if named:
-            sep = "，" if self.lang == "zh" else " and "
-            return Reply(sep.join(named), qid, True, findings=findings)
+            return Reply(self.w["and"].join(named), qid, True, findings=findings)
         if options and all(self.verdict(f) == "no" for fids, _ in options for f in fids):
             return Reply(self.w["none_of_them"], qid, True, findings=findings)
         return Reply(self._pick(self.w["unknown"], qid), qid, True, findings=findings)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dialogue.protocols import Knowledge
 from dialogue.slots import SLOTS
+from voice.languages import languages
 
 TO3 = {"emergency_ambulance": "em", "emergency": "em", "consultation_24": "ne", "consultation": "ne", "self_care": "sc"}
 Gold5 = Literal["emergency_ambulance", "emergency", "consultation_24", "consultation", "self_care"]
@@ -29,10 +30,17 @@ class _Case(BaseModel):
     model_config = ConfigDict(extra="allow")  # free notes (source, why, register) are kept, not checked
 
     id: str = Field(min_length=1)
-    lang: Literal["zh", "en"]
+    lang: str
     gold: Gold5 | None = None
     gold3: Gold3 | None = None
     departments: list[str] = []
+
+    @field_validator("lang")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in languages:
+            raise ValueError(f"no language pack for {v!r} (one of {', '.join(languages)})")
+        return v
 
     @model_validator(mode="after")
     def _gold_agrees(self) -> _Case:
@@ -46,7 +54,7 @@ class _Case(BaseModel):
 
 
 class StatementCase(_Case):
-    lang: Literal["zh", "en"] = "en"  # older statement files leave it out for English
+    lang: str = "en"  # older statement files leave it out for English
     text: str = Field(min_length=1)
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from voice.languages import languages
+
 QA_FILE = Path(__file__).resolve().parents[2] / "prompts" / "qa" / "checks.yaml"
 
 
@@ -53,7 +55,8 @@ class QaConfig(_Strict):
 
     def label(self, check: str, lang: str = "en") -> str:
         names = self.labels.get(check, {})
-        return names.get(lang) or names.get("en") or check.replace("_", " ")
+        found = next((names[k] for k in languages.lookup_order(lang) if names.get(k)), None)
+        return found or check.replace("_", " ")
 
 
 def load_config(path: Path = QA_FILE) -> QaConfig:

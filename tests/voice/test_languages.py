@@ -52,6 +52,20 @@ def test_a_new_language_is_one_more_pack() -> None:
         LanguageRegistry((ZH, ZH), fallback="zh")
 
 
+def test_a_table_a_language_lacks_is_read_in_the_language_it_takes_its_rules_from() -> None:
+    yue = dataclasses.replace(ZH, code="yue", name="Cantonese", rules_from="zh")
+    en = languages["en"]
+    registry = LanguageRegistry((ZH, en, yue), fallback="en")
+    assert registry.lookup_order("yue") == ("yue", "zh", "en") and registry.lookup_order("zh") == ("zh", "en")
+    assert registry.lookup_order("fr") == registry.lookup_order(None) == ("en",)
+    names = {"zh": "主诉", "en": "Chief complaint"}
+    assert (registry.pick(names, "yue"), registry.pick(names, "en"), registry.pick(names, "fr")) == (
+        "主诉", "Chief complaint", "Chief complaint")
+    assert registry.pick({**names, "yue": "主訴"}, "yue") == "主訴"
+    with pytest.raises(UnknownLanguage):
+        registry.pick({"zh": "主诉"}, "en")
+
+
 def test_the_editable_data_is_checked_when_read(tmp_path: Path) -> None:
     (tmp_path / "xx").mkdir()
     (tmp_path / "xx" / "language.yaml").write_text('dtmf_words: {"12": "yes"}\ndefault_hospital: H\n')

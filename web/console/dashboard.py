@@ -1,8 +1,9 @@
 """The dashboard at /console/dashboard: the figures of records/stats.py over a date range, as tables
-(the numbers) and Chart.js charts (web/console/static/vendor, served by CareCall: no CDN), in
-English or Chinese (`?lang=zh`). Nurses see the queue's figures; administrators also the service's
-(QA pass rate per check, voice-to-voice latency, the recogniser's uncertainty). `/dashboard/data`
-gives the same figures as JSON."""
+(the numbers) and Chart.js charts (web/console/static/vendor, served by CareCall: no CDN), in any
+registered language (`?lang=zh`; one without console strings of its own is shown its `rules_from`
+language's, then English's: `languages.pick`). Nurses see the queue's figures; administrators also
+the service's (QA pass rate per check, voice-to-voice latency, the recogniser's uncertainty).
+`/dashboard/data` gives the same figures as JSON."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dialogue.protocols import knowledge
 from records.qa.config import qa_config
 from records.stats import DateRange, StatsError, dashboard
 from records.tags import describe, tag_data
+from voice.languages import languages
 from web.console.auth import Principal
 from web.console.common import HERE, api_user, audit_view, get_services, page_user, render
 
@@ -61,22 +63,36 @@ QA_RESULTS = {
 }
 
 
+def page_language(lang: str | None) -> str:
+    """The page's language: the `?lang=` code when a pack is registered for it, else the fallback's."""
+    return languages.or_fallback(lang).code
+
+
+def switch_language(lang: str) -> str:
+    """Where the page's language link goes: the next language with console strings of its own."""
+    own = [c for c in UI if c in languages]
+    here = next(k for k in languages.lookup_order(lang) if k in UI)
+    return own[(own.index(here) + 1) % len(own)]
+
+
 def labels(lang: str, figures: dict[str, Any]) -> dict[str, Any]:
-    """Every name the page shows, in one language."""
+    """Every name the page shows, in one language (the protocols' names are the language's own)."""
     kn = knowledge()
-    modes = {"triage": UI[lang]["triage"], "followup": UI[lang]["followup"]}
+    ui = languages.pick(UI, lang)
+    modes = {"triage": ui["triage"], "followup": ui["followup"]}
+    channels, dispositions = languages.pick(CHANNELS, lang), languages.pick(DISPOSITIONS, lang)
     return {
-        "ui": UI[lang],
-        "channels": {c: CHANNELS[lang].get(c, c) for c in figures["calls_by_channel"]},
+        "ui": ui,
+        "channels": {c: channels.get(c, c) for c in figures["calls_by_channel"]},
         "modes": {m: modes.get(m, m) for m in figures["calls_by_mode"]},
-        "dispositions": {d: DISPOSITIONS[lang].get(d, d) for d in figures["dispositions"]},
+        "dispositions": {d: dispositions.get(d, d) for d in figures["dispositions"]},
         "departments": {d: kn.phrases[lang].departments.get(d, d) for d in figures["departments"]},
         "red_flags": {f: describe(f"red_flag:{f}").name(lang) for f in figures["red_flags"]},
         "problems": {
-            a: getattr(tag_data().followup_areas[a], lang) if a in tag_data().followup_areas else a
+            a: tag_data().followup_areas[a].name(lang) if a in tag_data().followup_areas else a
             for a in figures["followup"]["problems"]
         },
-        "qa_results": QA_RESULTS[lang],
+        "qa_results": languages.pick(QA_RESULTS, lang),
         "qa_checks": {c: qa_config().label(c, lang) for c in figures.get("service", {}).get("qa_checks", {})},
     }
 
@@ -101,16 +117,17 @@ def add_dashboard_routes(router: APIRouter) -> None:
         request: Request, date_from: str | None = None, date_to: str | None = None, lang: str | None = None,
         user: Principal = Depends(page_user),
     ) -> Response:  # fmt: skip
-        lang = "zh" if lang == "zh" else "en"
+        lang = page_language(lang)
+        ui, other = languages.pick(UI, lang), switch_language(lang)
         try:
             data = figures(request, user, date_from, date_to)
         except HTTPException as exc:
             return render(request, "dashboard.html", user, 400, error=exc.detail, data=None, lang=lang, names=None,
-                          ui=UI[lang], filters=dict(request.query_params))  # fmt: skip
+                          ui=ui, switch_lang=other, filters=dict(request.query_params))  # fmt: skip
         audit_view(request, user, "view_dashboard", **data["range"])
         names = labels(lang, data)
         return render(
-            request, "dashboard.html", user, data=data, names=names, ui=UI[lang], lang=lang, error=None,
+            request, "dashboard.html", user, data=data, names=names, ui=ui, lang=lang, error=None, switch_lang=other,
             filters=dict(request.query_params), payload={"figures": data, "labels": names, "lang": lang},
         )  # fmt: skip
 
@@ -120,4 +137,4 @@ def add_dashboard_routes(router: APIRouter) -> None:
         user: Principal = Depends(api_user),
     ) -> Response:  # fmt: skip
         data = figures(request, user, date_from, date_to)
-        return JSONResponse({"figures": data, "labels": labels("zh" if lang == "zh" else "en", data)})
+        return JSONResponse({"figures": data, "labels": labels(page_language(lang), data)})

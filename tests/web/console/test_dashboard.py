@@ -132,6 +132,7 @@ def test_page_tables_show_the_same_numbers_in_both_languages(dash):
     assert 'src="/console/static/vendor/chart.umd.min.js"' in page and 'id="chart-latency"' in page
     zh = admin.get("/console/dashboard", params={"lang": "zh"}).text
     assert '<html lang="zh">' in zh and "数据看板" in zh and "每日通话（按渠道）" in zh and "各质检项通过率" in zh
+    assert 'lang=zh">中文</a>' in page and 'lang=en">English</a>' in zh  # the link to the other language
     assert admin.get("/console/static/vendor/chart.umd.min.js").headers["content-type"].startswith("text/javascript")
     assert "MIT" in admin.get("/console/static/vendor/chart.js.LICENSE.md").text
     assert admin.get("/console/static/vendor/..%2Fconsole.js").status_code == 404
