@@ -144,6 +144,9 @@ def encoder() -> Encoder | None:
 class Thresholds:
     high: float
     low: float
+    # a negated clause read against the negative exemplars ("he hasn't peed since yesterday"): a short
+    # denial looks like any other ("it's not spreading" ≈ "the spots don't fade"), so it needs more likeness
+    negated: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +181,13 @@ def load_bank(lang: str, root: Path | str = PROMPTS_DIR) -> Bank:
         raise ProtocolError(f"{path}: not valid YAML: {e}") from None
     th = data.get("thresholds") or {}
     try:
-        thresholds = Thresholds(float(th["high"]), float(th["low"]))
+        thresholds = Thresholds(float(th["high"]), float(th["low"]), float(th.get("negated", th["high"])))
     except (KeyError, TypeError, ValueError):
         raise ProtocolError(f"{path}: thresholds: 'high' and 'low' numbers are required") from None
     if not 0 < thresholds.low <= thresholds.high <= 1:
         raise ProtocolError(f"{path}: thresholds: need 0 < low <= high <= 1")
+    if not thresholds.low <= thresholds.negated <= 1:
+        raise ProtocolError(f"{path}: thresholds: need low <= negated <= 1")
     known = knowledge().known_findings()
     keys: list[tuple[str, ...]] = []
     texts: list[str] = []
@@ -278,20 +283,30 @@ def best_matches(idx: Index, items: list[str], top: int = 2) -> list[list[Match]
 
 
 def readings(
-    idx: Index, items: list[str], read: frozenset[str] | set[str], top: int = 2
+    idx: Index,
+    items: list[str],
+    read: frozenset[str] | set[str],
+    top: int = 2,
+    only: np.ndarray | None = None,
 ) -> list[tuple[list[Match], float]]:
     """For each clause: its best `top` distinct exemplar keys, and the best cosine of an exemplar that says
     only what the lexicon has `read` in the utterance, or nothing at all (`ordinary`): how well that reading
-    explains it (0.0 when no exemplar qualifies)."""
+    explains it (0.0 when no exemplar qualifies). `only` (a mask over the bank) limits both to some
+    exemplars: a negated clause is compared with exemplars said in the negative alone."""
     if not items:
         return []
     sims = idx.scores(items)
     explains = np.array([not k or set(k) <= read for k in idx.bank.keys])
+    if only is not None:
+        sims = np.where(only, sims, -1.0)
+        explains = explains & only
     out: list[tuple[list[Match], float]] = []
     for i, row in enumerate(sims):
         seen: set[tuple[str, ...]] = set()
         best: list[Match] = []
         for j in np.argsort(-row):
+            if only is not None and not only[j]:
+                break  # the rest are masked out (sorted last)
             key = idx.bank.keys[j]
             if key in seen:
                 continue
