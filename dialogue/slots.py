@@ -195,7 +195,8 @@ def _en(t: str, out: list[SlotValue]) -> None:
             _add(out, "spo2", float(m.group(1)), m.group(0))
     # a reading said without "%": "my oxygen reading says 84", "sats are 88"
     for m in re.finditer(
-        r"\b(?:oxygen|sats|saturations?|spo2|pulse ox\w*)\b[^.;,\d]{0,40}?\b(\d{2,3})\b(?!\s*(?:%|percent|bpm|beats|/))",
+        r"\b(?:oxygen|sats|saturations?|spo2|pulse ox\w*)\b[^.;,\d]{0,40}?\b(\d{2,3})\b"
+        r"(?!\s*(?:%|percent|bpm|beats|/))",
         low,
     ):
         if 50 <= float(m.group(1)) <= 100:
@@ -216,7 +217,9 @@ def _en(t: str, out: list[SlotValue]) -> None:
         low,
     ):
         pre = low[max(0, m.start() - 12) : m.start()]
-        if re.search(r"(?:per|every|each|times)\s*$", pre) or _in_pregnancy(m.group(0), out) or _in_age(m.group(0), out):
+        if re.search(r"(?:per|every|each|times)\s*$", pre) or _in_pregnancy(m.group(0), out):
+            continue
+        if _in_age(m.group(0), out):
             continue
         _add(out, "duration_hours", float(m.group(1)) * _EN_UNIT_H[m.group(2)], m.group(0))
         break
@@ -242,9 +245,7 @@ def _zh(t: str, out: list[SlotValue]) -> None:
     for m in re.finditer(_NUM + r"\s*多?\s*(周岁|岁半|岁)", t):
         _add(out, "age_years", float(m.group(1)) + (0.5 if m.group(2) == "岁半" else 0), m.group(0))
     # an age said loosely: 一个多月 (1-2 months: 1.5), 两个来月 (about 2), 二十来天, 1个半月; 不到两个月 is under 2
-    for m in re.finditer(
-        _ZH_LOOSE_AGE + r"\s*(?:大|的(?:宝宝|孩子|婴儿|小孩|娃|儿子|女儿|小宝宝|新生儿|小婴儿))", t
-    ):
+    for m in re.finditer(_ZH_LOOSE_AGE + r"\s*(?:大|的(?:宝宝|孩子|婴儿|小孩|娃|儿子|女儿|小宝宝|新生儿|小婴儿))", t):
         _add(out, "age_years", _zh_loose_age(m), m.group(0))
     for m in re.finditer(
         r"(?:宝宝|婴儿|孩子|小孩|儿子|女儿|娃|新生儿)(?:才|刚|今年|现在|刚满|满|出生|刚出生)?(?:不到|还不到|没满|才)?"
