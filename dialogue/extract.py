@@ -232,11 +232,11 @@ class Extractor:
         if idx is None:
             return []
         cands = [c for c in semantic.clauses(text, self.lang) if not semantic.reassuring(c, self.lang)]
-        todo = [c for c in cands if not self.negated(c)]
+        todo = [c for c in cands if not self._denies(c)]
         # a negated clause can still say a finding that *is* an absence ("he hasn't passed any urine since
         # yesterday", "the baby hasn't moved"): the encoder does not see polarity, so such a clause is
         # compared only with exemplars that are themselves said in the negative
-        denied = [c for c in cands if self.negated(c)]
+        denied = [c for c in cands if self._denies(c)]
         known = {m.finding for m in mentions}
         # who the patient is (a baby, pregnant) is the setting, not a reading of the clause's symptom
         read = frozenset(m.finding for m in mentions if m.present) - semantic.NEVER_ADD
@@ -283,8 +283,12 @@ class Extractor:
         bank = idx.bank
         cached = self._neg_cache
         if cached is None or cached[0] is not bank:
-            cached = self._neg_cache = (bank, np.array([self.negated(t) for t in bank.texts], dtype=bool))
+            cached = self._neg_cache = (bank, np.array([self._denies(t) for t in bank.texts], dtype=bool))
         return cached[1]
+
+    def _denies(self, clause: str) -> bool:
+        """Negated, and not a comparison ("I've never had a headache like this" says a headache)."""
+        return self.negated(clause) and not (_NEVER_LIKE.search(clause) and _LIKE_THIS.search(clause))
 
     def _present(self, text: str, start: int, end: int, fid: str) -> bool:
         rules = self.rules

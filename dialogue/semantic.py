@@ -50,10 +50,10 @@ _REASSURING = {
     "en": re.compile(
         r"\b(?:fine|okay|ok|normal(?:ly)?|alright|all right|(?:feel(?:s|ing)?|getting|much|a lot|bit) better|"
         r"no problems?|nothing wrong|as usual|"
-        r"eating and drinking|playing happily)\b",
+        r"eating and drinking|playing (?:happily|normally)|running around)\b",
         re.IGNORECASE,
     ),
-    "zh": re.compile(r"正常|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么"),
+    "zh": re.compile(r"正常|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么|好好的|能吃能玩|能吃能喝"),
 }
 # an exemplar key that says no finding (taking medicines, asking for an appointment): a clause nearest
 # it adds nothing, and it explains a clause as well as the lexicon's reading would
