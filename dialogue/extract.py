@@ -242,10 +242,11 @@ class Extractor:
         read = frozenset(m.finding for m in mentions if m.present) - semantic.NEVER_ADD
         th = idx.bank.thresholds
         out: list[Mention] = []
-        found = [(r, th.low) for r in semantic.readings(idx, todo, read, top=2)]
-        if denied:
-            only = self._negative_exemplars(idx)
-            found += [(r, th.negated) for r in semantic.readings(idx, denied, read, top=2, only=only)]
+        items = todo + denied
+        masked = [False] * len(todo) + [True] * len(denied)
+        only = self._negative_exemplars(idx) if denied else None
+        lows = [th.negated if m else th.low for m in masked]
+        found = zip(semantic.readings(idx, items, read, top=2, only=only, masked=masked), lows, strict=True)
         for (best, explained), low in found:
             if not best:
                 continue

@@ -288,24 +288,28 @@ def readings(
     read: frozenset[str] | set[str],
     top: int = 2,
     only: np.ndarray | None = None,
+    masked: list[bool] | None = None,
 ) -> list[tuple[list[Match], float]]:
     """For each clause: its best `top` distinct exemplar keys, and the best cosine of an exemplar that says
     only what the lexicon has `read` in the utterance, or nothing at all (`ordinary`): how well that reading
     explains it (0.0 when no exemplar qualifies). `only` (a mask over the bank) limits both to some
-    exemplars: a negated clause is compared with exemplars said in the negative alone."""
+    exemplars, for the clauses flagged in `masked` (all of them when `masked` is None): a negated clause is
+    compared with exemplars said in the negative alone. One encoder call for all the clauses."""
     if not items:
         return []
     sims = idx.scores(items)
-    explains = np.array([not k or set(k) <= read for k in idx.bank.keys])
-    if only is not None:
-        sims = np.where(only, sims, -1.0)
-        explains = explains & only
+    explains_all = np.array([not k or set(k) <= read for k in idx.bank.keys])
     out: list[tuple[list[Match], float]] = []
     for i, row in enumerate(sims):
+        mask = only if only is not None and (masked is None or masked[i]) else None
+        explains = explains_all
+        if mask is not None:
+            row = np.where(mask, row, -1.0)
+            explains = explains_all & mask
         seen: set[tuple[str, ...]] = set()
         best: list[Match] = []
         for j in np.argsort(-row):
-            if only is not None and not only[j]:
+            if mask is not None and not mask[j]:
                 break  # the rest are masked out (sorted last)
             key = idx.bank.keys[j]
             if key in seen:
