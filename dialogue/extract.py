@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
 
 from dialogue.lexicon import AsrTolerance, compile_many, compile_phrase
 from dialogue.protocols import Cond, Lexicon, ProtocolError, knowledge
@@ -15,6 +17,9 @@ from dialogue.slots import SlotValue, extract_slots
 from dialogue.temporal import Reading, decide
 from dialogue.temporal import reader as temporal_reader
 from voice.languages import languages
+
+if TYPE_CHECKING:
+    from dialogue.semantic import Bank, Index
 
 Answer = Literal["yes", "no", "unknown"]
 # gaps never swallow a negation: "calf is not sore" must not read as "calf ~ sore"
@@ -120,6 +125,7 @@ class Extractor:
         else:
             self._tolerance = AsrTolerance(lex.asr_words, lang)
         self._time = temporal_reader(lang)
+        self._neg_cache: tuple[Bank, np.ndarray] | None = None
         self._alarm = alarm_findings()
         self._asr = [(re.compile(k, flags), v) for k, v in lex.asr_confusions.items()]
         self._sites = {fid: finding_re(p, f"pain_sites.{fid}") for fid, p in lex.pain_sites.items()}
@@ -225,19 +231,27 @@ class Extractor:
         idx = semantic.index(self.lang)
         if idx is None:
             return []
-        todo = [
-            c
-            for c in semantic.clauses(text, self.lang)
-            if not semantic.reassuring(c, self.lang) and not self.negated(c)
-        ]
+        cands = [c for c in semantic.clauses(text, self.lang) if not semantic.reassuring(c, self.lang)]
+        todo = [c for c in cands if not self._denies(c)]
+        # a negated clause can still say a finding that *is* an absence ("he hasn't passed any urine since
+        # yesterday", "the baby hasn't moved"): the encoder does not see polarity, so such a clause is
+        # compared only with exemplars that are themselves said in the negative
+        denied = [c for c in cands if self._denies(c)]
         known = {m.finding for m in mentions}
         # who the patient is (a baby, pregnant) is the setting, not a reading of the clause's symptom
         read = frozenset(m.finding for m in mentions if m.present) - semantic.NEVER_ADD
         th = idx.bank.thresholds
         out: list[Mention] = []
-        for best, explained in semantic.readings(idx, todo, read, top=2):
+        items = todo + denied
+        masked = [False] * len(todo) + [True] * len(denied)
+        only = self._negative_exemplars(idx) if denied else None
+        lows = [th.negated if m else th.low for m in masked]
+        found = zip(semantic.readings(idx, items, read, top=2, only=only, masked=masked), lows, strict=True)
+        for (best, explained), low in found:
+            if not best:
+                continue
             hit = best[0]
-            if hit.score < th.low:
+            if hit.score < low:
                 continue
             # two different readings almost as close: ambiguous, so at most a suspicion
             # ("咽口水都疼" is as near "咽不下口水" as "一咽口水嗓子就疼")
@@ -264,6 +278,18 @@ class Extractor:
                 if fid in self._time.timeless or decide(r, True) != "history":
                     suspected.append(replace(m, tense=r.tense))
         return out
+
+    def _negative_exemplars(self, idx: Index) -> np.ndarray:
+        """Which exemplars of the bank are said in the negative (by this language's negation cues)."""
+        bank = idx.bank
+        cached = self._neg_cache
+        if cached is None or cached[0] is not bank:
+            cached = self._neg_cache = (bank, np.array([self._denies(t) for t in bank.texts], dtype=bool))
+        return cached[1]
+
+    def _denies(self, clause: str) -> bool:
+        """Negated, and not a comparison ("I've never had a headache like this" says a headache)."""
+        return self.negated(clause) and not (_NEVER_LIKE.search(clause) and _LIKE_THIS.search(clause))
 
     def _present(self, text: str, start: int, end: int, fid: str) -> bool:
         rules = self.rules

@@ -50,10 +50,10 @@ _REASSURING = {
     "en": re.compile(
         r"\b(?:fine|okay|ok|normal(?:ly)?|alright|all right|(?:feel(?:s|ing)?|getting|much|a lot|bit) better|"
         r"no problems?|nothing wrong|as usual|"
-        r"eating and drinking|playing happily)\b",
+        r"eating and drinking|playing (?:happily|normally)|running around)\b",
         re.IGNORECASE,
     ),
-    "zh": re.compile(r"正常|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么"),
+    "zh": re.compile(r"正常|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么|好好的|能吃能玩|能吃能喝"),
 }
 # an exemplar key that says no finding (taking medicines, asking for an appointment): a clause nearest
 # it adds nothing, and it explains a clause as well as the lexicon's reading would
@@ -144,6 +144,9 @@ def encoder() -> Encoder | None:
 class Thresholds:
     high: float
     low: float
+    # a negated clause read against the negative exemplars ("he hasn't peed since yesterday"): a short
+    # denial looks like any other ("it's not spreading" ≈ "the spots don't fade"), so it needs more likeness
+    negated: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +181,13 @@ def load_bank(lang: str, root: Path | str = PROMPTS_DIR) -> Bank:
         raise ProtocolError(f"{path}: not valid YAML: {e}") from None
     th = data.get("thresholds") or {}
     try:
-        thresholds = Thresholds(float(th["high"]), float(th["low"]))
+        thresholds = Thresholds(float(th["high"]), float(th["low"]), float(th.get("negated", th["high"])))
     except (KeyError, TypeError, ValueError):
         raise ProtocolError(f"{path}: thresholds: 'high' and 'low' numbers are required") from None
     if not 0 < thresholds.low <= thresholds.high <= 1:
         raise ProtocolError(f"{path}: thresholds: need 0 < low <= high <= 1")
+    if not thresholds.low <= thresholds.negated <= 1:
+        raise ProtocolError(f"{path}: thresholds: need low <= negated <= 1")
     known = knowledge().known_findings()
     keys: list[tuple[str, ...]] = []
     texts: list[str] = []
@@ -278,20 +283,34 @@ def best_matches(idx: Index, items: list[str], top: int = 2) -> list[list[Match]
 
 
 def readings(
-    idx: Index, items: list[str], read: frozenset[str] | set[str], top: int = 2
+    idx: Index,
+    items: list[str],
+    read: frozenset[str] | set[str],
+    top: int = 2,
+    only: np.ndarray | None = None,
+    masked: list[bool] | None = None,
 ) -> list[tuple[list[Match], float]]:
     """For each clause: its best `top` distinct exemplar keys, and the best cosine of an exemplar that says
     only what the lexicon has `read` in the utterance, or nothing at all (`ordinary`): how well that reading
-    explains it (0.0 when no exemplar qualifies)."""
+    explains it (0.0 when no exemplar qualifies). `only` (a mask over the bank) limits both to some
+    exemplars, for the clauses flagged in `masked` (all of them when `masked` is None): a negated clause is
+    compared with exemplars said in the negative alone. One encoder call for all the clauses."""
     if not items:
         return []
     sims = idx.scores(items)
-    explains = np.array([not k or set(k) <= read for k in idx.bank.keys])
+    explains_all = np.array([not k or set(k) <= read for k in idx.bank.keys])
     out: list[tuple[list[Match], float]] = []
     for i, row in enumerate(sims):
+        mask = only if only is not None and (masked is None or masked[i]) else None
+        explains = explains_all
+        if mask is not None:
+            row = np.where(mask, row, -1.0)
+            explains = explains_all & mask
         seen: set[tuple[str, ...]] = set()
         best: list[Match] = []
         for j in np.argsort(-row):
+            if mask is not None and not mask[j]:
+                break  # the rest are masked out (sorted last)
             key = idx.bank.keys[j]
             if key in seen:
                 continue

@@ -106,6 +106,10 @@ def _in_pregnancy(span: str, out: list[SlotValue]) -> bool:
     return any(s.slot == "pregnancy_weeks" and span.strip() in s.span for s in out)
 
 
+def _in_age(span: str, out: list[SlotValue]) -> bool:
+    return any(s.slot == "age_years" and span.strip() in s.span for s in out)
+
+
 def _add(out: list[SlotValue], slot: str, value: float | None, span: str) -> None:
     if value is not None and not any(s.slot == slot for s in out):
         out.append(SlotValue(slot, float(value), span))
@@ -126,9 +130,13 @@ def _en(t: str, out: list[SlotValue]) -> None:
     for m in re.finditer(_NUM + r"\s*(?:°|degrees?)", low):
         _add(out, "temp_c", _temp(float(m.group(1)), None), m.group(0))
     # age
-    for m in re.finditer(_NUM + r"[\s-]*(year|yr|month|week|day)s?[\s-]*old\b", low):
-        unit = {"year": 1, "yr": 1, "month": 1 / 12, "week": 1 / 52, "day": 1 / 365}[m.group(2)]
-        _add(out, "age_years", float(m.group(1)) * unit, m.group(0))
+    # "6 weeks old", "a six-week-old", "a month and a half old", "just over a month old" (numbers are digits
+    # by now: "a few weeks" reads as 3, "a couple of" as 2)
+    for m in re.finditer(
+        _NUM + r"[\s-]*(year|yr|month|week|fortnight|day)s?(?:\s+and\s+(?:a\s+)?(half))?[\s-]*old\b", low
+    ):
+        unit = {"year": 1, "yr": 1, "month": 1 / 12, "week": 1 / 52, "fortnight": 1 / 26, "day": 1 / 365}[m.group(2)]
+        _add(out, "age_years", (float(m.group(1)) + (0.5 if m.group(3) else 0)) * unit, m.group(0))
     for m in re.finditer(
         r"\b(?:aged?|age of|i am|i'm|im|she is|he is|she's|he's)\s+"
         + _NUM
@@ -185,6 +193,14 @@ def _en(t: str, out: list[SlotValue]) -> None:
     ):
         if 50 <= float(m.group(1)) <= 100:
             _add(out, "spo2", float(m.group(1)), m.group(0))
+    # a reading said without "%": "my oxygen reading says 84", "sats are 88"
+    for m in re.finditer(
+        r"\b(?:oxygen|sats|saturations?|spo2|pulse ox\w*)\b[^.;,\d]{0,40}?\b(\d{2,3})\b"
+        r"(?!\s*(?:%|percent|bpm|beats|/))",
+        low,
+    ):
+        if 50 <= float(m.group(1)) <= 100:
+            _add(out, "spo2", float(m.group(1)), m.group(0))
     for m in re.finditer(
         _NUM
         + r"\s*times\s*(?:per|in a|a|every)\s*day|"
@@ -202,6 +218,8 @@ def _en(t: str, out: list[SlotValue]) -> None:
     ):
         pre = low[max(0, m.start() - 12) : m.start()]
         if re.search(r"(?:per|every|each|times)\s*$", pre) or _in_pregnancy(m.group(0), out):
+            continue
+        if _in_age(m.group(0), out):
             continue
         _add(out, "duration_hours", float(m.group(1)) * _EN_UNIT_H[m.group(2)], m.group(0))
         break
@@ -226,19 +244,17 @@ def _zh(t: str, out: list[SlotValue]) -> None:
     # age
     for m in re.finditer(_NUM + r"\s*多?\s*(周岁|岁半|岁)", t):
         _add(out, "age_years", float(m.group(1)) + (0.5 if m.group(2) == "岁半" else 0), m.group(0))
+    # an age said loosely: 一个多月 (1-2 months: 1.5), 两个来月 (about 2), 二十来天, 1个半月; 不到两个月 is under 2
+    for m in re.finditer(_ZH_LOOSE_AGE + r"\s*(?:大|的(?:宝宝|孩子|婴儿|小孩|娃|儿子|女儿|小宝宝|新生儿|小婴儿))", t):
+        _add(out, "age_years", _zh_loose_age(m), m.group(0))
     for m in re.finditer(
-        _NUM + r"\s*(个月|周|天|礼拜|星期)\s*(?:大|的(?:宝宝|孩子|婴儿|小孩|娃|儿子|女儿|小宝宝|新生儿))", t
+        r"(?:宝宝|婴儿|孩子|小孩|儿子|女儿|娃|新生儿)(?:才|刚|今年|现在|刚满|满|出生|刚出生)?(?:不到|还不到|没满|才)?"
+        + _ZH_LOOSE_AGE.replace("(个月|月|周|天|礼拜|星期)", "(个月|月|周|天|礼拜|星期|岁)"),
+        t,
     ):
-        unit = {"个月": 1 / 12, "周": 1 / 52, "礼拜": 1 / 52, "星期": 1 / 52, "天": 1 / 365}[m.group(2)]
-        _add(out, "age_years", float(m.group(1)) * unit, m.group(0))
-    for m in re.finditer(
-        r"(?:宝宝|婴儿|孩子|小孩|儿子|女儿|娃|新生儿)(?:才|刚|今年|现在|刚满|满)?" + _NUM + r"\s*(个月|周|天|岁)", t
-    ):
-        unit = {"个月": 1 / 12, "周": 1 / 52, "天": 1 / 365, "岁": 1}[m.group(2)]
-        _add(out, "age_years", float(m.group(1)) * unit, m.group(0))
-    for m in re.finditer(r"出生\s*" + _NUM + r"\s*(天|周|个月)", t):
-        unit = {"天": 1 / 365, "周": 1 / 52, "个月": 1 / 12}[m.group(2)]
-        _add(out, "age_years", float(m.group(1)) * unit, m.group(0))
+        _add(out, "age_years", _zh_loose_age(m), m.group(0))
+    for m in re.finditer(r"出生\s*(?:才|刚|不到)?" + _ZH_LOOSE_AGE, t):
+        _add(out, "age_years", _zh_loose_age(m), m.group(0))
     if re.search(r"刚出生|新生儿|满月", t):
         _add(out, "age_years", 0.05, "新生儿")
     # pregnancy
@@ -277,7 +293,7 @@ def _zh(t: str, out: list[SlotValue]) -> None:
         + r"(?!大|的(?:宝宝|孩子|婴儿|小孩|娃))",
         t,
     ):
-        if _in_pregnancy(m.group(0), out) or re.match(r"\s*一次", t[m.end() :]):
+        if _in_pregnancy(m.group(0), out) or _in_age(m.group(0), out) or re.match(r"\s*一次", t[m.end() :]):
             continue
         pre = t[max(0, m.start() - 3) : m.start()]
         if re.search(r"(?:怀孕|孕|怀了|妊娠|一天|每天|1天)\s*$", pre) or re.match(r"\s*(?:次|回|趟)", t[m.end() :]):
@@ -293,6 +309,25 @@ def _zh(t: str, out: list[SlotValue]) -> None:
             if m:
                 _add(out, "duration_hours", hours, m.group(0))
                 break
+
+
+# NUM, then 个 / 多 / 来 / 半 in any of their places, then the unit: 1个多月, 2个来月, 20来天, 1个半月, 3周多
+_ZH_LOOSE_AGE = r"(\d+(?:\.\d+)?)\s*(个)?\s*(多|来|半)?\s*(个月|月|周|天|礼拜|星期)(多)?"
+_ZH_AGE_UNIT = {"个月": 1 / 12, "月": 1 / 12, "周": 1 / 52, "礼拜": 1 / 52, "星期": 1 / 52, "天": 1 / 365, "岁": 1.0}
+
+
+def _zh_loose_age(m: re.Match[str]) -> float | None:
+    """Years from a _ZH_LOOSE_AGE match; "多" (more than) reads as half a unit more, "不到" (under) half less."""
+    n, unit = float(m.group(1)), m.group(4)
+    if unit == "月" and not m.group(2) and m.group(3) != "半":
+        return None  # 3月 is March, not three months
+    if m.group(3) == "半":
+        n += 0.5
+    elif m.group(3) == "多" or m.group(5):
+        n += 0.5
+    if re.search(r"(?:不到|没满)\s*$", m.string[max(0, m.start() - 3) : m.start(1)]):
+        n -= 0.5
+    return n * _ZH_AGE_UNIT[unit]
 
 
 _BARE_NUMBER = re.compile(r"^\D{0,12}?(\d+(?:\.\d+)?)\D{0,12}$")

@@ -10,6 +10,10 @@ Policy (what each reading means for triage) lives in `decide`:
 - hypothetical, question, experiential     → for a finding that can raise a red flag on its own: *suspected*
   (the bot confirms it); otherwise a present finding for the question/experiential case ("which medicine
   for his cough" still tells us he coughs), history for the hypothetical one.
+- hypothetical or question in an *enquiry* → history: the caller says the call is only to find out
+  ("I just want to be prepared", "提前了解一下", "我在网上看到的"), so a red flag named in a question or an
+  "if" is the subject of the question, not the patient's. A present mention stays present whatever the
+  utterance says ("I'm just asking, but my baby is six weeks old and has a fever" is a fever now).
 A condition name ("epilepsy", 癫痫) in a question, a known-condition or a past clause is history, even
 for a red flag: "can epilepsy be cured?" is not a seizure now."""
 
@@ -60,6 +64,7 @@ class Reading:
     marker: str  # the words that decided it ("" for the default present)
     condition_term: bool  # the span names a condition (epilepsy), not an event
     inherited: bool = False  # the marker came from an earlier clause of the same sentence
+    enquiry: bool = False  # the utterance says it only asks for information ("just want to be prepared")
 
 
 class TemporalReader:
@@ -69,7 +74,7 @@ class TemporalReader:
         markers = data.get("markers") or {}
         if not isinstance(markers, dict):
             raise ProtocolError(f"{where}: markers: a mapping of marker class → phrases is required")
-        extra = set(data) - {"markers", "condition_terms", "timeless", "condition_events", "now_forms"}
+        extra = set(data) - {"markers", "condition_terms", "timeless", "condition_events", "now_forms", "enquiry"}
         if extra:
             raise ProtocolError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
         unknown = set(markers) - set(ORDER)
@@ -79,6 +84,8 @@ class TemporalReader:
         self.timeless = frozenset(data.get("timeless") or [])
         now = data.get("now_forms") or []
         self._now = compile_many(now, lang, where=f"{where}: now_forms") if now else None
+        enquiry = data.get("enquiry") or []
+        self._enquiry = compile_many(enquiry, lang, where=f"{where}: enquiry") if enquiry else None
         events = data.get("condition_events") or []
         self._events = compile_many(events, lang, where=f"{where}: condition_events") if events else None
         terms = data.get("condition_terms") or {}
@@ -149,7 +156,8 @@ class TemporalReader:
             return Reading("known" if is_condition else "present", "", is_condition)
         kind, words = found
         tense: Tense = "present" if kind == "recent" else kind  # type: ignore[assignment]
-        return Reading(tense, words, is_condition, inherited)
+        enquiry = self._enquiry is not None and bool(self._enquiry.search(text))
+        return Reading(tense, words, is_condition, inherited, enquiry)
 
 
 def decide(reading: Reading, alarm: bool) -> Verdict:
@@ -165,6 +173,8 @@ def decide(reading: Reading, alarm: bool) -> Verdict:
         return "history"
     if reading.condition_term:
         return "history"  # "can epilepsy be cured?", "if his epilepsy gets worse"
+    if reading.enquiry and t in ("hypothetical", "question"):
+        return "history"  # "what should I do if he ever has a fit? I just want to be ready"
     if alarm:
         return "suspected"  # a red flag whose time is unclear is confirmed, never dropped
     return "history" if t == "hypothetical" else "finding"
