@@ -404,12 +404,14 @@ NURSE = ("nina", "nurse-pass-1")
 CONSOLE_SESSION = "carecall_console"
 
 
-def add_nurse(c: Cluster) -> None:
+@pytest.fixture(scope="module")
+def nurse(cluster: Cluster) -> str:
     """A console account on the cluster's database, made the way an administrator makes one (the CLI)."""
     done = subprocess.run([sys.executable, "-m", "cli", "user", "add", "--password-stdin", NURSE[0]],
-                          input=NURSE[1] + "\n", env=c.env_for(c.workers[0]), cwd=Path(__file__).parents[2],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+                          input=NURSE[1] + "\n", env=cluster.env_for(cluster.workers[0]),
+                          cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
+    return NURSE[0]
 
 
 def consoles(c: Cluster) -> dict[str, str]:
@@ -483,8 +485,8 @@ async def until_transcript(ws, timeout: float = 60) -> dict[str, Any]:  # type: 
                 return dict(data)
 
 
-async def test_the_console_on_any_worker_shows_every_call_live_or_ended(cluster: Cluster, made: list[Made]) -> None:
-    add_nurse(cluster)
+async def test_the_console_on_any_worker_shows_every_call_live_or_ended(cluster: Cluster, made: list[Made],
+                                                                         nurse: str) -> None:
     a, b = cluster.workers[0], cluster.workers[1]
     # call L stays open on worker A; call E is carried by worker B and ended; both straight to the worker
     live_ws, live = await open_call(cluster, f"ws://127.0.0.1:{a.http_port}/ws/call", await token(cluster, a.base_url))
@@ -608,3 +610,39 @@ async def test_sigterm_drains_one_worker_mid_call_and_kill_9_another_new_calls_s
         await end_call(ws3)
         await ws3.close()
     assert await sip_call(cluster, sipp_dir)  # Kamailio: failover on timeout, probes mark it down
+
+
+async def test_a_worker_started_mid_call_shows_the_calls_already_going_on_in_its_live_list(
+        cluster: Cluster, nurse: str) -> None:
+    """A restarted worker (after a crash, or one at a time in an upgrade) asks the others for the calls
+    they carry (records/live_pg.py): its console shows a call that began before it started, with the
+    transcript so far, not only the calls that begin after."""
+    running = [w for w in cluster.workers if w.process is not None and w.process.poll() is None]
+    carrier = running[-1]
+    back = next((w for w in cluster.workers if w not in running), None) or running[0]
+    if back in running:
+        assert cluster.stop_worker(back) == 0  # no calls on it: drains at once
+    ws, started = await open_call(cluster, f"ws://127.0.0.1:{carrier.http_port}/ws/call",
+                                  await token(cluster, carrier.base_url))  # fmt: skip
+    assert ws is not None, started
+    greeting = await until_transcript(ws)
+    listening = asyncio.create_task(until_ended(ws, timeout=600))
+    try:
+        cluster.start_worker(back)
+        await asyncio.to_thread(cluster.wait_worker, back)
+        session = await asyncio.to_thread(sign_in, cluster, back.base_url)
+
+        def shown() -> dict[str, Any] | None:
+            call = live_calls(cluster, back.base_url, session).get(started["call_id"])
+            return call if call and greeting["text"] in [t["text"] for t in call["turns"]] else None
+
+        call = await asyncio.to_thread(poll, shown, 30, f"worker {carrier.index}'s call live on worker {back.index}")
+        assert (call["channel"], call["language"]) == ("websocket", "en"), call
+        # and starting did not close the other worker's call in the shared database as cut off
+        assert next(r for r in records(cluster) if r.id == started["call_id"]).status == "in_progress"
+    finally:
+        await ws.send(json.dumps({"type": "end"}))
+        assert (await listening)["type"] == "ended"
+        await ws.close()
+    await asyncio.to_thread(poll, lambda: started["call_id"] not in live_calls(cluster, back.base_url, session), 30,
+                            f"the call's end on worker {back.index}")  # fmt: skip
