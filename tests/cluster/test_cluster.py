@@ -69,6 +69,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "CARECALL_DRAIN_TIMEOUT_S": str(DRAIN_S),
         "CARECALL_MAX_CONCURRENT_CALLS": "2",
         "CARECALL_ASR_THREADS": "1",
+        # the tests' callers listen without speaking while calls are held (and a worker restarts): on a
+        # loaded machine that outlasts the default 8 s × 2 reprompts, and the bot would hang up first
+        "CARECALL_SILENCE_REPROMPT_S": "600",
     })
     c.start()
     try:
