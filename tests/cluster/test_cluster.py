@@ -13,12 +13,14 @@ the shipped configs in deploy/ (the same as `carecall cluster up 3`).
   (each call's worker known from its own evidence), every one recorded exactly once;
 - the console on any worker shows all: a nurse signed in on each worker directly and through nginx
   sees every call of the cluster in the queue, a call still open on worker A in the live list of
-  every worker (LISTEN/NOTIFY) with its transcript so far, opens the page and transcript of a call
-  another worker carried (an audit row for each view), and one session is valid on every worker
+  every worker (LISTEN/NOTIFY) with its transcript so far, opens the page, transcript and recording of
+  a call another worker carried (an audit row for each), and one session is valid on every worker
   (shared secret, shared session version: signing out on one ends it on all);
 - SIGTERM one worker mid-call: its call goes on until the drain limit, is then told and ended with a
   complete record, the worker exits 0, and new calls (both balancers) go to the others;
-- kill -9 another: new calls still succeed.
+- kill -9 another: new calls still succeed;
+- the killed worker started again while a call goes on elsewhere: its console's live list shows that
+  call with its transcript so far (records/live_pg.py asks the others), and starting did not close it.
 """
 
 from __future__ import annotations
@@ -457,13 +459,13 @@ def live_calls(c: Cluster, base: str, session: str) -> dict[str, dict[str, Any]]
     return {call["call_id"]: call for call in data["calls"]}
 
 
-def views(c: Cluster, call_id: str) -> int:
-    """Audit rows of the nurse opening this call's page."""
+def views(c: Cluster, call_id: str, action: str = "view_call") -> int:
+    """Audit rows of the nurse opening this call's page (or playing its recording)."""
     db = open_database(c.database_url)
     try:
         with db.session() as s:
             return len(list(s.scalars(select(AuditEvent).where(
-                AuditEvent.action == "view_call", AuditEvent.call_id == call_id, AuditEvent.username == NURSE[0]))))
+                AuditEvent.action == action, AuditEvent.call_id == call_id, AuditEvent.username == NURSE[0]))))
     finally:
         db.dispose()
 
@@ -552,6 +554,12 @@ def check_consoles(c: Cluster, made: list[Made], live_id: str, greeting: dict[st
             assert stored and [t.text for t in stored if t.text not in text] == [], (name, call_id)
             assert ("in progress" in text) == (call_id == live_id), (name, call_id)
             assert views(c, call_id) == before + 1, (name, call_id)
+        # E's recording, written by worker 1 into the shared recordings folder, plays here too
+        if name != f"worker {carried[done_id]}":
+            before = views(c, done_id, "play_recording")
+            audio = console_get(c, base, session, f"/console/calls/{done_id}/audio")
+            assert audio.status_code == 200 and audio.content[:4] == b"RIFF", (name, audio.status_code)
+            assert views(c, done_id, "play_recording") == before + 1, name
 
     # signing out on one worker ends the nurse's sessions on all of them (the version is in the database)
     first = sessions["worker 0"]
