@@ -85,6 +85,10 @@ class LiveFeed:
             self.calls.pop(call_id, None)
         return [c.as_dict() for c in sorted(self.calls.values(), key=lambda c: c.started_at)]
 
+    def local_calls(self) -> list[LiveCall]:
+        """The calls this worker carries (not the ones other workers told it about)."""
+        return [c for call_id, c in self.calls.items() if call_id not in self._remote]
+
     def _push(self, message: dict[str, Any]) -> None:
         for queue in list(self._subscribers):
             if queue.full():  # a viewer that fell behind gets a fresh snapshot instead
@@ -150,11 +154,13 @@ class LiveFeed:
             return
         if remote and kind != "call_ended":
             self._remote[call_id] = time.monotonic()
-        if kind == "call_started":
+        if kind == "call_started":  # a new call, or (records/live_pg.py) a call as it stands so far
             c = message["call"]
             self.calls[call_id] = LiveCall(
                 call_id, c.get("language", ""), c.get("mode", "triage"), c.get("channel", ""),
-                float(c.get("started_at") or time.time()),
+                float(c.get("started_at") or time.time()), state=str(c.get("state") or "connecting"),
+                partial=str(c.get("partial") or ""), turns=list(c.get("turns") or [])[-MAX_LIVE_TURNS:],
+                red_flags=list(c.get("red_flags") or []), disposition=c.get("disposition"),
             )  # fmt: skip
         elif kind == "state":
             self._call(call_id).state = str(message.get("state", ""))

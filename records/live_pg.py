@@ -2,6 +2,12 @@
 NOTIFY channel and every other worker's feed applies them, so a nurse's console shows every call
 in progress whichever worker it is connected to. (SQLite means one process: nothing to share.)
 
+A worker that starts (or reconnects) while calls are going on elsewhere asks for them: once it
+listens it sends a sync request, and every other worker answers, to it alone, with each of its own
+calls as it stands (a `call_started` carrying the state, turns and red flags so far). Without that a
+restarted worker's console would miss the calls already in progress until they next said something,
+and then show them without their beginning.
+
 Both directions run on their own threads with their own connections; the event loop only hands
 messages over."""
 
@@ -79,14 +85,24 @@ class PostgresLiveBridge:
             t.join(timeout=5)
 
     # --- out: this worker's calls ------------------------------------------------------------
-    def _send(self, message: dict[str, Any]) -> None:
-        payload = _fit({"w": self.worker, "m": message})
-        if payload is None:
-            return
+    def _send(self, message: dict[str, Any], to: str | None = None) -> None:
+        envelope: dict[str, Any] = {"w": self.worker, "m": message}
+        if to is not None:
+            envelope["to"] = to
+        payload = _fit(envelope)
+        if payload is not None:
+            self._put(payload)
+
+    def _put(self, payload: str) -> None:
         try:
             self._out.put_nowait(payload)
         except queue.Full:  # the database is far behind; the local view is unaffected
             log.warning("live feed: dropping a message for other workers")
+
+    def _answer_sync(self, requester: str) -> None:
+        """On the event loop: this worker's calls as they stand, for a worker that just started listening."""
+        for call in self.feed.local_calls():
+            self._send({"type": "call_started", "call": call.as_dict()}, to=requester)
 
     def _notify(self) -> None:
         import psycopg
@@ -111,6 +127,7 @@ class PostgresLiveBridge:
             try:
                 with psycopg.connect(_conninfo(self.database), autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    self._put(json.dumps({"w": self.worker, "sync": True}))  # what is going on already
                     self.listening.set()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
@@ -124,7 +141,11 @@ class PostgresLiveBridge:
             data = json.loads(payload)
         except ValueError:
             return
-        if not isinstance(data, dict) or data.get("w") == self.worker or not isinstance(data.get("m"), dict):
+        if not isinstance(data, dict) or data.get("w") == self.worker or data.get("to", self.worker) != self.worker:
             return
-        if self._loop is not None and not self._loop.is_closed():
+        if self._loop is None or self._loop.is_closed():
+            return
+        if data.get("sync") is True and isinstance(data.get("w"), str):
+            self._loop.call_soon_threadsafe(self._answer_sync, data["w"])
+        elif isinstance(data.get("m"), dict):
             self._loop.call_soon_threadsafe(lambda: self.feed.apply_message(data["m"], remote=True))

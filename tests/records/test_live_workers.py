@@ -1,5 +1,6 @@
 """With PostgreSQL, two workers (two feeds with their bridges) share their live calls: a call on
-one worker, its transcript and its red flag appear on the other's console feed."""
+one worker, its transcript and its red flag appear on the other's console feed; a worker that
+starts while the call is going on is told about it as it stands."""
 
 from __future__ import annotations
 
@@ -48,6 +49,44 @@ async def test_live_calls_are_shared_between_workers(database):
     finally:
         await asyncio.to_thread(a.stop)
         await asyncio.to_thread(b.stop)
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_worker_that_starts_mid_call_is_told_of_the_calls_already_going_on(database):
+    """Worker A carries a call; B already listens; C starts (a restarted worker) half-way through."""
+    loop = asyncio.get_running_loop()
+    feed_a, feed_b, feed_c = LiveFeed(), LiveFeed(), LiveFeed()
+    a, b, c = (PostgresLiveBridge(database, f) for f in (feed_a, feed_b, feed_c))
+    started: list[PostgresLiveBridge] = []
+    try:
+        for bridge in (a, b):
+            bridge.start(loop)
+            started.append(bridge)
+            await asyncio.to_thread(bridge.listening.wait, 10)
+        viewer_b = feed_b.subscribe()
+        events = triage_call("going-on")
+        for event in events[:-1]:
+            feed_a.apply(event)
+        await _until(lambda: "red_flag" in _types(viewer_b, []))
+        before_c = [m["type"] for m in _drain(viewer_b)]
+
+        c.start(loop)  # the restarted worker: nothing it could hear about this call is still to come
+        started.append(c)
+        await _until(lambda: "going-on" in feed_c.calls)
+        call = feed_c.calls["going-on"]
+        assert (call.language, call.channel, call.state) == ("en", "websocket", "listening")
+        assert [t["text"] for t in call.turns] == [t["text"] for t in feed_a.calls["going-on"].turns]
+        assert len(call.turns) == 5 and call.red_flags == ["chest_pain_radiating"]
+        assert call.disposition == "emergency_ambulance"
+        assert feed_c.local_calls() == [] and [x.call_id for x in feed_a.local_calls()] == ["going-on"]
+
+        feed_a.apply(events[-1])  # and it hears the end like everyone else
+        await _until(lambda: "going-on" not in feed_c.calls and "going-on" not in feed_b.calls)
+        # the answer went to C alone: B, which knew the call, saw only the call's own messages
+        assert before_c == [] and [m["type"] for m in _drain(viewer_b)] == ["call_ended"]
+    finally:
+        for bridge in started:
+            await asyncio.to_thread(bridge.stop)
 
 
 def _drain(q):
