@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export CARECALL_CACHE ?= $(HOME)/.cache/carecall
 
-.PHONY: demo test test-fast bench setup system python models coqui lint
+.PHONY: demo test test-fast bench setup system python models coqui lint screenshots
 
 demo: setup
 	$(VENV)/bin/carecall serve
@@ -35,6 +35,10 @@ models: python
 # torch is ~7 GB and stays out of $(VENV); the tests run its code there.
 coqui:
 	bash scripts/install-coqui.sh
+
+# The README's screenshots (docs/screenshots/), re-taken by the browser tests; other runs keep them in /tmp.
+screenshots: setup
+	CARECALL_SCREENSHOTS=update $(PY) -m pytest -q -p no:cacheprovider -m browser tests/web
 
 lint: python
 	$(VENV)/bin/ruff check .

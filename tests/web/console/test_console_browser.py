@@ -1,6 +1,6 @@
 """The console in Debian's Chromium (Playwright): sign in, work the queue, open a call, play its
 audio with the transcript following, override a disposition, see the audit entry, and watch a live
-call raise a red-flag alert. Screenshots go to docs/screenshots/console-*.png (used in README)."""
+call raise a red-flag alert. Screenshots: console-*.png (tests/web/screenshots.py says where)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import pytest
 
 from tests.records.simulate import triage_call
 from tests.web.console.conftest import CAMPAIGN, USERS, XSS_CALL, XSS_PATIENT
+from tests.web.screenshots import screenshots_dir
 
 pytestmark = [pytest.mark.browser]
 
-ROOT = Path(__file__).resolve().parents[3]
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = screenshots_dir()
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",

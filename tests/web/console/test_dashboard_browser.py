@@ -1,6 +1,6 @@
 """The dashboard and the QA report in Debian's Chromium (Playwright) over a real server: every chart is
 drawn by the vendored Chart.js, its data equals the figures counted straight from the database, the
-page reads in both languages, and a nurse gets no service charts. Screenshots go to docs/screenshots/."""
+page reads in both languages, and a nurse gets no service charts. Screenshots: tests/web/screenshots.py says where."""
 
 from __future__ import annotations
 

@@ -16,14 +16,14 @@ from playwright.sync_api import Playwright
 
 from tests.conftest import RunningServer, add_user, poll, start_server, stop_server
 from tests.web.console.test_takeover_browser import INBOUND_ENERGY, KEEP_PCS
+from tests.web.screenshots import screenshots_dir
 from tests.web.widget.browser import CHROMIUM, FLAGS, hospital_page, start_call
 from tests.web.widget.speech import mic_wav
 from web.console.takeover import load_phrases
 
 pytestmark = [pytest.mark.browser, pytest.mark.models, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[3]
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = screenshots_dir()
 NURSE = ("nadia", "nurse-pass-7")
 
 

@@ -20,13 +20,14 @@ import pytest
 from playwright.sync_api import Page, Playwright
 
 from bench.harness import stop_server
+from tests.web.screenshots import screenshots_dir
 from tests.web.widget.browser import chromium, hospital_page, notice_text, start_call, trace, wait_for, widget
 from tests.web.widget.speech import mic_wav
 
 pytestmark = [pytest.mark.browser, pytest.mark.models, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[3]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = screenshots_dir()
 TRANSPORTS = ["webrtc", "websocket"]
 
 

@@ -11,13 +11,13 @@ import pytest
 from playwright.sync_api import Playwright
 
 from tests.conftest import RunningServer, stop_server
+from tests.web.screenshots import screenshots_dir
 from tests.web.widget.browser import chromium, hospital_page, start_call, start_widget_server, trace, wait_for
 from tests.web.widget.speech import mic_wav
 
 pytestmark = [pytest.mark.browser, pytest.mark.models, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[3]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = screenshots_dir()
 
 
 @pytest.fixture(scope="module")
