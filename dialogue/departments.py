@@ -2,33 +2,51 @@
 
 Words per department and language are data (prompts/<lang>/department_terms.yaml: strong terms such as
 disease names, organs, tests and medicines; weak ones such as common symptoms). The caller's own words are
-scored (longest term wins where terms overlap; a negated term does not count; the first sentence, where
+scored (longest term wins where terms overlap; a negated symptom does not count; the first sentence, where
 people name their problem, counts a little more); the complaint protocol's department adds its vote. An
 emergency disposition always goes to the emergency department.
 
-Children: a patient under 14 goes to paediatrics for the internal-medicine departments (departments.yaml).
-Who the patient is matters: an adult caller who mentions a child ("我怀孕了，会影响宝宝吗", "my son's
-father has high blood pressure") is not a child patient, and a stated adult age wins over child words."""
+Who the patient is decides between clinics that see the same organ:
+- a patient under 14 goes to paediatrics for the internal-medicine departments (departments.yaml), and a
+  newborn whatever the organ. An adult caller who mentions a child ("我怀孕了，会影响宝宝吗", "my son's father
+  has high blood pressure") is not a child patient, and a stated adult age wins over child words;
+- genital, sexual and fertility words that both sexes use (下体, 不孕不育, "STI") go to the clinic of the
+  patient's sex (`by_sex` in departments.yaml: urology / andrology for a man, gynaecology for a woman).
+
+When no word of any department is said, the semantic encoder (dialogue.semantic's model) compares the
+caller's words with a few example questions per department (`examples` in the same file) and routes to the
+nearest when it is near enough; else the complaint protocol's department, else general medicine.
+
+How a language is read (words spaced or not, how a sentence ends) comes from its `voice.languages`
+pack; the words themselves (negation cues included) are the language's data."""
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import yaml
 
-from dialogue.lexicon import compile_many
+from dialogue.lexicon import AsrTolerance, compile_many, is_plain
 from dialogue.protocols import PROMPTS_DIR, URGENCY, Knowledge, ProtocolError
+from voice.languages import LanguagePack, languages
+
+log = logging.getLogger("carecall.dialogue.departments")
 
 STRONG, WEAK = 3.0, 1.0
 FIRST_SENTENCE_BONUS = 1.5  # people name their problem first ("糖尿病人能吃粥吗？ 我叔叔…")
 PROTOCOL_VOTE = 2.0  # the department of the recognised complaint protocol
-_ZH_NEG = re.compile(r"(?:没有|没|不|无|未|否认)[^，。；！？,.;!?]{0,2}$")
-_EN_NEG = re.compile(r"\b(?:no|not|never|without|denies)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
-_FIRST = re.compile(r"[。？！?!\n]|\s{1,}(?=\S)")
+NEGATION_REACH = 12  # characters before a term searched for a negation cue
+NEGATION_GAP = 2  # words (characters where words are not spaced) a cue may stand before the term
+SEXED = "sexed"  # the group of words whose clinic is the patient's sex's (by_sex in departments.yaml)
+_OPTIONAL = (
+    "child_terms", "mother_context", "not_patient", "adult_age", "newborn_terms", "male_terms", "female_terms",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +56,43 @@ class Vote:
     weight: float
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Term:
+    department: str  # a department id, or SEXED
+    weight: float
+    strong: bool
+    rx: re.Pattern[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Terms:
+    """One language's department words, compiled."""
+
     lang: str
-    patterns: list[tuple[str, float, re.Pattern[str]]] = field(default_factory=list)  # (dept, weight, rx)
-    child: re.Pattern[str] | None = None
-    mother: re.Pattern[str] | None = None
-    not_patient: re.Pattern[str] | None = None
-    adult_age: re.Pattern[str] | None = None
-    newborn: re.Pattern[str] | None = None
+    terms: tuple[Term, ...]
+    negation: re.Pattern[str] | None  # a cue just before a term, matched at the end of the text before it
+    sentence_end: re.Pattern[str]
+    tolerance: AsrTolerance | None  # near-misses of the terms (pinyin, one edit) read as the terms
+    groups: Mapping[str, re.Pattern[str] | None]  # child_terms, mother_context, ... (_OPTIONAL)
+    examples: tuple[tuple[str, str], ...]  # (department, example question) for the semantic fallback
+    examples_threshold: float
+
+    def group(self, name: str) -> re.Pattern[str] | None:
+        return self.groups.get(name)
+
+
+def _negation(cues: list[str], pack: LanguagePack) -> re.Pattern[str] | None:
+    if not cues:
+        return None
+    alt = "|".join(re.escape(c) for c in sorted(cues, key=len, reverse=True))
+    if pack.spaced:
+        return re.compile(rf"\b(?:{alt})\s+(?:\w+\s+){{0,{NEGATION_GAP}}}$", re.IGNORECASE)
+    return re.compile(rf"(?:{alt})[^，。；！？,.;!?\s]{{0,{NEGATION_GAP}}}$")
+
+
+def _sentence_end(pack: LanguagePack) -> re.Pattern[str]:
+    # the pack's full stop, and question and exclamation marks of either width (callers type both)
+    return re.compile("[" + re.escape(pack.sentence_end + "?!？！") + "]")
 
 
 def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) -> Terms:
@@ -57,30 +103,53 @@ def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) 
         raise ProtocolError(f"{path}: file is missing") from None
     except yaml.YAMLError as e:
         raise ProtocolError(f"{path}: not valid YAML: {e}") from None
+    pack = languages.or_fallback(lang)
     known = set(known)
-    t = Terms(lang)
-    for dept, groups in (data.get("departments") or {}).items():
-        if dept not in known:
+    extra = set(data) - {"departments", SEXED, "negation", "examples", "examples_threshold", *_OPTIONAL}
+    if extra:
+        raise ProtocolError(f"{path}: unknown key(s) {', '.join(sorted(extra))}")
+    terms: list[Term] = []
+    literals: list[str] = []
+    blocks = dict(data.get("departments") or {})
+    if data.get(SEXED):
+        blocks[SEXED] = data[SEXED]
+    for dept, groups in blocks.items():
+        if dept != SEXED and dept not in known:
             raise ProtocolError(f"{path}: departments.{dept}: unknown department (see prompts/departments.yaml)")
         if not isinstance(groups, dict) or set(groups) - {"strong", "weak"}:
             raise ProtocolError(f"{path}: departments.{dept}: needs 'strong' and/or 'weak' lists only")
         for group, weight in (("strong", STRONG), ("weak", WEAK)):
             for term in groups.get(group) or []:
-                t.patterns.append((dept, weight, compile_many([str(term)], lang, where=f"{path}: {dept}.{group}")))
-    names = {
-        "child": "child_terms",
-        "mother": "mother_context",
-        "not_patient": "not_patient",
-        "adult_age": "adult_age",
-        "newborn": "newborn_terms",
-    }
-    extra = set(data) - {"departments", *names.values()}
-    if extra:
-        raise ProtocolError(f"{path}: unknown key(s) {', '.join(sorted(extra))}")
-    for key, name in names.items():
+                where = f"{path}: {dept}.{group}"
+                terms.append(Term(dept, weight, group == "strong", compile_many([str(term)], lang, where=where)))
+                if is_plain(str(term), lang):
+                    literals.append(str(term))
+    groups_rx = {}
+    for name in _OPTIONAL:
         items = data.get(name) or []
-        setattr(t, key, compile_many([str(x) for x in items], lang, where=f"{path}: {name}") if items else None)
-    return t
+        groups_rx[name] = compile_many([str(x) for x in items], lang, where=f"{path}: {name}") if items else None
+    examples: list[tuple[str, str]] = []
+    for dept, items in (data.get("examples") or {}).items():
+        if dept not in known:
+            raise ProtocolError(f"{path}: examples.{dept}: unknown department (see prompts/departments.yaml)")
+        if not isinstance(items, list) or not all(isinstance(t, str) and t.strip() for t in items):
+            raise ProtocolError(f"{path}: examples.{dept}: a list of example questions is required")
+        examples += [(dept, t.strip()) for t in items]
+    try:
+        threshold = float(data.get("examples_threshold", 1.0))
+    except (TypeError, ValueError):
+        raise ProtocolError(f"{path}: examples_threshold: a number is required") from None
+    tolerance = AsrTolerance(literals, pack.rules)
+    return Terms(
+        lang=lang,
+        terms=tuple(terms),
+        negation=_negation([str(c) for c in data.get("negation") or []], pack),
+        sentence_end=_sentence_end(pack),
+        tolerance=tolerance if tolerance.active else None,
+        groups=groups_rx,
+        examples=tuple(examples),
+        examples_threshold=threshold,
+    )
 
 
 @lru_cache(maxsize=4)
@@ -90,34 +159,62 @@ def terms(lang: str) -> Terms:
     return load_terms(lang, knowledge().departments["departments"])
 
 
-def votes(text: str, lang: str) -> list[Vote]:
-    """Department votes from the caller's words: longest term first, each term once, negated terms dropped."""
+def _read(text: str, t: Terms) -> str:
+    # near-misses become the words themselves, character for character (发迹线 → 发际线): offsets hold
+    if t.tolerance is None:
+        return text
+    fixed = t.tolerance.fix(text)
+    return fixed if len(fixed) == len(text) else text
+
+
+def votes(text: str, lang: str, sex: str | None = None, by_sex: Mapping[str, str] | None = None) -> list[Vote]:
+    """Department votes from the caller's words: longest term first, each term once. A negated symptom
+    ("没有发烧") is dropped; a negated disease or organ name still says which clinic the question is about
+    ("不射精", "没有高血压会脑出血吗"), at a symptom's weight. Words of both sexes go to `by_sex[sex]`, or to
+    every clinic of `by_sex` while the sex is not known."""
     t = terms(lang)
-    spans: list[tuple[int, int, str, float]] = []
-    for dept, weight, rx in t.patterns:
-        for m in rx.finditer(text):
-            spans.append((m.start(), m.end(), dept, weight))
+    text = _read(text, t)
+    spans: list[tuple[int, int, Term]] = []
+    for term in t.terms:
+        for m in term.rx.finditer(text):
+            spans.append((m.start(), m.end(), term))
     spans.sort(key=lambda s: (-(s[1] - s[0]), s[0]))
     taken: list[tuple[int, int]] = []
-    first = _first_sentence_end(text, lang)
+    m_end = t.sentence_end.search(text)
+    first = m_end.end() if m_end and m_end.end() < len(text) else 0
     seen: set[tuple[str, str]] = set()
     out: list[Vote] = []
-    neg = _ZH_NEG if lang == "zh" else _EN_NEG
-    for start, end, dept, weight in spans:
+    for start, end, term in spans:
         if any(a < end and start < b for a, b in taken):
             continue
         taken.append((start, end))
         word = text[start:end].lower()
-        if neg.search(text[max(0, start - 12) : start]) or (dept, word) in seen:
-            continue
-        seen.add((dept, word))
-        out.append(Vote(dept, word, weight * (FIRST_SENTENCE_BONUS if start < first else 1.0)))
+        weight = term.weight
+        if t.negation is not None and t.negation.search(text[max(0, start - NEGATION_REACH) : start]):
+            if not term.strong:
+                continue
+            weight = WEAK
+        if term.department == SEXED:
+            depts = [by_sex[sex]] if by_sex and sex in by_sex else list((by_sex or {}).values())
+        else:
+            depts = [term.department]
+        for dept in depts:
+            if (dept, word) in seen:
+                continue
+            seen.add((dept, word))
+            out.append(Vote(dept, word, weight * (FIRST_SENTENCE_BONUS if start < first else 1.0)))
     return out
 
 
-def _first_sentence_end(text: str, lang: str) -> int:
-    m = re.search(r"[。？！?!]" if lang == "zh" else r"[.?!]", text)
-    return m.end() if m and m.end() < len(text) else 0
+def patient_sex(texts: list[str], lang: str) -> str | None:
+    """"male" / "female" when the caller's words say the patient's sex (我是男性, 老公, "my wife"), else None.
+    Both said (a couple's question) is not known."""
+    t = terms(lang)
+    joined = _read("\n".join(texts), t)
+    male, female = t.group("male_terms"), t.group("female_terms")
+    is_m = bool(male is not None and male.search(joined))
+    is_f = bool(female is not None and female.search(joined))
+    return "male" if is_m and not is_f else "female" if is_f and not is_m else None
 
 
 def child_patient(texts: list[str], lang: str, age: float | None, paediatric_below: float) -> bool:
@@ -125,25 +222,64 @@ def child_patient(texts: list[str], lang: str, age: float | None, paediatric_bel
     decides (an adult age said in words too: "my son is 35"); else child words that are about the patient."""
     t = terms(lang)
     joined = "\n".join(texts)
-    if t.mother is not None and t.mother.search(joined):
+    mother, child, adult = t.group("mother_context"), t.group("child_terms"), t.group("adult_age")
+    if mother is not None and mother.search(joined):
         return False  # the mother is the patient: pregnancy, breastfeeding
     if age is not None:
         return age < paediatric_below
-    if t.child is None or (t.adult_age is not None and t.adult_age.search(joined)):
+    if child is None or (adult is not None and adult.search(joined)):
         return False
-    cleaned = t.not_patient.sub(" ", joined) if t.not_patient is not None else joined
-    return bool(t.child.search(cleaned))
+    return bool(child.search(_not_patient_removed(joined, t)))
 
 
 def newborn_patient(texts: list[str], lang: str) -> bool:
     """A newborn is the patient ("刚出生的宝宝鼻子上有黄点", "my 10 day old"): Chinese hospitals see newborns in
     paediatrics (新生儿科) whatever the organ, and a question about feeding one is about the baby, not the mother."""
     t = terms(lang)
-    if t.newborn is None:
-        return False
-    joined = "\n".join(texts)
-    cleaned = t.not_patient.sub(" ", joined) if t.not_patient is not None else joined
-    return bool(t.newborn.search(cleaned))
+    newborn = t.group("newborn_terms")
+    return newborn is not None and bool(newborn.search(_not_patient_removed("\n".join(texts), t)))
+
+
+def _not_patient_removed(text: str, t: Terms) -> str:
+    rx = t.group("not_patient")
+    return rx.sub(" ", text) if rx is not None else text
+
+
+# --- the semantic fallback -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Examples:
+    departments: tuple[str, ...]
+    vecs: np.ndarray
+
+
+@lru_cache(maxsize=4)
+def _examples(lang: str) -> _Examples | None:
+    from dialogue import semantic
+
+    t = terms(lang)
+    enc = semantic.encoder()
+    if enc is None or not t.examples:
+        return None
+    return _Examples(tuple(d for d, _ in t.examples), enc.encode([x for _, x in t.examples]))
+
+
+@lru_cache(maxsize=256)
+def nearest(text: str, lang: str) -> tuple[str, float] | None:
+    """The department whose example questions are closest to the caller's words (mean of its best two),
+    with that likeness; None without the encoder or examples."""
+    from dialogue import semantic
+
+    ex = _examples(lang)
+    enc = semantic.encoder()
+    if ex is None or enc is None or not text.strip():
+        return None
+    sims = np.einsum("j,kj->k", enc.encode([text])[0], ex.vecs)
+    best: dict[str, list[float]] = {}
+    for dept, s in zip(ex.departments, sims.tolist(), strict=True):
+        best.setdefault(dept, []).append(s)
+    scored = {d: float(np.mean(sorted(v, reverse=True)[:2])) for d, v in best.items()}
+    dept = max(scored, key=scored.__getitem__)
+    return dept, scored[dept]
 
 
 def route(
@@ -152,19 +288,27 @@ def route(
     deps = kn.departments
     if URGENCY[level] >= URGENCY["emergency"]:
         return deps.get("emergency_department", "emergency")
+    default = deps.get("default", "general_medicine")
+    by_sex = deps.get("by_sex") or {}
+    sex = patient_sex(texts, lang) if by_sex else None
     score: dict[str, float] = {}
     order: dict[str, int] = {}
     for i, text in enumerate(texts):
-        for v in votes(text, lang):
+        for v in votes(text, lang, sex, by_sex):
             score[v.department] = score.get(v.department, 0.0) + v.weight
             order.setdefault(v.department, i * 10_000 + text.find(v.term))
-    if chief_department and chief_department != deps.get("default", "general_medicine"):
+    if not score and chief_department in (None, default):
+        near = nearest("\n".join(texts), lang)
+        if near is not None and near[1] >= terms(lang).examples_threshold:
+            score[near[0]] = WEAK
+            order[near[0]] = 0
+    if chief_department and chief_department != default:
         score[chief_department] = score.get(chief_department, 0.0) + PROTOCOL_VOTE
         order.setdefault(chief_department, 10**9)
     if score:
         dept = max(score, key=lambda d: (score[d], -order[d]))
     else:
-        dept = chief_department or deps.get("default", "general_medicine")
+        dept = chief_department or default
     if dept in deps.get("paediatric_override", []) and child_patient(
         texts, lang, age, deps.get("paediatric_age_below", 14)
     ):
