@@ -71,6 +71,8 @@ class Terms:
     lang: str
     terms: tuple[Term, ...]
     negation: re.Pattern[str] | None  # a cue just before a term, matched at the end of the text before it
+    not_negation: re.Pattern[str] | None  # cues that do not deny ("是不是", "不舒服"), removed before that check
+    ignore: re.Pattern[str] | None  # words that hold a term but do not mean it ("刷牙"), blanked before matching
     sentence_end: re.Pattern[str]
     tolerance: AsrTolerance | None  # near-misses of the terms (pinyin, one edit) read as the terms
     groups: Mapping[str, re.Pattern[str] | None]  # child_terms, mother_context, ... (_OPTIONAL)
@@ -105,7 +107,9 @@ def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) 
         raise ProtocolError(f"{path}: not valid YAML: {e}") from None
     pack = languages.or_fallback(lang)
     known = set(known)
-    extra = set(data) - {"departments", SEXED, "negation", "examples", "examples_threshold", *_OPTIONAL}
+    extra = set(data) - {
+        "departments", SEXED, "negation", "not_negation", "ignore", "examples", "examples_threshold", *_OPTIONAL
+    }
     if extra:
         raise ProtocolError(f"{path}: unknown key(s) {', '.join(sorted(extra))}")
     terms: list[Term] = []
@@ -144,12 +148,27 @@ def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) 
         lang=lang,
         terms=tuple(terms),
         negation=_negation([str(c) for c in data.get("negation") or []], pack),
+        not_negation=_phrases(data.get("not_negation"), lang, f"{path}: not_negation"),
+        ignore=_phrases(data.get("ignore"), lang, f"{path}: ignore"),
         sentence_end=_sentence_end(pack),
         tolerance=tolerance if tolerance.active else None,
         groups=groups_rx,
         examples=tuple(examples),
         examples_threshold=threshold,
     )
+
+
+def _phrases(items: object, lang: str, where: str) -> re.Pattern[str] | None:
+    if not items:
+        return None
+    if not isinstance(items, list):
+        raise ProtocolError(f"{where}: a list of phrases is required")
+    return compile_many([str(x) for x in items], lang, where=where)
+
+
+def _blank(text: str, rx: re.Pattern[str] | None) -> str:
+    # the same length, so that offsets into the caller's words still hold
+    return rx.sub(lambda m: " " * len(m.group(0)), text) if rx is not None else text
 
 
 @lru_cache(maxsize=4)
@@ -161,10 +180,10 @@ def terms(lang: str) -> Terms:
 
 def _read(text: str, t: Terms) -> str:
     # near-misses become the words themselves, character for character (发迹线 → 发际线): offsets hold
-    if t.tolerance is None:
-        return text
-    fixed = t.tolerance.fix(text)
-    return fixed if len(fixed) == len(text) else text
+    if t.tolerance is not None:
+        fixed = t.tolerance.fix(text)
+        text = fixed if len(fixed) == len(text) else text
+    return _blank(text, t.ignore)
 
 
 def votes(text: str, lang: str, sex: str | None = None, by_sex: Mapping[str, str] | None = None) -> list[Vote]:
@@ -190,7 +209,8 @@ def votes(text: str, lang: str, sex: str | None = None, by_sex: Mapping[str, str
         taken.append((start, end))
         word = text[start:end].lower()
         weight = term.weight
-        if t.negation is not None and t.negation.search(text[max(0, start - NEGATION_REACH) : start]):
+        before = _blank(text[max(0, start - NEGATION_REACH) : start], t.not_negation)
+        if t.negation is not None and t.negation.search(before):
             if not term.strong:
                 continue
             weight = WEAK
@@ -223,7 +243,8 @@ def child_patient(texts: list[str], lang: str, age: float | None, paediatric_bel
     t = terms(lang)
     joined = "\n".join(texts)
     mother, child, adult = t.group("mother_context"), t.group("child_terms"), t.group("adult_age")
-    if mother is not None and mother.search(joined):
+    # a child's own condition is not the mother's context ("母乳性黄疸" is the baby's jaundice)
+    if mother is not None and mother.search(_blank(joined, _paediatric_terms(lang))):
         return False  # the mother is the patient: pregnancy, breastfeeding
     if age is not None:
         return age < paediatric_below
@@ -238,6 +259,12 @@ def newborn_patient(texts: list[str], lang: str) -> bool:
     t = terms(lang)
     newborn = t.group("newborn_terms")
     return newborn is not None and bool(newborn.search(_not_patient_removed("\n".join(texts), t)))
+
+
+@lru_cache(maxsize=4)
+def _paediatric_terms(lang: str) -> re.Pattern[str] | None:
+    rx = [x.rx.pattern for x in terms(lang).terms if x.department == "paediatrics"]
+    return re.compile("|".join(f"(?:{p})" for p in rx)) if rx else None
 
 
 def _not_patient_removed(text: str, t: Terms) -> str:
