@@ -60,7 +60,6 @@ class Vote:
 class Term:
     department: str  # a department id, or SEXED
     weight: float
-    strong: bool
     rx: re.Pattern[str]
 
 
@@ -125,7 +124,7 @@ def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) 
         for group, weight in (("strong", STRONG), ("weak", WEAK)):
             for term in groups.get(group) or []:
                 where = f"{path}: {dept}.{group}"
-                terms.append(Term(dept, weight, group == "strong", compile_many([str(term)], lang, where=where)))
+                terms.append(Term(dept, weight, compile_many([str(term)], lang, where=where)))
                 if is_plain(str(term), lang):
                     literals.append(str(term))
     groups_rx = {}
@@ -147,7 +146,7 @@ def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) 
     return Terms(
         lang=lang,
         terms=tuple(terms),
-        negation=_negation([str(c) for c in data.get("negation") or []], pack),
+        negation=_negation(_strings(data.get("negation"), f"{path}: negation"), pack),
         not_negation=_phrases(data.get("not_negation"), lang, f"{path}: not_negation"),
         ignore=_phrases(data.get("ignore"), lang, f"{path}: ignore"),
         sentence_end=_sentence_end(pack),
@@ -158,12 +157,18 @@ def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) 
     )
 
 
+def _strings(items: object, where: str) -> list[str]:
+    # YAML reads a bare no / yes / on as a boolean: a cue list of words must hold only strings
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise ProtocolError(f"{where}: a list of words is required (quote \"no\", \"yes\", \"on\")")
+    return items
+
+
 def _phrases(items: object, lang: str, where: str) -> re.Pattern[str] | None:
-    if not items:
-        return None
-    if not isinstance(items, list):
-        raise ProtocolError(f"{where}: a list of phrases is required")
-    return compile_many([str(x) for x in items], lang, where=where)
+    words = _strings(items, where)
+    return compile_many(words, lang, where=where) if words else None
 
 
 def _blank(text: str, rx: re.Pattern[str] | None) -> str:
@@ -187,10 +192,9 @@ def _read(text: str, t: Terms) -> str:
 
 
 def votes(text: str, lang: str, sex: str | None = None, by_sex: Mapping[str, str] | None = None) -> list[Vote]:
-    """Department votes from the caller's words: longest term first, each term once. A negated symptom
-    ("没有发烧") is dropped; a negated disease or organ name still says which clinic the question is about
-    ("不射精", "没有高血压会脑出血吗"), at a symptom's weight. Words of both sexes go to `by_sex[sex]`, or to
-    every clinic of `by_sex` while the sex is not known."""
+    """Department votes from the caller's words: longest term first, each term once, negated terms dropped
+    ("没有发烧"; a complaint that is itself a negation, "不射精", is a term of its own). Words of both sexes
+    go to `by_sex[sex]`, or to every clinic of `by_sex` while the sex is not known."""
     t = terms(lang)
     text = _read(text, t)
     spans: list[tuple[int, int, Term]] = []
@@ -208,12 +212,9 @@ def votes(text: str, lang: str, sex: str | None = None, by_sex: Mapping[str, str
             continue
         taken.append((start, end))
         word = text[start:end].lower()
-        weight = term.weight
         before = _blank(text[max(0, start - NEGATION_REACH) : start], t.not_negation)
         if t.negation is not None and t.negation.search(before):
-            if not term.strong:
-                continue
-            weight = WEAK
+            continue
         if term.department == SEXED:
             depts = [by_sex[sex]] if by_sex and sex in by_sex else list((by_sex or {}).values())
         else:
@@ -222,7 +223,7 @@ def votes(text: str, lang: str, sex: str | None = None, by_sex: Mapping[str, str
             if (dept, word) in seen:
                 continue
             seen.add((dept, word))
-            out.append(Vote(dept, word, weight * (FIRST_SENTENCE_BONUS if start < first else 1.0)))
+            out.append(Vote(dept, word, term.weight * (FIRST_SENTENCE_BONUS if start < first else 1.0)))
     return out
 
 
