@@ -60,6 +60,7 @@ class Vote:
 class Term:
     department: str  # a department id, or SEXED
     weight: float
+    phrase: str  # as written in the file
     rx: re.Pattern[str]
 
 
@@ -124,7 +125,7 @@ def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) 
         for group, weight in (("strong", STRONG), ("weak", WEAK)):
             for term in groups.get(group) or []:
                 where = f"{path}: {dept}.{group}"
-                terms.append(Term(dept, weight, compile_many([str(term)], lang, where=where)))
+                terms.append(Term(dept, weight, str(term), compile_many([str(term)], lang, where=where)))
                 if is_plain(str(term), lang):
                     literals.append(str(term))
     groups_rx = {}
@@ -201,7 +202,8 @@ def votes(text: str, lang: str, sex: str | None = None, by_sex: Mapping[str, str
     for term in t.terms:
         for m in term.rx.finditer(text):
             spans.append((m.start(), m.end(), term))
-    spans.sort(key=lambda s: (-(s[1] - s[0]), s[0]))
+    # the longest first; of two as long, the one written as it was said ("teething" is not "teeth" + ing)
+    spans.sort(key=lambda s: (-(s[1] - s[0]), s[0], text[s[0] : s[1]].lower() != s[2].phrase.lower()))
     taken: list[tuple[int, int]] = []
     m_end = t.sentence_end.search(text)
     first = m_end.end() if m_end and m_end.end() < len(text) else 0
