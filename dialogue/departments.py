@@ -22,7 +22,6 @@ pack; the words themselves (negation cues included) are the language's data."""
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,8 +34,6 @@ import yaml
 from dialogue.lexicon import AsrTolerance, compile_many, is_plain
 from dialogue.protocols import PROMPTS_DIR, URGENCY, Knowledge, ProtocolError
 from voice.languages import LanguagePack, languages
-
-log = logging.getLogger("carecall.dialogue.departments")
 
 STRONG, WEAK = 3.0, 1.0
 FIRST_SENTENCE_BONUS = 1.5  # people name their problem first ("糖尿病人能吃粥吗？ 我叔叔…")
@@ -218,7 +215,7 @@ def votes(text: str, lang: str, sex: str | None = None, by_sex: Mapping[str, str
         if t.negation is not None and t.negation.search(before):
             continue
         if term.department == SEXED:
-            depts = [by_sex[sex]] if by_sex and sex in by_sex else list((by_sex or {}).values())
+            depts = [by_sex[sex]] if by_sex and sex is not None and sex in by_sex else list((by_sex or {}).values())
         else:
             depts = [term.department]
         for dept in depts:
@@ -317,8 +314,8 @@ def route(
 ) -> str:
     deps = kn.departments
     if URGENCY[level] >= URGENCY["emergency"]:
-        return deps.get("emergency_department", "emergency")
-    default = deps.get("default", "general_medicine")
+        return str(deps.get("emergency_department", "emergency"))
+    default = str(deps.get("default", "general_medicine"))
     by_sex = deps.get("by_sex") or {}
     sex = patient_sex(texts, lang) if by_sex else None
     score: dict[str, float] = {}

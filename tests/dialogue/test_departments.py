@@ -220,7 +220,7 @@ def test_bad_term_files_are_reported(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError, match="negation: a list of words"):
         load_terms("zh", knowledge().departments["departments"], tmp_path)
     f.write_text("examples:\n  dentistry: [牙疼]\n", encoding="utf-8")
-    with pytest.raises(ProtocolError, match="examples.dentistry: unknown department"):
+    with pytest.raises(ProtocolError, match=r"examples\.dentistry: unknown department"):
         load_terms("zh", knowledge().departments["departments"], tmp_path)
 
 
