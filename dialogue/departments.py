@@ -1,7 +1,9 @@
 """Department routing (智能导诊): which clinic a caller's problem belongs to.
 
 Words per department and language are data (prompts/<lang>/department_terms.yaml: strong terms such as
-disease names, organs, tests and medicines; weak ones such as common symptoms). The caller's own words are
+disease names, organs and tests; medicines, which name the clinic of the condition they treat but less
+surely than the condition itself ("高血压患者能吃西地那非吗" is cardiology's question); weak ones such as
+common symptoms). The caller's own words are
 scored (longest term wins where terms overlap; a negated symptom does not count; the first sentence, where
 people name their problem, counts a little more); the complaint protocol's department adds its vote. An
 emergency disposition always goes to the emergency department.
@@ -35,7 +37,7 @@ from dialogue.lexicon import AsrTolerance, compile_many, is_plain
 from dialogue.protocols import PROMPTS_DIR, URGENCY, Knowledge, ProtocolError
 from voice.languages import LanguagePack, languages
 
-STRONG, WEAK = 3.0, 1.0
+STRONG, MEDICINE, WEAK = 3.0, 2.0, 1.0  # a medicine names its condition's clinic, less surely than the condition
 FIRST_SENTENCE_BONUS = 1.5  # people name their problem first ("糖尿病人能吃粥吗？ 我叔叔…")
 PROTOCOL_VOTE = 2.0  # the department of the recognised complaint protocol
 NEGATION_REACH = 12  # characters before a term searched for a negation cue
@@ -117,9 +119,9 @@ def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) 
     for dept, groups in blocks.items():
         if dept != SEXED and dept not in known:
             raise ProtocolError(f"{path}: departments.{dept}: unknown department (see prompts/departments.yaml)")
-        if not isinstance(groups, dict) or set(groups) - {"strong", "weak"}:
-            raise ProtocolError(f"{path}: departments.{dept}: needs 'strong' and/or 'weak' lists only")
-        for group, weight in (("strong", STRONG), ("weak", WEAK)):
+        if not isinstance(groups, dict) or set(groups) - {"strong", "medicines", "weak"}:
+            raise ProtocolError(f"{path}: departments.{dept}: needs 'strong', 'medicines' and/or 'weak' lists only")
+        for group, weight in (("strong", STRONG), ("medicines", MEDICINE), ("weak", WEAK)):
             for term in groups.get(group) or []:
                 where = f"{path}: {dept}.{group}"
                 terms.append(Term(dept, weight, str(term), compile_many([str(term)], lang, where=where)))

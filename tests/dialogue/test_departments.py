@@ -139,6 +139,13 @@ def test_negated_terms_do_not_vote() -> None:
     assert "urology" in {v.department for v in votes("I can't get an erection", "en")}
 
 
+def test_a_treatment_question_goes_to_the_clinic_of_the_condition() -> None:
+    # a medicine names its condition's clinic, less surely than the condition itself
+    assert triage_text("我有糖尿病，能不能吃奥美拉唑", "zh").department == "endocrinology"
+    assert triage_text("I have gout, can I take amlodipine with it", "en").department == "endocrinology"
+    assert triage_text("二甲双胍饭前吃还是饭后吃", "zh").department == "endocrinology"
+
+
 def test_a_question_is_not_a_negation() -> None:
     assert [(v.department, v.weight) for v in votes("是不是白内障", "zh")] == [("ophthalmology", 3.0)]
     assert [v.department for v in votes("I'm not sure if it's my thyroid", "en")] == ["endocrinology"]
