@@ -338,10 +338,12 @@ def route(
         dept = max(score, key=lambda d: (score[d], -order[d]))
     else:
         dept = chief_department or default
-    if dept in deps.get("paediatric_override", []) and child_patient(
-        texts, lang, age, deps.get("paediatric_age_below", 14)
-    ):
+    below = deps.get("paediatric_age_below", 14)
+    if dept in deps.get("paediatric_override", []) and child_patient(texts, lang, age, below):
         dept = deps.get("paediatrics", "paediatrics")
+    elif dept in deps.get("paediatric_override_when_age_said", []) and age is not None:
+        if child_patient(texts, lang, age, below):
+            dept = deps.get("paediatrics", "paediatrics")
     elif dept != deps.get("obstetrics", "obstetrics_gynaecology") and newborn_patient(texts, lang):
         dept = deps.get("paediatrics", "paediatrics")
     return dept

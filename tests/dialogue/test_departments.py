@@ -27,7 +27,7 @@ WRITTEN = _HERE.parent / "dev_departments" / "written.jsonl"
 # the DEV figures reached on branch `depts` (docs/guides/dialogue.md), less a small margin: a fall below is a
 # regression, not noise (the routing is deterministic; the margin is for deliberate trade-offs)
 DEV_TOP1 = 0.929 - 0.02
-WRITTEN_TOP1 = {"zh": 0.90 - 0.03, "en": 0.967 - 0.03}
+WRITTEN_TOP1 = {"zh": 0.897 - 0.03, "en": 0.967 - 0.03}
 needs_encoder = pytest.mark.skipif(semantic.encoder() is None, reason="the sentence encoder is not installed")
 
 
