@@ -61,6 +61,7 @@ class Term:
     weight: float
     phrase: str  # as written in the file
     rx: re.Pattern[str]
+    key: str  # what the text must hold for the term to be looked for (its first character or letters); "" = always
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,7 @@ class Terms:
     """One language's department words, compiled."""
 
     lang: str
+    spaced: bool  # the language's words are spaced (the pack): how a term's key is read
     terms: tuple[Term, ...]
     negation: re.Pattern[str] | None  # a cue just before a term, matched at the end of the text before it
     not_negation: re.Pattern[str] | None  # cues that do not deny ("是不是", "不舒服"), removed before that check
@@ -124,7 +126,8 @@ def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) 
         for group, weight in (("strong", STRONG), ("medicines", MEDICINE), ("weak", WEAK)):
             for term in groups.get(group) or []:
                 where = f"{path}: {dept}.{group}"
-                terms.append(Term(dept, weight, str(term), compile_many([str(term)], lang, where=where)))
+                rx = compile_many([str(term)], lang, where=where)
+                terms.append(Term(dept, weight, str(term), rx, _key(str(term), lang, pack.spaced)))
                 if is_plain(str(term), lang):
                     literals.append(str(term))
     groups_rx = {}
@@ -145,6 +148,7 @@ def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) 
     tolerance = AsrTolerance(literals, pack.rules)
     return Terms(
         lang=lang,
+        spaced=pack.spaced,
         terms=tuple(terms),
         negation=_negation(_strings(data.get("negation"), f"{path}: negation"), pack),
         not_negation=_phrases(data.get("not_negation"), lang, f"{path}: not_negation"),
@@ -164,6 +168,23 @@ def _strings(items: object, where: str) -> list[str]:
     if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
         raise ProtocolError(f"{where}: a list of words is required (quote \"no\", \"yes\", \"on\")")
     return items
+
+
+def _key(phrase: str, lang: str, spaced: bool) -> str:
+    # A plain phrase matches only where its first word (three letters; inflections add endings) or first
+    # two characters are in the text: looking for ~1,400 terms one by one costs 10-20 ms per utterance,
+    # the few whose key is there a few.
+    if not is_plain(phrase, lang) or phrase[:1] in "~# ":
+        return ""
+    if spaced:
+        return next(w for w in re.split(r"[^a-z0-9]+", phrase.lower()) if w)[:3]  # c-section → "c", as in the text
+    return phrase[:2] if len(phrase) > 1 and phrase[1] not in "~# " else phrase[0]
+
+
+def _present(text: str, t: Terms) -> set[str]:
+    if t.spaced:
+        return {w[:k] for w in re.findall(r"[a-z0-9]+", text.lower()) for k in (1, 2, 3)}
+    return set(text) | {text[i : i + 2] for i in range(len(text) - 1)}
 
 
 def _phrases(items: object, lang: str, where: str) -> re.Pattern[str] | None:
@@ -195,10 +216,19 @@ def votes(text: str, lang: str, sex: str | None = None, by_sex: Mapping[str, str
     """Department votes from the caller's words: longest term first, each term once, negated terms dropped
     ("没有发烧"; a complaint that is itself a negation, "不射精", is a term of its own). Words of both sexes
     go to `by_sex[sex]`, or to every clinic of `by_sex` while the sex is not known."""
+    return list(_votes(text, lang, sex, tuple((by_sex or {}).items())))
+
+
+@lru_cache(maxsize=512)  # a call's earlier utterances are routed again on every turn
+def _votes(text: str, lang: str, sex: str | None, by_sex_items: tuple[tuple[str, str], ...]) -> tuple[Vote, ...]:
+    by_sex = dict(by_sex_items)
     t = terms(lang)
     text = _read(text, t)
+    present = _present(text, t)
     spans: list[tuple[int, int, Term]] = []
     for term in t.terms:
+        if term.key and term.key not in present:
+            continue
         for m in term.rx.finditer(text):
             spans.append((m.start(), m.end(), term))
     # the longest first; of two as long, the one written as it was said ("teething" is not "teeth" + ing)
@@ -225,7 +255,7 @@ def votes(text: str, lang: str, sex: str | None = None, by_sex: Mapping[str, str
                 continue
             seen.add((dept, word))
             out.append(Vote(dept, word, term.weight * (FIRST_SENTENCE_BONUS if start < first else 1.0)))
-    return out
+    return tuple(out)
 
 
 def patient_sex(texts: list[str], lang: str) -> str | None:
