@@ -245,7 +245,9 @@ def _zh(t: str, out: list[SlotValue]) -> None:
     for m in re.finditer(_NUM + r"\s*多?\s*(周岁|岁半|岁)", t):
         _add(out, "age_years", float(m.group(1)) + (0.5 if m.group(2) == "岁半" else 0), m.group(0))
     # an age said loosely: 一个多月 (1-2 months: 1.5), 两个来月 (about 2), 二十来天, 1个半月; 不到两个月 is under 2
-    for m in re.finditer(_ZH_LOOSE_AGE + r"\s*(?:大|的(?:宝宝|孩子|婴儿|小孩|娃|儿子|女儿|小宝宝|新生儿|小婴儿))", t):
+    # 大 as "old", not the first character of a word (这几天大便有点干: "these days the stool", not "3 days old")
+    old = r"(?:大(?![便概小量家人多半部声口])|的(?:宝宝|孩子|婴儿|小孩|娃|儿子|女儿|小宝宝|新生儿|小婴儿))"
+    for m in re.finditer(_ZH_LOOSE_AGE + r"\s*" + old, t):
         _add(out, "age_years", _zh_loose_age(m), m.group(0))
     for m in re.finditer(
         r"(?:宝宝|婴儿|孩子|小孩|儿子|女儿|娃|新生儿)(?:才|刚|今年|现在|刚满|满|出生|刚出生)?(?:不到|还不到|没满|才)?"

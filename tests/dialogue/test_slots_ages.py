@@ -48,6 +48,12 @@ def test_a_month_is_not_an_age_or_a_loose_month() -> None:
     assert _age("我发烧三个多月了", "zh") is None
 
 
+@pytest.mark.parametrize("text", ["这几天大便有点干，肚子胀", "三天大概吃了两次药", "两周大量出汗"])
+def test_da_starting_a_word_is_not_an_age(text: str) -> None:
+    # 大便 (stool), 大概 (about), 大量 (a lot): "3 days" then a word, not "3 days old"
+    assert _age(text, "zh") is None
+
+
 @pytest.mark.parametrize(("lang", "text"), [("zh", "宝宝才一个多月，发烧38度5"), ("zh", "两个来月的宝宝发烧了，38度2")])
 def test_fever_in_a_loosely_aged_young_infant_is_an_emergency(lang: str, text: str) -> None:
     r = triage_text(text, lang)
