@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
-from voice.audio import Pcm
+from voice.audio import Pcm, speech_end_s
 from voice.clock import Clock
 from voice.conversation import BotAction, DialogueOutput, EndCall, ExpectAnswer, Say, Transfer
 from voice.languages import languages
@@ -71,10 +71,13 @@ class ReplyPlayer:
                     text, protected = item
                     if timing and timing.first_clause is None:
                         timing.first_clause = self.clock.now()
-                    clause_s = 0.0
+                    clause_s = synth_s = 0.0
                     async for audio in self.synthesizer.synthesize(text):
                         if timing and timing.first_synth is None:
                             timing.first_synth = self.clock.now()
+                        if (spoken_s := speech_end_s(audio)) > 0:
+                            reply.last_word_s = reply.sent_s + synth_s + spoken_s
+                        synth_s += audio.duration
                         clause_s += await self._send(reply, resampler.process(audio))
                     reply.clauses.append(SpokenClause(text, reply.sent_s, clause_s, protected))
                     reply.sent_s += clause_s
@@ -84,6 +87,7 @@ class ReplyPlayer:
                 if self.speaking:
                     tail = resampler.process(Pcm.silence(0, resampler.in_rate), last=True)
                     reply.sent_s += await self._send(reply, tail)
+                reply.complete = True
                 # Until the caller has heard it all: barge-in stays possible meanwhile.
                 await self.transport.wait_for_playout()
         except TimeoutError:
