@@ -43,7 +43,8 @@ def opening_phrases(lang: str) -> dict[str, str]:
 
     kn = knowledge()
     texts = kn.phrases[lang].texts
-    out = {"triage greeting": texts["greeting"], "widget greeting (consent on the page)": texts["greeting_page_consent"]}
+    out = {"triage greeting": texts["greeting"],
+           "widget greeting (consent on the page)": texts["greeting_page_consent"]}
     follow = kn.followup_text.get(lang)
     if follow is not None:
         hospital = languages[lang].default_hospital
@@ -118,7 +119,8 @@ def table(offline: list[dict[str, Any]], online: list[dict[str, Any]]) -> str:
                      f"| {r['text']} |")
     if online:
         lines += ["", "Over the WebSocket path (median / max of the calls; seconds from the start message):", "",
-                  "| language | call | first greeting audio | last word heard | bot listening |", "|---|---|---|---|---|"]
+                  "| language | call | first greeting audio | last word heard | bot listening |",
+                  "|---|---|---|---|---|"]
         for r in online:
             def cell(key: str, r: dict[str, Any] = r) -> str:
                 return f"{r[key]['median']} / {r[key]['max']} s"

@@ -64,7 +64,7 @@ def answer_in_the_tail(speech: Speech) -> list[str]:
     sc = Scenario([speech], d, {OK: "OK.", MM: "Mm."}, synthesizer=FakeSynthesizer(tail_s=0.6), turn_taking=tt,
                   duration_s=5)
     o = run_virtual(run_scenario(sc))
-    assert [t.text for t in o.turns() if t.speaker == "bot"][0] == QUESTION
+    assert next(t.text for t in o.turns() if t.speaker == "bot") == QUESTION
     return d.utterances
 
 

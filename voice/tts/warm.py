@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from voice.textnorm import ClauseSplitter
 
@@ -67,3 +68,12 @@ async def warm_phrases(synthesizers: Mapping[str, object], phrases: Mapping[str,
     log.info("warm start: %d clauses rendered (%d failed) in %.1f s", report.rendered, report.failed,
              report.seconds)
     return report
+
+
+def warm_health(report: WarmReport, synthesizers: Mapping[str, object]) -> dict[str, Any]:
+    """/healthz's `warm`: the warm-up's progress, and per language how many clauses calls took from the
+    phrase cache (`hits`) or had synthesised on their own time (`misses`: once the warm-up is done, free
+    text only, never a fixed phrase). Counts only: no text leaves the process."""
+    cache = {lang: {"hits": getattr(s, "hits", 0), "misses": getattr(s, "misses", 0)}
+             for lang, s in synthesizers.items() if hasattr(s, "hits")}
+    return {"done": report.done, "clauses": report.clauses, "rendered": report.rendered, "cache": cache}
