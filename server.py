@@ -113,6 +113,7 @@ def load_engines(settings: Settings, executor: ThreadPoolExecutor, chat_model: C
     from voice.tts.piper import PiperSynthesizer
 
     recognizer = WhisperRecognizer.from_settings(settings, executor)
+    recognizer.warm_up()  # the first decode's one-off costs, here rather than in the first caller's turn
     def voice(language: str) -> Synthesizer:
         engine = settings.tts_engine(language)  # one its pack lists (checked by Settings)
         if engine == "coqui":  # the [coqui] extra, for GPU hosts
