@@ -47,8 +47,8 @@ def test_fixed_phrases_cover_greeting_questions_and_advice_with_blanks_filled() 
     # the emergency screen, confirmations, departments and the follow-up's greeting were missing once
     assert {"Any trouble breathing?", "Sorry, what was the number again?",
             "The right department for you is Cardiology.",
-            "Hello, this is CareCall, the automated follow-up line of the hospital. Am I speaking with the patient "
-            "who was recently discharged?"} <= en
+            "Hello, this is CareCall, an automated call from the hospital. Are you the patient who was recently "
+            "discharged?"} <= en
     assert any(p.startswith("Any chest pain or pressure, ") for p in en)  # a whole bundle
     assert any(p.startswith("So ") and p.endswith(", is that right?") for p in en)  # a finding's confirmation
 
