@@ -6,6 +6,7 @@ confirmations and read-backs, the follow-up's texts; blanks a deployment fixes (
 
 from __future__ import annotations
 
+import itertools
 import string
 from collections.abc import Mapping
 
@@ -26,18 +27,21 @@ def _fill(text: str, blanks: Mapping[str, str]) -> str | None:
 
 
 def _screen(lang: str) -> list[str]:
-    """The emergency screen's questions: each bundle with all its items (how most calls first hear it),
-    each item asked alone, each follow-up, and the re-ask."""
+    """The emergency screen's questions: each bundle with any two or more of its items, in order (what the
+    caller's words left unsettled decides which: a sore throat's own questions settle breathing), each item
+    asked alone, each follow-up, and the re-ask."""
     from dialogue.screen import screen_data
 
     data = screen_data()
     st = data.text[lang]
     out = []
     for b in data.bundles:
-        parts = [st.items[i].phrase for i in b.items if data.items[i].slot is None]
-        if len(parts) > 1:
-            joined = st.texts["join"].join(parts[:-1]) + st.texts["join_last"] + parts[-1]
-            out.append(st.texts[b.template].format(items=joined))
+        ids = [i for i in b.items if data.items[i].slot is None]
+        for n in range(len(ids), 1, -1):  # the whole bundle first: the most common
+            for chosen in itertools.combinations(ids, n):
+                parts = [st.items[i].phrase for i in chosen]
+                joined = st.texts["join"].join(parts[:-1]) + st.texts["join_last"] + parts[-1]
+                out.append(st.texts[b.template].format(items=joined))
     for item in st.items.values():
         out += [item.question] + ([item.follow_up] if item.follow_up else [])
     return [*out, st.texts["not_understood"]]

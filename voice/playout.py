@@ -111,13 +111,17 @@ class ReplyPlayer:
                 if isinstance(out, str):
                     if timing and timing.first_text is None:
                         timing.first_text = self.clock.now()
-                    reply.add_text(out, languages[self.language])
+                    pack = languages[self.language]
+                    # The voice gets the words as the record joins them ("now. Please", not "now.Please",
+                    # which was one clause the warm-up never rendered and a word the voice ran together).
+                    joiner = pack.continue_text(reply.text_parts[-1] if reply.text_parts else "", out)
+                    reply.add_text(out, pack)
                     if isinstance(out, Say) and out.protected:  # its own clauses, marked
                         own = ClauseSplitter(self.language)
                         parts = [(c, False) for c in splitter.flush()]
                         parts += [(c, True) for c in own.push(out.text) + own.flush()]
                     else:
-                        parts = [(c, False) for c in splitter.push(out)]
+                        parts = [(c, False) for c in splitter.push(joiner + out)]
                     for clause, protected in parts:
                         if protected:
                             reply.pending_protected.append(clause)

@@ -29,9 +29,19 @@ class WarmReport:
     done: bool = False
 
 
-def clauses_of(text: str, language: str) -> list[str]:
+def clauses_of(text: str, language: str, *, first: bool = True) -> list[str]:
+    """`text`'s clauses as a call cuts them when it opens a reply (`first`), or follows other words in it
+    ("Sorry, was that a yes or a no?" before a question): a later clause needs more characters before a
+    comma ends it (ClauseSplitter), so the same question can be cut in two ways."""
     splitter = ClauseSplitter(language)
+    if not first:
+        splitter = ClauseSplitter(language, first_min_chars=splitter.min_chars)
     return splitter.push(text) + splitter.flush()
+
+
+def spoken_clauses(text: str, language: str) -> list[str]:
+    """Every clause a call may ask the voice for when it says `text`: both cuts, the opening one first."""
+    return list(dict.fromkeys(clauses_of(text, language) + clauses_of(text, language, first=False)))
 
 
 async def warm_phrases(synthesizers: Mapping[str, object], phrases: Mapping[str, Iterable[str]],
@@ -45,7 +55,7 @@ async def warm_phrases(synthesizers: Mapping[str, object], phrases: Mapping[str,
         if not hasattr(synthesizers.get(lang), "warm"):
             continue
         for text in texts:
-            queue += [(lang, c) for c in clauses_of(text, lang)]
+            queue += [(lang, c) for c in spoken_clauses(text, lang)]
     # Interleave the languages so both greetings are ready first.
     by_lang: dict[str, list[str]] = {}
     for lang, clause in dict.fromkeys(queue):
