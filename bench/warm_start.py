@@ -28,7 +28,7 @@ from bench.harness import RunningServer, start_server, stop_server
 from bench.latency import breakdown, synthesise_scripts, wait_warm
 from bench.report import update_readme
 from voice.audio import Pcm
-from voice.caller import CallerSession
+from voice.caller import CallerSession, fetch_call_token
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,6 +44,8 @@ async def one_call(server: RunningServer, lang: str, lines: list[Pcm]) -> dict[s
     async with CallerSession(server.ws_url, lang) as line:
         await line.wait_bot_quiet(since=0.0, quiet_s=0.5, timeout=60)
         greeting = line.bot_audio_times[0] - t0 if line.bot_audio_times else None
+        started = next((e["_at"] for e in line.report.events if e.get("type") == "started"), None)
+        after_started = None if greeting is None or started is None else line.bot_audio_times[0] - started
         for audio in lines:
             if line.ended.is_set():
                 break
@@ -58,6 +60,7 @@ async def one_call(server: RunningServer, lang: str, lines: list[Pcm]) -> dict[s
         return round(statistics.median(values)) if values else None
 
     return {"language": lang, "greeting_first_audio_ms": None if greeting is None else round(greeting * 1000),
+            "greeting_after_started_ms": None if after_started is None else round(after_started * 1000),
             "voice_to_voice_ms": {"p50": med(client), "max": round(max(client)) if client else None},
             "tts_first_audio_ms": {"p50": med(bd["tts_first_audio_ms"]),
                                    "max": round(max(bd["tts_first_audio_ms"])) if bd["tts_first_audio_ms"] else None},
@@ -66,6 +69,9 @@ async def one_call(server: RunningServer, lang: str, lines: list[Pcm]) -> dict[s
 
 
 async def run(server: RunningServer, audio: dict[str, list[Pcm]], calls: int) -> list[dict[str, Any]]:
+    # The caller's own first HTTP client costs ~0.5 s here (its TLS context): paid before the first call,
+    # so the first call's figures are the server's. A token is only spent when its call opens.
+    await fetch_call_token(server.ws_url, "en")
     out = []
     for i in range(calls):
         for lang in ("en", "zh"):
@@ -77,11 +83,12 @@ async def run(server: RunningServer, audio: dict[str, list[Pcm]], calls: int) ->
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| call | language | greeting first audio | voice-to-voice p50 / max | TTS first audio p50 / max "
-             "| ASR p50 | cache misses |", "|---|---|---|---|---|---|---|"]
+    lines = ["| call | language | greeting first audio (after `started`) | voice-to-voice p50 / max "
+             "| TTS first audio p50 / max | ASR p50 | cache misses |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         v, t = r["voice_to_voice_ms"], r["tts_first_audio_ms"]
-        lines.append(f"| {r['call']} | {r['language']} | {r['greeting_first_audio_ms']} ms "
+        lines.append(f"| {r['call']} | {r['language']} | {r['greeting_first_audio_ms']} "
+                     f"({r['greeting_after_started_ms']}) ms "
                      f"| {v['p50']} / {v['max']} ms | {t['p50']} / {t['max']} ms | {r['asr_ms_p50']} ms "
                      f"| {r['cache_misses']} |")
     return "\n".join(lines)

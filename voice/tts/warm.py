@@ -54,8 +54,10 @@ async def warm_phrases(synthesizers: Mapping[str, object], phrases: Mapping[str,
     for lang, texts in phrases.items():
         if not hasattr(synthesizers.get(lang), "warm"):
             continue
-        for text in texts:
-            queue += [(lang, c) for c in spoken_clauses(text, lang)]
+        texts = list(texts)
+        # Every phrase as it opens a reply first (the common cut), then the cuts it gets after other words.
+        queue += [(lang, c) for text in texts for c in clauses_of(text, lang)]
+        queue += [(lang, c) for text in texts for c in clauses_of(text, lang, first=False)]
     # Interleave the languages so both greetings are ready first.
     by_lang: dict[str, list[str]] = {}
     for lang, clause in dict.fromkeys(queue):
