@@ -95,6 +95,7 @@ async def healthz_warm(client: httpx.AsyncClient) -> dict[str, Any]:
 
 
 @pytest.mark.models
+@pytest.mark.timeout(2700)  # a fresh server's whole warm-up, then one call
 async def test_after_the_warm_up_the_first_call_takes_every_fixed_phrase_from_the_cache(fresh_server, say) -> None:  # type: ignore[no-untyped-def]
     lines = [say("Yes.", "en"), say("I have a sore throat.", "en")]
     async with httpx.AsyncClient(base_url=fresh_server.base_url, timeout=10) as client:
