@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -29,13 +29,10 @@ class _Pending(Generic[Req, Res]):
 
 class DecodeBatcher(Generic[Req, Res]):
     def __init__(self, run: Callable[[list[Req]], list[Res]], executor: Executor, *,
-                 max_batch: int = 4, max_inflight: int = 1, group: Callable[[Req], Hashable] | None = None) -> None:
+                 max_batch: int = 4, max_inflight: int = 1) -> None:
         if max_batch < 1 or max_inflight < 1:
             raise ValueError("max_batch and max_inflight must be at least 1")
         self._run = run
-        # Requests of one group share a pass; others wait for the next batch instead of for this one's
-        # slowest part (an English beam-1 final no longer waits for a Mandarin beam-5 group to finish).
-        self._group = group
         self._executor = executor
         self.max_batch = max_batch
         self.max_inflight = max_inflight
@@ -62,13 +59,8 @@ class DecodeBatcher(Generic[Req, Res]):
     def _pump(self) -> None:
         while self._queue and self._inflight < self.max_inflight:
             self._queue.sort()
-            if self._group is None:
-                batch = self._queue[: self.max_batch]
-            else:
-                key = self._group(self._queue[0].request)
-                batch = [p for p in self._queue if self._group(p.request) == key][: self.max_batch]
-            for p in batch:
-                self._queue.remove(p)
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
             self._inflight += 1
             self.batches.append(len(batch))
             task = asyncio.ensure_future(self._execute(batch))
