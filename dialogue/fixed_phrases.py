@@ -7,6 +7,7 @@ confirmations and read-backs, the follow-up's texts; blanks a deployment fixes (
 from __future__ import annotations
 
 import itertools
+import re
 import string
 from collections.abc import Mapping
 
@@ -24,6 +25,16 @@ def _fill(text: str, blanks: Mapping[str, str]) -> str | None:
     if names - set(blanks):
         return None
     return text.format(**blanks) if names else text
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*")
+
+
+def _fixed_sentences(text: str, blanks: Mapping[str, str]) -> str | None:
+    """The sentences of a text with per-call blanks that have none ('Is that right?' of 'I heard {value}.
+    Is that right?'), which a call cuts as clauses of their own."""
+    fixed = [f for s in _SENTENCE_END.split(text) if s and (f := _fill(s, blanks))]
+    return " ".join(fixed) or None
 
 
 def _screen(lang: str) -> list[str]:
@@ -77,6 +88,6 @@ def fixed_phrases(emergency_numbers: Mapping[str, str], kn: Knowledge | None = N
         follow = kn.followup_text.get(lang)
         if follow is not None:
             ordered += list(follow.texts.values()) + list(follow.questions.values())
-        filled = (_fill(t, blanks) for t in ordered)
+        filled = [_fill(t, blanks) or _fixed_sentences(t, blanks) for t in ordered]
         out[lang] = list(dict.fromkeys(t for t in filled if t))
     return out

@@ -111,10 +111,13 @@ async def test_after_the_warm_up_the_first_call_takes_every_fixed_phrase_from_th
     fixed = {c for text in fixed_phrases({"en": Settings().emergency_number("en")})["en"]
              for c in spoken_clauses(text, "en")}
     spoken = [c for t in report.turns if t["speaker"] == "bot" for c in clauses_of(t["text"], "en")]
-    # greeting, the complaint question, a sore-throat question: all fixed phrases (or the test says nothing)
-    assert len(spoken) >= 3 and set(spoken) <= fixed, spoken
-    assert after["misses"] == before["misses"], (before, after)  # nothing synthesised on the call's time
-    assert after["hits"] - before["hits"] >= len(spoken), (before, after)
+    said_fixed = [c for c in spoken if c in fixed]
+    # Free text (a read-back of words the recogniser was unsure of: 'I heard: "…".') is synthesised on the
+    # call's time; every fixed clause (greeting, complaint question, sore-throat questions) is a hit.
+    free = {c for c in spoken if c not in fixed}
+    assert len(said_fixed) >= 3, spoken
+    assert after["misses"] - before["misses"] <= len(free), (spoken, before, after)
+    assert after["hits"] - before["hits"] >= len(said_fixed), (spoken, before, after)
 
 
 def test_report_defaults() -> None:
