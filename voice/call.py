@@ -277,8 +277,8 @@ class Call:
         if isinstance(ev, SpeechStarted):
             # Not an answer yet (the re-prompt count goes on until it is a turn: see _caller_turn).
             self._last_activity = self._last_caller = now
-            # Speech that starts once the bot's last word has been heard answers it ("OK" to "OK to
-            # continue?" said in the voice's trailing silence), rather than being a barge-in or a backchannel.
+            # Speech that starts once the bot's last word has been heard answers it ("OK" to "Calls are
+            # recorded, OK?" said in the voice's trailing silence), rather than a barge-in or a backchannel.
             self._barge_candidate = self.player.speaking and not self._words_heard()
             if self.tt.partial_interval_s > 0 and self._partials is None:
                 self._partials = self._spawn(self._partial_loop(), "partials")
