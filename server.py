@@ -40,7 +40,7 @@ from voice.ports import Synthesizer
 from voice.takeover import TakeoverRegistry
 from voice.transports.websocket import ProtocolError, WebSocketTransport, parse_start
 from voice.tts.cache import CachingSynthesizer
-from voice.tts.warm import WarmReport, warm_phrases
+from voice.tts.warm import WarmReport, warm_health, warm_phrases
 from web.console.takeover import load_phrases as load_takeover_phrases
 from web.limits import BodyLimitMiddleware, BodyRule, console_signed_in
 
@@ -113,6 +113,7 @@ def load_engines(settings: Settings, executor: ThreadPoolExecutor, chat_model: C
     from voice.tts.piper import PiperSynthesizer
 
     recognizer = WhisperRecognizer.from_settings(settings, executor)
+    recognizer.warm_up()  # the first decode's one-off costs, here rather than in the first caller's turn
     def voice(language: str) -> Synthesizer:
         engine = settings.tts_engine(language)  # one its pack lists (checked by Settings)
         if engine == "coqui":  # the [coqui] extra, for GPU hosts
@@ -258,8 +259,9 @@ def create_app(settings: Settings | None = None, *, runtime_factory: Any = open_
         hub: CallHub | None = getattr(app.state, "hub", None)
         runtime = getattr(app.state, "runtime", None)
         warm = getattr(runtime, "warm", None)
+        synthesizers = getattr(getattr(hub, "engines", None), "synthesizers", {})  # (test runtimes have none)
         return {"status": "ok", "calls": len(hub.active) if hub else 0,
-                "warm": {"done": warm.done, "clauses": warm.clauses, "rendered": warm.rendered} if warm else None}
+                "warm": warm_health(warm, synthesizers) if warm else None}
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -129,6 +130,7 @@ async def run_calls(server: RunningServer, audio: dict[str, list[Pcm]], calls: i
     langs = ["en", "zh"]
     rss_peak = 0.0
     rss_idle = server.rss_mb()
+    load_before = os.getloadavg()[0]  # the machine is shared: the figures only mean something beside this
 
     async def sample_rss(stop: asyncio.Event) -> None:
         nonlocal rss_peak
@@ -161,14 +163,15 @@ async def run_calls(server: RunningServer, audio: dict[str, list[Pcm]], calls: i
         "rss_idle_mb": round(rss_idle),
         "rss_peak_mb": round(rss_peak),
         "memory_per_call_mb": round(max(0.0, rss_peak - rss_idle) / concurrent, 1),
+        "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # before, after
     }
 
 
 def table(results: list[dict]) -> str:
     rows = [
         "| calls at once | turns | en p50 / p95 / max | zh p50 / p95 / max | endpoint wait p50 | ASR p50 "
-        "| reply text p50 | TTS first audio p50 | split turns | cut-offs | memory per call |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| reply text p50 | TTS first audio p50 | split turns | cut-offs | memory per call | load average |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         c, b, bl = r["client_voice_to_voice_ms"], r["server_breakdown_ms"], r["by_language_ms"]
@@ -178,14 +181,13 @@ def table(results: list[dict]) -> str:
             f"| {zh['p50']} / {zh['p95']} / {zh['max']} ms "
             f"| {b['endpoint_wait_ms']['p50']} ms | {b['asr_ms']['p50']} ms | {b['llm_first_token_ms']['p50']} ms "
             f"| {b['tts_first_audio_ms']['p50']} ms | {r['split_turns']} | {r['cut_offs']} "
-            f"| {r['memory_per_call_mb']} MB |"
+            f"| {r['memory_per_call_mb']} MB | {' → '.join(str(x) for x in r.get('load_average_1min', []))} |"
         )
     return "\n".join(rows)
 
 
 def run_pipecat(work: Path, reps: int) -> dict[str, Any] | None:
     """The Pipecat anchor's defaults in this session (its own run_bench.sh); its client.json latencies."""
-    import os
     import subprocess
 
     anchors = Path(__file__).resolve().parents[2] / "shared" / "anchors"
@@ -228,7 +230,7 @@ def main() -> None:
     pipecat = run_pipecat(args.pipecat, args.pipecat_reps) if args.pipecat else None
     RESULTS.mkdir(exist_ok=True)
     body: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, "
-                            f"{__import__('os').cpu_count()} cores", "runs": results}
+                            f"{os.cpu_count()} cores", "runs": results}
     if pipecat and results:
         one = results[0]["client_voice_to_voice_ms"]
         body["pipecat_ms"] = pipecat

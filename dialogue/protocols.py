@@ -394,7 +394,14 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
     )
 
 
+def knowledge(root: str | Path = PROMPTS_DIR) -> Knowledge:
+    """The validated knowledge, loaded once per process and shared by all calls (read-only). One cache
+    entry per directory however it is named: `knowledge()` and `knowledge(str(PROMPTS_DIR))` (the screen's
+    and the confirmations' loaders) were two entries, and the second load (~1.3 s of YAML) fell on the
+    first call after a start."""
+    return _knowledge(str(Path(root)))
+
+
 @lru_cache(maxsize=4)
-def knowledge(root: str = str(PROMPTS_DIR)) -> Knowledge:
-    """The validated knowledge, loaded once per process and shared by all calls (read-only)."""
+def _knowledge(root: str) -> Knowledge:
     return load_knowledge(root)

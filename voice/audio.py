@@ -66,3 +66,19 @@ class Pcm:
         if not parts:
             return Pcm(np.zeros(0, dtype=np.int16), sample_rate)
         return Pcm(np.concatenate([p.samples for p in parts]), sample_rate)
+
+
+SPEECH_DBFS = -40.0  # a 10 ms frame louder than this is voice, not a synthetic voice's trailing silence
+
+
+def speech_end_s(audio: Pcm, floor_dbfs: float = SPEECH_DBFS) -> float:
+    """Seconds into `audio` where its last 10 ms frame louder than `floor_dbfs` ends (0.0: all quiet).
+    Bot audio is clean (synthesised), so a level is enough to tell the last word from the pause after it."""
+    n = max(1, audio.sample_rate // 100)
+    frames = len(audio) // n
+    if frames == 0:
+        return 0.0
+    x = audio.samples[: frames * n].astype(np.float32).reshape(frames, n) / 32768.0
+    rms = np.sqrt(np.mean(x**2, axis=1) + 1e-12)
+    loud = np.nonzero(20 * np.log10(rms) > floor_dbfs)[0]
+    return 0.0 if not len(loud) else (int(loud[-1]) + 1) * n / audio.sample_rate

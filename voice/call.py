@@ -271,6 +271,10 @@ class Call:
             self._barge_candidate = False
             self._spawn(self._interrupt(), "barge-in")
 
+    def _words_heard(self) -> bool:
+        reply = self._reply
+        return reply is not None and reply.words_heard(self.transport.played_s())
+
     def _stream_to_call_s(self, stream_s: float) -> float:
         return (self._stream_t0 or self._t0) - self._t0 + stream_s
 
@@ -279,12 +283,14 @@ class Call:
         if isinstance(ev, SpeechStarted):
             # Not an answer yet (the re-prompt count goes on until it is a turn: see _caller_turn).
             self._last_activity = self._last_caller = now
-            self._barge_candidate = self.player.speaking
+            # Speech that starts once the bot's last word has been heard answers it ("OK" to "Calls are
+            # recorded, OK?" said in the voice's trailing silence), rather than a barge-in or a backchannel.
+            self._barge_candidate = self.player.speaking and not self._words_heard()
             if self.tt.partial_interval_s > 0 and self._partials is None:
                 self._partials = self._spawn(self._partial_loop(), "partials")
         elif isinstance(ev, SpeechPaused):
             self._drop_speculative()
-            if self.tt.speculative_decoding and not self.player.speaking:
+            if self.tt.speculative_decoding and (not self.player.speaking or self._words_heard()):
                 task = self._spawn(self._decode_quietly(ev.audio), "speculative")
                 self._speculative = (len(ev.audio), task)
                 task.add_done_callback(self._judge_pause)

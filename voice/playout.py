@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
-from voice.audio import Pcm
+from voice.audio import Pcm, speech_end_s
 from voice.clock import Clock
 from voice.conversation import BotAction, DialogueOutput, EndCall, ExpectAnswer, Say, Transfer
 from voice.languages import languages
@@ -71,10 +71,13 @@ class ReplyPlayer:
                     text, protected = item
                     if timing and timing.first_clause is None:
                         timing.first_clause = self.clock.now()
-                    clause_s = 0.0
+                    clause_s = synth_s = 0.0
                     async for audio in self.synthesizer.synthesize(text):
                         if timing and timing.first_synth is None:
                             timing.first_synth = self.clock.now()
+                        if (spoken_s := speech_end_s(audio)) > 0:
+                            reply.last_word_s = reply.sent_s + synth_s + spoken_s
+                        synth_s += audio.duration
                         clause_s += await self._send(reply, resampler.process(audio))
                     reply.clauses.append(SpokenClause(text, reply.sent_s, clause_s, protected))
                     reply.sent_s += clause_s
@@ -84,6 +87,7 @@ class ReplyPlayer:
                 if self.speaking:
                     tail = resampler.process(Pcm.silence(0, resampler.in_rate), last=True)
                     reply.sent_s += await self._send(reply, tail)
+                reply.complete = True
                 # Until the caller has heard it all: barge-in stays possible meanwhile.
                 await self.transport.wait_for_playout()
         except TimeoutError:
@@ -107,13 +111,17 @@ class ReplyPlayer:
                 if isinstance(out, str):
                     if timing and timing.first_text is None:
                         timing.first_text = self.clock.now()
-                    reply.add_text(out, languages[self.language])
+                    pack = languages[self.language]
+                    # The voice gets the words as the record joins them ("now. Please", not "now.Please",
+                    # which was one clause the warm-up never rendered and a word the voice ran together).
+                    joiner = pack.continue_text(reply.text_parts[-1] if reply.text_parts else "", out)
+                    reply.add_text(out, pack)
                     if isinstance(out, Say) and out.protected:  # its own clauses, marked
                         own = ClauseSplitter(self.language)
                         parts = [(c, False) for c in splitter.flush()]
                         parts += [(c, True) for c in own.push(out.text) + own.flush()]
                     else:
-                        parts = [(c, False) for c in splitter.push(out)]
+                        parts = [(c, False) for c in splitter.push(joiner + out)]
                     for clause, protected in parts:
                         if protected:
                             reply.pending_protected.append(clause)

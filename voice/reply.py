@@ -62,6 +62,8 @@ class Reply:
     after: list[EndCall | Transfer] = field(default_factory=list)  # act once the speech has been heard
     start_s: float | None = None  # call time of its first audio
     sent_s: float = 0.0  # seconds of its audio handed to the transport
+    last_word_s: float = 0.0  # where its last word so far ends in its audio (after it: the voice's silence)
+    complete: bool = False  # every clause has been handed to the transport
     pending_protected: list[str] = field(default_factory=list)  # protected clauses not synthesised yet
     heard_s: float | None = None  # set when it was cut: seconds the caller heard
     caller_waiting: bool = False  # the caller spoke over protected advice; their turn follows it
@@ -80,6 +82,10 @@ class Reply:
         """Append what the dialogue said, joined as the language writes it."""
         last = self.text_parts[-1] if self.text_parts else ""
         self.text_parts += [p for p in (language.continue_text(last, part), part) if p]
+
+    def words_heard(self, played_s: float) -> bool:
+        """The caller has heard every word of it; only the voice's trailing silence may still be playing."""
+        return self.complete and played_s >= self.last_word_s
 
     @property
     def interrupted(self) -> bool:

@@ -214,7 +214,7 @@ class _Line:
 
     async def through_the_red_flag(self, f0: float = CHEST) -> Any:
         """Consent, then the complaint; returns the caller's complaint turn."""
-        await self.next(_bot("OK to continue?"))
+        await self.next(_bot("recorded"))  # the greeting (prompts/en/dialogue.yaml)
         await self.say(YES, 0.6)
         await self.next(_bot("main problem"))
         await self.say(f0, 2.0)

@@ -140,5 +140,5 @@ async def test_a_short_answer_is_read_back_only_when_the_answer_hangs_on_an_unsu
         unsure: tuple[str, ...], read_back: bool) -> None:
     c = Call("en")
     await c.open()
-    await c.say("Yes, Go ahead.", unsure)  # to "This call is recorded. OK to continue?"
+    await c.say("Yes, Go ahead.", unsure)  # to "Calls are recorded, OK?"
     assert ("I heard" in c.last_question()) is read_back

@@ -109,8 +109,9 @@ class FakeRecognizer:
 
 class FakeSynthesizer:
     def __init__(self, *, seconds_per_char: float = 0.05, first_audio_s: float = 0.05, chunk_s: float = 0.2,
-                 hang: bool = False, language: str = "en", sample_rate: int = RATE) -> None:
+                 hang: bool = False, language: str = "en", sample_rate: int = RATE, tail_s: float = 0.0) -> None:
         self.language = language
+        self.tail_s = tail_s  # silence after each clause's tone, as a real voice ends its audio
         self.sample_rate = sample_rate
         self.seconds_per_char = seconds_per_char
         self.first_audio_s = first_audio_s
@@ -131,6 +132,8 @@ class FakeSynthesizer:
             yield Pcm((3000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16), self.sample_rate)
             done += n
             await asyncio.sleep(0.005)  # much faster than real time, like the real engines
+        if self.tail_s:
+            yield Pcm.silence(self.tail_s, self.sample_rate)
 
 
 class FakeTransport(PacedTransport):

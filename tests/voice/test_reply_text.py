@@ -28,3 +28,14 @@ def test_streamed_pieces_keep_their_own_spacing() -> None:
 
 def test_chinese_sentences_are_not_spaced() -> None:
     assert _text(["请马上拨打120。", "我会通知护士。"], "zh") == "请马上拨打120。我会通知护士。"
+
+
+def test_the_voice_gets_the_sentences_as_the_record_joins_them() -> None:
+    # "now.Please" was one clause: the voice ran the words together, and the warm-up had never rendered it.
+    from tests.voice.fakes import FakeSynthesizer, Scenario, ScriptedDialogue, Speech, run_scenario
+    from tests.voice.virtual_time import run_virtual
+
+    voice = FakeSynthesizer()
+    d = ScriptedDialogue({"No.": ["Please act on that advice now.", "Please do that now."]})
+    run_virtual(run_scenario(Scenario([Speech(0.5, 1.0, 150.0)], d, {150.0: "No."}, synthesizer=voice, duration_s=6)))
+    assert voice.said == ["Please act on that advice now.", "Please do that now."]

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from voice.textnorm import ClauseSplitter
 
@@ -28,9 +29,19 @@ class WarmReport:
     done: bool = False
 
 
-def clauses_of(text: str, language: str) -> list[str]:
+def clauses_of(text: str, language: str, *, first: bool = True) -> list[str]:
+    """`text`'s clauses as a call cuts them when it opens a reply (`first`), or follows other words in it
+    ("Sorry, was that a yes or a no?" before a question): a later clause needs more characters before a
+    comma ends it (ClauseSplitter), so the same question can be cut in two ways."""
     splitter = ClauseSplitter(language)
+    if not first:
+        splitter = ClauseSplitter(language, first_min_chars=splitter.min_chars)
     return splitter.push(text) + splitter.flush()
+
+
+def spoken_clauses(text: str, language: str) -> list[str]:
+    """Every clause a call may ask the voice for when it says `text`: both cuts, the opening one first."""
+    return list(dict.fromkeys(clauses_of(text, language) + clauses_of(text, language, first=False)))
 
 
 async def warm_phrases(synthesizers: Mapping[str, object], phrases: Mapping[str, Iterable[str]],
@@ -43,8 +54,10 @@ async def warm_phrases(synthesizers: Mapping[str, object], phrases: Mapping[str,
     for lang, texts in phrases.items():
         if not hasattr(synthesizers.get(lang), "warm"):
             continue
-        for text in texts:
-            queue += [(lang, c) for c in clauses_of(text, lang)]
+        texts = list(texts)
+        # Every phrase as it opens a reply first (the common cut), then the cuts it gets after other words.
+        queue += [(lang, c) for text in texts for c in clauses_of(text, lang)]
+        queue += [(lang, c) for text in texts for c in clauses_of(text, lang, first=False)]
     # Interleave the languages so both greetings are ready first.
     by_lang: dict[str, list[str]] = {}
     for lang, clause in dict.fromkeys(queue):
@@ -67,3 +80,12 @@ async def warm_phrases(synthesizers: Mapping[str, object], phrases: Mapping[str,
     log.info("warm start: %d clauses rendered (%d failed) in %.1f s", report.rendered, report.failed,
              report.seconds)
     return report
+
+
+def warm_health(report: WarmReport, synthesizers: Mapping[str, object]) -> dict[str, Any]:
+    """/healthz's `warm`: the warm-up's progress, and per language how many clauses calls took from the
+    phrase cache (`hits`) or had synthesised on their own time (`misses`: once the warm-up is done, free
+    text only, never a fixed phrase). Counts only: no text leaves the process."""
+    cache = {lang: {"hits": getattr(s, "hits", 0), "misses": getattr(s, "misses", 0)}
+             for lang, s in synthesizers.items() if hasattr(s, "hits")}
+    return {"done": report.done, "clauses": report.clauses, "rendered": report.rendered, "cache": cache}
