@@ -50,17 +50,24 @@ class RunningServer:
         return total / 1024
 
 
+# Admission (voice/hub.py) refuses calls while the latency budget is broken (event-loop lag, ASR queue,
+# voice-to-voice p95): right for a hospital, wrong for a test of something else on a loaded CI machine
+# (two suites on 2 cores lag the loop past 0.2 s). Servers started for tests and benchmarks relax it;
+# admission has its own tests (tests/voice/test_hub_admission.py, tests/cluster).
+RELAXED_BUDGET: dict[str, str] = {
+    "CARECALL_BUDGET_VOICE_TO_VOICE_P95_S": "60",
+    "CARECALL_BUDGET_QUEUE_WAIT_P95_S": "60",
+    "CARECALL_BUDGET_LOOP_LAG_P95_S": "60",
+}
+
+
 def start_server(data_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 180.0) -> RunningServer:
     port = free_port()
     env = {
-        # Admission (voice/hub.py) derives capacity from the cores and refuses calls over the latency
-        # budget; tests and benchmarks of other things run several calls at once on a loaded machine,
-        # so they keep the former fixed limit unless the environment or extra_env sets its own.
-        # Admission has its own tests (tests/voice/test_hub_admission.py, tests/cluster).
+        # capacity is derived from the cores: tests run several calls at once, so they keep a fixed
+        # limit unless the environment or extra_env sets its own
         "CARECALL_MAX_CONCURRENT_CALLS": "8",
-        "CARECALL_BUDGET_VOICE_TO_VOICE_P95_S": "60",
-        "CARECALL_BUDGET_QUEUE_WAIT_P95_S": "60",
-        "CARECALL_BUDGET_LOOP_LAG_P95_S": "60",
+        **RELAXED_BUDGET,
         **os.environ,
         "CARECALL_DATA_DIR": str(data_dir),
         "CARECALL_LLM_PORT": str(free_port()),

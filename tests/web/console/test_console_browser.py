@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.records.simulate import triage_call
+from tests.web.conftest import patient
 from tests.web.console.conftest import CAMPAIGN, USERS, XSS_CALL, XSS_PATIENT
 from tests.web.screenshots import screenshots_dir
 
@@ -87,7 +88,7 @@ def page(served):
         browser = p.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, ignore_default_args=["--mute-audio"], headless=True
         )
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context = patient(browser.new_context(viewport={"width": 1400, "height": 900}))
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))

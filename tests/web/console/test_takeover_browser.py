@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from dialogue.factory import build_dialogue_factory
 from records.models import AuditEvent, Review, Turn
+from tests.web.conftest import patient
 from tests.web.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, served, sign_in  # noqa: F401
 from tests.web.console.test_takeover import (
     CALLER_1,
@@ -106,7 +107,7 @@ def test_nurse_takes_over_a_live_call_in_chromium(served, say, tmp_path):  # noq
                   f"--use-file-for-fake-audio-capture={mic}", "--allow-loopback-in-peer-connection",
                   "--disable-features=WebRtcHideLocalIpsWithMdns"],
         )  # fmt: skip
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context = patient(browser.new_context(viewport={"width": 1400, "height": 900}))
         context.add_init_script(KEEP_PCS)
         page = context.new_page()
         errors: list[str] = []

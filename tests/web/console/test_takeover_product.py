@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Playwright
 
 from tests.conftest import RunningServer, add_user, poll, start_server, stop_server
+from tests.web.conftest import patient
 from tests.web.console.test_takeover_browser import INBOUND_ENERGY, KEEP_PCS
 from tests.web.screenshots import screenshots_dir
 from tests.web.widget.browser import CHROMIUM, FLAGS, hospital_page, start_call
@@ -42,7 +43,7 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
 
 def nurse_takes_over(browser, base_url: str, call_id: str):  # type: ignore[no-untyped-def]
     """The nurse signs in on the call's page and takes the call over; her page, once she has it."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = patient(browser.new_context(viewport={"width": 1400, "height": 900}))
     context.add_init_script(KEEP_PCS)
     nurse = context.new_page()
     nurse.goto(f"{base_url}/console/login?next=/console/calls/{call_id}")

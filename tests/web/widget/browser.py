@@ -13,6 +13,7 @@ from typing import Any
 from playwright.sync_api import Browser, Page, Playwright
 
 from bench.harness import RunningServer, start_server
+from tests.web.conftest import patient
 
 CHROMIUM = "/usr/bin/chromium"
 HOSPITAL = "http://hospital.localhost/"  # never on the network: Playwright answers it
@@ -73,8 +74,8 @@ def hospital_page(browser: Browser, server_url: str, *, lang: str = "en", transp
         f"<script src='{server_url}/widget/embed.js' data-lang='{lang}' data-transport='{transport}' "
         f"data-rtc-timeout='{rtc_timeout_ms}'></script></body></html>"
     )
-    context = browser.new_context(viewport={"width": 390, "height": 844} if phone else None,
-                                  ignore_https_errors=ignore_https_errors)
+    context = patient(browser.new_context(viewport={"width": 390, "height": 844} if phone else None,
+                                          ignore_https_errors=ignore_https_errors))
     page = context.new_page()
     page.route(HOSPITAL + "**", lambda route: route.fulfill(status=200, content_type="text/html", body=html))
     page.goto(HOSPITAL)

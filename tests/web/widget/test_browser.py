@@ -19,7 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, Playwright
 
-from bench.harness import stop_server
+from bench.harness import RELAXED_BUDGET, stop_server
 from tests.web.screenshots import screenshots_dir
 from tests.web.widget.browser import chromium, hospital_page, notice_text, start_call, trace, wait_for, widget
 from tests.web.widget.speech import mic_wav
@@ -53,6 +53,7 @@ def start_scripted_server(data_dir: Path) -> Server:
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {
+        **RELAXED_BUDGET,
         **os.environ,
         "CARECALL_DATA_DIR": str(data_dir),
         "CARECALL_SECRET_KEY": "browser-test-secret",
