@@ -55,8 +55,8 @@ def test_every_triage_red_flag_has_blind_lay_statements_in_both_languages() -> N
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "branch understanding 2026-12-02: 4 of 64 red-flag statements under-triaged (accuracy3 85.9%): "
-        "cardiac_chest_pain zh-2, sepsis_signs en-1, pregnancy_emergency en-2, infant_dehydration zh-1"
+        "main 2026-12-03 (after redflags): 1 of 64 red-flag statements under-triaged (accuracy3 92.2%): "
+        "cardiac_chest_pain zh-2"
     ),
 )
 def test_no_emergency_under_triaged_on_blind_red_flag_statements() -> None:
@@ -67,8 +67,8 @@ def test_no_emergency_under_triaged_on_blind_red_flag_statements() -> None:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "branch understanding 2026-12-02: 4 of the 14 emergencies in the register set under-triaged: "
-        "zh-06, zh-07, zh-08, en-03 (accuracy3 75.0%)"
+        "main 2026-12-03 (after redflags): 3 of the 14 emergencies in the register set under-triaged: "
+        "zh-06, zh-07, zh-08 (accuracy3 79.2%)"
     ),
 )
 def test_no_emergency_under_triaged_in_untuned_registers() -> None:
@@ -87,8 +87,8 @@ def test_red_flag_confirmation_on_at_most_15_percent_of_non_emergency_statements
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "branch understanding 2026-12-02: 2 of 56 conversations under-triaged (accuracy3 96.4%): "
-        "en-testicle, zh-toddler-battery"
+        "main 2026-12-03 (after redflags): 1 of 56 conversations under-triaged (accuracy3 98.2%): "
+        "zh-toddler-battery"
     ),
 )
 def test_no_emergency_under_triaged_in_blind_conversations() -> None:
@@ -109,8 +109,7 @@ def test_false_alarms_rarely_raise_or_confirm_a_red_flag() -> None:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "branch understanding 2026-12-02: accuracy3 80.4% on the 148 blind statements (en 81.1%, zh "
-        "79.7%), accuracy5 61.5%"
+        "main 2026-12-03: accuracy3 83.1% on the 148 blind statements (en 85.1%, zh 81.1%)"
     ),
 )
 def test_blind_statement_accuracy3_at_least_90_percent() -> None:
@@ -119,14 +118,8 @@ def test_blind_statement_accuracy3_at_least_90_percent() -> None:
     assert s["accuracy3"] >= 0.90, s["by_lang"]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "branch understanding 2026-12-02: department top-1 90.0% on the 30 blind department statements, "
-        "84.1% on the 88 zh TEST-split questions (target 85%)"
-    ),
-)
 def test_department_top1_at_least_85_percent() -> None:
+    # main 2026-12-03 (after depts): 96.7% on the blind department statements, 89.8% on the zh TEST split
     s = summarise(statements(DEPARTMENTS))
     t = summarise(statements(ZH_DEPT_TEST))
     assert min(s["department_accuracy"], t["department_accuracy"]) >= 0.85
