@@ -252,8 +252,17 @@ async def _post_all(base: str, path: str, bodies: list[tuple[bytes, str]], per_a
     async def batch(address: str, chunk: list[tuple[bytes, str]]) -> None:
         async with client_from(address) as client:
             for body, content_type in chunk:
+                headers = {"content-type": content_type}
                 try:
-                    r = await client.post(f"{base}{path}", content=body, headers={"content-type": content_type})
+                    try:
+                        r = await client.post(f"{base}{path}", content=body, headers=headers)
+                    except (httpx.ReadError, httpx.RemoteProtocolError):
+                        # A kept-alive connection the server closed as idle just as this request reused it
+                        # (uvicorn's keep-alive timeout; a starved client on a busy machine pauses that
+                        # long): sent again, once, on a new connection. An input that makes the server
+                        # drop the connection drops it twice and is reported.
+                        async with client_from(address) as fresh:
+                            r = await fresh.post(f"{base}{path}", content=body, headers=headers)
                 except httpx.HTTPError as exc:
                     out.problem(f"{path}: {type(exc).__name__} for {body[:60]!r}")
                     continue
