@@ -123,7 +123,7 @@ class Cluster:
                 self.start_worker(w)
             for w in self.workers:
                 self.wait_worker(w)
-            self._start_nginx()
+            self.start_nginx()
             self._start_kamailio()
         except BaseException:
             self.stop()
@@ -180,7 +180,8 @@ class Cluster:
             os.chmod(key, 0o600)
         return cert, key
 
-    def _start_nginx(self) -> None:
+    def start_nginx(self) -> None:
+        """nginx from the shipped template, in front of this cluster's workers (their HTTP ports)."""
         cert, key = self._tls()
         conf_dir = self.root / "nginx"
         conf_dir.mkdir(exist_ok=True)
