@@ -200,7 +200,8 @@ class Cluster:
         conf = conf_dir / "carecall.conf"
         conf.write_text(render(DEPLOY / "nginx" / "carecall.conf.template", {
             "RUN_DIR": str(self.run_dir), "LOG_DIR": str(self.log_dir), "DAEMON": "off",
-            "UPSTREAM_SERVERS": upstreams, "OWNER_UPSTREAMS": owners, "OWNER_MAP": owner_map, "LISTEN_HOST": "127.0.0.1", "HTTP_PORT": str(self.http_port),
+            "UPSTREAM_SERVERS": upstreams, "OWNER_UPSTREAMS": owners, "OWNER_MAP": owner_map,
+            "LISTEN_HOST": "127.0.0.1", "HTTP_PORT": str(self.http_port),
             "HTTPS_PORT": str(self.https_port), "TLS_CERT": str(cert), "TLS_KEY": str(key),
             "CONF_DIR": str(conf_dir)}))
         log = open(self.log_dir / "nginx.out", "ab")

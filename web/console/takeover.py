@@ -136,7 +136,7 @@ def add_takeover_routes(router: APIRouter) -> None:
             return
         owner = get_services(request).feed.owner(call_id)
         if owner is None:
-            raise HTTPException(409, "the call is no longer live")
+            raise HTTPException(409, "no such live call: it has ended")
         raise HTTPException(409, f"this worker ({here or 'unnamed'}) does not carry the call; it is carried by "
                                  f"worker {owner or '(unnamed)'}: take it over through the cluster's address")
 
