@@ -652,7 +652,8 @@ def nurse_takes_over_through_nginx(c: Cluster, call_id: str, owner: Worker, line
             page.locator("#takeover[data-state=nurse]").wait_for(timeout=60_000)
             # the nurse speaks: her words are transcribed on the owner as nurse turns, and reach the caller
             said = poll(lambda: [t for t in turns_of(c, call_id) if t.speaker == "nurse"], 180, "a nurse turn")
-            assert "nurse" in said[0].text.lower(), said[0].text
+            # her sentence, as the owner's Whisper heard it (under load it drops a word now and then)
+            assert {"nurse", "hear"} & set(re.findall(r"[a-z]+", said[0].text.lower())), said[0].text
             since = time.monotonic()
             poll(lambda: line.loud_since(since) > 10, 60, "the nurse's voice on the caller's line")
             # the nurse hears the caller (who keeps talking)
@@ -766,6 +767,12 @@ async def test_sigterm_drains_one_worker_mid_call_and_kill_9_another_new_calls_s
         await end_call(ws3)
         await ws3.close()
     assert await sip_call(cluster, sipp_dir)  # Kamailio: failover on timeout, probes mark it down
+    # a console takeover meant for the dead worker is not given to another (which has not the call's
+    # audio): nginx answers 502, which the console reports as the owner unreachable (takeover.js)
+    async with httpx.AsyncClient(verify=tls(cluster)) as client:
+        url = f"{cluster.https_url}/console/calls/some-call/takeover"
+        assert (await client.post(f"{url}?worker={crashed.worker_id}", json={})).status_code == 502
+        assert (await client.post(f"{url}?worker={cluster.workers[2].worker_id}", json={})).status_code == 401
 
 
 async def test_a_worker_started_mid_call_shows_the_calls_already_going_on_in_its_live_list(
