@@ -16,6 +16,10 @@ the shipped configs in deploy/ (the same as `carecall cluster up 3`).
   every worker (LISTEN/NOTIFY) with its transcript so far, opens the page, transcript and recording of
   a call another worker carried (an audit row for each), and one session is valid on every worker
   (shared secret, shared session version: signing out on one ends it on all);
+- takeover from another worker's console: a call carried by worker 1 is named so in every live list;
+  worker 0 refuses to take it over (409 naming the owner); a nurse in Chromium signed in through nginx
+  takes it over (nginx routes `?worker=w1` to worker 1), she and the caller hear each other, she hands
+  back, with the reviews and audit rows; a takeover meant for a killed worker is nginx's 502;
 - SIGTERM one worker mid-call: its call goes on until the drain limit, is then told and ended with a
   complete record, the worker exits 0, and new calls (both balancers) go to the others;
 - kill -9 another: new calls still succeed;
