@@ -130,6 +130,9 @@ class Settings(BaseSettings):
 
     # --- cluster (deploy/, issue 13) ------------------------------------------------------------
     workers: int = Field(1, description="workers sharing this deployment's database; >1 needs CARECALL_SECRET_KEY")
+    worker_id: str = Field("", description="this worker's name in nginx's takeover map (?worker=, "
+                                           "deploy/nginx): a console takeover reaches the worker carrying the "
+                                           "call; empty: one worker, nothing to route")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1"], description="proxies whose X-Forwarded-For names the client")
     webrtc_turn_urls: Annotated[list[str], NoDecode] = Field(

@@ -36,6 +36,7 @@ class LiveCall:
     turns: list[dict[str, Any]] = field(default_factory=list)
     red_flags: list[str] = field(default_factory=list)
     disposition: str | None = None
+    worker: str = ""  # the worker carrying the call (settings.worker_id): a console takeover is routed there
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class LiveCall:
             "turns": list(self.turns),
             "red_flags": list(self.red_flags),
             "disposition": self.disposition,
+            "worker": self.worker,
         }
 
 
@@ -57,7 +59,8 @@ class LiveFeed:
     `apply_message(message)` (another worker's, see records/live_pg.py) from the event loop.
     `forward`, when set, receives every message made from a local event."""
 
-    def __init__(self, queue_size: int = 500, remote_idle_s: float = 900.0) -> None:
+    def __init__(self, queue_size: int = 500, remote_idle_s: float = 900.0, worker: str = "") -> None:
+        self.worker = worker  # this worker's id, stamped on the calls it starts
         self.calls: dict[str, LiveCall] = {}
         self.forward: Callable[[dict[str, Any]], None] | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -85,6 +88,11 @@ class LiveFeed:
             self.calls.pop(call_id, None)
         return [c.as_dict() for c in sorted(self.calls.values(), key=lambda c: c.started_at)]
 
+    def owner(self, call_id: str) -> str | None:
+        """The worker carrying a live call ("" when it was not named); None when the call is not live."""
+        call = self.calls.get(call_id)
+        return None if call is None else call.worker
+
     def local_calls(self) -> list[LiveCall]:
         """The calls this worker carries (not the ones other workers told it about)."""
         return [c for call_id, c in self.calls.items() if call_id not in self._remote]
@@ -102,6 +110,8 @@ class LiveFeed:
         message = self.message_for(event)
         if message is None:
             return
+        if message["type"] == "call_started":
+            message["call"]["worker"] = self.worker
         self.apply_message(message)
         if self.forward is not None:
             self.forward(message)
@@ -161,6 +171,7 @@ class LiveFeed:
                 float(c.get("started_at") or time.time()), state=str(c.get("state") or "connecting"),
                 partial=str(c.get("partial") or ""), turns=list(c.get("turns") or [])[-MAX_LIVE_TURNS:],
                 red_flags=list(c.get("red_flags") or []), disposition=c.get("disposition"),
+                worker=str(c.get("worker") or ""),
             )  # fmt: skip
         elif kind == "state":
             self._call(call_id).state = str(message.get("state", ""))

@@ -69,6 +69,11 @@ class Worker:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def worker_id(self) -> str:
+        """Its CARECALL_WORKER_ID: the name nginx routes a console takeover by."""
+        return f"w{self.index}"
+
 
 @dataclass
 class Cluster:
@@ -142,6 +147,7 @@ class Cluster:
             "CARECALL_DATABASE_URL": self.database_url,
             "CARECALL_SECRET_KEY": self.secret_key,
             "CARECALL_WORKERS": str(len(self.workers)),
+            "CARECALL_WORKER_ID": w.worker_id,
             "CARECALL_PORT": str(w.http_port),
             "CARECALL_LLM_PORT": str(w.llm_port),
             "CARECALL_SIP_ENABLED": "true",
@@ -188,10 +194,14 @@ class Cluster:
         (conf_dir / "proxy_headers.conf").write_text((DEPLOY / "nginx" / "proxy_headers.conf").read_text())
         upstreams = "\n".join(f"        server 127.0.0.1:{w.http_port} max_fails=1 fail_timeout=5s;"
                               for w in self.workers)
+        owners = "\n".join(f"    upstream carecall_worker_{w.worker_id} {{ server 127.0.0.1:{w.http_port}; }}"
+                            for w in self.workers)
+        owner_map = "\n".join(f"        {w.worker_id} carecall_worker_{w.worker_id};" for w in self.workers)
         conf = conf_dir / "carecall.conf"
         conf.write_text(render(DEPLOY / "nginx" / "carecall.conf.template", {
             "RUN_DIR": str(self.run_dir), "LOG_DIR": str(self.log_dir), "DAEMON": "off",
-            "UPSTREAM_SERVERS": upstreams, "LISTEN_HOST": "127.0.0.1", "HTTP_PORT": str(self.http_port),
+            "UPSTREAM_SERVERS": upstreams, "OWNER_UPSTREAMS": owners, "OWNER_MAP": owner_map,
+            "LISTEN_HOST": "127.0.0.1", "HTTP_PORT": str(self.http_port),
             "HTTPS_PORT": str(self.https_port), "TLS_CERT": str(cert), "TLS_KEY": str(key),
             "CONF_DIR": str(conf_dir)}))
         log = open(self.log_dir / "nginx.out", "ab")

@@ -16,6 +16,10 @@ the shipped configs in deploy/ (the same as `carecall cluster up 3`).
   every worker (LISTEN/NOTIFY) with its transcript so far, opens the page, transcript and recording of
   a call another worker carried (an audit row for each), and one session is valid on every worker
   (shared secret, shared session version: signing out on one ends it on all);
+- takeover from another worker's console: a call carried by worker 1 is named so in every live list;
+  worker 0 refuses to take it over (409 naming the owner); a nurse in Chromium signed in through nginx
+  takes it over (nginx routes `?worker=w1` to worker 1), she and the caller hear each other, she hands
+  back, with the reviews and audit rows; a takeover meant for a killed worker is nginx's 502;
 - SIGTERM one worker mid-call: its call goes on until the drain limit, is then told and ended with a
   complete record, the worker exits 0, and new calls (both balancers) go to the others;
 - kill -9 another: new calls still succeed;
@@ -35,6 +39,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,20 +48,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import websockets
 from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 
 from records.db import open_database
-from records.models import AuditEvent, Call, Turn
+from records.models import AuditEvent, Call, Review, Turn
 from tests.conftest import poll
 from tests.telephony.conftest import tone
 from tests.telephony.peers import HAVE_SIPP, run_sipp, scenario, ulaw_file
 from tests.telephony.test_sip import media_port
-from tests.web.widget.browser import chromium, hospital_page, start_call, wait_for
+from tests.web.conftest import patient
+from tests.web.console.test_takeover_browser import INBOUND_ENERGY, KEEP_PCS
+from tests.web.widget.browser import CHROMIUM, FLAGS, chromium, hospital_page, start_call, wait_for
 from tests.web.widget.speech import mic_wav
-from web.cluster import Cluster
+from voice.audio import Pcm
+from voice.resample import resample
+from web.cluster import Cluster, Worker
 
 pytestmark = [pytest.mark.models, pytest.mark.sip, pytest.mark.postgres,
               pytest.mark.skipif(not HAVE_SIPP, reason="needs sipp"), pytest.mark.timeout(900)]
@@ -578,6 +588,143 @@ def check_consoles(c: Cluster, made: list[Made], live_id: str, greeting: dict[st
             assert r.status_code == 303 and "/console/login" in r.headers["location"], (got_on, name, r.status_code)
 
 
+class Line:
+    """The caller's side of a /ws/call: speech sent in real time, in a loop, and the loudness of
+    every audio frame received (when it came), so what the caller heard can be told apart in time."""
+
+    def __init__(self, ws, speech: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+        self.ws = ws
+        self.speech = speech
+        self.heard: list[tuple[float, float]] = []  # (monotonic time, rms) of each audio frame
+
+    async def talk(self) -> None:
+        step = 320  # 20 ms at 16 kHz
+        while True:
+            for i in range(0, len(self.speech), step):
+                await self.ws.send(self.speech[i:i + step].astype("<i2").tobytes())
+                await asyncio.sleep(0.02)
+
+    async def listen(self) -> dict[str, Any]:
+        while True:
+            try:
+                msg = await self.ws.recv()
+            except websockets.ConnectionClosed:
+                return {"type": "closed"}
+            if isinstance(msg, bytes):
+                samples = np.frombuffer(msg, dtype="<i2").astype(np.float64)
+                self.heard.append((time.monotonic(), float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0))
+            elif json.loads(msg).get("type") == "ended":
+                return dict(json.loads(msg))
+
+    def loud_since(self, t: float, rms: float = 300.0) -> int:
+        return sum(1 for at, level in self.heard if at > t and level > rms)
+
+
+def takeover_rows(c: Cluster, call_id: str) -> tuple[list[str], set[str]]:
+    """The call's review kinds (in order) and audit actions, with the nurse's name on them."""
+    db = open_database(c.database_url)
+    try:
+        with db.session() as s:
+            kinds = [r.kind for r in s.scalars(select(Review).where(Review.call_id == call_id).order_by(Review.id))]
+            actions = {a.action for a in s.scalars(select(AuditEvent).where(
+                AuditEvent.call_id == call_id, AuditEvent.username == NURSE[0]))}
+            return kinds, actions
+    finally:
+        db.dispose()
+
+
+def nurse_takes_over_through_nginx(c: Cluster, call_id: str, owner: Worker, line: Line, nurse_wav: Path) -> None:
+    """In Chromium, signed in through nginx: the call's page (served by any worker), "Take over" routed
+    to the owner, each side hears the other, hand back."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, ignore_default_args=["--mute-audio"], args=[
+            *FLAGS, "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={nurse_wav}"])
+        try:
+            context = patient(browser.new_context(ignore_https_errors=True))
+            context.add_init_script(KEEP_PCS)
+            page = context.new_page()
+            page.goto(f"{c.https_url}/console/login?next=/console/calls/{call_id}")
+            page.fill("input[name=username]", NURSE[0])
+            page.fill("input[name=password]", NURSE[1])
+            page.click("button[type=submit]")
+            page.wait_for_url(f"**/console/calls/{call_id}")
+            assert page.locator("#takeover").get_attribute("data-worker") == owner.worker_id
+            with page.expect_response(lambda r: r.request.method == "POST" and "/takeover?" in r.url) as offer:
+                page.click("#takeover-start")
+            assert offer.value.url == f"{c.https_url}/console/calls/{call_id}/takeover?worker={owner.worker_id}"
+            assert offer.value.status == 200, offer.value.text()
+            page.locator("#takeover[data-state=nurse]").wait_for(timeout=60_000)
+            # the nurse speaks: her words are transcribed on the owner as nurse turns, and reach the caller
+            said = poll(lambda: [t for t in turns_of(c, call_id) if t.speaker == "nurse"], 180, "a nurse turn")
+            # her sentence, as the owner's Whisper heard it (under load it drops a word now and then)
+            assert {"nurse", "hear"} & set(re.findall(r"[a-z]+", said[0].text.lower())), said[0].text
+            since = time.monotonic()
+            poll(lambda: line.loud_since(since) > 10, 60, "the nurse's voice on the caller's line")
+            # the nurse hears the caller (who keeps talking)
+            heard = page.evaluate(INBOUND_ENERGY)
+            poll(lambda: page.evaluate(INBOUND_ENERGY) > heard + 1e-4, 60, "the caller's voice at the nurse")
+            page.click("#takeover-handback")
+            page.locator("#takeover[data-state=bot]").wait_for(timeout=30_000)
+        finally:
+            browser.close()
+
+
+async def test_a_nurse_through_nginx_takes_over_a_call_another_worker_carries(
+        cluster: Cluster, made: list[Made], nurse: str, tmp_path: Path) -> None:
+    """A WebSocket call carried by worker 1: every console names worker 1 as its owner; worker 0
+    refuses a takeover of it (409, naming the owner, nothing answered); a nurse signed in through nginx
+    takes it over (nginx routes the offer by ?worker= to worker 1, media straight to it), caller and
+    nurse hear each other, she hands back, and the owner wrote the reviews and audit rows."""
+    owner, other = cluster.workers[1], cluster.workers[0]
+    caller_speech = wave_samples(mic_wav(tmp_path, 1.0, "I feel dizzy when I stand up.", 3.0))
+    nurse_wav = mic_wav(tmp_path, 2.0, "Hello, this is the nurse speaking. Can you hear me?", 6.0)
+    ws, started = await open_call(cluster, f"ws://127.0.0.1:{owner.http_port}/ws/call",
+                                  await token(cluster, owner.base_url))
+    assert ws is not None, started
+    call_id = started["call_id"]
+    made.append(Made("websocket", call_id, owner.index))
+    line = Line(ws, caller_speech)
+    listening = asyncio.create_task(line.listen())
+    talking = asyncio.create_task(line.talk())
+    try:
+        session = await asyncio.to_thread(sign_in, cluster, other.base_url)
+        for name, base in consoles(cluster).items():  # the live view says who carries the call, everywhere
+            calls = await asyncio.to_thread(poll, lambda base=base: live_calls(cluster, base, session).get(call_id),
+                                            30, f"the call live on {name}")  # fmt: skip
+            assert calls["worker"] == owner.worker_id, (name, calls)
+        page = await asyncio.to_thread(console_get, cluster, other.base_url, session, f"/console/calls/{call_id}")
+        assert f'data-worker="{owner.worker_id}"' in page.text  # the button, on a worker without the call
+        csrf = re.search(r'data-csrf="([^"]+)"', page.text)
+        assert csrf
+        refused = await asyncio.to_thread(
+            httpx.post, f"{other.base_url}/console/calls/{call_id}/takeover?worker={owner.worker_id}",
+            json={"csrf_token": csrf.group(1), "sdp": "v=0\r\n"}, headers={"Cookie": f"{CONSOLE_SESSION}={session}"})
+        assert refused.status_code == 409 and owner.worker_id in refused.json()["detail"], refused.text
+        kinds, actions = await asyncio.to_thread(takeover_rows, cluster, call_id)
+        assert kinds == [] and "takeover" not in actions, (kinds, actions)  # nothing pretended
+
+        await asyncio.to_thread(nurse_takes_over_through_nginx, cluster, call_id, owner, line, nurse_wav)
+        kinds, actions = await asyncio.to_thread(takeover_rows, cluster, call_id)
+        assert kinds == ["takeover", "handback"] and {"takeover", "handback"} <= actions, (kinds, actions)
+        offers = [ln for ln in (cluster.log_dir / "nginx-access.log").read_text().splitlines()
+                  if f"/console/calls/{call_id}/takeover?worker={owner.worker_id}" in ln]
+        assert len(offers) == 1 and '" 200 ' in offers[0], offers
+    finally:
+        talking.cancel()
+        await ws.send(json.dumps({"type": "end"}))
+        assert (await asyncio.wait_for(listening, 60))["type"] in ("ended", "closed")
+        await ws.close()
+
+
+def wave_samples(path: Path) -> np.ndarray:
+    """A test WAV (48 kHz) as 16 kHz samples for the WebSocket caller."""
+    import wave
+
+    with wave.open(str(path)) as w:
+        pcm = Pcm(np.frombuffer(w.readframes(w.getnframes()), dtype="<i2"), w.getframerate())
+    return resample(pcm, 16000).samples
+
+
 async def test_sigterm_drains_one_worker_mid_call_and_kill_9_another_new_calls_still_succeed(
         cluster: Cluster, sipp_dir: Path) -> None:
     victim = cluster.workers[0]
@@ -624,6 +771,12 @@ async def test_sigterm_drains_one_worker_mid_call_and_kill_9_another_new_calls_s
         await end_call(ws3)
         await ws3.close()
     assert await sip_call(cluster, sipp_dir)  # Kamailio: failover on timeout, probes mark it down
+    # a console takeover meant for the dead worker is not given to another (which has not the call's
+    # audio): nginx answers 502, which the console reports as the owner unreachable (takeover.js)
+    async with httpx.AsyncClient(verify=tls(cluster)) as client:
+        url = f"{cluster.https_url}/console/calls/some-call/takeover"
+        assert (await client.post(f"{url}?worker={crashed.worker_id}", json={})).status_code == 502
+        assert (await client.post(f"{url}?worker={cluster.workers[2].worker_id}", json={})).status_code == 401
 
 
 async def test_a_worker_started_mid_call_shows_the_calls_already_going_on_in_its_live_list(

@@ -195,10 +195,14 @@ def build_router() -> APIRouter:
         with services.database.session() as session:
             history_audit = repository.list_audit(session, call_id=call_id, limit=50) if user.is_admin else []
         has_audio = recording_file(call, services.settings.data_dir) is not None
+        # takeover from any worker's console: here, or (cluster) routed by nginx to the named owner
+        takeover_here = call_id in getattr(getattr(request.app.state, "takeovers", None), "calls", {})
+        owner = services.feed.owner(call_id)
         return render(
             request, "call.html", user, 400 if error else 200, call=call, has_audio=has_audio,
             live=call_id in services.feed.calls, error=ERRORS.get(error or ""), audit_events=history_audit,
-            takeover_available=call_id in getattr(getattr(request.app.state, "takeovers", None), "calls", {}),
+            takeover_available=takeover_here or bool(owner), takeover_worker=services.settings.worker_id
+            if takeover_here else owner or "",
         )  # fmt: skip
 
     @router.get("/calls/{call_id}")

@@ -87,7 +87,7 @@ def open_services(settings: Settings, database: Database | None = None) -> Conso
     return ConsoleServices(
         settings=settings,
         database=database,
-        recorder=CallRecorder(database, LiveFeed()),
+        recorder=CallRecorder(database, LiveFeed(worker=settings.worker_id)),
         signer=SessionSigner(secret),
         own_database=own,
     )

@@ -2,7 +2,13 @@
 the nurse's browser to this worker (aiortc), and hands the call's audio to the nurse through
 `voice.takeover` (the bot says one sentence and falls silent; caller and nurse talk; the transcript
 keeps running). Hand back or end from the same page. Every step is on the call's history and in the
-audit log. Signalling: the browser posts its SDP offer, gets the answer (ICE gathered first)."""
+audit log. Signalling: the browser posts its SDP offer, gets the answer (ICE gathered first).
+
+In a cluster only the worker carrying the call can take it over (its audio is there), and the nurse's
+console may be served by any worker: the page names the carrying worker (`?worker=<id>`, from the live
+view), and nginx routes these POSTs to it (deploy/nginx/carecall.conf.template, `$carecall_owner`).
+A worker that gets one for a call it does not carry refuses (409, naming the owner): it never answers
+an offer for audio it does not have."""
 
 from __future__ import annotations
 
@@ -122,6 +128,18 @@ def add_takeover_routes(router: APIRouter) -> None:
             raise HTTPException(503, "live takeover is not available on this server")
         return registry
 
+    def check_owner(request: Request, registry: TakeoverRegistry, call_id: str) -> None:
+        """409 unless this worker carries the call: a misrouted takeover is refused, never half-done."""
+        here = get_services(request).settings.worker_id
+        wanted = request.query_params.get("worker", "")
+        if call_id in registry.calls and (not wanted or wanted == here):
+            return
+        owner = get_services(request).feed.owner(call_id)
+        if owner is None:
+            raise HTTPException(409, "no such live call: it has ended")
+        raise HTTPException(409, f"this worker ({here or 'unnamed'}) does not carry the call; it is carried by "
+                                 f"worker {owner or '(unnamed)'}: take it over through the cluster's address")
+
     def note(request: Request, user: Principal, call_id: str, kind: str, text: str) -> None:
         with get_services(request).database.session() as session:
             account = session.get(User, user.id)
@@ -136,8 +154,10 @@ def add_takeover_routes(router: APIRouter) -> None:
         sdp = body.get("sdp")
         if not isinstance(sdp, str) or not sdp.startswith("v=0") or len(sdp) > MAX_SDP:
             raise HTTPException(400, "an SDP offer is required")
+        registry = registry_of(request)
+        check_owner(request, registry, call_id)
         try:
-            answer = await answer_offer(registry_of(request), call_id, sdp, user.username)
+            answer = await answer_offer(registry, call_id, sdp, user.username)
         except TakeoverError as exc:
             raise HTTPException(409, str(exc)) from None
         await asyncio.to_thread(note, request, user, call_id, "takeover", "nurse took over the live call")
@@ -151,8 +171,9 @@ def add_takeover_routes(router: APIRouter) -> None:
         check_csrf(request, user, str(body.get("csrf_token") or ""))
         if action not in ("handback", "end"):
             raise HTTPException(404)
+        registry = registry_of(request)
+        check_owner(request, registry, call_id)
         try:
-            registry = registry_of(request)
             await (registry.hand_back if action == "handback" else registry.end)(call_id, user.username)
         except TakeoverError as exc:
             raise HTTPException(409, str(exc)) from None

@@ -1,11 +1,13 @@
 // "Take over" on a live call's page: this browser joins the call's audio over WebRTC (the worker
 // that holds the call answers the offer), plays the caller, and sends the nurse's microphone.
+// In a cluster the page names that worker (data-worker): `?worker=` lets nginx route the offer and the
+// hand-back/end to it, whichever worker served this page.
 (function () {
   "use strict";
   function start() {
     const box = document.getElementById("takeover");
     if (!box) return;
-    const callId = box.dataset.callId, csrf = box.dataset.csrf;
+    const callId = box.dataset.callId, csrf = box.dataset.csrf, worker = box.dataset.worker || "";
     const status = document.getElementById("takeover-status");
     const buttons = {
       start: document.getElementById("takeover-start"),
@@ -22,10 +24,14 @@
       box.dataset.state = on ? "nurse" : "bot";
     }
     async function post(path, body) {
-      const r = await fetch("/console/calls/" + encodeURIComponent(callId) + path, {
+      const query = worker ? "?worker=" + encodeURIComponent(worker) : "";
+      const r = await fetch("/console/calls/" + encodeURIComponent(callId) + path + query, {
         method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
         body: JSON.stringify(Object.assign({ csrf_token: csrf }, body || {})),
       });
+      if (r.status === 502 || r.status === 504) {  // nginx: the carrying worker does not answer
+        throw new Error("the worker carrying this call (" + (worker || "?") + ") cannot be reached; it may have stopped");
+      }
       if (!r.ok) throw new Error((await r.json().catch(() => ({}))).detail || r.statusText);
       return r.json();
     }
