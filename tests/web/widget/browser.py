@@ -115,10 +115,11 @@ def notice_text(page: Page) -> str:
     return notice.inner_text() if notice.is_visible() else ""
 
 
-def start_widget_server(data_dir: Path) -> RunningServer:
+def start_widget_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> RunningServer:
     """The real product as the widget's browser tests use it: loopback ICE, call tokens required."""
     return start_server(data_dir, extra_env={
         "CARECALL_WEBRTC_ICE_ADDRESSES": '["127.0.0.1"]',
         "CARECALL_CALL_TOKEN_REQUIRED": "true",
         "CARECALL_SECRET_KEY": "browser-test-secret",
+        **(extra_env or {}),
     })

@@ -22,7 +22,12 @@ SCREENSHOTS = screenshots_dir()
 
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_widget_server(tmp_path_factory.mktemp("widget-product"))
+    # The fake microphone speaks 14 s after the click, after the greeting (3.6 s) however long the
+    # connection takes; a silence re-prompt 8 s after the greeting would fall on the caller's words, and
+    # speech over the bot with echo cancellation on is issue 12's open defect, tested on its own
+    # (test_talk_over_greeting.py). So no re-prompt in this module's first minute.
+    server = start_widget_server(tmp_path_factory.mktemp("widget-product"),
+                                 {"CARECALL_TURN_TAKING__SILENCE_REPROMPT_S": "60"})
     try:
         yield server
     finally:
