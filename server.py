@@ -187,6 +187,10 @@ async def ws_call(ws: WebSocket) -> None:
         grant = await authorise(start.token) if authorise is not None else None
         # fields that touch records come from the server (the signed token), never the caller (#4)
         params = dict(getattr(grant, "params", None) or {})
+        if grant is not None and start.params.get("consent") == "page":
+            # The one thing the caller may say in `params`: that they ticked the recording notice on the
+            # widget's page (as the WebRTC path assumes). It is their own agreement, as a spoken "yes" is.
+            params["consent"] = "page"
         request = CallRequest("websocket", language=start.language, mode=start.mode, params=params)
         admitted = admit(runtime.hub, request)
     except TimeoutError:

@@ -164,6 +164,27 @@ async def test_bad_frames_get_errors_and_the_call_goes_on(carecall_server) -> No
                 break
 
 
+async def _first_bot_line(ws) -> str:
+    while True:
+        msg = await asyncio.wait_for(ws.recv(), 60)
+        if isinstance(msg, str) and (m := json.loads(msg))["type"] == "transcript" and m["speaker"] == "bot":
+            return m["text"]
+
+
+@pytest.mark.parametrize(("params", "asked"), [
+    ({}, True),
+    ({"consent": "page"}, False),  # the widget: the caller ticked the recording notice on its page
+    ({"consent": "yes", "patient_id": "P-1"}, True),  # only "page" counts; other params come from the token
+])  # fmt: skip
+async def test_consent_given_on_the_widget_page_is_not_asked_again(carecall_server, params, asked) -> None:
+    async with websockets.connect(carecall_server.ws_url) as ws:
+        token = await fetch_call_token(carecall_server.ws_url, "en")
+        assert (await _start(ws, token=token, params=params))["type"] == "started"
+        greeting = await _first_bot_line(ws)
+        assert ("recorded" in greeting.lower()) is asked, greeting
+        assert "problem" in greeting.lower() or asked, greeting
+
+
 async def test_a_vanishing_client_does_not_harm_other_calls(carecall_server, say) -> None:
     speech = resample(say("I have a rash on my arm.", "en"), 16000)
 
