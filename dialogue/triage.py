@@ -39,8 +39,8 @@ from voice.result import (
     ReadBack,
     ScreenAnswer,
     Suspicion,
-    read_parts,
 )
+from voice.result_json import read_parts
 
 log = logging.getLogger("carecall.dialogue.triage")
 
