@@ -96,12 +96,6 @@ class TriageDialogue(Checks, DialogueSession):
             return self.t("ask_complaint"), "free"
         return super().reask_prompt()
 
-    async def respond(self, utterance: CallerUtterance) -> AsyncIterator[DialogueOutput]:
-        if self.ended:
-            return
-        for out in await self._respond(utterance):
-            yield out
-
     async def _respond(self, utt: CallerUtterance) -> list[DialogueOutput]:
         text = utt.text.strip()
         if not text:
