@@ -28,11 +28,9 @@ import soxr
 
 from voice.asr import DecodeOptions, WhisperRecognizer
 from voice.asr_decode import WindowPolicy
-from voice.asr_terms import to_simplified
 from voice.audio import Pcm
 from voice.g711 import ulaw_decode, ulaw_encode
-from voice.languages.en.numbers import en_number
-from voice.languages.zh.numbers import zh_number
+from voice.languages import languages
 
 _REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("CARECALL_REAL_SPEECH", "")) if os.environ.get("CARECALL_REAL_SPEECH") else next(
@@ -96,11 +94,14 @@ def phone_band(audio: Pcm) -> Pcm:
 
 # --- scoring ---------------------------------------------------------------------------------
 def normalise(text: str, language: str) -> list[str]:
-    if language == "zh":
-        text = to_simplified(text)
-        text = re.sub(r"\d+(?:\.\d+)?", lambda m: zh_number(m.group()), text)
+    """The units scored: characters where the language writes no spaces (CER), else words (WER); numbers
+    spelled as the language's pack spells them."""
+    pack = languages[language]
+    if not pack.spaced:
+        text = pack.finish_transcript(text)  # simplified characters (its punctuation is dropped below)
+        text = re.sub(r"\d+(?:\.\d+)?", lambda m: pack.spell_number(m.group()), text)
         return [c for c in text if c.isalnum()]
-    text = re.sub(r"\d+(?:\.\d+)?", lambda m: " " + en_number(m.group()) + " ", text.lower())
+    text = re.sub(r"\d+(?:\.\d+)?", lambda m: " " + pack.spell_number(m.group()) + " ", text.lower())
     text = text.replace("-", " ")
     return re.sub(r"[^a-z' ]+", " ", text).split()
 
@@ -115,12 +116,12 @@ def edits(ref: list[str], hyp: list[str]) -> int:
 
 
 def kept_ending(reference: str, hypothesis: str, language: str) -> bool:
-    """The final is not truncated: the reference's last word (en) or last two characters (zh) appear
-    in the hypothesis' last few units."""
+    """The final is not truncated: the reference's last word (en) or last two characters (zh: a language
+    written without spaces) appear in the hypothesis' last few units."""
     ref, hyp = normalise(reference, language), normalise(hypothesis, language)
     if not ref:
         return True
-    if language == "zh":
+    if not languages[language].spaced:
         tail = ref[-2:]
         window = hyp[-4:]
         return sum(c in window for c in tail) >= 1

@@ -31,6 +31,7 @@ from bench.harness import RunningServer, start_server, stop_server
 from bench.report import percentile, update_readme
 from voice.audio import Pcm
 from voice.caller import scripted_call
+from voice.languages import languages
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -86,7 +87,8 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
 
 
 def _last_word(text: str, lang: str) -> str:
-    if lang == "zh":
+    """The last word (en), or the last two hanzi where words are not spaced (zh)."""
+    if not languages[lang].spaced:
         core = [c for c in text if "\u4e00" <= c <= "\u9fff"]
         return "".join(core[-2:])
     words = [w.strip(".,!?'").lower() for w in text.split()]
@@ -102,7 +104,7 @@ def turn_faults(lang: str, report_turns: list[dict[str, Any]]) -> tuple[int, int
     cutoffs = 0
     for said, text in zip(script, heard, strict=False):
         last = _last_word(said, lang)
-        if lang == "zh":
+        if not languages[lang].spaced:
             cutoffs += not any(c in text[-4:] for c in last)
         else:
             cutoffs += last not in text.lower()

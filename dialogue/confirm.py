@@ -17,7 +17,17 @@ from pydantic import Field
 
 from dialogue.engine import red_flags
 from dialogue.facts import Facts
-from dialogue.protocols import LANGS, PROMPTS_DIR, URGENCY, Knowledge, ProtocolError, _check_ids, _model, _read, _Strict
+from dialogue.protocols import (
+    LANGS,
+    PROMPTS_DIR,
+    URGENCY,
+    Knowledge,
+    ProtocolError,
+    _check_ids,
+    _model,
+    _Strict,
+    read_yaml,
+)
 
 TEXTS = (
     "confirm",
@@ -48,7 +58,7 @@ def confirm_text(root: str = str(PROMPTS_DIR)) -> dict[str, ConfirmText]:
     out: dict[str, ConfirmText] = {}
     for lang in LANGS:
         path = Path(root) / lang / "confirm.yaml"
-        ct: ConfirmText = _model(ConfirmText, path, _read(path))
+        ct: ConfirmText = _model(ConfirmText, path, read_yaml(path))
         for key in TEXTS:
             if key not in ct.texts:
                 raise ProtocolError(f"{path}: texts.{key}: missing")

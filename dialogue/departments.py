@@ -31,10 +31,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from dialogue.lexicon import AsrTolerance, compile_many, is_plain
-from dialogue.protocols import PROMPTS_DIR, URGENCY, Knowledge, ProtocolError
+from dialogue.protocols import PROMPTS_DIR, URGENCY, Knowledge, ProtocolError, read_yaml
 from voice.languages import LanguagePack, languages
 
 STRONG, MEDICINE, WEAK = 3.0, 2.0, 1.0  # a medicine names its condition's clinic, less surely than the condition
@@ -100,12 +99,7 @@ def _sentence_end(pack: LanguagePack) -> re.Pattern[str]:
 
 def load_terms(lang: str, known: Iterable[str], root: Path | str = PROMPTS_DIR) -> Terms:
     path = Path(root) / lang / "department_terms.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ProtocolError(f"{path}: file is missing") from None
-    except yaml.YAMLError as e:
-        raise ProtocolError(f"{path}: not valid YAML: {e}") from None
+    data = read_yaml(path) or {}
     pack = languages.or_fallback(lang)
     known = set(known)
     extra = set(data) - {

@@ -53,12 +53,6 @@ class FollowUpDialogue(DialogueSession):
         for out in self.ask(greeting, "yes_no"):
             yield out
 
-    async def respond(self, utterance: CallerUtterance) -> AsyncIterator[DialogueOutput]:
-        if self.ended:
-            return
-        for out in await self._respond(utterance):
-            yield out
-
     async def _respond(self, utt: CallerUtterance) -> list[DialogueOutput]:
         text = utt.text.strip()
         if not text:

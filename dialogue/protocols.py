@@ -223,7 +223,8 @@ class Knowledge(BaseModel):
 
 
 # --- loading ----------------------------------------------------------------------------------
-def _read(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """A prompts file's YAML; a missing or malformed file is a `ProtocolError` that names it."""
     try:
         with path.open(encoding="utf-8") as f:
             return yaml.safe_load(f)
@@ -260,14 +261,14 @@ def _check_regexes(path: Path, field: str, patterns: list[str]) -> None:
 def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
     root = Path(root)
     cat_path = root / "findings.yaml"
-    catalog: Catalog = _model(Catalog, cat_path, _read(cat_path))
+    catalog: Catalog = _model(Catalog, cat_path, read_yaml(cat_path))
     known = set(catalog.findings)
     for i, d in enumerate(catalog.derived):
         _check_ids(cat_path, f"derived[{i}]", {d.finding} | d.when.finding_ids(), known)
 
     protocols: dict[str, Protocol] = {}
     for path in sorted((root / "protocols").glob("*.yaml")):
-        p: Protocol = _model(Protocol, path, _read(path))
+        p: Protocol = _model(Protocol, path, read_yaml(path))
         if p.id != path.stem:
             raise ProtocolError(f"{path}: id: '{p.id}' must match the file name '{path.stem}'")
         _check_ids(path, "triggers", set(p.triggers), known)
@@ -293,12 +294,12 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
         raise ProtocolError(f"{root / 'protocols'}: no protocol files")
 
     rf_path = root / "red_flags.yaml"
-    red_flags: RedFlags = _model(RedFlags, rf_path, _read(rf_path))
+    red_flags: RedFlags = _model(RedFlags, rf_path, read_yaml(rf_path))
     for i, rf in enumerate(red_flags.red_flags):
         _check_ids(rf_path, f"red_flags[{i}].when", rf.when.finding_ids(), known)
 
     dep_path = root / "departments.yaml"
-    departments = _read(dep_path) or {}
+    departments = read_yaml(dep_path) or {}
     if not isinstance(departments.get("departments"), list):
         raise ProtocolError(f"{dep_path}: departments: a list of department ids is required")
     dept_ids = set(departments["departments"])
@@ -309,7 +310,7 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
             )
 
     q_path = root / "followup" / "questionnaire.yaml"
-    questionnaire: Questionnaire = _model(Questionnaire, q_path, _read(q_path))
+    questionnaire: Questionnaire = _model(Questionnaire, q_path, read_yaml(q_path))
     for i, fq in enumerate(questionnaire.questions):
         if fq.finding:
             _check_ids(q_path, f"questions[{i}].finding", {fq.finding}, known)
@@ -329,7 +330,7 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
     followup_text: dict[str, FollowupText] = {}
     for lang in LANGS:
         lex_path = root / lang / "lexicon.yaml"
-        lex: Lexicon = _model(Lexicon, lex_path, _read(lex_path))
+        lex: Lexicon = _model(Lexicon, lex_path, read_yaml(lex_path))
         _check_ids(lex_path, "findings", set(lex.findings), known)
         _check_ids(lex_path, "absent", set(lex.absent), known)
         for fid, pats in lex.absent.items():
@@ -349,7 +350,7 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
         lexicons[lang] = lex
 
         pt_path = root / lang / "protocols.yaml"
-        raw = _read(pt_path) or {}
+        raw = read_yaml(pt_path) or {}
         texts = {pid: _model(ProtocolText, pt_path, t) for pid, t in (raw.get("protocols") or {}).items()}
         for pid, p in protocols.items():
             if pid not in texts:
@@ -360,7 +361,7 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
         protocol_text[lang] = texts
 
         ph_path = root / lang / "dialogue.yaml"
-        ph: Phrases = _model(Phrases, ph_path, _read(ph_path))
+        ph: Phrases = _model(Phrases, ph_path, read_yaml(ph_path))
         for d in DISPOSITIONS:
             if d not in ph.dispositions:
                 raise ProtocolError(f"{ph_path}: dispositions.{d}: missing")
@@ -373,7 +374,7 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
         phrases[lang] = ph
 
         ft_path = root / lang / "followup.yaml"
-        ft: FollowupText = _model(FollowupText, ft_path, _read(ft_path))
+        ft: FollowupText = _model(FollowupText, ft_path, read_yaml(ft_path))
         for fq in questionnaire.questions:
             if fq.id not in ft.questions:
                 raise ProtocolError(f"{ft_path}: questions.{fq.id}: missing {lang} wording")

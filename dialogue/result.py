@@ -1,7 +1,7 @@
 """A triage's `voice.result.CallResult`: what the CLI prints, the call record stores and the nurse reads.
 `assessed` gives the parts a single statement already has (`triage_text`); `TriageDialogue.result()` adds
 the call's SBAR, actions and checks with `dataclasses.replace` (the checks' records read with
-`voice.result.read_parts`)."""
+`voice.result_json.read_parts`)."""
 
 from __future__ import annotations
 

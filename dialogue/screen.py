@@ -27,9 +27,9 @@ from dialogue.protocols import (
     ProtocolError,
     _check_ids,
     _model,
-    _read,
     _Strict,
     knowledge,
+    read_yaml,
 )
 from dialogue.slots import SLOTS, slot_answer
 from voice.languages import languages
@@ -88,7 +88,7 @@ def load_screen(root: Path | str = PROMPTS_DIR, kn: Knowledge | None = None) -> 
     items: dict[str, ScreenItem] = {}
     bundles: list[Bundle] = []
     for path in sorted((root / "screens").glob("*.yaml")):
-        spec: ScreenSpec = _model(ScreenSpec, path, _read(path))
+        spec: ScreenSpec = _model(ScreenSpec, path, read_yaml(path))
         for i, it in enumerate(spec.items):
             ids = set(it.findings) | set(it.or_findings) | {f for f in (it.general, it.yes_finding) if f}
             _check_ids(path, f"items[{i}]", ids | (it.when.finding_ids() if it.when else set()), known)
@@ -112,7 +112,7 @@ def load_screen(root: Path | str = PROMPTS_DIR, kn: Knowledge | None = None) -> 
     text: dict[str, ScreenText] = {}
     for lang in LANGS:
         path = root / lang / "screen.yaml"
-        st: ScreenText = _model(ScreenText, path, _read(path))
+        st: ScreenText = _model(ScreenText, path, read_yaml(path))
         for key in ("bundle", "which", "join", "join_last", "not_understood"):
             if key not in st.texts:
                 raise ProtocolError(f"{path}: texts.{key}: missing")

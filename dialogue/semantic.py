@@ -30,13 +30,13 @@ import numpy as np
 import yaml
 
 from dialogue.protocols import PROMPTS_DIR, ProtocolError, knowledge
+from voice.languages import languages
 
 log = logging.getLogger("carecall.dialogue.semantic")
 
 _EN_SPLIT = re.compile(r"[.;!?\n,]|\band\b|\bor\b|\bbut\b|\bplus\b|\balso\b", re.IGNORECASE)
 _ZH_SPLIT = re.compile(r"[，。；！？,.;!?\n、]|但是|而且|还有")
 _SENTENCE = re.compile(r"[.;!?\n。；！？]|,\s*(?=but\b)|，(?=但是|可是|不过)")
-MIN_CLAUSE_CHARS = {"en": 8, "zh": 3}
 MARGIN = 0.03  # a finding needs its best exemplar this much closer than the best of another finding
 # A clause the lexicon has already read: what it found explains the clause unless the new reading is clearly
 # closer. A likeness within EXPLAIN of an exemplar of what the lexicon read is that same statement seen
@@ -44,17 +44,14 @@ MARGIN = 0.03  # a finding needs its best exemplar this much closer than the bes
 # "手烧伤了"), not a second finding. Chosen on DEV (statements and the semantic cases): no true reading had a
 # gap under 0.15, most false ones were under 0.10.
 EXPLAIN = 0.10
-MAX_WHOLE_CHARS = {"en": 140, "zh": 40}
 # a clause that reassures is never a finding: the encoder does not see polarity ("vision is fine" ≈ "vision loss")
-_REASSURING = {
-    "en": re.compile(
-        r"\b(?:fine|okay|ok|normal(?:ly)?|alright|all right|(?:feel(?:s|ing)?|getting|much|a lot|bit) better|"
-        r"no problems?|nothing wrong|as usual|"
-        r"eating and drinking|playing (?:happily|normally)|running around)\b",
-        re.IGNORECASE,
-    ),
-    "zh": re.compile(r"正常|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么|好好的|能吃能玩|能吃能喝"),
-}
+_EN_REASSURING = re.compile(
+    r"\b(?:fine|okay|ok|normal(?:ly)?|alright|all right|(?:feel(?:s|ing)?|getting|much|a lot|bit) better|"
+    r"no problems?|nothing wrong|as usual|"
+    r"eating and drinking|playing (?:happily|normally)|running around)\b",
+    re.IGNORECASE,
+)
+_ZH_REASSURING = re.compile(r"正常|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么|好好的|能吃能玩|能吃能喝")
 # an exemplar key that says no finding (taking medicines, asking for an appointment): a clause nearest
 # it adds nothing, and it explains a clause as well as the lexicon's reading would
 ORDINARY = "ordinary"
@@ -79,11 +76,36 @@ _ZH_WHO = re.compile(
 )
 
 
+
+
+@dataclass(frozen=True, slots=True)
+class _ClauseRules:
+    """How this module cuts and reads one rule set's text (keyed by `voice.languages.LanguagePack.rules`;
+    what goes between two clauses is the pack's `clause_separator`)."""
+
+    split: re.Pattern[str]  # where a sentence is cut into clauses
+    min_clause_chars: int  # a shorter piece is no clause of its own
+    max_whole_chars: int  # an utterance up to this long is matched whole too
+    reassuring: re.Pattern[str]
+    who: re.Pattern[str]  # who is spoken of ...
+    neutral_subject: str  # ... read as this
+    greeting: str  # what the extractor reads once at start-up (`warm_up`)
+
+
+_RULES = {
+    "zh": _ClauseRules(_ZH_SPLIT, 3, 40, _ZH_REASSURING, _ZH_WHO, "他", "你好"),
+    "en": _ClauseRules(_EN_SPLIT, 8, 140, _EN_REASSURING, _EN_WHO, "they", "hello"),
+}
+
+
+def _rules(lang: str) -> _ClauseRules:
+    return _RULES[languages.or_fallback(lang).rules]
+
+
 def neutral(text: str, lang: str) -> str:
     """The clause with its subject made neutral (my dad's face → their face; 我爸嘴歪了 → 他嘴歪了)."""
-    if lang == "zh":
-        return _ZH_WHO.sub("他", text)
-    return _EN_WHO.sub("they", text)
+    rules = _rules(lang)
+    return rules.who.sub(rules.neutral_subject, text)
 
 
 class Encoder(Protocol):
@@ -256,25 +278,25 @@ def index(lang: str) -> Index | None:
     if enc is None:
         return None
     cache = Path(os.environ.get("CARECALL_CACHE", Path.home() / ".cache" / "carecall")) / "semantic"
-    return Index(enc, load_bank("zh" if lang == "zh" else "en"), cache=cache)
+    return Index(enc, load_bank(languages.or_fallback(lang).code), cache=cache)
 
 
 def clauses(text: str, lang: str) -> list[str]:
     """The caller's clauses, without sentences that reassure ("she's eating and drinking okay"), and the
     whole utterance too when it is short and has several (a red flag is often told across two clauses:
     "心口憋得慌，出了一身冷汗")."""
+    rules = _rules(lang)
     sentences = [s for s in _SENTENCE.split(text) if s.strip()]
     kept = [s for s in sentences if not reassuring(s, lang)]
-    rx = _ZH_SPLIT if lang == "zh" else _EN_SPLIT
-    out = [p.strip() for s in kept for p in rx.split(s) if p and len(p.strip()) >= MIN_CLAUSE_CHARS[lang]]
-    whole = "，".join(s.strip() for s in kept) if lang == "zh" else ", ".join(s.strip() for s in kept)
-    if len(out) > 1 and len(whole) <= MAX_WHOLE_CHARS[lang]:
+    out = [p.strip() for s in kept for p in rules.split.split(s) if p and len(p.strip()) >= rules.min_clause_chars]
+    whole = languages.or_fallback(lang).clause_separator.join(s.strip() for s in kept)
+    if len(out) > 1 and len(whole) <= rules.max_whole_chars:
         out.append(whole)
     return out
 
 
 def reassuring(clause: str, lang: str) -> bool:
-    return bool(_REASSURING[lang].search(clause))
+    return bool(_rules(lang).reassuring.search(clause))
 
 
 def best_matches(idx: Index, items: list[str], top: int = 2) -> list[list[Match]]:
@@ -324,11 +346,11 @@ def readings(
 
 
 def warm_up() -> None:
-    """Load the encoder, both exemplar banks and both extractors once (server start-up)."""
+    """Load the encoder, every language's exemplar bank and extractor once (server start-up)."""
     from dialogue.departments import terms
     from dialogue.extract import extractor
 
-    for lang in ("en", "zh"):
+    for lang in languages:
         index(lang)
-        extractor(lang).extract("hello" if lang == "en" else "你好")
+        extractor(lang).extract(_rules(lang).greeting)
         terms(lang)

@@ -188,7 +188,14 @@ class DialogueSession:
         async for out in self.respond(CallerUtterance(text=text, turn_index=-1)):
             yield out
 
-    def respond(self, utterance: CallerUtterance) -> AsyncIterator[DialogueOutput]:  # pragma: no cover
+    async def respond(self, utterance: CallerUtterance) -> AsyncIterator[DialogueOutput]:
+        """The reply to one caller turn (the dialogue's `_respond`); nothing once the dialogue has ended."""
+        if self.ended:
+            return
+        for out in await self._respond(utterance):
+            yield out
+
+    async def _respond(self, utt: CallerUtterance) -> list[DialogueOutput]:  # pragma: no cover
         raise NotImplementedError
 
     def heard(self, text: str, interrupted: bool) -> None:

@@ -25,10 +25,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from dialogue.lexicon import compile_many
-from dialogue.protocols import PROMPTS_DIR, ProtocolError
+from dialogue.protocols import PROMPTS_DIR, ProtocolError, read_yaml
 from voice.languages import languages
 
 Tense = Literal["present", "past", "hypothetical", "question", "known", "experiential"]
@@ -184,10 +182,5 @@ def decide(reading: Reading, alarm: bool) -> Verdict:
 def reader(lang: str, root: str = str(PROMPTS_DIR)) -> TemporalReader:
     lang = languages.or_fallback(lang).code
     path = Path(root) / lang / "time_intent.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ProtocolError(f"{path}: file is missing") from None
-    except yaml.YAMLError as e:
-        raise ProtocolError(f"{path}: not valid YAML: {e}") from None
+    data = read_yaml(path) or {}
     return TemporalReader(data, lang, where=str(path))

@@ -39,8 +39,8 @@ from voice.result import (
     ReadBack,
     ScreenAnswer,
     Suspicion,
-    read_parts,
 )
+from voice.result_json import read_parts
 
 log = logging.getLogger("carecall.dialogue.triage")
 
@@ -95,12 +95,6 @@ class TriageDialogue(Checks, DialogueSession):
         if self.phase == "consent":  # the caller went straight to the problem: ask for it, not the greeting
             return self.t("ask_complaint"), "free"
         return super().reask_prompt()
-
-    async def respond(self, utterance: CallerUtterance) -> AsyncIterator[DialogueOutput]:
-        if self.ended:
-            return
-        for out in await self._respond(utterance):
-            yield out
 
     async def _respond(self, utt: CallerUtterance) -> list[DialogueOutput]:
         text = utt.text.strip()

@@ -1,4 +1,5 @@
-"""Small things every phone transport needs: a per-call logger and phone-number masking."""
+"""Small things every phone transport needs: a per-call logger, phone-number masking, and reading an
+integer a carrier sent (`int_or_none`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,16 @@ from voice.audio import Pcm
 from voice.resample import live_resampler
 
 _DIGITS = re.compile(r"\d")
+
+
+def int_or_none(value: Any) -> int | None:
+    """An integer a carrier sent (a sequence number, a retry count), or None for anything else."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def mask_number(number: str) -> str:

@@ -17,21 +17,12 @@ from xml.sax.saxutils import quoteattr
 
 from fastapi import APIRouter, Request, Response, WebSocket
 
-from telephony.common import mask_number
+from telephony.common import int_or_none, mask_number
 from telephony.media_streams import serve_stream
 from telephony.stream_auth import StreamGuard
 from voice.admission import AdmissionRefused, CallRequest, Hub, hub_of, validate
 
 log = logging.getLogger("carecall.telephony.twilio")
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 # --- webhook signatures ----------------------------------------------------------------------
@@ -176,7 +167,7 @@ def build_router(
         form = await verified_form(request)
         if form is None:
             return Response("invalid signature", status_code=403, media_type="text/plain")
-        attempt = _int_or_none(request.query_params.get("attempt"))
+        attempt = int_or_none(request.query_params.get("attempt"))
         if on_status is not None and attempt is not None:
             await on_status(attempt, form)
         return Response(status_code=204)

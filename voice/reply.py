@@ -1,7 +1,7 @@
 """One bot utterance as one object (LiveKit's SpeechHandle is the model): its task, its clauses as
 they were synthesised, its timing, whether it may be interrupted now, and what the caller heard.
 
-The call loop (voice/call.py) makes one `Reply` per dialogue answer, opening, re-prompt or key-press
+The call loop's bot side (voice/bot_replies.py) makes one `Reply` per dialogue answer, opening, re-prompt or key-press
 answer; barge-in, the record and `dialogue.heard()` all read it, instead of loose attributes on the call.
 """
 

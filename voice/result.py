@@ -6,22 +6,33 @@ exports and console read, field by field. Standard library only: `dialogue/`, `r
 `CallResult.to_json()` is the stored form (`calls.result`, the client's `ended` message): the same
 keys the dialogues wrote before this type existed, so rows written by older versions read back with
 `CallResult.from_json()` and still display. `from_json` never raises on a malformed row: a field of
-the wrong type reads as its default (one field lost, never a call)."""
+the wrong type reads as its default (one field lost, never a call): the lenient readers are
+`voice.result_json`'s; this module says which key holds which field."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
-    Part = TypeVar("Part", bound=DataclassInstance)
+from voice.result_json import (
+    JsonObject,
+    as_list,
+    as_mapping,
+    bool_or_none,
+    dicts,
+    int_or_none,
+    is_number,
+    nonempty_str,
+    plain,
+    read_part,
+    read_parts,
+    red_flag,
+    strs,
+)
 
 Mode = Literal["triage", "followup"]
 AnswerValue = bool | float | str | None
-JsonObject = dict[str, Any]
 
 
 # --- parts ----------------------------------------------------------------------------------------
@@ -170,7 +181,7 @@ class Progress:
     chief_complaint_name: str = ""  # in the call's language, as `CallResult.chief_complaint_name`
 
     def to_json(self) -> JsonObject:
-        return _plain(self)
+        return plain(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +243,7 @@ class CallResult:
             "red_flags": list(self.red_flags),
             "findings": [_finding_json(f) for f in self.findings],
             "numbers": dict(self.numbers),
-            "summary": _plain(self.summary) if self.summary else None,
+            "summary": plain(self.summary) if self.summary else None,
             "action_taken": list(self.actions),
             "escalated": self.escalated,
             "escalation_level": self.escalation_level,
@@ -244,16 +255,16 @@ class CallResult:
                 "disposition": self.disposition,
                 "chief_complaint": self.chief_complaint,
                 "chief_complaint_name": self.chief_complaint_name,
-                "complaints": [_plain(c) for c in self.complaints],
+                "complaints": [plain(c) for c in self.complaints],
                 "reasons": list(self.reasons),
                 "questions_asked": list(self.questions_asked),
                 "questions_total": self.questions_total,
-                "screen": [_plain(s) for s in self.screen],
+                "screen": [plain(s) for s in self.screen],
                 "screen_questions": self.screen_questions,
-                "suspected": [_plain(s) for s in self.suspected],
-                "confirmations": [_plain(c) for c in self.confirmations],
-                "readbacks": [_plain(r) for r in self.readbacks],
-                "llm_disagreements": [_plain(d) for d in self.llm_disagreements],
+                "suspected": [plain(s) for s in self.suspected],
+                "confirmations": [plain(c) for c in self.confirmations],
+                "readbacks": [plain(r) for r in self.readbacks],
+                "llm_disagreements": [plain(d) for d in self.llm_disagreements],
             }
         else:
             out |= {
@@ -264,7 +275,7 @@ class CallResult:
                 "complete": self.complete,
             }
         if self.takeovers:
-            out["takeovers"] = [{k: v for k, v in _plain(t).items() if v is not None} for t in self.takeovers]
+            out["takeovers"] = [{k: v for k, v in plain(t).items() if v is not None} for t in self.takeovers]
         return out
 
     @classmethod
@@ -272,146 +283,58 @@ class CallResult:
         """A stored result (any version this project wrote; `{}` or None for a call cut off before
         the end). `mode`: the call's, when the row does not say."""
         d: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
-        m = _str(d.get("mode")) or mode or ("followup" if "outcomes" in d or "identity_confirmed" in d else "triage")
+        m = (nonempty_str(d.get("mode")) or mode
+             or ("followup" if "outcomes" in d or "identity_confirmed" in d else "triage"))
         return cls(
             mode=cast(Mode, m if m in ("triage", "followup") else "triage"),
-            call_id=_str(d.get("call_id")) or "",
-            language=_str(d.get("language")) or "",
-            end_reason=_str(d.get("end_reason")),
-            chief_complaint=_str(d.get("chief_complaint")),
-            chief_complaint_name=_str(d.get("chief_complaint_name")) or "",
-            disposition=_str(d.get("disposition")),
-            department=_str(d.get("department")) or "",
-            department_name=_str(d.get("department_name")) or "",
+            call_id=nonempty_str(d.get("call_id")) or "",
+            language=nonempty_str(d.get("language")) or "",
+            end_reason=nonempty_str(d.get("end_reason")),
+            chief_complaint=nonempty_str(d.get("chief_complaint")),
+            chief_complaint_name=nonempty_str(d.get("chief_complaint_name")) or "",
+            disposition=nonempty_str(d.get("disposition")),
+            department=nonempty_str(d.get("department")) or "",
+            department_name=nonempty_str(d.get("department_name")) or "",
             complaints=tuple(c for c in read_parts(Complaint, d.get("complaints")) if c.protocol),
-            reasons=_strs(d.get("reasons")),
-            findings=tuple(f for f in map(_finding, _dicts(d.get("findings"))) if f is not None),
-            numbers={str(k): float(v) for k, v in _mapping(d.get("numbers")).items() if _number(v)},
-            red_flags=tuple(_red_flag(r) for r in _list(d.get("red_flags")) if _red_flag(r)),
+            reasons=strs(d.get("reasons")),
+            findings=tuple(f for f in map(_finding, dicts(d.get("findings"))) if f is not None),
+            numbers={str(k): float(v) for k, v in as_mapping(d.get("numbers")).items() if is_number(v)},
+            red_flags=tuple(red_flag(r) for r in as_list(d.get("red_flags")) if red_flag(r)),
             summary=_sbar(d.get("summary")),
-            actions=_strs(d.get("action_taken")),
+            actions=strs(d.get("action_taken")),
             escalated=bool(d.get("escalated")),
-            escalation_level=_str(d.get("escalation_level")),
+            escalation_level=nonempty_str(d.get("escalation_level")),
             transferred=bool(d.get("transferred")),
             held_for_nurse=bool(d.get("held_for_nurse")),
             takeovers=read_parts(TakeoverStep, d.get("takeovers")),
-            questions_asked=_strs(d.get("questions_asked")),
-            questions_total=_int(d.get("questions_total")) or 0,
+            questions_asked=strs(d.get("questions_asked")),
+            questions_total=int_or_none(d.get("questions_total")) or 0,
             screen=read_parts(ScreenAnswer, d.get("screen")),
-            screen_questions=_int(d.get("screen_questions")) or 0,
+            screen_questions=int_or_none(d.get("screen_questions")) or 0,
             suspected=read_parts(Suspicion, d.get("suspected")),
             confirmations=read_parts(Confirmation, d.get("confirmations")),
             readbacks=read_parts(ReadBack, d.get("readbacks")),
             llm_disagreements=read_parts(LlmDisagreement, d.get("llm_disagreements")),
-            identity_confirmed=_bool_or_none(d.get("identity_confirmed")),
-            consent=_bool_or_none(d.get("consent")),
+            identity_confirmed=bool_or_none(d.get("identity_confirmed")),
+            consent=bool_or_none(d.get("consent")),
             answers=tuple(
-                _answer(str(q), a) for q, a in _mapping(d.get("outcomes")).items() if isinstance(a, Mapping)
+                _answer(str(q), a) for q, a in as_mapping(d.get("outcomes")).items() if isinstance(a, Mapping)
             ),
-            alarms=_strs(d.get("alarms")),
+            alarms=strs(d.get("alarms")),
             complete=bool(d.get("complete")),
         )
 
 
-# --- to and from JSON -----------------------------------------------------------------------------
-def _plain(obj: Any) -> JsonObject:
-    """A flat part as a dict of its fields (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k in obj.__slots__ for v in (getattr(obj, k),)}
-
-
+# --- the parts' stored form ------------------------------------------------------------------------
 def _finding_json(f: Finding) -> JsonObject:
     out: JsonObject = {"id": f.id, "present": f.present, "source": f.source}
     if f.evidence is not None:  # a derived finding has none: the key is left out, as the dialogues always wrote
-        out["evidence"] = _plain(f.evidence)
+        out["evidence"] = plain(f.evidence)
     return out
 
 
 def _answer_json(a: Answer) -> JsonObject:
-    return {k: v for k, v in _plain(a).items() if k != "question"}  # the question is the key of `outcomes`
-
-
-def read_parts(cls: type[Part], items: Any) -> tuple[Part, ...]:
-    """Flat parts from a stored list of dicts (or a dialogue check's records), field by field."""
-    return tuple(read_part(cls, x) for x in _dicts(items))
-
-
-def read_part(cls: type[Part], d: Mapping[str, Any]) -> Part:
-    """One flat part from its dict: each field read by its annotation; a missing or mistyped value reads as
-    the field's default (or "", 0, False, ()), so a malformed row loses the field, never the part."""
-    kw: dict[str, Any] = {}
-    for f in fields(cls):
-        kind = cast(str, f.type)  # `from __future__ import annotations`: the annotation as written
-        value = _READERS[kind](d.get(f.name))
-        if value is None and "None" not in kind:
-            value = f.default if f.default is not MISSING else _ZERO[kind]
-        kw[f.name] = value
-    return cls(**kw)
-
-
-def _str(v: Any) -> str | None:
-    return v if isinstance(v, str) and v else None
-
-
-def _int(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, str):
-        try:
-            return int(v)
-        except ValueError:
-            return None
-    return None
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _float(v: Any) -> float | None:
-    return float(v) if _number(v) else None
-
-
-def _bool_or_none(v: Any) -> bool | None:
-    return v if isinstance(v, bool) else None
-
-
-def _text(v: Any) -> str | None:
-    return v if isinstance(v, str) else None if v is None else str(v)
-
-
-def _list(v: Any) -> list[Any]:
-    return list(v) if isinstance(v, list | tuple) else []
-
-
-def _dicts(v: Any) -> list[Mapping[str, Any]]:
-    return [x for x in _list(v) if isinstance(x, Mapping)]
-
-
-def _mapping(v: Any) -> Mapping[str, Any]:
-    return v if isinstance(v, Mapping) else {}
-
-
-def _strs(v: Any) -> tuple[str, ...]:
-    return tuple(str(x) for x in _list(v) if x is not None)
-
-
-def _red_flag(v: Any) -> str:
-    """A stored red flag: an id (what the dialogues write), or an early row's {"flag"|"id": ...}."""
-    if isinstance(v, Mapping):
-        v = v.get("id") or v.get("flag") or v.get("name")
-    return v if isinstance(v, str) else ""
-
-
-# what `read_part` reads each annotation with (None: missing or of the wrong type), and the zero it falls back to
-_READERS: dict[str, Callable[[Any], Any]] = {
-    "str": _text, "str | None": _str, "int | None": _int, "float": _float, "float | None": _float,
-    "bool": bool, "tuple[str, ...]": _strs,
-}  # fmt: skip
-_ZERO: dict[str, Any] = {"str": "", "float": 0.0, "bool": False, "tuple[str, ...]": ()}
+    return {k: v for k, v in plain(a).items() if k != "question"}  # the question is the key of `outcomes`
 
 
 def _finding(f: Mapping[str, Any]) -> Finding | None:
@@ -436,14 +359,14 @@ def _answer(question: str, a: Mapping[str, Any]) -> Answer:
     value = a.get("value")
     if not isinstance(value, bool | int | float | str):
         value = None
-    elif _number(value):
+    elif is_number(value):
         value = float(value)
     return Answer(
         question=question,
         section=str(a.get("section") or ""),
-        answer=_str(a.get("answer")),
+        answer=nonempty_str(a.get("answer")),
         value=value,
-        turn=_int(a.get("turn")),
+        turn=int_or_none(a.get("turn")),
         text=str(a.get("text") or ""),
         alarm=bool(a.get("alarm")),
     )
@@ -451,5 +374,5 @@ def _answer(question: str, a: Mapping[str, Any]) -> Answer:
 
 __all__ = [
     "Answer", "AnswerValue", "CallResult", "Complaint", "Confirmation", "Evidence", "Finding", "LlmDisagreement",
-    "Mode", "Progress", "ReadBack", "Sbar", "ScreenAnswer", "Suspicion", "TakeoverStep", "read_part", "read_parts",
+    "Mode", "Progress", "ReadBack", "Sbar", "ScreenAnswer", "Suspicion", "TakeoverStep",
 ]  # fmt: skip

@@ -23,20 +23,12 @@ from telephony.carriers.base import (
     StreamStart,
     StreamStop,
 )
+from telephony.common import int_or_none
 from voice import g711
 from voice.audio import Pcm
 
 MAX_PAYLOAD_BYTES = 8000  # one second of μ-law in one media message is already far beyond Twilio's 20 ms
 DTMF_DIGITS = set("0123456789*#ABCD")
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 class TwilioCodec:
@@ -71,7 +63,7 @@ class TwilioCodec:
         event = msg.get("event")
         if event in ("media", "dtmf", "mark", "stop") and msg.get("streamSid") != self.stream_sid:
             raise CarrierProtocolError("sid", f"ignoring {event} with a wrong streamSid")
-        seq = _int_or_none(msg.get("sequenceNumber"))
+        seq = int_or_none(msg.get("sequenceNumber"))
         if seq is not None:
             if seq <= self._last_seq:
                 raise CarrierProtocolError("seq", f"ignoring out-of-order/duplicate message (seq {seq} after "

@@ -1,5 +1,5 @@
 """What the SIP endpoint's parts share: its configuration, one call's session, the outcome of an
-outbound call, and the codec choice from an SDP."""
+outbound call, the codec choice from an SDP and where a session's media goes (`set_remote`)."""
 
 from __future__ import annotations
 
@@ -88,3 +88,22 @@ def codec_choice(sdp: SdpMessage) -> tuple[g711.G711, int | None, set[int]]:
 
 def direction(sdp: SdpMessage | None) -> str:
     return sdp.audio.direction if sdp is not None and sdp.audio is not None else "sendrecv"
+
+
+def set_remote(rtp: RtpSession, sdp: SdpMessage, codec: g711.G711, dtmf_pt: int | None, signalling_host: str,
+               policy: str) -> None:
+    """Where media goes and may come from. Only the SDP's address by default; `c=0.0.0.0` (or
+    port 0) then means no media at all (hold), never "whoever sends first". Latching (symmetric
+    RTP, for phones behind NAT) only as configured (`policy`, `SipConfig.rtp_latching`): to the SIP
+    peer's own host, or (`any`) to anyone."""
+    addr = sdp.rtp_address
+    usable = addr is not None and addr[0] not in ("0.0.0.0", "::", "") and addr[1] != 0
+    rtp.latch, rtp.latch_hosts = False, None
+    if policy == "sdp" or (usable and policy != "signalling"):
+        rtp.remote = (addr[0], addr[1]) if usable and addr is not None else None
+    else:
+        rtp.remote = None
+        rtp.latch = True
+        if policy == "signalling":
+            rtp.latch_hosts = frozenset({signalling_host, *([addr[0]] if usable and addr else [])})
+    rtp.payload_types = {codec.payload_type} | ({dtmf_pt} if dtmf_pt is not None else set()) | {101}

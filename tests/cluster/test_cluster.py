@@ -203,7 +203,7 @@ def free_udp() -> int:
 
 
 def sip_answered(c: Cluster) -> dict[str, int]:
-    """Call id -> the worker whose log says it answered that SIP call (telephony/sip/endpoint.py)."""
+    """Call id -> the worker whose log says it answered that SIP call (telephony/sip/inbound.py)."""
     return {call_id: w.index for w in c.workers if w.log_path
             for call_id in re.findall(r"call=(\S+) SIP call answered", w.log_path.read_text(errors="replace"))}
 

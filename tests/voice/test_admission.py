@@ -98,7 +98,7 @@ def test_a_reserving_hub_gets_the_line_first_and_back_when_not_answered() -> Non
 
 def test_a_busy_refusal_says_whether_every_line_is_in_use() -> None:
     """SIP answers 486 when the lines are full and 503 (try another worker) otherwise."""
-    from telephony.sip.endpoint import refusal_status
+    from telephony.sip.intake import refusal_status
     from voice.hub import CallsBusy
 
     with pytest.raises(AdmissionRefused) as full:

@@ -2,9 +2,10 @@
 
 Everything that differs between Mandarin and English outside the dialogue's own data lives in a pack:
 how numbers are spelled, how text is rewritten for the voice, how streamed text is cut into clauses,
-whether words are written with spaces, the recogniser's language code, the default voice, the local
-emergency number. What a clinician may change (the words a key press stands for, the default hospital
-name) is data in `prompts/<code>/language.yaml`, read by `LanguageData.load`.
+whether words are written with spaces, what goes between listed items and between clauses, the
+recogniser's language code, the default voice, the local emergency number. What a clinician may change
+(the words a key press stands for, the default hospital name) is data in `prompts/<code>/language.yaml`,
+read by `LanguageData.load`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class LanguagePack:
     asr_code: str  # the recogniser's (Whisper's) language code
     spaced: bool  # words are written with spaces between them (English) or not (Mandarin)
     list_separator: str  # between listed items: "、" / ", "
+    clause_separator: str  # between clauses of one sentence: "，" / ", "
     sentence_end: str  # "。" / "."
     emergency_number: str  # the default; Settings.emergency_numbers may override it
     tts_engines: tuple[str, ...]  # voice engines that speak it, the default first (server.py builds them)

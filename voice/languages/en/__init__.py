@@ -13,7 +13,7 @@ __all__ = ["PACK", "en_digits", "en_int", "en_number"]
 NUMBER_WORDS = frozenset(ONES + [t for t in TENS if t != "_"] + ["hundred", "half", "couple", "few"])
 
 PACK = LanguagePack(
-    code="en", name="English", asr_code="en", spaced=True, list_separator=", ", sentence_end=".",
+    code="en", name="English", asr_code="en", spaced=True, list_separator=", ", clause_separator=", ", sentence_end=".",
     emergency_number="911", tts_engines=("piper", "coqui"), clause_lengths=ClauseLengths(12, 40, 200),
     spell_int=en_int, spell_number=en_number, spell_digits=en_digits, normalize=normalize,
     number_words=NUMBER_WORDS, read_numbers=read_numbers,

@@ -20,8 +20,9 @@ def finish_transcript(text: str) -> str:
 NUMBER_WORDS = frozenset("零一二两三四五六七八九十百半几")
 
 PACK = LanguagePack(
-    code="zh", name="Mandarin", asr_code="zh", spaced=False, list_separator="、", sentence_end="。",
-    emergency_number="120", tts_engines=("fastspeech2", "coqui"), clause_lengths=ClauseLengths(4, 10, 60),
+    code="zh", name="Mandarin", asr_code="zh", spaced=False, list_separator="、", clause_separator="，",
+    sentence_end="。", emergency_number="120", tts_engines=("fastspeech2", "coqui"),
+    clause_lengths=ClauseLengths(4, 10, 60),
     spell_int=zh_int, spell_number=zh_number, spell_digits=zh_digits, normalize=normalize,
     number_words=NUMBER_WORDS, read_numbers=read_numbers, finish_transcript=finish_transcript,
 )
