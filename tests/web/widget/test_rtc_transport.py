@@ -94,12 +94,15 @@ async def test_clear_silences_the_bot_at_once_and_played_s_counts_what_was_heard
         assert transport.played_s() == heard  # the turn stops where it was cut
         transport.mark_turn()
         assert transport.played_s() == 0.0
-        await apoll(lambda: len(client.audio_since(cleared_at + 0.25)) >= 0.5 * 48_000, 30.0,
-                    "silence frames after the clear")  # the track keeps sending
-        before = client.audio_since(cleared_at - 0.5, cleared_at)
-        after = client.audio_since(cleared_at + 0.25)  # one frame + the jitter buffer
-        assert rms(before) > 0.1
-        assert rms(after) < 0.005, rms(after)
+        await apoll(lambda: len(client.audio_since(cleared_at)) >= 0.8 * 48_000, 30.0,
+                    "audio after the clear")  # the track keeps sending
+        # Judged on what arrived, not on when (a loaded machine delays the frames already in flight):
+        # the caller got no more of the turn than had been sent when it was cut, and then only silence.
+        received = client.audio_since(start)
+        tone_s = np.count_nonzero(np.abs(received) > 1000) / 48_000
+        assert tone_s <= heard + 0.1, (tone_s, heard)
+        assert rms(client.audio_since(start, cleared_at)) > 0.1  # the tone was heard before the clear
+        assert rms(client.audio_since(cleared_at)[-int(0.4 * 48_000):]) < 0.005
     finally:
         await transport.close()
         await client.close()
