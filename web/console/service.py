@@ -87,7 +87,7 @@ def open_services(settings: Settings, database: Database | None = None) -> Conso
     return ConsoleServices(
         settings=settings,
         database=database,
-        recorder=CallRecorder(database, LiveFeed(worker=settings.worker_id)),
+        recorder=CallRecorder(database, LiveFeed(worker=settings.worker_id, worker_lost_s=settings.live_worker_lost_s)),
         signer=SessionSigner(secret),
         own_database=own,
     )
@@ -106,7 +106,7 @@ async def start(app: FastAPI, settings: Settings, database: Database | None = No
     services = await asyncio.to_thread(open_services, settings, database)
     services.purge_task = asyncio.create_task(services.maintain(), name="records-maintenance")
     if services.database.dialect == "postgresql":
-        services.live_bridge = PostgresLiveBridge(services.database, services.feed)
+        services.live_bridge = PostgresLiveBridge(services.database, services.feed, settings.live_heartbeat_s)
         services.live_bridge.start(asyncio.get_running_loop())
     app.state.records = services
     hub: Any = getattr(app.state, "hub", None)
