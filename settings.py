@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from records.live import HEARTBEAT_S, WORKER_LOST_S
 from voice.languages import languages
 from voice.turn_taking import LEGACY_ENV, TurnTakingSettings
 
@@ -133,6 +134,10 @@ class Settings(BaseSettings):
     worker_id: str = Field("", description="this worker's name in nginx's takeover map (?worker=, "
                                            "deploy/nginx): a console takeover reaches the worker carrying the "
                                            "call; empty: one worker, nothing to route")
+    live_heartbeat_s: float = Field(HEARTBEAT_S, gt=0, description="how often a worker tells the others it is "
+                                                                   "alive (PostgreSQL live view, records/live_pg.py)")
+    live_worker_lost_s: float = Field(WORKER_LOST_S, gt=0, description="a worker not heard from this long has "
+                                      "died: its calls leave every console's live list (about 4 missed beats)")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1"], description="proxies whose X-Forwarded-For names the client")
     webrtc_turn_urls: Annotated[list[str], NoDecode] = Field(
@@ -188,6 +193,13 @@ class Settings(BaseSettings):
                                  f"not {engine!r}")
         if self.sip_default_language not in languages:
             raise ValueError(f"sip_default_language: no language pack for {self.sip_default_language!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeats_fit(self) -> Settings:
+        if self.live_worker_lost_s < 2 * self.live_heartbeat_s:  # one late beat must not end a worker's calls
+            raise ValueError(f"live_worker_lost_s ({self.live_worker_lost_s:g}) must be at least twice "
+                             f"live_heartbeat_s ({self.live_heartbeat_s:g})")
         return self
 
     @model_validator(mode="after")

@@ -1,6 +1,13 @@
 """The console's live view of calls in progress: an in-memory picture of each live call and a
 queue per console viewer. Nothing here touches the database; red flags go out the moment they
-are raised."""
+are raised.
+
+Other workers' calls (records/live_pg.py) are kept with the worker that sent them. Every worker
+beats every `HEARTBEAT_S`; one not heard from for `WORKER_LOST_S` (any message counts) has died
+(`kill -9`, a lost host) and its calls leave the view with a `call_ended` of reason `worker_lost`, so
+that no nurse watches a call nobody carries. A call not heard of for `REMOTE_IDLE_S` goes too (reason
+`no_news`): the backstop for a worker that is alive but never ended a call. `expire()` does this on
+the feed's clock (injectable); the bridge runs it every second on the event loop."""
 
 from __future__ import annotations
 
@@ -22,6 +29,10 @@ from voice.events import (
 )
 
 MAX_LIVE_TURNS = 200
+# Defaults of Settings.live_heartbeat_s / live_worker_lost_s (settings.py): about four missed beats
+HEARTBEAT_S = 5.0
+WORKER_LOST_S = 20.0
+REMOTE_IDLE_S = 900.0
 
 
 @dataclass
@@ -56,17 +67,24 @@ class LiveCall:
 
 class LiveFeed:
     """Live calls and their subscribers. Call `apply(event)` (a local call's event) or
-    `apply_message(message)` (another worker's, see records/live_pg.py) from the event loop.
+    `apply_message(message, sender=...)` (another worker's, see records/live_pg.py) from the event
+    loop, `heard(sender)` for another worker's heartbeat and `expire()` now and then.
     `forward`, when set, receives every message made from a local event."""
 
-    def __init__(self, queue_size: int = 500, remote_idle_s: float = 900.0, worker: str = "") -> None:
+    def __init__(self, queue_size: int = 500, remote_idle_s: float = REMOTE_IDLE_S, worker: str = "",
+                 worker_lost_s: float = WORKER_LOST_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.worker = worker  # this worker's id, stamped on the calls it starts
         self.calls: dict[str, LiveCall] = {}
         self.forward: Callable[[dict[str, Any]], None] | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._queue_size = queue_size
-        self._remote: dict[str, float] = {}  # call id -> last message time, for other workers' calls
+        self._clock = clock
+        self._remote: dict[str, tuple[str, float]] = {}  # other workers' calls: call id -> (sender, last news)
+        self._heard: dict[str, float] = {}  # sender -> last message of any kind
+        self._beating: set[str] = set()  # senders heard beating: only those can be declared lost
+        self._lost: dict[str, float] = {}  # senders declared lost -> when (forgotten after remote_idle_s)
         self._remote_idle_s = remote_idle_s
+        self._worker_lost_s = worker_lost_s
 
     # --- viewers ----------------------------------------------------------------------------
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
@@ -82,10 +100,6 @@ class LiveFeed:
         return len(self._subscribers)
 
     def snapshot(self) -> list[dict[str, Any]]:
-        cutoff = time.monotonic() - self._remote_idle_s
-        for call_id in [c for c, seen in self._remote.items() if seen < cutoff]:  # a worker that died
-            self._remote.pop(call_id, None)
-            self.calls.pop(call_id, None)
         return [c.as_dict() for c in sorted(self.calls.values(), key=lambda c: c.started_at)]
 
     def owner(self, call_id: str) -> str | None:
@@ -96,6 +110,45 @@ class LiveFeed:
     def local_calls(self) -> list[LiveCall]:
         """The calls this worker carries (not the ones other workers told it about)."""
         return [c for call_id, c in self.calls.items() if call_id not in self._remote]
+
+    # --- other workers: who is alive --------------------------------------------------------
+    def heard(self, sender: str, *, beat: bool = False) -> bool:
+        """A message (or with `beat`, a heartbeat) from another worker. True when that worker had been
+        declared lost: it is back (a network cut, not a crash), and only it knows which of its calls
+        still go on, so the caller asks it (records/live_pg.py); nothing comes back here by itself."""
+        self._heard[sender] = self._clock()
+        if beat:
+            self._beating.add(sender)
+        return self._lost.pop(sender, None) is not None
+
+    def expire(self) -> list[str]:
+        """Drop the calls of lost workers and calls without news past the backstop; each viewer gets
+        a `call_ended`. Returns the ids dropped."""
+        now = self._clock()
+        lost = {s for s in self._beating if now - self._heard.get(s, now) > self._worker_lost_s}
+        for sender in lost:
+            self._beating.discard(sender)
+            self._lost[sender] = now
+        gone: list[tuple[str, str]] = []
+        for call_id, (sender, seen) in list(self._remote.items()):
+            if sender in lost:
+                gone.append((call_id, "worker_lost"))
+            elif now - seen > self._remote_idle_s:
+                gone.append((call_id, "no_news"))
+        for call_id, _ in gone:  # the picture first, then the viewers (a full queue gets a fresh snapshot)
+            self._remote.pop(call_id, None)
+            self.calls.pop(call_id, None)
+        for call_id, reason in gone:
+            self._push({"type": "call_ended", "call_id": call_id, "reason": reason})
+        # bounded: a restarted worker is a new sender; forget the old ones once nothing needs them
+        carrying = {sender for sender, _ in self._remote.values()}
+        for sender, at in list(self._heard.items()):
+            if sender not in carrying and sender not in self._beating and now - at > self._remote_idle_s:
+                del self._heard[sender]
+        for sender, at in list(self._lost.items()):
+            if now - at > self._remote_idle_s:
+                del self._lost[sender]
+        return [call_id for call_id, _ in gone]
 
     def _push(self, message: dict[str, Any]) -> None:
         for queue in list(self._subscribers):
@@ -156,14 +209,17 @@ class LiveFeed:
             call = self.calls[call_id] = LiveCall(call_id, "", "triage", "", time.time())
         return call
 
-    def apply_message(self, message: dict[str, Any], *, remote: bool = False) -> None:
-        """Update the picture from one message and pass it to every viewer."""
+    def apply_message(self, message: dict[str, Any], *, sender: str | None = None) -> None:
+        """Update the picture from one message and pass it to every viewer. `sender`: the other
+        worker it came from (None: this worker's own call)."""
         kind = message.get("type")
         call_id = message.get("call_id") or (message.get("call") or {}).get("call_id")
         if not isinstance(call_id, str):
             return
-        if remote and kind != "call_ended":
-            self._remote[call_id] = time.monotonic()
+        if sender is not None:
+            self.heard(sender)
+            if kind != "call_ended":
+                self._remote[call_id] = (sender, self._clock())
         if kind == "call_started":  # a new call, or (records/live_pg.py) a call as it stands so far
             c = message["call"]
             self.calls[call_id] = LiveCall(

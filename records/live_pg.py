@@ -8,6 +8,15 @@ calls as it stands (a `call_started` carrying the state, turns and red flags so 
 restarted worker's console would miss the calls already in progress until they next said something,
 and then show them without their beginning.
 
+Each bridge also beats: a small `{"w": <its id>, "beat": true}` every `heartbeat_s` (Settings
+.live_heartbeat_s, 5 s), from its NOTIFY thread. Every other feed notes the time it last heard each
+worker (any message counts) and, once a worker that beat has been silent for `worker_lost_s` (20 s),
+drops its calls with `call_ended` / `worker_lost` (records/live.py `LiveFeed.expire`, run every second
+on the event loop). Without it, a `kill -9`ed worker's calls stayed in every console for the 15-minute
+idle bound. The sender id is the bridge's own, new at each start, so a restarted worker's beats cannot
+keep its dead predecessor's calls alive. A worker heard again after it was declared lost (a cut network,
+not a crash) is asked for its calls as they stand, like a worker that has just started.
+
 Both directions run on their own threads with their own connections; the event loop only hands
 messages over."""
 
@@ -19,13 +28,14 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
 from records.db import Database
-from records.live import LiveFeed
+from records.live import HEARTBEAT_S, LiveFeed
 
 log = logging.getLogger("carecall.records.live")
 
@@ -58,10 +68,13 @@ def _fit(message: dict[str, Any]) -> str | None:
 
 
 class PostgresLiveBridge:
-    def __init__(self, database: Database, feed: LiveFeed) -> None:
+    def __init__(self, database: Database, feed: LiveFeed, heartbeat_s: float = HEARTBEAT_S,
+                 expire_every_s: float = 1.0) -> None:
         self.database = database
         self.feed = feed
-        self.worker = uuid.uuid4().hex[:12]
+        self.worker = uuid.uuid4().hex[:12]  # this process's sender id on the channel (not settings.worker_id)
+        self.heartbeat_s = heartbeat_s
+        self.expire_every_s = expire_every_s
         self._out: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -75,6 +88,16 @@ class PostgresLiveBridge:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+        loop.call_soon_threadsafe(self._expire)
+
+    def _expire(self) -> None:
+        """On the event loop, every `expire_every_s`: lost workers' calls leave the view."""
+        if self._stop.is_set() or self._loop is None or self._loop.is_closed():
+            return
+        try:
+            self.feed.expire()
+        finally:
+            self._loop.call_later(self.expire_every_s, self._expire)
 
     def stop(self) -> None:
         self.feed.forward = None
@@ -110,8 +133,17 @@ class PostgresLiveBridge:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(_conninfo(self.database), autocommit=True) as conn:
+                    beat = json.dumps({"w": self.worker, "beat": True})
+                    next_beat = time.monotonic()  # at once: the others learn that this worker beats
                     while True:
-                        payload = self._out.get()
+                        now = time.monotonic()
+                        if now >= next_beat:
+                            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, beat))
+                            next_beat = now + self.heartbeat_s
+                        try:
+                            payload = self._out.get(timeout=max(0.0, next_beat - now))
+                        except queue.Empty:
+                            continue
                         if payload is None:
                             return
                         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
@@ -141,11 +173,19 @@ class PostgresLiveBridge:
             data = json.loads(payload)
         except ValueError:
             return
-        if not isinstance(data, dict) or data.get("w") == self.worker or data.get("to", self.worker) != self.worker:
+        if not isinstance(data, dict) or not isinstance(data.get("w"), str) or data["w"] == self.worker:
             return
         if self._loop is None or self._loop.is_closed():
             return
-        if data.get("sync") is True and isinstance(data.get("w"), str):
-            self._loop.call_soon_threadsafe(self._answer_sync, data["w"])
+        self._loop.call_soon_threadsafe(self._apply, data["w"], data)
+
+    def _apply(self, sender: str, data: dict[str, Any]) -> None:
+        """On the event loop: one envelope from another worker (a message to a third one still says it is alive)."""
+        if self.feed.heard(sender, beat=data.get("beat") is True):  # back after it was declared lost
+            self._put(json.dumps({"w": self.worker, "sync": True, "to": sender}))
+        if data.get("to", self.worker) != self.worker:
+            return
+        if data.get("sync") is True:
+            self._answer_sync(sender)
         elif isinstance(data.get("m"), dict):
-            self._loop.call_soon_threadsafe(lambda: self.feed.apply_message(data["m"], remote=True))
+            self.feed.apply_message(data["m"], sender=sender)

@@ -1,4 +1,5 @@
-"""The settings object: turn-taking knobs nested once, from the environment under new and old names."""
+"""The settings object: turn-taking knobs nested once, from the environment under new and old names;
+the live view's heartbeat knobs."""
 
 from __future__ import annotations
 
@@ -76,4 +77,17 @@ def test_every_older_name_maps_to_a_knob() -> None:
 def test_a_bad_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARECALL_TURN_TAKING__VAD_AGGRESSIVENESS", "7")
     with pytest.raises(ValueError, match="vad_aggressiveness"):
+        Settings()
+
+
+def test_the_live_heartbeat_settings_come_from_the_environment_and_must_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from records.live import HEARTBEAT_S, WORKER_LOST_S
+
+    settings = Settings()
+    assert (settings.live_heartbeat_s, settings.live_worker_lost_s) == (HEARTBEAT_S, WORKER_LOST_S)
+    monkeypatch.setenv("CARECALL_LIVE_HEARTBEAT_S", "2")
+    monkeypatch.setenv("CARECALL_LIVE_WORKER_LOST_S", "9")
+    assert (Settings().live_heartbeat_s, Settings().live_worker_lost_s) == (2.0, 9.0)
+    monkeypatch.setenv("CARECALL_LIVE_WORKER_LOST_S", "3")  # one late beat would end a worker's calls
+    with pytest.raises(ValueError, match="live_worker_lost_s"):
         Settings()

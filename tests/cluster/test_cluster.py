@@ -22,7 +22,8 @@ the shipped configs in deploy/ (the same as `carecall cluster up 3`).
   back, with the reviews and audit rows; a takeover meant for a killed worker is nginx's 502;
 - SIGTERM one worker mid-call: its call goes on until the drain limit, is then told and ended with a
   complete record, the worker exits 0, and new calls (both balancers) go to the others;
-- kill -9 another: new calls still succeed;
+- kill -9 another mid-call: new calls still succeed, and its call leaves the surviving workers' live
+  lists within seconds (the heartbeat, records/live_pg.py), not after the 15-minute idle bound;
 - the killed worker started again while a call goes on elsewhere: its console's live list shows that
   call with its transcript so far (records/live_pg.py asks the others), and starting did not close it.
 """
@@ -726,7 +727,7 @@ def wave_samples(path: Path) -> np.ndarray:
 
 
 async def test_sigterm_drains_one_worker_mid_call_and_kill_9_another_new_calls_still_succeed(
-        cluster: Cluster, sipp_dir: Path) -> None:
+        cluster: Cluster, sipp_dir: Path, nurse: str) -> None:
     victim = cluster.workers[0]
     ws, started = await open_call(cluster, f"ws://127.0.0.1:{victim.http_port}/ws/call")
     assert ws is not None, started
@@ -761,8 +762,16 @@ async def test_sigterm_drains_one_worker_mid_call_and_kill_9_another_new_calls_s
     after = sip_answers(cluster)
     assert after[0] == before[0] and sum(after) == sum(before) + 1
 
-    crashed = cluster.workers[1]
+    crashed, survivor = cluster.workers[1], cluster.workers[2]
     assert crashed.process is not None
+    # a call on the worker about to crash, in the live list of the survivor's console
+    session = await asyncio.to_thread(sign_in, cluster, survivor.base_url)
+    doomed, started_doomed = await open_call(cluster, f"ws://127.0.0.1:{crashed.http_port}/ws/call",
+                                             await token(cluster, crashed.base_url))  # fmt: skip
+    assert doomed is not None, started_doomed
+    doomed_id = started_doomed["call_id"]
+    await asyncio.to_thread(poll, lambda: doomed_id in live_calls(cluster, survivor.base_url, session), 30,
+                            f"worker {crashed.index}'s call live on worker {survivor.index}")  # fmt: skip
     cluster.stop_worker(crashed, signal.SIGKILL)
     for _ in range(2):  # nginx skips the dead worker (connect refused → next upstream)
         ws3, started3 = await open_call(cluster)
@@ -777,6 +786,12 @@ async def test_sigterm_drains_one_worker_mid_call_and_kill_9_another_new_calls_s
         url = f"{cluster.https_url}/console/calls/some-call/takeover"
         assert (await client.post(f"{url}?worker={crashed.worker_id}", json={})).status_code == 502
         assert (await client.post(f"{url}?worker={cluster.workers[2].worker_id}", json={})).status_code == 401
+    # the crashed worker's heartbeat stopped: its call leaves the survivor's live list once the worker is
+    # declared lost (CARECALL_LIVE_WORKER_LOST_S, 20 s; records/live.py), not after the 15-minute idle bound
+    await asyncio.to_thread(poll, lambda: doomed_id not in live_calls(cluster, survivor.base_url, session), 90,
+                            f"worker {crashed.index}'s call gone from worker {survivor.index}'s live list")  # fmt: skip
+    with contextlib.suppress(Exception):
+        await doomed.close()
 
 
 async def test_a_worker_started_mid_call_shows_the_calls_already_going_on_in_its_live_list(

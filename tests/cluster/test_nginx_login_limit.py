@@ -1,7 +1,8 @@
-"""The shipped nginx config limits console sign-in attempts per address for the whole cluster (each
-worker's own throttle is in its memory: behind three workers an address would get three times the
-guesses). Real nginx from deploy/nginx/, in front of a stand-in upstream that answers every request:
-what is measured is nginx's answer, not the worker's."""
+"""The shipped nginx config limits console sign-in attempts per address for the whole cluster, before
+any worker (whose throttle counts per account and address in the shared database,
+tests/cluster/test_shared_login_throttle.py) spends a database round trip on them. Real nginx from
+deploy/nginx/, in front of a stand-in upstream that answers every request: what is measured is
+nginx's answer, not the worker's."""
 
 from __future__ import annotations
 

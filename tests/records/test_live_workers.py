@@ -1,6 +1,7 @@
 """With PostgreSQL, two workers (two feeds with their bridges) share their live calls: a call on
 one worker, its transcript and its red flag appear on the other's console feed; a worker that
-starts while the call is going on is told about it as it stands."""
+starts while the call is going on is told about it as it stands; a worker that stops beating (a
+crash) loses its calls from the others' feeds (the timing itself: test_live_heartbeat.py)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,34 @@ async def test_a_worker_that_starts_mid_call_is_told_of_the_calls_already_going_
         await _until(lambda: "going-on" not in feed_c.calls and "going-on" not in feed_b.calls)
         # the answer went to C alone: B, which knew the call, saw only the call's own messages
         assert before_c == [] and [m["type"] for m in _drain(viewer_b)] == ["call_ended"]
+    finally:
+        for bridge in started:
+            await asyncio.to_thread(bridge.stop)
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_crashed_workers_call_leaves_the_other_workers_feed_through_the_missed_heartbeat(database):
+    loop = asyncio.get_running_loop()
+    feed_a, feed_b = LiveFeed(), LiveFeed(worker_lost_s=1.0)
+    a = PostgresLiveBridge(database, feed_a, heartbeat_s=0.2)
+    b = PostgresLiveBridge(database, feed_b, heartbeat_s=0.2, expire_every_s=0.1)
+    started: list[PostgresLiveBridge] = []
+    try:
+        for bridge in (a, b):
+            bridge.start(loop)
+            started.append(bridge)
+            await asyncio.to_thread(bridge.listening.wait, 10)
+        viewer_b = feed_b.subscribe()
+        events = triage_call("on-a")
+        for event in events[:3]:
+            feed_a.apply(event)
+        await _until(lambda: "on-a" in feed_b.calls)
+        await _until(lambda: a.worker in feed_b._beating)  # B has heard A beat
+        await asyncio.to_thread(a.stop)  # A falls silent without ending its call, as under kill -9
+        started.remove(a)
+        await _until(lambda: "on-a" not in feed_b.calls, timeout=15)
+        ended = [m for m in _drain(viewer_b) if m["type"] == "call_ended"]
+        assert ended == [{"type": "call_ended", "call_id": "on-a", "reason": "worker_lost"}]
     finally:
         for bridge in started:
             await asyncio.to_thread(bridge.stop)

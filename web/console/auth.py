@@ -12,11 +12,11 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -135,80 +135,139 @@ ADDRESS = Backoff(free=10, base_s=1.0, cap_s=300.0)
 ACCOUNT = Backoff(free=20, base_s=1.0, cap_s=30.0)
 
 
+Entry = tuple[int, float]  # (failures, time of the last failure on the throttle's clock)
+
+
+class FailureCounts(Protocol):
+    """Where the throttle keeps its counts: this process's memory (`MemoryFailureCounts`, one worker),
+    or a table every worker shares (records/login_failures.py `SharedFailureCounts`, PostgreSQL)."""
+
+    def read(self, keys: Sequence[str]) -> dict[str, Entry]:
+        """The entries there are for `keys` (a key without one is absent)."""
+        ...
+
+    def update(self, keys: Sequence[str], change: Callable[[dict[str, Entry]], dict[str, Entry | None]]) -> None:
+        """Atomically, against every other update of the same keys: `change` gets their entries and
+        returns the new ones (None: delete; a key left out: unchanged). An exception from `change`
+        changes nothing and goes to the caller."""
+        ...
+
+    def forget(self, before: float) -> None:
+        """Entries whose last failure is older than `before` may go (bounded growth)."""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+class MemoryFailureCounts:
+    """Counts in this process: at most `max_keys` (least recently failed go first), under a lock."""
+
+    def __init__(self, max_keys: int = 50_000) -> None:
+        self.max_keys = max_keys
+        self._entries: OrderedDict[str, Entry] = OrderedDict()  # oldest failure first
+        self._lock = threading.Lock()
+
+    def read(self, keys: Sequence[str]) -> dict[str, Entry]:
+        with self._lock:
+            return {key: self._entries[key] for key in keys if key in self._entries}
+
+    def update(self, keys: Sequence[str], change: Callable[[dict[str, Entry]], dict[str, Entry | None]]) -> None:
+        with self._lock:
+            for key, entry in change({key: self._entries[key] for key in keys if key in self._entries}).items():
+                if entry is None:
+                    self._entries.pop(key, None)
+                else:
+                    self._entries[key] = entry
+                    self._entries.move_to_end(key)
+            while len(self._entries) > self.max_keys:
+                self._entries.popitem(last=False)
+
+    def forget(self, before: float) -> None:
+        with self._lock:
+            while self._entries and next(iter(self._entries.values()))[1] < before:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class LoginThrottle:
     """Login throttling that counts before hashing.
 
-    `begin()` counts the attempt as a failure at once, under a lock, and refuses it (TooManyAttempts,
+    `begin()` counts the attempt as a failure at once, atomically, and refuses it (TooManyAttempts,
     nothing hashed) while any of its keys is backing off: per account from this address, per
     address, per account from anywhere. A correct password then `succeeded()` and takes the count
-    back. `hashing()` bounds the argon2 work in flight (each verification costs ~64 MB). Memory is
-    bounded: at most `max_keys` keys (least recently used go first), each forgotten `forget_after_s`
-    after its last failure. `clock` is injectable (tests run it virtually)."""
+    back. `hashing()` bounds the argon2 work in flight in this process (each verification costs
+    ~64 MB). The counts live in `counts` (FailureCounts): this process's memory by default, at most
+    `max_keys` keys; with PostgreSQL a table shared by every worker, so that N workers behind nginx
+    do not give a guesser N times the attempts. Either way each key is forgotten `forget_after_s`
+    after its last failure. Keys are digests: no username is kept or logged.
+
+    `clock` is injectable (tests run it virtually). It is wall-clock time by default because counts
+    may be shared between processes and machines; a wait is never longer than its rule's delay, so
+    a clock stepped back or a worker's clock ahead of the others cannot lock anyone out for longer."""
 
     def __init__(self, *, max_keys: int = 50_000, forget_after_s: float = 3600.0, max_hashing: int = 2,
-                 hash_wait_s: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                 pair: Backoff = PAIR, address: Backoff = ADDRESS, account: Backoff = ACCOUNT) -> None:
+                 hash_wait_s: float = 10.0, clock: Callable[[], float] = time.time,
+                 pair: Backoff = PAIR, address: Backoff = ADDRESS, account: Backoff = ACCOUNT,
+                 counts: FailureCounts | None = None) -> None:
         self.max_keys = max_keys
         self.forget_after_s = forget_after_s
         self.hash_wait_s = hash_wait_s
         self._clock = clock
         self._rules = {"pair": pair, "addr": address, "user": account}
-        self._entries: OrderedDict[str, tuple[int, float]] = OrderedDict()  # key -> (failures, last failure)
-        self._lock = threading.Lock()
+        self._counts: FailureCounts = counts if counts is not None else MemoryFailureCounts(max_keys)
         self._hashing = threading.BoundedSemaphore(max_hashing)
 
     @staticmethod
     def _keys(username: str, address: str | None) -> dict[str, str]:
         user = username.strip().lower()[:80]
         addr = address or "unknown"
-        return {"pair": f"p:{user}|{addr}", "addr": f"a:{addr}", "user": f"u:{user}"}
+        keys = {"pair": f"p:{user}|{addr}", "addr": f"a:{addr}", "user": f"u:{user}"}
+        return {kind: key[:2] + hashlib.sha256(key.encode()).hexdigest() for kind, key in keys.items()}
 
-    def _get(self, key: str, now: float) -> tuple[int, float]:
-        entry = self._entries.get(key)
-        if entry is None:
-            return 0, now
-        if now - entry[1] > self.forget_after_s:
-            del self._entries[key]
-            return 0, now
-        return entry
+    def _live(self, entry: Entry | None, now: float) -> Entry | None:
+        return None if entry is None or now - entry[1] > self.forget_after_s else entry
+
+    def _wait(self, keys: dict[str, str], entries: dict[str, Entry], now: float) -> float:
+        wait = 0.0
+        for kind, key in keys.items():
+            entry = self._live(entries.get(key), now)
+            if entry is not None:
+                delay = self._rules[kind].delay(entry[0])
+                wait = max(wait, min(delay, entry[1] + delay - now))
+        return wait
 
     def retry_after(self, username: str, address: str | None) -> float:
         """Seconds until an attempt would be allowed (0: now)."""
-        with self._lock:
-            return self._retry_after(self._keys(username, address), self._clock())
-
-    def _retry_after(self, keys: dict[str, str], now: float) -> float:
-        wait = 0.0
-        for kind, key in keys.items():
-            failures, last = self._get(key, now)
-            wait = max(wait, last + self._rules[kind].delay(failures) - now)
-        return wait
+        keys = self._keys(username, address)
+        return self._wait(keys, self._counts.read(list(keys.values())), self._clock())
 
     def begin(self, username: str, address: str | None) -> None:
         """Count this attempt (as a failure until it succeeds) or refuse it with TooManyAttempts."""
         keys = self._keys(username, address)
-        with self._lock:
-            now = self._clock()
-            wait = self._retry_after(keys, now)
+        now = self._clock()
+
+        def count(entries: dict[str, Entry]) -> dict[str, Entry | None]:
+            wait = self._wait(keys, entries, now)
             if wait > 0:
                 raise TooManyAttempts(wait)
-            for key in keys.values():
-                failures, _ = self._get(key, now)
-                self._entries[key] = (failures + 1, now)
-                self._entries.move_to_end(key)
-            self._evict(now)
+            return {key: ((self._live(entries.get(key), now) or (0, now))[0] + 1, now) for key in keys.values()}
+
+        self._counts.update(list(keys.values()), count)
+        self._counts.forget(now - self.forget_after_s)
 
     def succeeded(self, username: str, address: str | None) -> None:
         """The password was right: this account's counts go; the address keeps the others."""
         keys = self._keys(username, address)
-        with self._lock:
-            self._entries.pop(keys["pair"], None)
-            self._entries.pop(keys["user"], None)
-            failures, last = self._get(keys["addr"], self._clock())
-            if failures > 1:
-                self._entries[keys["addr"]] = (failures - 1, last)
-            else:
-                self._entries.pop(keys["addr"], None)
+        now = self._clock()
+
+        def clear(entries: dict[str, Entry]) -> dict[str, Entry | None]:
+            addr = self._live(entries.get(keys["addr"]), now)
+            return {keys["pair"]: None, keys["user"]: None,
+                    keys["addr"]: (addr[0] - 1, addr[1]) if addr is not None and addr[0] > 1 else None}
+
+        self._counts.update(list(keys.values()), clear)
 
     @contextmanager
     def hashing(self) -> Iterator[None]:
@@ -220,15 +279,8 @@ class LoginThrottle:
         finally:
             self._hashing.release()
 
-    def _evict(self, now: float) -> None:
-        while self._entries:
-            key, (_, last) = next(iter(self._entries.items()))
-            if len(self._entries) <= self.max_keys and now - last <= self.forget_after_s:
-                break
-            del self._entries[key]
-
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._counts)
 
 
 def new_totp_secret() -> str:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from records.db import Database, open_database
 from records.live import LiveFeed
 from records.live_pg import PostgresLiveBridge
+from records.login_failures import SharedFailureCounts
 from records.recorder import CallRecorder, close_interrupted_calls
 from records.recordings import private_recordings_dir, purge_recordings, recordings_dir
 from settings import Settings
@@ -32,7 +33,7 @@ class ConsoleServices:
     database: Database
     recorder: CallRecorder
     signer: SessionSigner
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)  # counts before argon2 (#7)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)  # counts before argon2 (#7); see login_throttle
     own_database: bool = True
     purge_task: asyncio.Task[None] | None = None
     live_bridge: PostgresLiveBridge | None = None  # PostgreSQL: live calls of every worker
@@ -73,6 +74,14 @@ class ConsoleServices:
             self.database.dispose()
 
 
+def login_throttle(database: Database) -> LoginThrottle:
+    """With PostgreSQL the failure counts are shared by every worker (issue 13); one SQLite worker counts
+    in memory, which keeps a guessing flood's writes off the single-writer file the calls are recorded in."""
+    if database.dialect == "postgresql":
+        return LoginThrottle(counts=SharedFailureCounts(database))
+    return LoginThrottle()
+
+
 def open_services(settings: Settings, database: Database | None = None) -> ConsoleServices:
     """Blocking: open and migrate the database, close calls a stopped server left open, purge."""
     own = database is None
@@ -87,8 +96,9 @@ def open_services(settings: Settings, database: Database | None = None) -> Conso
     return ConsoleServices(
         settings=settings,
         database=database,
-        recorder=CallRecorder(database, LiveFeed(worker=settings.worker_id)),
+        recorder=CallRecorder(database, LiveFeed(worker=settings.worker_id, worker_lost_s=settings.live_worker_lost_s)),
         signer=SessionSigner(secret),
+        throttle=login_throttle(database),
         own_database=own,
     )
 
@@ -106,7 +116,7 @@ async def start(app: FastAPI, settings: Settings, database: Database | None = No
     services = await asyncio.to_thread(open_services, settings, database)
     services.purge_task = asyncio.create_task(services.maintain(), name="records-maintenance")
     if services.database.dialect == "postgresql":
-        services.live_bridge = PostgresLiveBridge(services.database, services.feed)
+        services.live_bridge = PostgresLiveBridge(services.database, services.feed, settings.live_heartbeat_s)
         services.live_bridge.start(asyncio.get_running_loop())
     app.state.records = services
     hub: Any = getattr(app.state, "hub", None)

@@ -33,7 +33,7 @@ def test_a_worker_refuses_the_takeover_of_a_call_another_worker_carries(console)
     url = f"/console/calls/{XSS_CALL}/takeover"
     console.app.state.takeovers = TakeoverRegistry(load_phrases(), ClipRecognizer({}), {})
     call = {"call_id": XSS_CALL, "language": "en", "channel": "websocket", "started_at": 1.0, "worker": "w1"}
-    console.services.feed.apply_message({"type": "call_started", "call": call}, remote=True)
+    console.services.feed.apply_message({"type": "call_started", "call": call}, sender="worker-b")
     assert console.services.feed.owner(XSS_CALL) == "w1"
     for path in (url, url + "?worker=w1", url + "/handback?worker=w1", url + "/end"):
         refused = nurse.post(path, json={"sdp": "v=0\r\n", "csrf_token": token})
