@@ -63,7 +63,7 @@ from voice.events import (
 from voice.hub import Engines
 from voice.languages import languages
 from voice.playout import ReplyPlayer
-from voice.ports import Prefetching, RecognitionHints, Transcript, Transferable, Transport
+from voice.ports import Holdable, Prefetching, RecognitionHints, Transcript, Transferable, Transport
 from voice.recording import StereoRecorder
 from voice.reply import Reply, ReplyTiming
 from voice.resample import ToRate, live_resampler, relay_resampler
@@ -125,6 +125,12 @@ class Call:
         self._partials: asyncio.Task[None] | None = None
         self._speculative: tuple[int, asyncio.Task[Transcript | None]] | None = None
         self._barge_candidate = False
+        # The bot's audio is held while the caller talks over it (TurnTaking.barge_in_hold): over WebRTC the
+        # bot's voice is the browser echo canceller's reference, and the caller's words said over it came out
+        # garbled ("crushing chest pain" heard as "This paint is"), so an emergency said over the greeting
+        # was lost. Held at speech start; cut at a barge-in, let go when it was a backchannel or noise.
+        self._holding = False
+        self._turns_pending = 0  # caller turns ended and not yet decided (a hold waits for them)
         self._last_activity = self._t0  # anything happened (reprompt timer)
         self._last_caller = self._t0  # the caller spoke or pressed a key (max silence)
         self._hints: RecognitionHints | None = None  # what the pending question expects (ExpectAnswer)
@@ -179,6 +185,7 @@ class Call:
                 reply = self._reply
                 if reply is not None and not reply.done and reply.start_s is not None:
                     reply.heard_s = self.transport.played_s()  # the call ended mid-reply
+                self._release_hold(force=True)  # a goodbye queued behind a hold still plays
                 for task in list(self._tasks):
                     task.cancel()
         finally:
@@ -286,6 +293,8 @@ class Call:
             # Speech that starts once the bot's last word has been heard answers it ("OK" to "Calls are
             # recorded, OK?" said in the voice's trailing silence), rather than a barge-in or a backchannel.
             self._barge_candidate = self.player.speaking and not self._words_heard()
+            if self._barge_candidate:
+                self._hold()
             if self.tt.partial_interval_s > 0 and self._partials is None:
                 self._partials = self._spawn(self._partial_loop(), "partials")
         elif isinstance(ev, SpeechPaused):
@@ -302,7 +311,10 @@ class Call:
             if self._carried is not None and not self._turn_lock.locked():  # what followed was only noise
                 text, ended = self._carried
                 self._carried = None
+                self._turns_pending += 1
                 self._spawn(self._caller_turn(ended, now, now, None, False, carried_text=text), "turn")
+            elif self._carried is None:
+                self._release_hold()  # a cough or a click: the bot goes on
         elif isinstance(ev, SpeechEnded):
             self._last_activity = self._last_caller = now
             self._stop_partials()
@@ -310,6 +322,7 @@ class Call:
             # The caller stopped speaking this long ago (the silence wait since then).
             speech_end = now - (self.endpointer.now_s - ev.speech_end_s)
             speculative, self._speculative = self._speculative, None
+            self._turns_pending += 1
             self._spawn(self._caller_turn(ev, speech_end, now, speculative, barge_candidate), "turn")
 
     async def _decode_quietly(self, audio: Pcm) -> Transcript | None:
@@ -363,6 +376,21 @@ class Call:
         speculative: tuple[int, asyncio.Task[Transcript | None]] | None,
         barge_candidate: bool,
         carried_text: str | None = None,
+    ) -> None:
+        try:
+            await self._decide_turn(ev, speech_end, endpoint, speculative, barge_candidate, carried_text)
+        finally:
+            self._turns_pending -= 1
+            self._release_hold()  # it was no turn (or a backchannel): the bot goes on, unless the caller does
+
+    async def _decide_turn(
+        self,
+        ev: SpeechEnded,
+        speech_end: float,
+        endpoint: float,
+        speculative: tuple[int, asyncio.Task[Transcript | None]] | None,
+        barge_candidate: bool,
+        carried_text: str | None,
     ) -> None:
         async with self._turn_lock:
             if not self.player.speaking:
@@ -460,6 +488,8 @@ class Call:
     async def _after_protected(self) -> None:
         """The caller spoke over protected advice: their turn comes once the advice has been played."""
         reply = self._reply
+        if reply is not None and not reply.done and reply.protected:
+            self._release_hold(force=True)  # protected advice is never held back (it may join a held reply)
         while reply is not None and not reply.done and reply.protected:
             reply.caller_waiting = True
             left = reply.protected_left_s(self.transport.played_s())
@@ -477,6 +507,23 @@ class Call:
         if self._reply is reply and not reply.done:
             await self._interrupt(force=True)
 
+    def _hold(self, reply: Reply | None = None) -> None:
+        """Hold the bot's audio while the caller talks over it (not protected advice, not with a nurse)."""
+        reply = reply or self._reply
+        if (not self.tt.barge_in_hold or self._takeover.quiet or reply is None or reply.done or reply.protected
+                or not isinstance(self.transport, Holdable)):
+            return
+        self.transport.hold()
+        self._holding = True
+
+    def _release_hold(self, *, force: bool = False) -> None:
+        """Let the held bot go on, once the caller is quiet and no turn of theirs is still being decided."""
+        if not self._holding or (not force and (self.endpointer.in_speech or self._turns_pending > 0)):
+            return
+        self._holding = False
+        assert isinstance(self.transport, Holdable)
+        self.transport.release()
+
     async def _interrupt(self, *, force: bool = False) -> None:
         """Barge-in: silence the bot now, then cancel generation and synthesis. Protected advice is
         not cut by speech (`force=False`): the caller's turn waits for it (`_after_protected`)."""
@@ -491,6 +538,7 @@ class Call:
         # Cancel before clearing: clearing awaits (it tells the client), and a reply still running
         # could push one more chunk in that gap, to be played after the clear.
         reply.task.cancel()
+        self._holding = False  # (clearing ends a hold)
         reply.heard_s = await self.transport.clear()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reply.task
@@ -519,6 +567,11 @@ class Call:
     async def _on_speaking(self, reply: Reply) -> None:
         if reply.start_s is None:
             reply.start_s = self.now_s()
+        if self.tt.barge_in_hold and self.endpointer.in_speech:
+            # The bot is about to start while the caller talks (an answer ready just as they went on): its
+            # first audio waits, and this speech is judged as one over the bot (a barge-in, or a backchannel).
+            self._barge_candidate = True
+            self._hold(reply)
         await self._set_state("speaking")
 
     async def _on_action(self, action: BotAction) -> None:
