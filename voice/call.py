@@ -507,14 +507,16 @@ class Call:
         if self._reply is reply and not reply.done:
             await self._interrupt(force=True)
 
-    def _hold(self, reply: Reply | None = None) -> None:
-        """Hold the bot's audio while the caller talks over it (not protected advice, not with a nurse)."""
+    def _hold(self, reply: Reply | None = None) -> bool:
+        """Hold the bot's audio while the caller talks over it (not protected advice, not with a nurse);
+        True if it is held."""
         reply = reply or self._reply
         if (not self.tt.barge_in_hold or self._takeover.quiet or reply is None or reply.done or reply.protected
                 or not isinstance(self.transport, Holdable)):
-            return
+            return False
         self.transport.hold()
         self._holding = True
+        return True
 
     def _release_hold(self, *, force: bool = False) -> None:
         """Let the held bot go on, once the caller is quiet and no turn of theirs is still being decided."""
@@ -567,11 +569,10 @@ class Call:
     async def _on_speaking(self, reply: Reply) -> None:
         if reply.start_s is None:
             reply.start_s = self.now_s()
-        if self.tt.barge_in_hold and self.endpointer.in_speech:
+        if self.endpointer.in_speech and self._hold(reply):
             # The bot is about to start while the caller talks (an answer ready just as they went on): its
             # first audio waits, and this speech is judged as one over the bot (a barge-in, or a backchannel).
             self._barge_candidate = True
-            self._hold(reply)
         await self._set_state("speaking")
 
     async def _on_action(self, action: BotAction) -> None:
