@@ -131,6 +131,8 @@ class Call:
         # was lost. Held at speech start; cut at a barge-in, let go when it was a backchannel or noise.
         self._holding = False
         self._turns_pending = 0  # caller turns ended and not yet decided (a hold waits for them)
+        self._speech_started = asyncio.Event()  # set at each SpeechStarted (an interjection's wait)
+        self._over_bot = False  # the current utterance began over the bot's words (barge-in or not)
         self._last_activity = self._t0  # anything happened (reprompt timer)
         self._last_caller = self._t0  # the caller spoke or pressed a key (max silence)
         self._hints: RecognitionHints | None = None  # what the pending question expects (ExpectAnswer)
@@ -288,11 +290,12 @@ class Call:
     def _on_endpoint(self, ev: object) -> None:
         now = self.clock.now()
         if isinstance(ev, SpeechStarted):
+            self._speech_started.set()
             # Not an answer yet (the re-prompt count goes on until it is a turn: see _caller_turn).
             self._last_activity = self._last_caller = now
             # Speech that starts once the bot's last word has been heard answers it ("OK" to "Calls are
             # recorded, OK?" said in the voice's trailing silence), rather than a barge-in or a backchannel.
-            self._barge_candidate = self.player.speaking and not self._words_heard()
+            self._barge_candidate = self._over_bot = self.player.speaking and not self._words_heard()
             if self._barge_candidate:
                 self._hold()
             if self.tt.partial_interval_s > 0 and self._partials is None:
@@ -306,7 +309,7 @@ class Call:
         elif isinstance(ev, SpeechResumed):
             self._drop_speculative()
         elif isinstance(ev, SpeechDiscarded):
-            self._barge_candidate = False
+            self._barge_candidate = self._over_bot = False
             self._stop_partials()
             if self._carried is not None and not self._turn_lock.locked():  # what followed was only noise
                 text, ended = self._carried
@@ -319,11 +322,13 @@ class Call:
             self._last_activity = self._last_caller = now
             self._stop_partials()
             barge_candidate, self._barge_candidate = self._barge_candidate, False
+            over_bot, self._over_bot = self._over_bot, False
             # The caller stopped speaking this long ago (the silence wait since then).
             speech_end = now - (self.endpointer.now_s - ev.speech_end_s)
             speculative, self._speculative = self._speculative, None
             self._turns_pending += 1
-            self._spawn(self._caller_turn(ev, speech_end, now, speculative, barge_candidate), "turn")
+            self._spawn(self._caller_turn(ev, speech_end, now, speculative, barge_candidate, over_bot=over_bot),
+                        "turn")
 
     async def _decode_quietly(self, audio: Pcm) -> Transcript | None:
         """A speculative decode: its failure only means the endpoint decodes again."""
@@ -376,9 +381,11 @@ class Call:
         speculative: tuple[int, asyncio.Task[Transcript | None]] | None,
         barge_candidate: bool,
         carried_text: str | None = None,
+        *,
+        over_bot: bool = False,
     ) -> None:
         try:
-            await self._decide_turn(ev, speech_end, endpoint, speculative, barge_candidate, carried_text)
+            await self._decide_turn(ev, speech_end, endpoint, speculative, barge_candidate, carried_text, over_bot)
         finally:
             self._turns_pending -= 1
             self._release_hold()  # it was no turn (or a backchannel): the bot goes on, unless the caller does
@@ -391,6 +398,7 @@ class Call:
         speculative: tuple[int, asyncio.Task[Transcript | None]] | None,
         barge_candidate: bool,
         carried_text: str | None,
+        over_bot: bool,
     ) -> None:
         async with self._turn_lock:
             if not self.player.speaking:
@@ -411,6 +419,8 @@ class Call:
                 return
             if barge_candidate and self._is_backchannel(text):
                 return  # "mm-hm" said while the bot talked: an acknowledgement, not a turn
+            if over_bot and carried_text is None and ev.speech_end_s - ev.start_s <= self.tt.interjection_max_s:
+                await self._wait_for_more(speech_end)  # the bot stays held (or was cut) meanwhile
             if carried_text is None and self._carried is not None:  # this turn goes on from the carried one
                 first, first_ev = self._carried
                 self._carried = None
@@ -442,6 +452,16 @@ class Call:
                 return  # the caller talks to the nurse: the turn is in the record, the dialogue waits
             unsure = uncertain_words(transcript.words, self.tt.uncertain_below)
             self._start_reply(self.dialogue.respond(CallerUtterance(text, index, unsure)), timing, "response")
+
+    async def _wait_for_more(self, speech_end: float) -> None:
+        """A short turn said over the bot ("Hello!" over the greeting): the caller usually goes on, so it is
+        answered once they have been quiet for `interjection_wait_ms`, or carried into what they say next.
+        Answered at once, its reply began just as they went on ("I have crushing chest pain"), and those
+        first words met the bot's voice in the browser's echo canceller."""
+        left = speech_end + self.tt.interjection_wait_ms / 1000 - self.clock.now()
+        if left > 0 and not self.endpointer.in_speech:
+            self._speech_started.clear()
+            await self.clock.wait(self._speech_started, left)
 
     def _is_backchannel(self, text: str) -> bool:
         words = self.tt.backchannels.get(self.info.language, frozenset())
@@ -572,7 +592,7 @@ class Call:
         if self.endpointer.in_speech and self._hold(reply):
             # The bot is about to start while the caller talks (an answer ready just as they went on): its
             # first audio waits, and this speech is judged as one over the bot (a barge-in, or a backchannel).
-            self._barge_candidate = True
+            self._barge_candidate = self._over_bot = True
         await self._set_state("speaking")
 
     async def _on_action(self, action: BotAction) -> None:

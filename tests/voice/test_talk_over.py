@@ -4,6 +4,8 @@ speaks over it (the real Call loop on the shared fakes and virtual time, tests/v
 
 from __future__ import annotations
 
+import pytest
+
 from tests.voice.fakes import FakeSynthesizer, Outcome, Scenario, ScriptedDialogue, Speech, run_scenario
 from tests.voice.virtual_time import run_virtual
 from voice.call import TurnTaking
@@ -59,32 +61,41 @@ def test_speech_over_the_bot_holds_it_at_once_and_a_backchannel_lets_it_go_on() 
 
 
 def test_a_hello_then_an_emergency_over_the_greeting_meet_a_silent_bot() -> None:
-    d = ScriptedDialogue({"Hello!": ["How can I help?"], "I have crushing chest pain.": [ADVICE]},
+    d = ScriptedDialogue({"Hello!": ["How can I help?"], "Hello! I have crushing chest pain.": [ADVICE]},
                          opening=[ExpectAnswer("free"), LONG_GREETING])
     tt = TurnTaking(partial_interval_s=0, speculative_decoding=False)
-    # "Hello!" (1.0-1.5 s) is a turn of its own at ~2.3 s; the caller goes on at 2.6 s
-    sc = Scenario([Speech(1.0, 1.5, HELLO), Speech(2.6, 4.6, CHEST)], d, TEXTS, turn_taking=tt, duration_s=9)
+    # the browser test's timing: "Hello!" (1.0-1.5 s) over the greeting, and 0.7 s later the emergency
+    sc = Scenario([Speech(1.0, 1.5, HELLO), Speech(2.2, 4.2, CHEST)], d, TEXTS, turn_taking=tt, duration_s=9)
     o = run_virtual(run_scenario(sc))
-    assert d.utterances == ["Hello!", "I have crushing chest pain."]
-    assert not bot_audio(o, 1.2, 2.3)  # the greeting held from "Hello!", then cut
-    # the answer to "Hello!" began before the caller went on, and was held at their first sound
-    assert bot_audio(o, 2.3, 2.6) and not bot_audio(o, 2.8, 5.2)
-    greeting, hello, how, chest, advice = o.turns()
-    assert (hello.text, chest.text) == ("Hello!", "I have crushing chest pain.")
-    assert greeting.interrupted and how.interrupted and advice.text == ADVICE
-    assert bot_audio(o, 5.2, 9)
+    # "Hello!" said over the bot waited for more (TurnTaking.interjection_wait_ms) and was answered with it
+    assert d.utterances == ["Hello! I have crushing chest pain."]
+    greeting, caller, advice = o.turns()
+    assert greeting.interrupted and caller.start_s < 1.1 and advice.text == ADVICE
+    assert not bot_audio(o, 1.2, 4.7)  # the bot held from "Hello!" on: nothing over the caller
+    assert bot_audio(o, 4.7, 9)
+
+
+def test_a_lone_hello_over_the_greeting_is_answered_after_the_interjection_wait() -> None:
+    d = ScriptedDialogue({"Hello!": ["How can I help?"]}, opening=[ExpectAnswer("free"), LONG_GREETING])
+    tt = TurnTaking(partial_interval_s=0, speculative_decoding=False)
+    o = run_virtual(run_scenario(Scenario([Speech(1.0, 1.5, HELLO)], d, TEXTS, turn_taking=tt, duration_s=6)))
+    assert d.utterances == ["Hello!"]
+    greeting, hello, how = o.turns()
+    assert greeting.interrupted and how.text == "How can I help?"
+    first = bot_audio(o, 1.2, 6)[0]
+    assert first == pytest.approx(hello.end_s + 1.2, abs=0.1)  # quiet for 1.2 s after it, then answered
 
 
 def test_an_answer_ready_while_the_caller_talks_waits_and_is_cut_by_what_they_say() -> None:
-    d = ScriptedDialogue({"Hello!": ["How can I help?"], "I have crushing chest pain.": [ADVICE]},
-                         opening=[ExpectAnswer("free"), LONG_GREETING])
+    d = ScriptedDialogue({"Hello!": ["How can I help?"], "I have crushing chest pain.": [ADVICE]})
     tt = TurnTaking(partial_interval_s=0, speculative_decoding=False)
-    # the answer to "Hello!" is ready at ~2.3 s, its first audio at ~2.8 s: the caller went on at 2.4 s
+    # no greeting: "Hello!" (1.0-1.5 s) is an ordinary turn; its answer is ready at ~2.2 s, its first audio
+    # at ~2.7 s; the caller went on at 2.4 s
     sc = Scenario([Speech(1.0, 1.5, HELLO), Speech(2.4, 4.4, CHEST)], d, TEXTS, turn_taking=tt, duration_s=9,
                   synthesizer=FakeSynthesizer(first_audio_s=0.5))
     o = run_virtual(run_scenario(sc))
     assert d.utterances == ["Hello!", "I have crushing chest pain."]
-    assert not bot_audio(o, 1.2, 5.0)  # nothing of the bot over the caller
+    assert not bot_audio(o, 0, 4.9)  # nothing of the bot over the caller
     how = next(t for t in o.turns() if t.text == "How can I help?")
     assert how.interrupted and how.heard_text == ""
     assert o.turns()[-1].text == ADVICE
