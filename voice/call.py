@@ -70,6 +70,7 @@ from voice.resample import ToRate, live_resampler, relay_resampler
 from voice.result import CallResult
 from voice.takeover import NurseLink, TakeoverError, TakeoverState, say_only
 from voice.textnorm import ClauseSplitter
+from voice.turn_end import only_openers
 from voice.turn_end import verdict as turn_verdict
 from voice.turn_taking import TurnTaking
 
@@ -419,7 +420,8 @@ class Call:
                 return
             if barge_candidate and self._is_backchannel(text):
                 return  # "mm-hm" said while the bot talked: an acknowledgement, not a turn
-            if over_bot and carried_text is None and ev.speech_end_s - ev.start_s <= self.tt.interjection_max_s:
+            interjection = over_bot and ev.speech_end_s - ev.start_s <= self.tt.interjection_max_s
+            if carried_text is None and (interjection or only_openers(text, self.info.language)):
                 await self._wait_for_more(speech_end)  # the bot stays held (or was cut) meanwhile
             if carried_text is None and self._carried is not None:  # this turn goes on from the carried one
                 first, first_ev = self._carried
@@ -454,10 +456,10 @@ class Call:
             self._start_reply(self.dialogue.respond(CallerUtterance(text, index, unsure)), timing, "response")
 
     async def _wait_for_more(self, speech_end: float) -> None:
-        """A short turn said over the bot ("Hello!" over the greeting): the caller usually goes on, so it is
-        answered once they have been quiet for `interjection_wait_ms`, or carried into what they say next.
-        Answered at once, its reply began just as they went on ("I have crushing chest pain"), and those
-        first words met the bot's voice in the browser's echo canceller."""
+        """A short turn said over the bot ("Hello!" over the greeting), or a lone greeting at any time: the
+        caller usually goes on, so it is answered once they have been quiet for `interjection_wait_ms`, or
+        carried into what they say next. Answered at once, its reply began just as they went on ("I have
+        crushing chest pain"), and those first words met the bot's voice in the browser's echo canceller."""
         left = speech_end + self.tt.interjection_wait_ms / 1000 - self.clock.now()
         if left > 0 and not self.endpointer.in_speech:
             self._speech_started.clear()

@@ -87,15 +87,28 @@ def test_a_lone_hello_over_the_greeting_is_answered_after_the_interjection_wait(
 
 
 def test_an_answer_ready_while_the_caller_talks_waits_and_is_cut_by_what_they_say() -> None:
-    d = ScriptedDialogue({"Hello!": ["How can I help?"], "I have crushing chest pain.": [ADVICE]})
+    texts = {HELLO: "I feel ill.", CHEST: TEXTS[CHEST]}
+    d = ScriptedDialogue({"I feel ill.": ["How can I help?"], "I have crushing chest pain.": [ADVICE]})
     tt = TurnTaking(partial_interval_s=0, speculative_decoding=False)
-    # no greeting: "Hello!" (1.0-1.5 s) is an ordinary turn; its answer is ready at ~2.2 s, its first audio
-    # at ~2.7 s; the caller went on at 2.4 s
-    sc = Scenario([Speech(1.0, 1.5, HELLO), Speech(2.4, 4.4, CHEST)], d, TEXTS, turn_taking=tt, duration_s=9,
+    # no greeting: "I feel ill." (1.0-1.5 s) is an ordinary turn; its answer is ready at ~2.2 s, its first
+    # audio at ~2.7 s; the caller went on at 2.4 s
+    sc = Scenario([Speech(1.0, 1.5, HELLO), Speech(2.4, 4.4, CHEST)], d, texts, turn_taking=tt, duration_s=9,
                   synthesizer=FakeSynthesizer(first_audio_s=0.5))
     o = run_virtual(run_scenario(sc))
-    assert d.utterances == ["Hello!", "I have crushing chest pain."]
+    assert d.utterances == ["I feel ill.", "I have crushing chest pain."]
     assert not bot_audio(o, 0, 4.9)  # nothing of the bot over the caller
     how = next(t for t in o.turns() if t.text == "How can I help?")
     assert how.interrupted and how.heard_text == ""
     assert o.turns()[-1].text == ADVICE
+
+
+def test_a_lone_hello_with_the_bot_silent_is_answered_with_what_follows() -> None:
+    # The real-browser run that still failed with the hold alone: "Hello!" after the greeting had ended,
+    # answered 0.5 s later just as the caller went on, over the emergency's first words.
+    d = ScriptedDialogue({"Hello!": ["Sorry, I didn't catch the health problem."],
+                          "Hello! I have crushing chest pain.": [ADVICE]})
+    tt = TurnTaking(partial_interval_s=0, speculative_decoding=False)  # the final transcript's own judgement
+    sc = Scenario([Speech(1.0, 1.5, HELLO), Speech(2.2, 4.2, CHEST)], d, TEXTS, turn_taking=tt, duration_s=9)
+    o = run_virtual(run_scenario(sc))
+    assert d.utterances == ["Hello! I have crushing chest pain."]
+    assert not bot_audio(o, 0, 4.7)
