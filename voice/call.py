@@ -421,7 +421,8 @@ class Call:
             if barge_candidate and self._is_backchannel(text):
                 return  # "mm-hm" said while the bot talked: an acknowledgement, not a turn
             interjection = over_bot and ev.speech_end_s - ev.start_s <= self.tt.interjection_max_s
-            if carried_text is None and (interjection or only_openers(text, self.info.language)):
+            opener = self.tt.text_turn_end and only_openers(text, self.info.language)
+            if carried_text is None and (interjection or opener):
                 await self._wait_for_more(speech_end)  # the bot stays held (or was cut) meanwhile
             if carried_text is None and self._carried is not None:  # this turn goes on from the carried one
                 first, first_ev = self._carried
