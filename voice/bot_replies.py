@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from voice.conversation import BotAction, DialogueOutput, EndCall, Escalate, ExpectAnswer, Say, Transfer, Upcoming
 from voice.events import ActionTaken, Turn
 from voice.playout import ReplyPlayer
-from voice.ports import Prefetching, RecognitionHints, Transferable
+from voice.ports import Holdable, Prefetching, RecognitionHints, Transferable
 from voice.reply import Reply, ReplyTiming
 from voice.textnorm import ClauseSplitter
 
@@ -36,6 +36,11 @@ class BotReplies:
         self.owed: list[str] = []  # protected advice cut before it was heard: said again first
         self.hints: RecognitionHints | None = None  # what the pending question expects (ExpectAnswer)
         self.escalated = False  # the dialogue escalated the call (it is never ended by the bot then)
+        # The bot's audio is held while the caller talks over it (TurnTaking.barge_in_hold): over WebRTC the
+        # bot's voice is the browser echo canceller's reference, and the caller's words said over it came out
+        # garbled ("crushing chest pain" heard as "This paint is"), so an emergency said over the greeting
+        # was lost. Held at speech start; cut at a barge-in, let go when it was a backchannel or noise.
+        self.holding = False
         self.player = ReplyPlayer(
             call_id=call.info.call_id, language=call.info.language, synthesizer=call.synthesizer,
             transport=call.transport, clock=call.clock, spawn=call.spawn, on_speaking=self._on_speaking,
@@ -66,6 +71,8 @@ class BotReplies:
     async def after_protected(self) -> None:
         """The caller spoke over protected advice: their turn comes once the advice has been played."""
         reply = self.reply
+        if reply is not None and not reply.done and reply.protected:
+            self.release_hold(force=True)  # protected advice is never held back (it may join a held reply)
         while reply is not None and not reply.done and reply.protected:
             reply.caller_waiting = True
             left = reply.protected_left_s(self.call.transport.played_s())
@@ -76,6 +83,26 @@ class BotReplies:
                 await reply.changed.wait()
             else:
                 await self.call.clock.sleep(left)
+
+    def hold(self, reply: Reply | None = None) -> bool:
+        """Hold the bot's audio while the caller talks over it (not protected advice, not with a nurse);
+        True if it is held."""
+        call, reply = self.call, reply or self.reply
+        if (not call.tt.barge_in_hold or call.takeover.quiet or reply is None or reply.done or reply.protected
+                or not isinstance(call.transport, Holdable)):
+            return False
+        call.transport.hold()
+        self.holding = True
+        return True
+
+    def release_hold(self, *, force: bool = False) -> None:
+        """Let the held bot go on, once the caller is quiet and no turn of theirs is still being decided."""
+        call = self.call
+        if not self.holding or (not force and (call.endpointer.in_speech or call.caller.turns_pending > 0)):
+            return
+        self.holding = False
+        assert isinstance(call.transport, Holdable)
+        call.transport.release()
 
     async def _cut_after_protected(self, reply: Reply) -> None:
         """A barge-in over protected advice: cut the rest of the reply as soon as the advice is heard."""
@@ -98,6 +125,7 @@ class BotReplies:
         # Cancel before clearing: clearing awaits (it tells the client), and a reply still running
         # could push one more chunk in that gap, to be played after the clear.
         reply.task.cancel()
+        self.holding = False  # (clearing ends a hold)
         reply.heard_s = await transport.clear()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reply.task
@@ -127,6 +155,10 @@ class BotReplies:
     async def _on_speaking(self, reply: Reply) -> None:
         if reply.start_s is None:
             reply.start_s = self.call.now_s()
+        if self.call.endpointer.in_speech and self.hold(reply):
+            # The bot is about to start while the caller talks (an answer ready just as they went on): its
+            # first audio waits, and this speech is judged as one over the bot (a barge-in, or a backchannel).
+            self.call.caller.speaking_over_bot()
         await self.call.set_state("speaking")
 
     async def _on_action(self, action: BotAction) -> None:

@@ -123,6 +123,7 @@ class Call:
                 reply = self.bot.reply
                 if reply is not None and not reply.done and reply.start_s is not None:
                     reply.heard_s = self.transport.played_s()  # the call ended mid-reply
+                self.bot.release_hold(force=True)  # a goodbye queued behind a hold still plays
                 for task in list(self._tasks):
                     task.cancel()
         finally:

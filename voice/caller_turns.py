@@ -26,6 +26,7 @@ from voice.languages import languages
 from voice.ports import Transcript
 from voice.reply import ReplyTiming
 from voice.resample import ToRate, live_resampler
+from voice.turn_end import only_openers
 from voice.turn_end import verdict as turn_verdict
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ class CallerTurns:
         self._partials: asyncio.Task[None] | None = None
         self._speculative: tuple[int, asyncio.Task[Transcript | None]] | None = None
         self._barge_candidate = False
+        self.turns_pending = 0  # caller turns ended and not yet decided (a hold waits for them)
+        self._speech_started = asyncio.Event()  # set at each SpeechStarted (an interjection's wait)
+        self._over_bot = False  # the current utterance began over the bot's words (barge-in or not)
         self.last_activity = call.t0  # anything happened (reprompt timer)
         self._last_caller = call.t0  # the caller spoke or pressed a key (max silence)
         # Words of a turn the caller talked on past ("Hello! ... I have crushing chest pain"): they are
@@ -99,11 +103,14 @@ class CallerTurns:
         call = self.call
         now = call.clock.now()
         if isinstance(ev, SpeechStarted):
+            self._speech_started.set()
             # Not an answer yet (the re-prompt count goes on until it is a turn: see _caller_turn).
             self.last_activity = self._last_caller = now
             # Speech that starts once the bot's last word has been heard answers it ("OK" to "Calls are
             # recorded, OK?" said in the voice's trailing silence), rather than a barge-in or a backchannel.
-            self._barge_candidate = call.bot.speaking and not call.bot.words_heard()
+            self._barge_candidate = self._over_bot = call.bot.speaking and not call.bot.words_heard()
+            if self._barge_candidate:
+                call.bot.hold()
             if call.tt.partial_interval_s > 0 and self._partials is None:
                 self._partials = call.spawn(self._partial_loop(), "partials")
         elif isinstance(ev, SpeechPaused):
@@ -115,20 +122,30 @@ class CallerTurns:
         elif isinstance(ev, SpeechResumed):
             self._drop_speculative()
         elif isinstance(ev, SpeechDiscarded):
-            self._barge_candidate = False
+            self._barge_candidate = self._over_bot = False
             self._stop_partials()
             if self._carried is not None and not self._turn_lock.locked():  # what followed was only noise
                 text, ended = self._carried
                 self._carried = None
+                self.turns_pending += 1
                 call.spawn(self._caller_turn(ended, now, now, None, False, carried_text=text), "turn")
+            elif self._carried is None:
+                call.bot.release_hold()  # a cough or a click: the bot goes on
         elif isinstance(ev, SpeechEnded):
             self.last_activity = self._last_caller = now
             self._stop_partials()
             barge_candidate, self._barge_candidate = self._barge_candidate, False
+            over_bot, self._over_bot = self._over_bot, False
             # The caller stopped speaking this long ago (the silence wait since then).
             speech_end = now - (call.endpointer.now_s - ev.speech_end_s)
             speculative, self._speculative = self._speculative, None
-            call.spawn(self._caller_turn(ev, speech_end, now, speculative, barge_candidate), "turn")
+            self.turns_pending += 1
+            call.spawn(self._caller_turn(ev, speech_end, now, speculative, barge_candidate, over_bot=over_bot),
+                       "turn")
+
+    def speaking_over_bot(self) -> None:
+        """The bot starts (held) while the caller talks: this speech counts as said over the bot."""
+        self._barge_candidate = self._over_bot = True
 
     async def _decode_quietly(self, audio: Pcm) -> Transcript | None:
         """A speculative decode: its failure only means the endpoint decodes again."""
@@ -185,6 +202,24 @@ class CallerTurns:
         speculative: tuple[int, asyncio.Task[Transcript | None]] | None,
         barge_candidate: bool,
         carried_text: str | None = None,
+        *,
+        over_bot: bool = False,
+    ) -> None:
+        try:
+            await self._decide_turn(ev, speech_end, endpoint, speculative, barge_candidate, carried_text, over_bot)
+        finally:
+            self.turns_pending -= 1
+            self.call.bot.release_hold()  # it was no turn (or a backchannel): the bot goes on, unless the caller does
+
+    async def _decide_turn(
+        self,
+        ev: SpeechEnded,
+        speech_end: float,
+        endpoint: float,
+        speculative: tuple[int, asyncio.Task[Transcript | None]] | None,
+        barge_candidate: bool,
+        carried_text: str | None,
+        over_bot: bool,
     ) -> None:
         call, bot = self.call, self.call.bot
         async with self._turn_lock:
@@ -206,6 +241,10 @@ class CallerTurns:
                 return
             if barge_candidate and self._is_backchannel(text):
                 return  # "mm-hm" said while the bot talked: an acknowledgement, not a turn
+            interjection = over_bot and ev.speech_end_s - ev.start_s <= call.tt.interjection_max_s
+            opener = call.tt.text_turn_end and only_openers(text, call.info.language)
+            if carried_text is None and (interjection or opener):
+                await self._wait_for_more(speech_end)  # the bot stays held (or was cut) meanwhile
             if carried_text is None and self._carried is not None:  # this turn goes on from the carried one
                 first, first_ev = self._carried
                 self._carried = None
@@ -237,6 +276,17 @@ class CallerTurns:
                 return  # the caller talks to the nurse: the turn is in the record, the dialogue waits
             unsure = uncertain_words(transcript.words, call.tt.uncertain_below)
             bot.start(call.dialogue.respond(CallerUtterance(text, index, unsure)), timing, "response")
+
+    async def _wait_for_more(self, speech_end: float) -> None:
+        """A short turn said over the bot ("Hello!" over the greeting), or a lone greeting at any time: the
+        caller usually goes on, so it is answered once they have been quiet for `interjection_wait_ms`, or
+        carried into what they say next. Answered at once, its reply began just as they went on ("I have
+        crushing chest pain"), and those first words met the bot's voice in the browser's echo canceller."""
+        call = self.call
+        left = speech_end + call.tt.interjection_wait_ms / 1000 - call.clock.now()
+        if left > 0 and not call.endpointer.in_speech:
+            self._speech_started.clear()
+            await call.clock.wait(self._speech_started, left)
 
     def _is_backchannel(self, text: str) -> bool:
         words = self.call.tt.backchannels.get(self.call.info.language, frozenset())

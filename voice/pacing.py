@@ -9,6 +9,9 @@ loop reads, and a playout-finished signal instead of polling.
 - `begin_segment()` starts a bot turn: `played_s()` counts from 0 again.
 - `clear()` drops everything not yet sent (barge-in) and returns what the caller heard of the
   segment; audio pushed afterwards continues the segment from there.
+- `hold()` stops sending at the next frame and keeps what is queued; `release()` goes on from there.
+  The call holds the bot the moment the caller starts speaking over it, before it knows whether
+  that speech is a barge-in (then `clear()`, which also releases) or a backchannel (then `release()`).
 - `wait_for_playout()` returns once everything pushed has been played at the far end (sent, plus the
   lead it was sent ahead of time), or was cleared.
 - Markers (`push(..., marker=...)`) run in order once the audio before them is on the wire (Media
@@ -92,6 +95,7 @@ class PacedOutput:
         self._receipt: tuple[float, float] | None = None  # (segment position confirmed played, at)
         self._task: asyncio.Task[None] | None = None
         self.closed = False
+        self.held = False  # hold(): nothing is sent (idle frames still are) until release() or clear()
         self.frames_sent = 0  # bot audio frames
         self.talkspurt_start = True  # the next bot frame begins a talkspurt (RTP marker bit)
 
@@ -162,10 +166,22 @@ class PacedOutput:
         self._receipt = None
         self._play_end = min(self._play_end, self.clock.now())
 
+    def hold(self) -> None:
+        """Send nothing more (queued audio waits; pull mode and idle frames give silence) until
+        `release()` or `clear()`. What is already sent still plays: at most the lead."""
+        self.held = True
+
+    def release(self) -> None:
+        """Go on sending what `hold()` kept, from where it stopped."""
+        if self.held:
+            self.held = False
+            self._wake.set()
+
     def clear(self) -> float:
-        """Drop everything not yet sent; returns the seconds of this segment the caller heard.
-        Audio pushed afterwards continues the segment from that position."""
+        """Drop everything not yet sent (a hold ends with it); returns the seconds of this segment the
+        caller heard. Audio pushed afterwards continues the segment from that position."""
         heard = self.played_s()
+        self.held = False
         self._drop()
         self._seg_sent_s = heard
         self._receipt = None
@@ -216,6 +232,8 @@ class PacedOutput:
     # --- the frame clock ---------------------------------------------------------------------
     def _audio_ready(self) -> int:
         """Samples of the next audio frame that may go now (0: none)."""
+        if self.held:
+            return 0
         avail = self._pushed - self._taken
         if avail >= self.frame_samples:
             return self.frame_samples
@@ -240,7 +258,7 @@ class PacedOutput:
 
     def _next_item(self) -> tuple[str, object] | None:
         """What goes in the next frame slot, if anything is ready."""
-        if self._raw and self._raw[0].pos <= self._taken:
+        if self._raw and self._raw[0].pos <= self._taken and not self.held:
             return "raw", self._raw.popleft().item
         n = self._audio_ready()
         if n:
@@ -256,7 +274,7 @@ class PacedOutput:
         return self._pushed > self._taken or bool(self._raw) or bool(self._marks)
 
     def _ready(self) -> bool:
-        return bool(self._raw and self._raw[0].pos <= self._taken) or self._audio_ready() > 0
+        return (not self.held and bool(self._raw and self._raw[0].pos <= self._taken)) or self._audio_ready() > 0
 
     def _check_played_out(self) -> None:
         if not self._pending() and self.clock.now() >= self._play_end:

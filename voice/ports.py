@@ -117,6 +117,18 @@ class Transferable(Protocol):
 
 
 @runtime_checkable
+class Holdable(Protocol):
+    """A transport that can stop the bot's audio at once and go on from there (voice.pacing `hold`).
+    The call holds the bot the moment the caller starts talking over it: the caller's speech then
+    reaches a browser's or handset's echo canceller without the bot's voice as its reference (which
+    garbles the caller's words), and a backchannel ("mm-hm") costs only a short pause."""
+
+    def hold(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
 class Prefetching(Protocol):
     """A synthesiser that can render phrases ahead of need (voice.tts.cache)."""
 

@@ -4,8 +4,9 @@ At a pause the call loop decodes what the caller has said so far (the speculativ
 module reads that text against the question pending:
 - **complete**: an answer that satisfies it ("yes", "no", "三十八度五" after a number question):
   the turn ends now, without waiting out the rest of the silence;
-- **unfinished**: a clause that cannot end there ("and then my…", "然后…", a trailing comma): the
-  endpointer holds the turn open longer, so a caller who is thinking is not cut off;
+- **unfinished**: a clause that cannot end there ("and then my…", "然后…", a trailing comma), or a turn
+  that is only a greeting ("Hello?", "喂，你好", `openers`: the caller is about to say why they called):
+  the endpointer holds the turn open longer, so a caller who is thinking is not cut off;
 - **unknown**: anything else keeps the configured silence wait.
 The words are data (prompts/<lang>/asr_terms.yaml, `turn_end`), editable by clinicians.
 """
@@ -31,6 +32,7 @@ class TurnWords:
     answers: dict[str, tuple[str, ...]]  # kind → whole answers that complete a turn ("yes", "没有")
     unfinished_endings: tuple[str, ...]  # a turn cannot end on these ("and", "my", "然后", "还有")
     max_answer_words: int = 4  # "no I don't" completes; a longer sentence is judged by its ending only
+    openers: tuple[str, ...] = ()  # a turn of these alone opens the call ("hello", "喂"): more follows
 
 
 @functools.lru_cache(maxsize=4)
@@ -39,7 +41,8 @@ def turn_words(language: str) -> TurnWords:
     data = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("turn_end") or {} if path.exists() else {}
     answers = {str(k): tuple(str(w).lower() for w in v or []) for k, v in (data.get("answers") or {}).items()}
     endings = tuple(str(w).lower() for w in data.get("unfinished_endings") or [])
-    return TurnWords(answers, endings, int(data.get("max_answer_words", 4)))
+    openers = tuple(str(w).lower() for w in data.get("openers") or [])
+    return TurnWords(answers, endings, int(data.get("max_answer_words", 4)), openers)
 
 
 def _units(text: str, pack: LanguagePack) -> list[str]:
@@ -49,6 +52,30 @@ def _units(text: str, pack: LanguagePack) -> list[str]:
     return re.findall(r"[a-z0-9']+(?:\.\d+)?", text.lower())
 
 
+def only_openers(text: str, language: str, words: TurnWords | None = None) -> bool:
+    """The turn is nothing but a greeting ("Hello?", "Hi, hello.", "喂，你好"): the caller has not said why
+    they called yet, and usually goes straight on. Answered at once, the bot's reply would start just as
+    they do, over their first words (issue 12)."""
+    words = words or turn_words(language)
+    if not words.openers:
+        return False
+    pack = languages[language]
+    core = re.sub(r"[\W_]+", " ", text.lower()).strip()
+    if not core:
+        return False
+    if pack.spaced:
+        units = core.split()
+        phrases = sorted(words.openers, key=len, reverse=True)
+        rest = " ".join(units)
+        for phrase in phrases:  # "hi there", then "hi"
+            rest = re.sub(rf"\b{re.escape(phrase)}\b", " ", rest)
+        return not rest.strip()
+    flat = core.replace(" ", "")
+    for phrase in sorted(words.openers, key=len, reverse=True):
+        flat = flat.replace(phrase, "")
+    return not flat
+
+
 def verdict(text: str, language: str, expected: str = "free", words: TurnWords | None = None) -> Verdict:
     """How the partial transcript `text` bears on ending the turn after the question of kind `expected`."""
     words = words or turn_words(language)
@@ -56,7 +83,7 @@ def verdict(text: str, language: str, expected: str = "free", words: TurnWords |
     stripped = text.strip()
     if not stripped:
         return "unknown"
-    if stripped.endswith(("...", "…", ",", "，", "、", "-")):
+    if stripped.endswith(("...", "…", ",", "，", "、", "-")) or only_openers(stripped, language, words):
         return "unfinished"
     core = re.sub(r"[\s。．.!！?？]+$", "", stripped).lower()
     if not pack.spaced:

@@ -42,6 +42,13 @@ class TurnTakingSettings(BaseModel):
                                                               "is a sentence with pauses in it")
     barge_in_min_speech_ms: int = Field(default=600, ge=0, description="caller speech over the bot longer than this "
                                         "interrupts at once; shorter is transcribed first (backchannels do not)")
+    barge_in_hold: bool = Field(default=True, description="hold the bot's audio the moment the caller starts "
+                                "talking over it (a barge-in then cuts it; a backchannel or noise lets it go on), "
+                                "so the caller's words never meet the bot's voice in an echo canceller")
+    interjection_wait_ms: int = Field(default=1200, ge=0, description="a short turn begun over the bot (not a "
+                                      "backchannel: 'Hello?', 'Sorry-') is answered once the caller has been quiet "
+                                      "this long; one who interjects usually goes on, and is answered as one turn")
+    interjection_max_s: float = Field(default=1.5, ge=0, description="...if its speech is at most this long")
     partial_interval_s: float = Field(default=0.6, ge=0,
                                       description="partial transcripts this often; 0 turns them off")
     speculative_decoding: bool = Field(default=True,

@@ -44,15 +44,32 @@ def test_barge_in_silences_the_bot_and_the_record_keeps_what_was_heard() -> None
     sc = Scenario([Speech(0.5, 2.5, COUGH), Speech(3.6, 4.8, MONDAY)], dialogue(), TEXTS, duration_s=8)
     o = run_virtual(run_scenario(sc))
     _caller1, bot1, caller2, bot2 = o.turns()
-    assert bot1.interrupted and bot1.heard_text == "That sounds unpleasa"
+    # The bot is held as soon as the caller's speech is detected (120 ms of it, TurnTaking.barge_in_hold),
+    # and cut once it is a barge-in (600 ms of speech over the bot): the caller heard up to the hold.
+    assert bot1.interrupted and bot1.heard_text == "That sounds"
     assert QUESTION.startswith(bot1.heard_text)
+    last_audio = max(t for t in o.transport.audio_times() if t < o.t0 + 5.4)
+    assert o.rel(last_audio) == pytest.approx(3.7, abs=0.02)
+    (cleared,) = o.transport.clears
+    assert o.rel(cleared) == pytest.approx(4.18, abs=0.02)
+    assert bot1.end_s == pytest.approx(o.rel(last_audio) + 0.06, abs=0.03)  # (sent a 60 ms lead ahead)
+    assert caller2.text == "Since Monday." and bot2.text == "Thank you." and not bot2.interrupted
+    assert sc.dialogue.heard_calls[0] == ("That sounds", True)
+
+
+def test_without_the_hold_the_bot_talks_on_until_the_barge_in() -> None:
+    tt = TurnTaking(partial_interval_s=0.0, barge_in_hold=False)
+    sc = Scenario([Speech(0.5, 2.5, COUGH), Speech(3.6, 4.8, MONDAY)], dialogue(), TEXTS, turn_taking=tt,
+                  duration_s=8)
+    o = run_virtual(run_scenario(sc))
+    _caller1, bot1, caller2, bot2 = o.turns()
+    assert bot1.interrupted and bot1.heard_text == "That sounds unpleasa"
     (cleared,) = o.transport.clears
     # 600 ms of speech over the bot interrupts it: at 3.6 s + ~0.6 s
     assert o.rel(cleared) == pytest.approx(4.18, abs=0.02)
     assert bot1.end_s == pytest.approx(o.rel(cleared), abs=0.03)
     assert not [t for t in o.transport.audio_times() if cleared < t < o.t0 + 5.4]  # silent at once
     assert caller2.text == "Since Monday." and bot2.text == "Thank you." and not bot2.interrupted
-    assert sc.dialogue.heard_calls[0] == ("That sounds unpleasa", True)
 
 
 def test_a_backchannel_over_the_bot_does_not_interrupt_it() -> None:

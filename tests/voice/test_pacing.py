@@ -1,5 +1,6 @@
 """The one paced output, on virtual time: frames on the clock with a lead, back-pressure, segments,
-clear() returning the heard position, the playout-finished signal, markers, idle frames and pull mode."""
+clear() returning the heard position, the playout-finished signal, markers, idle frames, pull mode, and
+hold/release (the bot stopped the moment the caller talks over it, and going on from there)."""
 
 from __future__ import annotations
 
@@ -255,6 +256,55 @@ def test_pull_mode_hands_out_frames_on_the_clock_and_silence_when_idle() -> None
         assert [np.count_nonzero(f.samples) for f in frames] == [960, 960, 0, 0, 0]
         assert now() - t0 == pytest.approx(0.08)
         assert await out.wait_for_playout(0.1)  # the audio was played; only silence followed
+
+    run_virtual(main())
+
+
+def test_a_hold_stops_the_frames_at_once_and_release_goes_on_where_it_stopped() -> None:
+    async def main() -> None:
+        sent: list[tuple[float, bool]] = []
+
+        async def send(frame: Pcm, bot: bool) -> None:
+            sent.append((now(), bot))
+
+        out = PacedOutput(16000, send=send, lead_s=0.06, max_ahead_s=5.0)
+        out.start()
+        t0 = now()
+        out.begin_segment()
+        await out.push(tone(1.0))
+        await asyncio.sleep(0.3)
+        out.hold()
+        n_at_hold = len(sent)
+        await asyncio.sleep(0.5)
+        assert len(sent) == n_at_hold  # nothing while held (what was sent, within the lead, still plays)
+        assert out.played_s() == pytest.approx(n_at_hold * 0.02)  # ...and the heard position stops there
+        assert not await out.wait_for_playout(0.1)  # the held audio is still to be played
+        out.release()
+        assert await out.wait_for_playout(2.0)
+        await out.close()
+        assert len(sent) == 50  # every frame of the second, none lost, none twice
+        resumed = sent[n_at_hold][0] - t0
+        assert resumed == pytest.approx(0.9, abs=0.001)  # at once when released
+
+    run_virtual(main())
+
+
+def test_pull_mode_holds_with_silence_and_a_clear_ends_the_hold() -> None:
+    async def main() -> None:
+        out = PacedOutput(48000, lead_s=0.0)
+        await out.push(tone(0.1, 48000))
+        first = await out.pull_frame()
+        out.hold()
+        held = [await out.pull_frame() for _ in range(3)]
+        out.release()
+        after = await out.pull_frame()
+        assert np.count_nonzero(first.samples) == 960 and np.count_nonzero(after.samples) == 960
+        assert [np.count_nonzero(f.samples) for f in held] == [0, 0, 0]
+        out.hold()
+        out.clear()  # a barge-in: the queue is dropped and the next reply plays without a release
+        assert not out.held
+        await out.push(tone(0.02, 48000))
+        assert np.count_nonzero((await out.pull_frame()).samples) == 960
 
     run_virtual(main())
 

@@ -35,6 +35,12 @@ CASES = [
     ("我胸口疼，", "zh", "yes_no", "unfinished"),
     ("我嗓子疼，从昨天开始的。", "zh", "free", "unknown"),
     ("", "en", "yes_no", "unknown"),
+    # a turn that is only a greeting: the caller is about to say why they called (issue 12)
+    ("Hello!", "en", "free", "unfinished"),
+    ("Hi there, hello?", "en", "yes_no", "unfinished"),
+    ("Hello, I have chest pain.", "en", "free", "unknown"),
+    ("喂，你好。", "zh", "free", "unfinished"),
+    ("你好，我胸口疼。", "zh", "free", "unknown"),
 ]
 
 
@@ -87,4 +93,5 @@ def test_an_answer_that_satisfies_the_question_ends_the_turn_at_the_pause() -> N
 
 def test_an_unfinished_clause_holds_the_turn_open() -> None:
     assert endpoint_wait_ms("free", "And then my") >= 1150
+    assert endpoint_wait_ms("free", "Hello?") >= 1150  # a lone greeting: more is coming
     assert endpoint_wait_ms("free", "I have a sore throat.") == pytest.approx(500, abs=30)

@@ -75,6 +75,12 @@ class PacedTransport:
     def played_s(self) -> float:
         return self.output.played_s()
 
+    def hold(self) -> None:
+        self.output.hold()
+
+    def release(self) -> None:
+        self.output.release()
+
     def mark_turn(self) -> None:
         self.output.begin_segment()
 

@@ -45,13 +45,10 @@ AEC = os.environ.get("CARECALL_TALK_OVER_AEC", "on")  # "off": the widget's echo
 
 
 @pytest.mark.parametrize("run", range(RUNS))
-@pytest.mark.parametrize("transport", [
-    # Open (issue 12): with Chromium's echo cancellation on, the bot's remote track is the canceller's
-    # reference and the caller's first words over the greeting come out garbled (3/6 runs raised it).
-    pytest.param("webrtc", marks=pytest.mark.xfail(reason="echo cancellation garbles speech over the greeting",
-                                                   strict=False)),
-    "websocket",
-])
+# webrtc: with Chromium's echo cancellation on, the bot's remote track is the canceller's reference, and
+# words said over the bot came out garbled (issue 12: 3/6, then 2/4 runs raised the red flag). The call now
+# holds the bot's audio the moment the caller speaks over it (TurnTaking.barge_in_hold).
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
 def test_red_flag_said_over_the_greeting_is_raised(pw: Playwright, product: RunningServer, tmp_path: Path,
                                                    transport: str, run: int) -> None:
     lead = round(GREETING_DELAY_S.get(transport, 4.0) + INTO_S, 1)
