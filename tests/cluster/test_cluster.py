@@ -55,6 +55,7 @@ import websockets
 from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 
+from bench.harness import RELAXED_BUDGET
 from records.db import open_database
 from records.models import AuditEvent, Call, Review, Turn
 from tests.conftest import poll
@@ -85,6 +86,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         # the tests' callers listen without speaking while calls are held (and a worker restarts): on a
         # loaded machine that outlasts the default 8 s × 2 reprompts, and the bot would hang up first
         "CARECALL_SILENCE_REPROMPT_S": "600",
+        # Readiness here turns on capacity and drain (what these tests check); a broken latency budget
+        # (loop lag, ASR queue) has its own tests. Two suites on 2 cores break it, and the workers then
+        # flapped not-ready and refused calls the spreading tests needed (seen with two `make test` at once).
+        **RELAXED_BUDGET,
     })
     c.start()
     try:
