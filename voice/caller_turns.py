@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from voice.asr_words import uncertain_words
 from voice.audio import Pcm
@@ -127,8 +128,7 @@ class CallerTurns:
             if self._carried is not None and not self._turn_lock.locked():  # what followed was only noise
                 text, ended = self._carried
                 self._carried = None
-                self.turns_pending += 1
-                call.spawn(self._caller_turn(ended, now, now, None, False, carried_text=text), "turn")
+                self._spawn_turn(self._caller_turn(ended, now, now, None, False, carried_text=text))
             elif self._carried is None:
                 call.bot.release_hold()  # a cough or a click: the bot goes on
         elif isinstance(ev, SpeechEnded):
@@ -139,9 +139,7 @@ class CallerTurns:
             # The caller stopped speaking this long ago (the silence wait since then).
             speech_end = now - (call.endpointer.now_s - ev.speech_end_s)
             speculative, self._speculative = self._speculative, None
-            self.turns_pending += 1
-            call.spawn(self._caller_turn(ev, speech_end, now, speculative, barge_candidate, over_bot=over_bot),
-                       "turn")
+            self._spawn_turn(self._caller_turn(ev, speech_end, now, speculative, barge_candidate, over_bot=over_bot))
 
     def speaking_over_bot(self) -> None:
         """The bot starts (held) while the caller talks: this speech counts as said over the bot."""
@@ -194,6 +192,15 @@ class CallerTurns:
                 last = t.text
                 await call.emit(PartialTranscript(call.info.call_id, t.text))
 
+    def _spawn_turn(self, turn: Coroutine[Any, Any, None]) -> None:
+        """A caller turn to decide; a hold on the bot waits until no turn is pending."""
+        self.turns_pending += 1
+        self.call.spawn(turn, "turn").add_done_callback(self._turn_decided)
+
+    def _turn_decided(self, _: object) -> None:
+        self.turns_pending -= 1
+        self.call.bot.release_hold()  # it was no turn (or a backchannel): the bot goes on, unless the caller does
+
     async def _caller_turn(
         self,
         ev: SpeechEnded,
@@ -204,22 +211,6 @@ class CallerTurns:
         carried_text: str | None = None,
         *,
         over_bot: bool = False,
-    ) -> None:
-        try:
-            await self._decide_turn(ev, speech_end, endpoint, speculative, barge_candidate, carried_text, over_bot)
-        finally:
-            self.turns_pending -= 1
-            self.call.bot.release_hold()  # it was no turn (or a backchannel): the bot goes on, unless the caller does
-
-    async def _decide_turn(
-        self,
-        ev: SpeechEnded,
-        speech_end: float,
-        endpoint: float,
-        speculative: tuple[int, asyncio.Task[Transcript | None]] | None,
-        barge_candidate: bool,
-        carried_text: str | None,
-        over_bot: bool,
     ) -> None:
         call, bot = self.call, self.call.bot
         async with self._turn_lock:
