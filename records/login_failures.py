@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Float, Integer, String, delete, func, select
+from sqlalchemy import Float, Integer, String, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -50,17 +50,14 @@ class SharedFailureCounts:
                 [{"key": key, "failures": 0, "last_failure": 0.0} for key in ordered],
             ).on_conflict_do_nothing(index_elements=["key"]))
             changed = change(self._entries(session, ordered, lock=True))
-            gone = [key for key in ordered if changed.get(key, ...) is None]
-            for key, entry in changed.items():
-                if entry is not None:
-                    stmt = self._insert(LoginFailure).values(key=key, failures=entry[0], last_failure=entry[1])
-                    session.execute(stmt.on_conflict_do_update(
-                        index_elements=["key"], set_={"failures": entry[0], "last_failure": entry[1]}))
-            placeholders = [key for key in ordered if key not in changed]
-            if gone or placeholders:  # deleted, or never failed (a placeholder nobody wrote)
-                session.execute(delete(LoginFailure).where(
-                    LoginFailure.key.in_(gone + placeholders),
-                    (LoginFailure.failures == 0) | LoginFailure.key.in_(gone)))
+            for key, entry in changed.items():  # every row is there and locked: plain updates and deletes
+                if entry is None:
+                    session.execute(delete(LoginFailure).where(LoginFailure.key == key))
+                else:
+                    session.execute(update(LoginFailure).where(LoginFailure.key == key).values(
+                        failures=entry[0], last_failure=entry[1]))
+            # the places held for keys that have never failed go again
+            session.execute(delete(LoginFailure).where(LoginFailure.key.in_(ordered), LoginFailure.failures == 0))
 
     def _entries(self, session: Session, keys: Sequence[str], *, lock: bool) -> dict[str, Entry]:
         query = select(LoginFailure.key, LoginFailure.failures, LoginFailure.last_failure).where(

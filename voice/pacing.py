@@ -232,8 +232,6 @@ class PacedOutput:
     # --- the frame clock ---------------------------------------------------------------------
     def _audio_ready(self) -> int:
         """Samples of the next audio frame that may go now (0: none)."""
-        if self.held:
-            return 0
         avail = self._pushed - self._taken
         if avail >= self.frame_samples:
             return self.frame_samples
@@ -257,8 +255,10 @@ class PacedOutput:
         return out
 
     def _next_item(self) -> tuple[str, object] | None:
-        """What goes in the next frame slot, if anything is ready."""
-        if self._raw and self._raw[0].pos <= self._taken and not self.held:
+        """What goes in the next frame slot, if anything is ready (nothing while held)."""
+        if self.held:
+            return None
+        if self._raw and self._raw[0].pos <= self._taken:
             return "raw", self._raw.popleft().item
         n = self._audio_ready()
         if n:
@@ -274,7 +274,9 @@ class PacedOutput:
         return self._pushed > self._taken or bool(self._raw) or bool(self._marks)
 
     def _ready(self) -> bool:
-        return (not self.held and bool(self._raw and self._raw[0].pos <= self._taken)) or self._audio_ready() > 0
+        if self.held:
+            return False
+        return bool(self._raw and self._raw[0].pos <= self._taken) or self._audio_ready() > 0
 
     def _check_played_out(self) -> None:
         if not self._pending() and self.clock.now() >= self._play_end:

@@ -57,23 +57,13 @@ def only_openers(text: str, language: str, words: TurnWords | None = None) -> bo
     they called yet, and usually goes straight on. Answered at once, the bot's reply would start just as
     they do, over their first words (issue 12)."""
     words = words or turn_words(language)
-    if not words.openers:
-        return False
-    pack = languages[language]
     core = re.sub(r"[\W_]+", " ", text.lower()).strip()
-    if not core:
+    if not words.openers or not core:
         return False
-    if pack.spaced:
-        units = core.split()
-        phrases = sorted(words.openers, key=len, reverse=True)
-        rest = " ".join(units)
-        for phrase in phrases:  # "hi there", then "hi"
-            rest = re.sub(rf"\b{re.escape(phrase)}\b", " ", rest)
-        return not rest.strip()
-    flat = core.replace(" ", "")
-    for phrase in sorted(words.openers, key=len, reverse=True):
-        flat = flat.replace(phrase, "")
-    return not flat
+    phrases = "|".join(re.escape(p) for p in sorted(words.openers, key=len, reverse=True))  # "hi there" before "hi"
+    if languages[language].spaced:
+        return not re.sub(rf"\b(?:{phrases})\b", " ", core).strip()
+    return not re.sub(phrases, "", core.replace(" ", ""))
 
 
 def verdict(text: str, language: str, expected: str = "free", words: TurnWords | None = None) -> Verdict:

@@ -211,7 +211,6 @@ class LoginThrottle:
                  hash_wait_s: float = 10.0, clock: Callable[[], float] = time.time,
                  pair: Backoff = PAIR, address: Backoff = ADDRESS, account: Backoff = ACCOUNT,
                  counts: FailureCounts | None = None) -> None:
-        self.max_keys = max_keys
         self.forget_after_s = forget_after_s
         self.hash_wait_s = hash_wait_s
         self._clock = clock
