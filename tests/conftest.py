@@ -24,6 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 CARECALL = str(Path(sys.executable).with_name("carecall"))
 
 
+class ManualClock:
+    """A clock the test moves by hand (`clock.t += 5`), for code that takes `clock: Callable[[], float]`."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
 @pytest.fixture(scope="session")
 def speech_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("speech")

@@ -5,24 +5,17 @@ exactly; old rows are deleted; no username is stored."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import select
 
 from records.db import open_database
 from records.login_failures import LoginFailure, SharedFailureCounts
+from tests.conftest import ManualClock
+from tests.security.helpers import race_logins
 from web.console.auth import ACCOUNT, PAIR, LoginThrottle, TooManyAttempts
 
 pytestmark = pytest.mark.postgres
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
@@ -30,12 +23,12 @@ def pg_url(postgres_server) -> str:  # type: ignore[no-untyped-def]
     return postgres_server.create_database()
 
 
-def worker(url: str, clock: Clock) -> LoginThrottle:
+def worker(url: str, clock: ManualClock) -> LoginThrottle:
     return LoginThrottle(clock=clock, counts=SharedFailureCounts(open_database(url)))  # its own engine
 
 
 def test_failures_through_worker_a_make_worker_b_refuse_and_a_success_through_b_clears_them(pg_url: str) -> None:
-    clock = Clock()
+    clock = ManualClock(1_000_000.0)
     a, b = worker(pg_url, clock), worker(pg_url, clock)
     for i in range(PAIR.free):  # the free failures, spread over both workers as nginx would
         (a if i % 2 else b).begin("Ada", "10.0.0.1")
@@ -58,29 +51,13 @@ def test_failures_through_worker_a_make_worker_b_refuse_and_a_success_through_b_
 
 
 def test_racing_attempts_through_both_workers_pass_the_free_ones_exactly(pg_url: str) -> None:
-    clock = Clock()
+    clock = ManualClock(1_000_000.0)
     workers = [worker(pg_url, clock) for _ in range(2)]
-    allowed, refused = [], []
-    gate = threading.Barrier(24)
-
-    def attempt(throttle: LoginThrottle) -> None:
-        gate.wait()
-        try:
-            throttle.begin("ada", "10.3.0.1")
-            allowed.append(1)
-        except TooManyAttempts:
-            refused.append(1)
-
-    threads = [threading.Thread(target=attempt, args=(workers[i % 2],)) for i in range(24)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(allowed) == PAIR.free and len(refused) == 24 - PAIR.free
+    assert race_logins(workers, 24, "ada", "10.3.0.1") == PAIR.free
 
 
 def test_the_account_key_counts_across_workers_and_old_rows_are_deleted(pg_url: str) -> None:
-    clock = Clock()
+    clock = ManualClock(1_000_000.0)
     a, b = worker(pg_url, clock), worker(pg_url, clock)
     for i in range(ACCOUNT.free):  # one guess per address, alternating workers
         clock.t += 31.0

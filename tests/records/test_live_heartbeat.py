@@ -10,15 +10,8 @@ from typing import Any
 
 from records.live import HEARTBEAT_S, REMOTE_IDLE_S, WORKER_LOST_S, LiveFeed
 from records.live_pg import PostgresLiveBridge
+from tests.conftest import ManualClock
 from tests.records.simulate import triage_call
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def remote_call(feed: LiveFeed, sender: str, call_id: str, worker: str = "w1") -> None:
@@ -34,7 +27,7 @@ def drain(queue: Any) -> list[dict[str, Any]]:
     return out
 
 
-def beat_for(feed: LiveFeed, clock: Clock, seconds: float, *senders: str) -> None:
+def beat_for(feed: LiveFeed, clock: ManualClock, seconds: float, *senders: str) -> None:
     """`seconds` of virtual time, each sender beating every HEARTBEAT_S, expiry run every second."""
     end = clock.t + seconds
     next_beat = clock.t
@@ -48,7 +41,7 @@ def beat_for(feed: LiveFeed, clock: Clock, seconds: float, *senders: str) -> Non
 
 
 async def test_a_silent_workers_calls_leave_the_view_with_call_ended_to_every_viewer() -> None:
-    clock = Clock()
+    clock = ManualClock()
     feed = LiveFeed(worker="w0", clock=clock)
     for event in triage_call("here")[:-1]:
         feed.apply(event)  # this worker's own call: never expired by another's silence
@@ -71,7 +64,7 @@ async def test_a_silent_workers_calls_leave_the_view_with_call_ended_to_every_vi
 
 
 async def test_a_worker_that_keeps_beating_keeps_its_quiet_calls_until_the_backstop() -> None:
-    clock = Clock()
+    clock = ManualClock()
     feed = LiveFeed(clock=clock)
     feed.heard("a1", beat=True)
     remote_call(feed, "a1", "quiet")
@@ -87,7 +80,7 @@ async def test_a_worker_that_keeps_beating_keeps_its_quiet_calls_until_the_backs
 
 
 async def test_any_message_counts_as_a_sign_of_life() -> None:
-    clock = Clock()
+    clock = ManualClock()
     feed = LiveFeed(clock=clock)
     feed.heard("a1", beat=True)
     remote_call(feed, "a1", "talking")
@@ -99,7 +92,7 @@ async def test_any_message_counts_as_a_sign_of_life() -> None:
 
 
 async def test_a_beat_from_a_restarted_worker_brings_nothing_back() -> None:
-    clock = Clock()
+    clock = ManualClock()
     feed = LiveFeed(clock=clock)
     feed.heard("old", beat=True)
     remote_call(feed, "old", "cut-off")
@@ -116,7 +109,7 @@ async def test_a_beat_from_a_restarted_worker_brings_nothing_back() -> None:
 
 async def test_a_worker_that_never_beat_is_not_declared_lost() -> None:
     """A worker of the previous release (no heartbeat) during a rolling upgrade: only the backstop."""
-    clock = Clock()
+    clock = ManualClock()
     feed = LiveFeed(clock=clock)
     remote_call(feed, "older", "on-hold")
     clock.t += REMOTE_IDLE_S - 1
@@ -126,7 +119,7 @@ async def test_a_worker_that_never_beat_is_not_declared_lost() -> None:
 
 
 async def test_the_feed_forgets_senders_gone_long_ago() -> None:
-    clock = Clock()
+    clock = ManualClock()
     feed = LiveFeed(clock=clock)
     for i in range(50):  # fifty restarts, each a new sender that beat and died
         feed.heard(f"w{i}", beat=True)
@@ -139,7 +132,7 @@ async def test_the_feed_forgets_senders_gone_long_ago() -> None:
 
 async def test_the_bridge_asks_a_worker_heard_again_after_it_was_declared_lost_for_its_calls() -> None:
     """A cut network, not a crash: the worker is back and only it knows which of its calls still go on."""
-    clock = Clock()
+    clock = ManualClock()
     feed = LiveFeed(clock=clock)
     bridge = PostgresLiveBridge(database=None, feed=feed)  # type: ignore[arg-type]  # no threads started
     bridge._apply("a1", {"w": "a1", "beat": True})

@@ -16,23 +16,28 @@ from tests.records.simulate import triage_call
 pytestmark = pytest.mark.postgres
 
 
-async def _until(predicate, timeout: float = 5.0) -> None:
+async def _until(predicate, timeout: float = 60.0) -> None:  # an event wait: generous on a loaded machine
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.02)
 
 
+async def _listen(bridge: PostgresLiveBridge, started: list[PostgresLiveBridge]) -> None:
+    """Start a worker's bridge (stopped by the test's `finally`) and wait until it listens."""
+    bridge.start(asyncio.get_running_loop())
+    started.append(bridge)
+    assert await asyncio.to_thread(bridge.listening.wait, 30)
+
+
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 async def test_live_calls_are_shared_between_workers(database):
-    loop = asyncio.get_running_loop()
     feed_a, feed_b = LiveFeed(), LiveFeed()
     a, b = PostgresLiveBridge(database, feed_a), PostgresLiveBridge(database, feed_b)
-    a.start(loop)
-    b.start(loop)
+    started: list[PostgresLiveBridge] = []
     try:
-        await asyncio.to_thread(a.listening.wait, 10)
-        await asyncio.to_thread(b.listening.wait, 10)
+        for bridge in (a, b):
+            await _listen(bridge, started)
         viewer_a, viewer_b = feed_a.subscribe(), feed_b.subscribe()
         events = triage_call("worker-a-call")
         for event in events[:-1]:
@@ -48,22 +53,19 @@ async def test_live_calls_are_shared_between_workers(database):
         local = [m["type"] for m in _drain(viewer_a)]
         assert local.count("turn") == 5, "a worker does not hear its own messages twice"
     finally:
-        await asyncio.to_thread(a.stop)
-        await asyncio.to_thread(b.stop)
+        for bridge in started:
+            await asyncio.to_thread(bridge.stop)
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 async def test_a_worker_that_starts_mid_call_is_told_of_the_calls_already_going_on(database):
     """Worker A carries a call; B already listens; C starts (a restarted worker) half-way through."""
-    loop = asyncio.get_running_loop()
     feed_a, feed_b, feed_c = LiveFeed(), LiveFeed(), LiveFeed()
     a, b, c = (PostgresLiveBridge(database, f) for f in (feed_a, feed_b, feed_c))
     started: list[PostgresLiveBridge] = []
     try:
         for bridge in (a, b):
-            bridge.start(loop)
-            started.append(bridge)
-            await asyncio.to_thread(bridge.listening.wait, 10)
+            await _listen(bridge, started)
         viewer_b = feed_b.subscribe()
         events = triage_call("going-on")
         for event in events[:-1]:
@@ -71,8 +73,7 @@ async def test_a_worker_that_starts_mid_call_is_told_of_the_calls_already_going_
         await _until(lambda: "red_flag" in _types(viewer_b, []))
         before_c = [m["type"] for m in _drain(viewer_b)]
 
-        c.start(loop)  # the restarted worker: nothing it could hear about this call is still to come
-        started.append(c)
+        await _listen(c, started)  # the restarted worker: nothing it could hear about this call is still to come
         await _until(lambda: "going-on" in feed_c.calls)
         call = feed_c.calls["going-on"]
         assert (call.language, call.channel, call.state) == ("en", "websocket", "listening")
@@ -92,16 +93,13 @@ async def test_a_worker_that_starts_mid_call_is_told_of_the_calls_already_going_
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 async def test_a_crashed_workers_call_leaves_the_other_workers_feed_through_the_missed_heartbeat(database):
-    loop = asyncio.get_running_loop()
     feed_a, feed_b = LiveFeed(), LiveFeed(worker_lost_s=1.0)
     a = PostgresLiveBridge(database, feed_a, heartbeat_s=0.2)
     b = PostgresLiveBridge(database, feed_b, heartbeat_s=0.2, expire_every_s=0.1)
     started: list[PostgresLiveBridge] = []
     try:
         for bridge in (a, b):
-            bridge.start(loop)
-            started.append(bridge)
-            await asyncio.to_thread(bridge.listening.wait, 10)
+            await _listen(bridge, started)
         viewer_b = feed_b.subscribe()
         events = triage_call("on-a")
         for event in events[:3]:
@@ -110,7 +108,7 @@ async def test_a_crashed_workers_call_leaves_the_other_workers_feed_through_the_
         await _until(lambda: a.worker in feed_b._beating)  # B has heard A beat
         await asyncio.to_thread(a.stop)  # A falls silent without ending its call, as under kill -9
         started.remove(a)
-        await _until(lambda: "on-a" not in feed_b.calls, timeout=15)
+        await _until(lambda: "on-a" not in feed_b.calls)
         ended = [m for m in _drain(viewer_b) if m["type"] == "call_ended"]
         assert ended == [{"type": "call_ended", "call_id": "on-a", "reason": "worker_lost"}]
     finally:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 import httpx
 import websockets
+
+from web.console.auth import TooManyAttempts
 
 LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -92,3 +95,26 @@ async def media_flows(ws: Any, timeout: float = 20) -> bool:
             return False
         if isinstance(msg, str) and json.loads(msg).get("event") == "media":
             return True
+
+
+def race_logins(throttles: list[Any], attempts: int, username: str, address: str) -> int:
+    """`attempts` sign-in attempts released at once (a barrier), spread over `throttles` in turn (one
+    per worker): how many the throttles let through to the password check."""
+    gate = threading.Barrier(attempts)
+    allowed: list[int] = []
+
+    def attempt(throttle: Any) -> None:
+        gate.wait()
+        try:
+            throttle.begin(username, address)
+            allowed.append(1)
+        except TooManyAttempts:
+            pass
+
+    threads = [threading.Thread(target=attempt, args=(throttles[i % len(throttles)],)) for i in range(attempts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(allowed)
+

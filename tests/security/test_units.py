@@ -4,14 +4,14 @@ start message (voice/wire.py), stream tokens (telephony/stream_auth.py), the bod
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from fastapi import FastAPI, Form, Request
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from telephony.stream_auth import TOKEN_PARAMETER, StreamAuthError, StreamGuard, StreamTokens, handshake_signature_ok
+from tests.conftest import ManualClock
+from tests.security.helpers import race_logins
 from voice.admission import AdmissionRefused, CallRequest, validate
 from voice.wire import JsonInputError, ProtocolError, loads, parse_start
 from web.console.auth import PAIR, LoginThrottle, TooManyAttempts
@@ -166,16 +166,9 @@ def test_the_upload_limit_applies_to_signed_in_requests_only() -> None:
 
 
 # --- web/console/auth.py: the login throttle on a virtual clock -------------------------------------
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
 
 def test_backoff_doubles_after_the_free_failures_and_a_success_clears_the_account() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     throttle = LoginThrottle(clock=clock)
     for _ in range(PAIR.free):
         throttle.begin("ada", "10.0.0.1")
@@ -193,7 +186,7 @@ def test_backoff_doubles_after_the_free_failures_and_a_success_clears_the_accoun
 
 
 def test_the_account_from_everywhere_only_slows_down_never_locks_out() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     throttle = LoginThrottle(clock=clock)
     for i in range(200):  # a spread-out guesser: 200 addresses, 1 guess each
         clock.t += 31.0
@@ -202,7 +195,7 @@ def test_the_account_from_everywhere_only_slows_down_never_locks_out() -> None:
 
 
 def test_memory_is_bounded_and_old_failures_are_forgotten() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     throttle = LoginThrottle(clock=clock, max_keys=1000, forget_after_s=600)
     for i in range(5000):
         throttle.begin(f"user{i}", f"10.2.{i // 250}.{i % 250}")
@@ -213,21 +206,4 @@ def test_memory_is_bounded_and_old_failures_are_forgotten() -> None:
 
 
 def test_parallel_attempts_are_counted_before_any_hashing() -> None:
-    throttle = LoginThrottle()
-    allowed, refused = [], []
-    gate = threading.Barrier(40)
-
-    def attempt() -> None:
-        gate.wait()
-        try:
-            throttle.begin("ada", "10.3.0.1")
-            allowed.append(1)
-        except TooManyAttempts:
-            refused.append(1)
-
-    threads = [threading.Thread(target=attempt) for _ in range(40)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(allowed) == PAIR.free and len(refused) == 40 - PAIR.free
+    assert race_logins([LoginThrottle()], 40, "ada", "10.3.0.1") == PAIR.free

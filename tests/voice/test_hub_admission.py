@@ -10,17 +10,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ManualClock
 from voice.budget import BudgetLimits, LatencyBudget, MeasuredExecutor
 from voice.events import CallInfo, TurnMetrics, TurnRecorded
 from voice.hub import CallHub, CallsBusy
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class FakeCall:
@@ -40,7 +33,7 @@ class FakeCall:
         self.done.set()
 
 
-def make_hub(capacity: int = 2, clock: Clock | None = None, budget: LatencyBudget | None = None,
+def make_hub(capacity: int = 2, clock: ManualClock | None = None, budget: LatencyBudget | None = None,
              ) -> tuple[CallHub, list[FakeCall]]:
     calls: list[FakeCall] = []
 
@@ -48,7 +41,7 @@ def make_hub(capacity: int = 2, clock: Clock | None = None, budget: LatencyBudge
         calls.append(FakeCall(info))
         return calls[-1]
 
-    clock = clock or Clock()
+    clock = clock or ManualClock()
     hub = CallHub(None, factory, capacity, budget=budget or LatencyBudget(clock=clock), clock=clock)  # type: ignore[arg-type]
     return hub, calls
 
@@ -75,7 +68,7 @@ async def test_reserve_takes_lines_atomically_and_refuses_at_capacity() -> None:
 
 
 async def test_an_unused_ticket_expires_and_cannot_run_afterwards() -> None:
-    clock = Clock()
+    clock = ManualClock()
     hub, _ = make_hub(capacity=1, clock=clock)
     ticket = hub.reserve("sip")
     assert not hub.has_capacity()
@@ -111,7 +104,7 @@ async def test_the_older_run_form_reserves_its_own_line() -> None:
 
 
 async def test_a_broken_voice_to_voice_budget_refuses_a_second_call_until_it_recovers() -> None:
-    clock = Clock()
+    clock = ManualClock()
     hub, _ = make_hub(capacity=4, clock=clock, budget=LatencyBudget(BudgetLimits(window_s=60), clock=clock))
     first = hub.reserve("sip")
     for ms in (2100, 2600, 2400):  # three slow turns: p95 over 1.5 s
@@ -152,7 +145,7 @@ async def test_queue_wait_is_measured_by_the_inference_executor() -> None:
 
 
 async def test_loop_lag_over_the_limit_breaks_the_budget() -> None:
-    clock = Clock()
+    clock = ManualClock()
     budget = LatencyBudget(clock=clock)
     for lag in (0.01, 0.5, 0.6, 0.7):
         budget.loop_lag(lag)
