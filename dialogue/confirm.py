@@ -91,6 +91,17 @@ def would_fire(facts: Facts, kn: Knowledge, fid: str, mode: str = "triage", with
     return any(fid in rf.when.finding_ids() for rf in kn.red_flags if rf.id in fired)
 
 
+def suspect_pictures(facts: Facts, kn: Knowledge, mode: str = "triage", turn: int = 0) -> None:
+    """Suspect the key finding of every red flag whose picture (prompts/red_flags.yaml `pictures`) the facts
+    show and whose key finding the caller has not settled either way."""
+    facts.derive(kn.catalog)
+    said = facts.utterances[-1] if facts.utterances else ""
+    for rf in kn.red_flags:
+        for pic in rf.pictures if mode in rf.modes else ():
+            if pic.ask not in facts.findings and facts.suspicion(pic.ask) is None and facts.holds(pic.when):
+                facts.suspect(pic.ask, turn, said, "", 0.5, source=f"picture:{rf.id}")
+
+
 def red_flag_suspicions(facts: Facts, kn: Knowledge, mode: str = "triage") -> list[str]:
     """Suspected findings that would raise a red flag, alone or with the other suspicions ("chest pain" and
     "spreading to the arm" both half-heard): what a call confirms at once (also for `carecall eval`)."""
@@ -125,6 +136,7 @@ class Confirmer:
         return would_fire(facts, self.kn, fid, self.mode) or would_fire(facts, self.kn, fid, self.mode, others)
 
     def next_red_flag(self, facts: Facts, turn: int) -> ConfirmAsk | None:
+        suspect_pictures(facts, self.kn, self.mode, turn)
         for f in self._open(facts):
             if self._red(f, facts):
                 return self._ask(f, True, facts, turn)

@@ -52,11 +52,12 @@ class _TextRules:
     fillers: re.Pattern[str]
     gap: str  # what " ~ " in a lexicon phrase may stand for
     echo_yes: re.Pattern[str] | None  # "疼" for "yes, it hurts": an echo of the question's word
+    telling: int  # words (characters where words have no spaces) a negated clause needs to tell an absence
 
 
 _RULES = {
-    "zh": _TextRules(False, _ZH_CLAUSE, _ZH_CLAUSE, 12, 8, 12, _ZH_FILLERS, _ZH_GAP, _ZH_ECHO_YES),
-    "en": _TextRules(True, _EN_SENTENCE, re.compile(r"[.;!?\n]"), None, 30, 48, _EN_FILLERS, _EN_GAP, None),
+    "zh": _TextRules(False, _ZH_CLAUSE, _ZH_CLAUSE, 12, 8, 12, _ZH_FILLERS, _ZH_GAP, _ZH_ECHO_YES, 8),
+    "en": _TextRules(True, _EN_SENTENCE, re.compile(r"[.;!?\n]"), None, 30, 48, _EN_FILLERS, _EN_GAP, None, 5),
 }
 
 
@@ -127,6 +128,7 @@ class Extractor:
         self._time = temporal_reader(lang)
         self._neg_cache: tuple[Bank, np.ndarray] | None = None
         self._alarm = alarm_findings()
+        self._red_flag_ids = frozenset(f for rf in knowledge().red_flags for f in rf.when.finding_ids())
         self._asr = [(re.compile(k, flags), v) for k, v in lex.asr_confusions.items()]
         self._sites = {fid: finding_re(p, f"pain_sites.{fid}") for fid, p in lex.pain_sites.items()}
         neg = lex.negation
@@ -232,6 +234,7 @@ class Extractor:
         if idx is None:
             return []
         cands = [c for c in semantic.clauses(text, self.lang) if not semantic.reassuring(c, self.lang)]
+        parts = set(cands[:-1]) if len(cands) > 1 else set(cands)  # without the whole utterance (mixed polarity)
         todo = [c for c in cands if not self._denies(c)]
         # a negated clause can still say a finding that *is* an absence ("he hasn't passed any urine since
         # yesterday", "the baby hasn't moved"): the encoder does not see polarity, so such a clause is
@@ -251,7 +254,12 @@ class Extractor:
             if not best:
                 continue
             hit = best[0]
-            if hit.score < low:
+            # an absence that takes part in a red flag ("haven't felt her kick since yesterday") half-matched
+            # in the negative is still a suspicion, confirmed, never dropped; a short denial ("no fever",
+            # "不是突然的") tells no absence, nor does the whole utterance read at once
+            alarm = (low > th.low and th.low <= hit.score and hit.clause in parts and self._tells(hit.clause)
+                     and any(f in self._red_flag_ids for f in hit.findings))  # fmt: skip
+            if hit.score < low and not alarm:
                 continue
             # two different readings almost as close: ambiguous, so at most a suspicion
             # ("咽口水都疼" is as near "咽不下口水" as "一咽口水嗓子就疼")
@@ -286,6 +294,10 @@ class Extractor:
         if cached is None or cached[0] is not bank:
             cached = self._neg_cache = (bank, np.array([self._denies(t) for t in bank.texts], dtype=bool))
         return cached[1]
+
+    def _tells(self, clause: str) -> bool:
+        words = re.findall(r"\w+", clause) if self.rules.spaced else re.sub(r"\W", "", clause)
+        return len(words) >= self.rules.telling
 
     def _denies(self, clause: str) -> bool:
         """Negated, and not a comparison ("I've never had a headache like this" says a headache)."""

@@ -29,7 +29,7 @@ class Suspicion:
     text: str
     span: str
     score: float = 0.0
-    source: str = "semantic"  # semantic | temporal | llm
+    source: str = "semantic"  # semantic | temporal | llm | picture:<red flag>
 
 
 @dataclass(slots=True)

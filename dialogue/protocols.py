@@ -114,11 +114,20 @@ class Protocol(_Strict):
     always: bool = False  # evaluated for every caller (general modifiers), never a chief complaint
 
 
+class Picture(_Strict):
+    """A picture that points to a red flag without its key finding (pain down the left arm with sweating, not
+    a word of the chest): the bot asks `ask` at once, as a suspected red flag (dialogue.confirm)."""
+
+    ask: str
+    when: Cond
+
+
 class RedFlag(_Strict):
     id: str
     when: Cond
     level: Literal["emergency_ambulance", "emergency"]
     modes: list[Literal["triage", "followup"]] = ["triage", "followup"]
+    pictures: list[Picture] = []
 
 
 class RedFlags(_Strict):
@@ -297,6 +306,8 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
     red_flags: RedFlags = _model(RedFlags, rf_path, read_yaml(rf_path))
     for i, rf in enumerate(red_flags.red_flags):
         _check_ids(rf_path, f"red_flags[{i}].when", rf.when.finding_ids(), known)
+        for j, pic in enumerate(rf.pictures):
+            _check_ids(rf_path, f"red_flags[{i}].pictures[{j}]", {pic.ask} | pic.when.finding_ids(), known)
 
     dep_path = root / "departments.yaml"
     departments = read_yaml(dep_path) or {}

@@ -10,6 +10,8 @@ Policy (what each reading means for triage) lives in `decide`:
 - hypothetical, question, experiential     → for a finding that can raise a red flag on its own: *suspected*
   (the bot confirms it); otherwise a present finding for the question/experiential case ("which medicine
   for his cough" still tells us he coughs), history for the hypothetical one.
+- lasting ("it's been like that for a year", 一直这样, in its clause or the one after) → for a red-flag finding
+  *suspected* (is it new? the bot asks), otherwise a finding: a long-standing state is not a new emergency.
 - hypothetical or question in an *enquiry* → history: the caller says the call is only to find out
   ("I just want to be prepared", "提前了解一下", "我在网上看到的"), so a red flag named in a question or an
   "if" is the subject of the question, not the patient's. A present mention stays present whatever the
@@ -29,9 +31,9 @@ from dialogue.lexicon import compile_many
 from dialogue.protocols import PROMPTS_DIR, ProtocolError, read_yaml
 from voice.languages import languages
 
-Tense = Literal["present", "past", "hypothetical", "question", "known", "experiential"]
+Tense = Literal["present", "past", "hypothetical", "question", "known", "experiential", "lasting"]
 Verdict = Literal["finding", "suspected", "history"]
-ORDER: tuple[Tense, ...] = ("hypothetical", "question", "recent", "past", "known", "experiential")  # type: ignore[assignment]
+ORDER: tuple[Tense, ...] = ("hypothetical", "question", "recent", "past", "known", "experiential", "lasting")  # type: ignore[assignment]
 
 _EN_CLAUSE = re.compile(r"[.;!?\n,，。；！？]|\b(?:and|but|so|because)\b", re.IGNORECASE)
 _ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]|但是|可是|不过")
@@ -143,6 +145,11 @@ class TemporalReader:
                     if m[0] == "past":
                         found, inherited = m, True
                     break
+        if found is None and not ongoing and i + 1 < len(spans) and "lasting" in self._rx:
+            # "he gets confused in the evenings, it's been like that for a year": said of what came before
+            m = self._rx["lasting"].search(text[spans[i + 1][0] : spans[i + 1][1]])
+            if m is not None:
+                found = ("lasting", m.group(0))
         if is_condition and (found is None or found[0] == "recent"):
             events = self._events
             if events is None or not events.search(clause):
@@ -164,6 +171,8 @@ def decide(reading: Reading, alarm: bool) -> Verdict:
     if t == "present":
         return "finding"
     if t == "past" and reading.inherited and not reading.condition_term:
+        return "suspected" if alarm else "finding"
+    if t == "lasting":
         return "suspected" if alarm else "finding"
     if t == "known" and not alarm and not reading.condition_term:
         return "finding"  # a chronic cough is still a cough today; only red flags need a new event

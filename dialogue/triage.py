@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dialogue.checks import Checks
+from dialogue.confirm import suspect_pictures
 from dialogue.engine import Assessment, assess, next_question
 from dialogue.extract import extractor
 from dialogue.facts import Facts
@@ -64,6 +65,7 @@ def triage_text(text: str, lang: str) -> CallResult:
     kn = knowledge()
     facts = Facts(lang)
     facts.add(extractor(lang).extract(text), 0, text)
+    suspect_pictures(facts, kn)
     return assessed(lang, facts, assess(facts, kn), kn)
 
 

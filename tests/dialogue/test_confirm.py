@@ -245,3 +245,42 @@ def test_single_statement_results_carry_the_suspicions() -> None:
     assert r.suspected == (Suspicion("face_droop", 0, "face funny", 0.7, red_flag=True),)
     assert r.red_flags == () and r.confirmations == ()
     assert triage_text("sore throat", "en").suspected == ()
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("en", "crushing pain going down my left arm and I'm sweating"),
+        ("zh", "疼得往左胳膊上窜，浑身冒冷汗"),
+    ],
+)
+async def test_a_red_flag_picture_without_its_key_finding_asks_it_at_once(lang: str, text: str) -> None:
+    """Pain spreading to the arm or jaw with sweating, and not a word of the chest: the red flag's picture
+    (prompts/red_flags.yaml `pictures`) makes chest pain a suspected red flag, asked before anything else;
+    "yes" escalates. A caller who denies it goes on with the triage."""
+    r = triage_text(text, lang)
+    assert "cardiac_chest_pain" not in r.red_flags
+    assert any(s.finding == "chest_pain" and s.red_flag for s in r.suspected), r.suspected
+    c = Call(lang)
+    await c.open()
+    await c.say(CONSENT[lang])
+    out = await c.say(text)
+    assert c.d.check.finding == "chest_pain" and c.d.check.red_flag
+    assert c.text(out) == c.last_question() == confirm_text()[lang].texts["confirm"].format(
+        lay=confirm_text()[lang].lay["chest_pain"])
+    assert c.d.facts.suspicion("chest_pain").source == "picture:cardiac_chest_pain"
+    await c.say(YES[lang])
+    assert c.escalated() and "cardiac_chest_pain" in c.d.result().to_json()["red_flags"]
+    denied = Call(lang)
+    await denied.open()
+    await denied.say(CONSENT[lang])
+    await denied.say(text)
+    await denied.say(NO[lang])
+    assert not denied.escalated() and not denied.ended()
+    assert denied.d.facts.findings["chest_pain"].present is False
+
+
+def test_a_picture_needs_its_whole_picture() -> None:
+    """Pain down the arm alone, or sweating alone, is no cardiac picture."""
+    for text in ("my left arm aches after the gym", "I'm sweating a lot in this heat"):
+        assert not any(s.finding == "chest_pain" for s in triage_text(text, "en").suspected), text

@@ -212,3 +212,18 @@ def test_issue_examples_end_in_the_right_place() -> None:
     assert r.disposition in ("emergency", "emergency_ambulance"), r.disposition
     r = triage_text("咽不下口水，说话像含着东西，发烧39度", "zh")
     assert r.disposition in ("emergency", "emergency_ambulance"), r.disposition
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("en", "I'm 30 weeks and haven't felt her kick since yesterday"),
+        ("zh", "怀孕八个月了，从昨天到现在都没感觉到她踢我"),
+    ],
+)
+def test_an_absence_that_is_a_red_flag_half_matched_in_the_negative_is_confirmed(lang: str, text: str) -> None:
+    """A negated clause is compared with the exemplars said in the negative; one that only half-matches
+    one of a red flag's findings (below the `negated` threshold) is still a suspicion, and with the
+    pregnancy said it is a red-flag confirmation: never dropped."""
+    r = triage_text(text, lang)
+    assert any(s.finding == "reduced_fetal_movement" and s.red_flag for s in r.suspected), r.suspected

@@ -120,3 +120,20 @@ def test_marker_classes_are_known(tmp_path: Path) -> None:
     (bad / "time_intent.yaml").write_text("markers: [oops\n", encoding="utf-8")
     with pytest.raises(ProtocolError, match="not valid YAML"):
         reader.__wrapped__("en", str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("en", "my dad has dementia and gets confused in the evenings, it's been like that for a year"),
+        ("en", "she gets muddled at night, she's always like that"),
+        ("zh", "我爸老年痴呆，一到晚上就糊涂，一年多了都这样"),
+    ],
+)
+def test_a_long_standing_state_is_not_a_new_red_flag_but_is_asked(lang: str, text: str) -> None:
+    """'It's been like that for a year' (in the clause or the one after): new confusion is only suspected,
+    the bot asks whether it is new; said without it, it is a finding."""
+    present, suspected = _read(text, lang)
+    assert "confusion" in suspected and "confusion" not in present, (present, suspected)
+    fresh = {"en": "my dad has dementia and he's suddenly confused tonight", "zh": "我爸今天突然糊涂了"}[lang]
+    assert "confusion" in _read(fresh, lang)[0]
