@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import Page, Playwright
 
 from bench.harness import RELAXED_BUDGET, stop_server
+from tests.conftest import poll
 from tests.web.screenshots import screenshots_dir
 from tests.web.widget.browser import chromium, hospital_page, notice_text, start_call, trace, wait_for, widget
 from tests.web.widget.speech import mic_wav
@@ -92,6 +93,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         noise = "ConnectionError: Cannot send encrypted data, not connected"
         problems = [b for b in log.split("Task exception was never retrieved") if "Traceback" in b and noise not in b]
         assert not problems, problems[-1][-4000:]
+
+
+@pytest.fixture(autouse=True)
+def lines_free(request: pytest.FixtureRequest) -> None:
+    """Each test starts with every line of the shared server free: the calls of the test before end when
+    the server sees their browser go, which on a loaded machine can come after the next test's offer (the
+    server then answers it 503 busy, and a test about fallback or barge-in sees a refusal instead)."""
+    if "server" not in request.fixturenames:
+        return
+    srv: Server = request.getfixturevalue("server")
+
+    def free() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{srv.url}/healthz/ready", timeout=10).json().get("active") == 0
+        return False
+
+    poll(free, 120, "the lines of the calls before free")
 
 
 @pytest.fixture(scope="module")
