@@ -147,8 +147,11 @@ class TemporalReader:
                     break
         if found is None and not ongoing and i + 1 < len(spans) and "lasting" in self._rx:
             # "he gets confused in the evenings, it's been like that for a year": said of what came before
-            m = self._rx["lasting"].search(text[spans[i + 1][0] : spans[i + 1][1]])
-            if m is not None:
+            # (not "…, it's been like this since this morning": a recent start is no lasting state)
+            after = text[spans[i + 1][0] : spans[i + 1][1]]
+            m = self._rx["lasting"].search(after)
+            recent = self._rx.get("recent")
+            if m is not None and (recent is None or not recent.search(after)):
                 found = ("lasting", m.group(0))
         if is_condition and (found is None or found[0] == "recent"):
             events = self._events

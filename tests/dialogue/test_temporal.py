@@ -137,3 +137,6 @@ def test_a_long_standing_state_is_not_a_new_red_flag_but_is_asked(lang: str, tex
     assert "confusion" in suspected and "confusion" not in present, (present, suspected)
     fresh = {"en": "my dad has dementia and he's suddenly confused tonight", "zh": "我爸今天突然糊涂了"}[lang]
     assert "confusion" in _read(fresh, lang)[0]
+    since = {"en": "he's confused and muddled, it's been like this since this morning",
+             "zh": "我爸说话颠三倒四的，从今天早上开始一直这样"}[lang]  # fmt: skip
+    assert "confusion" in _read(since, lang)[0], _read(since, lang)
