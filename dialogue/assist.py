@@ -123,7 +123,7 @@ class LLMAssist:
             return None
         return {f.id: f.present for f in parsed.findings if f.id in catalog}
 
-    def compare(self, rules: dict[str, bool], llm: dict[str, bool], red_flag_findings: set[str]) -> None:
+    def compare(self, rules: dict[str, bool], llm: dict[str, bool], red_flag_findings: frozenset[str]) -> None:
         """Log where the two readings differ (finding ids only)."""
         rules_only = sorted(f for f, p in rules.items() if p and llm.get(f) is not True)
         llm_only = sorted(f for f, p in llm.items() if p and rules.get(f) is not True)

@@ -230,6 +230,10 @@ class Knowledge(BaseModel):
     def known_findings(self) -> set[str]:
         return set(self.catalog.findings)
 
+    def red_flag_findings(self) -> frozenset[str]:
+        """Every finding some red flag's rule names."""
+        return frozenset(f for rf in self.red_flags for f in rf.when.finding_ids())
+
 
 # --- loading ----------------------------------------------------------------------------------
 def read_yaml(path: Path) -> Any:

@@ -91,10 +91,7 @@ class DialogueSession:
             llm = await self.assist.extract(utt.text, self.lang, self.kn.catalog.findings)
             if llm is not None:
                 rules = {f: m.present for f, m in ext.findings().items()}
-                rf_ids: set[str] = set()
-                for rf in self.kn.red_flags:
-                    rf_ids |= rf.when.finding_ids()
-                self.assist.compare(rules, llm, rf_ids)
+                self.assist.compare(rules, llm, self.kn.red_flag_findings())
                 policy = llm_policy(llm, rules, set(self.facts.findings), alarm_findings())
                 for fid in policy.add:  # what the rules missed; never an absence, never a red flag on its own
                     self.facts.set_finding(fid, True, utt.turn_index, utt.text, "", source="llm")

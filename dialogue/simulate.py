@@ -30,13 +30,6 @@ class Conversation:
     fallbacks: int = 0
 
 
-def red_flag_findings(kn: Knowledge) -> frozenset[str]:
-    ids: set[str] = set()
-    for rf in kn.red_flags:
-        ids |= rf.when.finding_ids()
-    return frozenset(ids)
-
-
 def expected_red_flags(case: ConversationCase, kn: Knowledge) -> list[str]:
     if case.red_flags is not None:
         return list(case.red_flags)
@@ -56,7 +49,7 @@ async def converse(case: ConversationCase, factory: Any, kn: Knowledge, max_turn
     """One simulated call, text only, through the same factory the server uses (no LLM)."""
     d = factory(CallInfo(call_id=f"sim-{case.id}", language=case.lang, channel="text", mode="triage", params={}))
     caller = SimulatedCaller(case, kn)
-    rf_findings = red_flag_findings(kn)
+    rf_findings = kn.red_flag_findings()
     turns: list[tuple[str, str]] = []
     outputs = [o async for o in d.opening()]
     questions = fallbacks = 0

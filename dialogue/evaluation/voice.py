@@ -23,7 +23,7 @@ from dialogue.evaluation.cases import ConversationCase
 from dialogue.evaluation.metrics import Row
 from dialogue.evaluation.pending import pending_of
 from dialogue.protocols import knowledge
-from dialogue.simulate import MAX_TURNS, Conversation, confirmed_red_flag, expected_red_flags, red_flag_findings
+from dialogue.simulate import MAX_TURNS, Conversation, confirmed_red_flag, expected_red_flags
 from voice.audio import Pcm
 
 log = logging.getLogger("carecall.simulate.voice")
@@ -55,7 +55,7 @@ async def _call(case: ConversationCase, url: str, observed: _Observed, synths: d
 
     kn = knowledge()
     caller = SimulatedCaller(case, kn)
-    rf_findings = red_flag_findings(kn)
+    rf_findings = kn.red_flag_findings()
     said: list[str] = []
     questions = 0
     confirmation = False
