@@ -128,7 +128,7 @@ class Extractor:
         self._time = temporal_reader(lang)
         self._neg_cache: tuple[Bank, np.ndarray] | None = None
         self._alarm = alarm_findings()
-        self._red_flag_ids = frozenset(f for rf in knowledge().red_flags for f in rf.when.finding_ids())
+        self._red_flag_ids = knowledge().red_flag_findings()
         self._asr = [(re.compile(k, flags), v) for k, v in lex.asr_confusions.items()]
         self._sites = {fid: finding_re(p, f"pain_sites.{fid}") for fid, p in lex.pain_sites.items()}
         neg = lex.negation
@@ -233,8 +233,8 @@ class Extractor:
         idx = semantic.index(self.lang)
         if idx is None:
             return []
-        cands = [c for c in semantic.clauses(text, self.lang) if not semantic.reassuring(c, self.lang)]
-        parts = set(cands[:-1]) if len(cands) > 1 else set(cands)  # without the whole utterance (mixed polarity)
+        parts, whole = semantic.clause_parts(text, self.lang)  # the whole, read at once, mixes polarities
+        cands = [c for c in (*parts, *([whole] if whole else [])) if not semantic.reassuring(c, self.lang)]
         todo = [c for c in cands if not self._denies(c)]
         # a negated clause can still say a finding that *is* an absence ("he hasn't passed any urine since
         # yesterday", "the baby hasn't moved"): the encoder does not see polarity, so such a clause is
@@ -248,18 +248,19 @@ class Extractor:
         items = todo + denied
         masked = [False] * len(todo) + [True] * len(denied)
         only = self._negative_exemplars(idx) if denied else None
-        lows = [th.negated if m else th.low for m in masked]
-        found = zip(semantic.readings(idx, items, read, top=2, only=only, masked=masked), lows, strict=True)
-        for (best, explained), low in found:
+        found = zip(semantic.readings(idx, items, read, top=2, only=only, masked=masked), masked, strict=True)
+        for (best, explained), negated in found:
             if not best:
                 continue
             hit = best[0]
+            if hit.score < th.low:
+                continue
             # an absence that takes part in a red flag ("haven't felt her kick since yesterday") half-matched
             # in the negative is still a suspicion, confirmed, never dropped; a short denial ("no fever",
             # "不是突然的") tells no absence, nor does the whole utterance read at once
-            alarm = (low > th.low and th.low <= hit.score and hit.clause in parts and self._tells(hit.clause)
-                     and any(f in self._red_flag_ids for f in hit.findings))  # fmt: skip
-            if hit.score < low and not alarm:
+            if negated and hit.score < th.negated and not (
+                hit.clause != whole and self._tells(hit.clause) and self._red_flag_ids.intersection(hit.findings)
+            ):
                 continue
             # two different readings almost as close: ambiguous, so at most a suspicion
             # ("咽口水都疼" is as near "咽不下口水" as "一咽口水嗓子就疼")

@@ -281,18 +281,22 @@ def index(lang: str) -> Index | None:
     return Index(enc, load_bank(languages.or_fallback(lang).code), cache=cache)
 
 
-def clauses(text: str, lang: str) -> list[str]:
+def clause_parts(text: str, lang: str) -> tuple[list[str], str | None]:
     """The caller's clauses, without sentences that reassure ("she's eating and drinking okay"), and the
-    whole utterance too when it is short and has several (a red flag is often told across two clauses:
-    "心口憋得慌，出了一身冷汗")."""
+    whole utterance when it is short and has several (a red flag is often told across two clauses:
+    "心口憋得慌，出了一身冷汗"), else None."""
     rules = _rules(lang)
     sentences = [s for s in _SENTENCE.split(text) if s.strip()]
     kept = [s for s in sentences if not reassuring(s, lang)]
     out = [p.strip() for s in kept for p in rules.split.split(s) if p and len(p.strip()) >= rules.min_clause_chars]
     whole = languages.or_fallback(lang).clause_separator.join(s.strip() for s in kept)
-    if len(out) > 1 and len(whole) <= rules.max_whole_chars:
-        out.append(whole)
-    return out
+    return out, whole if len(out) > 1 and len(whole) <= rules.max_whole_chars else None
+
+
+def clauses(text: str, lang: str) -> list[str]:
+    """The clauses and, when there is one, the whole utterance (`clause_parts`): what is matched."""
+    parts, whole = clause_parts(text, lang)
+    return [*parts, whole] if whole is not None else parts
 
 
 def reassuring(clause: str, lang: str) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from dialogue.confirm import confirm_text, red_flag_suspicions, would_fire
+from dialogue.confirm import confirm_text, red_flag_suspicions, suspect_pictures, would_fire
 from dialogue.facts import Facts
 from dialogue.protocols import knowledge
 from dialogue.triage import triage_text
@@ -280,7 +280,23 @@ async def test_a_red_flag_picture_without_its_key_finding_asks_it_at_once(lang: 
     assert denied.d.facts.findings["chest_pain"].present is False
 
 
-def test_a_picture_needs_its_whole_picture() -> None:
-    """Pain down the arm alone, or sweating alone, is no cardiac picture."""
-    for text in ("my left arm aches after the gym", "I'm sweating a lot in this heat"):
-        assert not any(s.finding == "chest_pain" for s in triage_text(text, "en").suspected), text
+@pytest.mark.parametrize(
+    ("said", "suspected"),
+    [
+        ({"pain_radiating": True, "sweating": True}, True),
+        ({"pain_radiating": True, "nausea": True}, True),
+        ({"pain_radiating": True}, False),  # pain down the arm alone is no cardiac picture
+        ({"sweating": True, "nausea": True}, False),  # nor sweating and sickness without it
+        ({"pain_radiating": True, "sweating": True, "chest_pain": False}, False),  # the chest already denied
+    ],
+)
+def test_a_picture_needs_its_whole_picture_and_an_unsettled_key_finding(said: dict[str, bool], suspected: bool) -> None:
+    kn = knowledge()
+    facts = Facts()
+    for fid, present in said.items():
+        facts.set_finding(fid, present, 1, "", "")
+    suspect_pictures(facts, kn, turn=1)
+    assert ("chest_pain" in facts.suspected()) is suspected
+    if suspected:
+        assert facts.suspicion("chest_pain").source == "picture:cardiac_chest_pain"
+        assert red_flag_suspicions(facts, kn) == ["chest_pain"]
