@@ -39,7 +39,7 @@ SAMPLE_NAME = {"en": "Mary Jones", "zh": "王丽"}
 
 def opening_phrases(lang: str) -> dict[str, str]:
     """What the bot says before the caller's first answer, per opening (blanks filled as a call fills them)."""
-    from dialogue.protocols import knowledge
+    from dialogue.knowledge import knowledge
     from voice.languages import languages
 
     kn = knowledge()

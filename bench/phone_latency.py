@@ -1,7 +1,7 @@
 """Voice-to-voice latency over the phone paths, measured at the simulated caller: Twilio-style
 Media Streams (a WebSocket caller speaking the carrier's protocol) and SIP/RTP (CareCall's own SIP
 endpoint used as the calling phone), on the real server with embedded models. Then more and more
-calls at once until p95 passes 1.5 s.
+calls at once until p95 passes 1.5 s. The phone paths alone, without the models: bench.phone_transport.
 
     python -m bench.phone_latency [--turns 3] [--max-concurrent 4]
 
@@ -80,22 +80,16 @@ class Ear:
             await asyncio.sleep(0.05)
 
 
-def loud_end(utt: Pcm) -> float:
-    """Where the last loud 20 ms of the clip ends (the instant responder's notion of speech end)."""
-    x = resample(utt, 8000).samples
-    ends = [(i + 160) / 8000 for i in range(0, len(x) - 159, 160) if loud(x[i:i + 160])]
-    return ends[-1] if ends else utt.duration
+SpeechEnds = Callable[[Pcm], list[float]]  # where speech ends in a clip (s): the caller's clock starts there
 
 
-ENERGY_ENDS = False  # transport-only runs measure from the responder's own end-of-speech rule
-
-
-async def converse(say: Callable[[np.ndarray], Awaitable[float]], ear: Ear, utterances: list[Pcm]) -> list[float]:
+async def converse(say: Callable[[np.ndarray], Awaitable[float]], ear: Ear, utterances: list[Pcm],
+                   ends_of: SpeechEnds = speech_ends) -> list[float]:
     """Greeting, then each utterance once the bot is quiet; returns client-side latencies (ms)."""
     out: list[float] = []
     await ear.quiet()
     for utt in utterances:
-        ends = [loud_end(utt)] if ENERGY_ENDS else speech_ends(utt)
+        ends = ends_of(utt)
         end_in_clip = ends[-1] if ends else utt.duration
         started = await say(resample(utt, 8000).samples)
         speech_end = started + end_in_clip
@@ -107,7 +101,8 @@ async def converse(say: Callable[[np.ndarray], Awaitable[float]], ear: Ear, utte
 
 
 # --- Media Streams caller --------------------------------------------------------------------
-async def media_streams_call(url: str, language: str, utterances: list[Pcm]) -> list[float]:
+async def media_streams_call(url: str, language: str, utterances: list[Pcm],
+                             ends_of: SpeechEnds = speech_ends) -> list[float]:
     sid = "MZ" + uuid.uuid4().hex
     ear = Ear()
     outgoing: asyncio.Queue[np.ndarray] = asyncio.Queue()
@@ -163,7 +158,7 @@ async def media_streams_call(url: str, language: str, utterances: list[Pcm]) -> 
 
         tasks = [asyncio.create_task(line()), asyncio.create_task(listen())]
         try:
-            return await converse(say, ear, utterances)
+            return await converse(say, ear, utterances, ends_of)
         finally:
             await send({"event": "stop", "stop": {"callSid": "x"}})
             for t in tasks:
@@ -171,7 +166,7 @@ async def media_streams_call(url: str, language: str, utterances: list[Pcm]) -> 
 
 
 # --- SIP caller (CareCall's own endpoint as the phone) ---------------------------------------
-class _AlwaysFree:
+class AlwaysFree:
     """The admission part of the hub's interface for stand-ins that take every call: a line is
     always free (`reserve`), `run(ticket, info, transport)` as the real hub's."""
 
@@ -193,11 +188,12 @@ class _AlwaysFree:
         raise NotImplementedError
 
 
-class _Phone(_AlwaysFree):
+class _Phone(AlwaysFree):
     """A CallHub-shaped stand-in that runs the caller's script over the RTP transport it is given."""
 
-    def __init__(self, utterances: list[Pcm]) -> None:
+    def __init__(self, utterances: list[Pcm], ends_of: SpeechEnds) -> None:
         self.utterances = utterances
+        self.ends_of = ends_of
         self.latencies: list[float] = []
 
     def new_call_id(self) -> str:
@@ -222,14 +218,15 @@ class _Phone(_AlwaysFree):
 
         listener = asyncio.create_task(listen())
         try:
-            self.latencies = await converse(say, ear, self.utterances)
+            self.latencies = await converse(say, ear, self.utterances, self.ends_of)
         finally:
             listener.cancel()
         return {}
 
 
-async def sip_call(sip_port: int, language: str, utterances: list[Pcm]) -> list[float]:
-    phone = _Phone(utterances)
+async def sip_call(sip_port: int, language: str, utterances: list[Pcm],
+                   ends_of: SpeechEnds = speech_ends) -> list[float]:
+    phone = _Phone(utterances, ends_of)
     lo = random.randrange(50000, 59000, 100)
     ep = SipEndpoint(SipConfig(port=0, rtp_ports=(lo, lo + 99), input_rate=8000), get_hub=lambda: phone)
     await ep.start()
@@ -238,66 +235,6 @@ async def sip_call(sip_port: int, language: str, utterances: list[Pcm]) -> list[
     finally:
         await ep.stop()
     return phone.latencies
-
-
-# --- transport only: an instant responder instead of the models ----------------------------
-class ResponderHub(_AlwaysFree):
-    """Replies with 1 s of tone as soon as the caller has been quiet for `QUIET_S` after speaking:
-    what is left of the caller's latency is the phone path itself (plus QUIET_S)."""
-
-    QUIET_S = 0.3
-
-    def __init__(self) -> None:
-        self.active = 0
-
-    def new_call_id(self) -> str:
-        return uuid.uuid4().hex
-
-    async def run_call(self, info: Any, transport: Any) -> dict[str, Any]:
-        self.active += 1
-        rate = transport.input_rate
-        beep = Pcm((np.sin(2 * np.pi * 440 * np.arange(8000) / 8000) * 8000).astype(np.int16), 8000)
-        transport.mark_turn()
-        await transport.send_audio(Pcm(beep.samples[:4000], 8000))  # a short greeting
-        heard_speech, quiet = False, 0.0
-        try:
-            while True:
-                ev = await transport.receive()
-                if isinstance(ev, CallerHangup):
-                    return {}
-                if not isinstance(ev, CallerAudio):
-                    continue
-                if loud(ev.audio.samples):
-                    heard_speech, quiet = True, 0.0
-                elif heard_speech:
-                    quiet += len(ev.audio.samples) / rate
-                    if quiet >= self.QUIET_S:
-                        heard_speech = False
-                        transport.mark_turn()
-                        await transport.send_audio(beep)
-        finally:
-            self.active -= 1
-
-
-def serve_responder(http_port: int, sip_port: int) -> None:
-    """The responder behind the real phone transports, as its own process (`--serve-responder`)."""
-    import uvicorn
-    from fastapi import FastAPI
-
-    from settings import Settings
-    from telephony.twilio_webhooks import build_router
-
-    hub = ResponderHub()
-    app = FastAPI()
-    app.include_router(build_router(Settings(), get_hub=lambda _app: hub))
-    lo = random.randrange(40000, 49000, 100)
-    endpoint = SipEndpoint(SipConfig(port=sip_port, rtp_ports=(lo, lo + 999)), get_hub=lambda: hub)
-
-    @app.on_event("startup")
-    async def _start() -> None:
-        await endpoint.start()
-
-    uvicorn.run(app, host="127.0.0.1", port=http_port, log_level="warning")
 
 
 # --- the sweep -------------------------------------------------------------------------------
@@ -352,13 +289,19 @@ def server_side(server: RunningServer) -> dict[str, Any]:
         con.close()
 
 
-def table(runs: list[dict[str, Any]]) -> str:
-    rows = ["| path | calls at once | turns | voice-to-voice p50 | p95 | turns without reply |",
+def run_rows(runs: list[dict[str, Any]], metric: str, heading: str) -> list[str]:
+    """One table row per run: path, calls at once, turns, `metric`'s p50 and p95, turns without reply."""
+    rows = [f"| path | calls at once | turns | {heading} p50 | p95 | turns without reply |",
             "|---|---|---|---|---|---|"]
     for r in runs:
-        c = r["client_voice_to_voice_ms"]
+        c = r[metric]
         rows.append(f"| {r['path']} | {r['concurrent']} | {c['n']} | {c['p50']} ms | {c['p95']} ms "
                     f"| {r['turns_without_reply']} |")
+    return rows
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    rows = run_rows(runs, "client_voice_to_voice_ms", "voice-to-voice")
     for path in ("media-streams", "sip"):
         ok = [r["concurrent"] for r in runs if r["path"] == path and r["client_voice_to_voice_ms"]["p95"] is not None
               and r["client_voice_to_voice_ms"]["p95"] <= BUDGET_MS and not r["failed_calls"]]
@@ -366,82 +309,12 @@ def table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def transport_only(audio: dict[str, list[Pcm]], turns: int, steps: list[int]) -> list[dict[str, Any]]:
-    global ENERGY_ENDS
-    import subprocess
-
-    ENERGY_ENDS = True
-    import sys
-
-    from bench.harness import free_port
-
-    http_port = free_port()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        sip_port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "bench.phone_latency", "--serve-responder", str(http_port),
-                             str(sip_port)], start_new_session=True)
-    try:
-        time.sleep(4)
-        fake = RunningServer(f"http://127.0.0.1:{http_port}", "", Path("."), proc, {}, Path("/dev/null"))
-
-        async def go() -> list[dict[str, Any]]:
-            runs = []
-            for path in ("media-streams", "sip"):
-                for n in steps:
-                    ws_url = fake.base_url.replace("http", "ws") + "/telephony/twilio/stream"
-                    calls = [media_streams_call(ws_url, "en", audio["en"][:turns]) if path == "media-streams"
-                             else sip_call(sip_port, "en", audio["en"][:turns]) for _ in range(n)]
-                    results = await asyncio.gather(*calls, return_exceptions=True)
-                    lat = [x - ResponderHub.QUIET_S * 1000 for r in results if isinstance(r, list) for x in r]
-                    run = {"path": path, "concurrent": n, "line_overhead_ms": summary(lat),
-                           "failed_calls": sum(1 for r in results if not isinstance(r, list)),
-                           "turns_without_reply": n * turns - len(lat)}
-                    print(json.dumps(run), flush=True)
-                    runs.append(run)
-                    p95 = run["line_overhead_ms"]["p95"]
-                    if p95 is None or p95 > BUDGET_MS or run["failed_calls"]:
-                        break
-            return runs
-
-        return asyncio.run(go())
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--max-concurrent", type=int, default=4)
-    parser.add_argument("--transport-only", type=int, nargs="*", metavar="N",
-                        help="instant responder instead of the models; calls at once to try (default 1 10 25 50)")
-    parser.add_argument("--serve-responder", type=int, nargs=2, metavar=("HTTP_PORT", "SIP_PORT"),
-                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_responder:
-        serve_responder(*args.serve_responder)
-        return
     audio = synthesise_scripts()
-    if args.transport_only is not None:
-        steps = args.transport_only or [1, 10, 25, 50]
-        runs = transport_only(audio, args.turns, steps)
-        RESULTS.mkdir(exist_ok=True)
-        body = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                "responder_quiet_s": ResponderHub.QUIET_S, "runs": runs}
-        (RESULTS / "phone_transport.json").write_text(json.dumps(body, indent=2))
-        rows = ["| path | calls at once | turns | line overhead p50 | p95 | turns without reply |",
-                "|---|---|---|---|---|---|"]
-        for r in runs:
-            c = r["line_overhead_ms"]
-            rows.append(f"| {r['path']} | {r['concurrent']} | {c['n']} | {c['p50']} ms | {c['p95']} ms "
-                        f"| {r['turns_without_reply']} |")
-        md = "\n".join(rows)
-        print(md)
-        update_readme("phone-transport", f"Phone paths alone (an instant responder in place of the models; "
-                      f"caller-side latency less its {ResponderHub.QUIET_S * 1000:.0f} ms wait), {body['when']} on "
-                      f"{body['machine']} (`python -m bench.phone_latency --transport-only`):\n\n{md}")
-        return
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         sip_port = s.getsockname()[1]

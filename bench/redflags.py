@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from dialogue.evaluation.cases import StatementCase, load_cases  # noqa: E402
 from dialogue.evaluation.metrics import Row  # noqa: E402
 from dialogue.evaluation.statements import evaluate_statements  # noqa: E402
-from dialogue.protocols import knowledge  # noqa: E402
+from dialogue.knowledge import knowledge  # noqa: E402
 
 BLIND = ("tests/dialogue/blind", "tests/dialogue/heldout_20261202")
 SHARED = ROOT.parent / "shared" if (ROOT.parent / "shared").exists() else ROOT.parent.parent / "shared"  # or a worktree

@@ -182,7 +182,7 @@ def red_flag_confirmation(text: str, lang: str) -> bool:
     from dialogue.engine import red_flags
     from dialogue.extract import extractor
     from dialogue.facts import Facts
-    from dialogue.protocols import knowledge
+    from dialogue.knowledge import knowledge
 
     kn = knowledge()
     f = Facts(lang)
