@@ -16,8 +16,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dialogue.guard import guarded
+from dialogue.knowledge import PROMPTS_DIR
 from dialogue.llm import ChatModel, LLMUnavailable
-from dialogue.protocols import PROMPTS_DIR, ProtocolError
+from dialogue.protocols import ProtocolError
 from voice.languages import languages
 
 log = logging.getLogger("carecall.dialogue.assist")

@@ -13,10 +13,11 @@ from voice.conversation import DialogueOutput, Outcome
 from voice.result import Progress
 
 if TYPE_CHECKING:
+    from dialogue.answers import AnswerReader
     from dialogue.engine import Assessment
     from dialogue.extract import Mention
     from dialogue.facts import Facts
-    from dialogue.protocols import Knowledge
+    from dialogue.knowledge import Knowledge
 
 Check = ScreenAsk | ConfirmAsk | ReadBackAsk
 
@@ -32,7 +33,7 @@ class Checks:
     turn_found: dict[str, Mention]
     last_prompt: str
     last_kind: str
-    x: Any  # the dialogue's extractor (its `answer(text)` reads yes / no / unsure)
+    answer_reader: AnswerReader  # reads yes / no / unsure
 
     if TYPE_CHECKING:  # provided by the dialogue this is mixed into
 
@@ -76,7 +77,8 @@ class Checks:
         """A read-back of what this turn changed, before the triage acts on it; never once escalated."""
         if self.escalated:
             return None
-        c = self.readback.detect(before, self.facts, self.turn_found, text, uncertain, self.turn, self.x.answer)
+        c = self.readback.detect(before, self.facts, self.turn_found, text, uncertain, self.turn,
+                                  self.answer_reader.answer)
         if c is not None:
             self._before_check = saved
         return c

@@ -46,7 +46,7 @@ def triage(
 
 def _load(file: Path | None, protocol: str | None, kind: str) -> tuple[Path, list[Any]]:
     from dialogue.evaluation.cases import CaseError, load_cases
-    from dialogue.protocols import PROMPTS_DIR, knowledge
+    from dialogue.knowledge import PROMPTS_DIR, knowledge
 
     kn = knowledge()
     if protocol is not None:

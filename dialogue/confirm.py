@@ -17,17 +17,8 @@ from pydantic import Field
 
 from dialogue.engine import red_flags
 from dialogue.facts import Facts
-from dialogue.protocols import (
-    LANGS,
-    PROMPTS_DIR,
-    URGENCY,
-    Knowledge,
-    ProtocolError,
-    _check_ids,
-    _model,
-    _Strict,
-    read_yaml,
-)
+from dialogue.knowledge import LANGS, PROMPTS_DIR, Knowledge, check_ids, read_yaml, validated
+from dialogue.protocols import URGENCY, ProtocolError, StrictModel
 
 TEXTS = (
     "confirm",
@@ -44,7 +35,7 @@ TEXTS = (
 )
 
 
-class ConfirmText(_Strict):
+class ConfirmText(StrictModel):
     texts: dict[str, str]
     numbers: dict[str, str] = Field(default_factory=dict)
     lay: dict[str, str] = Field(default_factory=dict)
@@ -52,17 +43,17 @@ class ConfirmText(_Strict):
 
 @lru_cache(maxsize=4)
 def confirm_text(root: str = str(PROMPTS_DIR)) -> dict[str, ConfirmText]:
-    from dialogue.protocols import knowledge
+    from dialogue.knowledge import knowledge
 
     known = knowledge(root).known_findings()
     out: dict[str, ConfirmText] = {}
     for lang in LANGS:
         path = Path(root) / lang / "confirm.yaml"
-        ct: ConfirmText = _model(ConfirmText, path, read_yaml(path))
+        ct: ConfirmText = validated(ConfirmText, path, read_yaml(path))
         for key in TEXTS:
             if key not in ct.texts:
                 raise ProtocolError(f"{path}: texts.{key}: missing")
-        _check_ids(path, "lay", set(ct.lay), known)
+        check_ids(path, "lay", set(ct.lay), known)
         out[lang] = ct
     return out
 

@@ -32,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dialogue.knowledge import PROMPTS_DIR, Knowledge, read_yaml
 from dialogue.lexicon import AsrTolerance, compile_many, is_plain
-from dialogue.protocols import PROMPTS_DIR, URGENCY, Knowledge, ProtocolError, read_yaml
+from dialogue.protocols import URGENCY, ProtocolError
 from voice.languages import LanguagePack, languages
 
 STRONG, MEDICINE, WEAK = 3.0, 2.0, 1.0  # a medicine names its condition's clinic, less surely than the condition
@@ -193,7 +194,7 @@ def _blank(text: str, rx: re.Pattern[str] | None) -> str:
 
 @lru_cache(maxsize=4)
 def terms(lang: str) -> Terms:
-    from dialogue.protocols import knowledge
+    from dialogue.knowledge import knowledge
 
     return load_terms(lang, knowledge().departments["departments"])
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dialogue.facts import Facts
-from dialogue.protocols import DISPOSITIONS, URGENCY, Knowledge, Protocol, Question
+from dialogue.knowledge import Knowledge
+from dialogue.protocols import DISPOSITIONS, URGENCY, Protocol, Question
 from voice.languages import languages
 
 MAX_QUESTIONS = 6  # protocol questions per call; critical ones may go up to MAX_QUESTIONS_CRITICAL

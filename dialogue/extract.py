@@ -1,18 +1,20 @@
 """Rule-based understanding of one caller utterance, per language, driven by prompts/<lang>/lexicon.yaml:
-findings with negation ("no fever", "没有咳嗽"), numeric slots (dialogue.slots), yes/no/unknown answers and
-conversational intents (repeat, transfer to a human, correction, ...)."""
+findings with negation ("no fever", "没有咳嗽"), their time and intent (dialogue.temporal), the exemplar match
+on every clause (dialogue.semantic) and numeric slots (dialogue.slots). How the caller answered a question is
+dialogue.answers' job."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dialogue.knowledge import knowledge
 from dialogue.lexicon import AsrTolerance, compile_many, compile_phrase
-from dialogue.protocols import Cond, Lexicon, ProtocolError, knowledge
+from dialogue.protocols import Cond, Lexicon, ProtocolError
 from dialogue.slots import SlotValue, extract_slots
 from dialogue.temporal import Reading, decide
 from dialogue.temporal import reader as temporal_reader
@@ -21,21 +23,11 @@ from voice.languages import languages
 if TYPE_CHECKING:
     from dialogue.semantic import Bank, Index
 
-Answer = Literal["yes", "no", "unknown"]
-# gaps never swallow a negation: "calf is not sore" must not read as "calf ~ sore"
-_EN_NEG_WORD = r"(?:not|no|never|without|isn'?t|wasn'?t|aren'?t|doesn'?t|don'?t|didn'?t|hasn'?t)\b"
-_EN_GAP = rf"\W+(?:(?!{_EN_NEG_WORD})[\w'’]+\W+){{0,3}}?"
-_ZH_GAP = r"[^，。；！？,.;!?\n不没无未]{0,6}?"
 _EN_SENTENCE = re.compile(r"[.;!?\n]|,\s+(?=(?:and\s+|but\s+)?(?:i|he|she|they|we|it|my|his|her|their)\b)")
 _ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]")
-_EN_FILLERS = re.compile(r"^(?:(?:um+|uh+|er+|erm|well|oh|hmm+|so|ah|like)[,.\s]+)+", re.IGNORECASE)
-_ZH_FILLERS = re.compile(r"^(?:(?:呃|啊|那个|这个|嗯嗯|嗯|哦|噢|唉|哎)[，,。\s]*)+")
 _NEVER_LIKE = re.compile(r"\bnever\b|从来没|从没|没有?这么|没有?那么", re.IGNORECASE)
 _LIKE_THIS = re.compile(
     r"like (?:this|that)|this (?:bad|severe|much)|so (?:bad|severe)|before|in my life|这么|那么|过", re.IGNORECASE
-)
-_ZH_ECHO_YES = re.compile(
-    r"^(?:有点|有些|挺|很|特别|非常|比较)?(?:疼|痛|肿|烧|喘|红|痒|晕|麻|吐了|拉了|出了|会的|来了|动了)"
 )
 
 
@@ -49,15 +41,12 @@ class _TextRules:
     window_chars: int | None  # at most this far back a negation cue is looked for in the clause
     near_chars: int  # between a body part and the pain word
     deny_reach: int  # how far back a cue may deny a normal function
-    fillers: re.Pattern[str]
-    gap: str  # what " ~ " in a lexicon phrase may stand for
-    echo_yes: re.Pattern[str] | None  # "疼" for "yes, it hurts": an echo of the question's word
     telling: int  # words (characters where words have no spaces) a negated clause needs to tell an absence
 
 
 _RULES = {
-    "zh": _TextRules(False, _ZH_CLAUSE, _ZH_CLAUSE, 12, 8, 12, _ZH_FILLERS, _ZH_GAP, _ZH_ECHO_YES, 8),
-    "en": _TextRules(True, _EN_SENTENCE, re.compile(r"[.;!?\n]"), None, 30, 48, _EN_FILLERS, _EN_GAP, None, 5),
+    "zh": _TextRules(False, _ZH_CLAUSE, _ZH_CLAUSE, 12, 8, 12, 8),
+    "en": _TextRules(True, _EN_SENTENCE, re.compile(r"[.;!?\n]"), None, 30, 48, 5),
 }
 
 
@@ -145,22 +134,6 @@ class Extractor:
             self._term = re.compile(rf"(?<![a-z])(?:{_alt(neg.terminators)})(?![a-z])", re.IGNORECASE)
         self._resolved = re.compile(_alt(neg.resolved), flags)
         self._resolvable = set(neg.resolvable)
-        a = lex.answers
-
-        def anchored(patterns: list[str]) -> re.Pattern[str]:
-            return re.compile(rf"^(?:{_alt(patterns)})" + ("" if zh else r"(?![a-z])"), flags)
-
-        def anywhere(patterns: list[str]) -> re.Pattern[str]:
-            body = _alt([p.replace(" ~ ", rules.gap) for p in patterns])
-            return re.compile(body if zh else rf"(?<![a-z])(?:{body})(?![a-z])", flags)
-
-        self._yes, self._no = anchored(a.yes), anchored(a.no)
-        self._unknown = anywhere(a.unknown)
-        self._intents = {
-            name: anywhere(getattr(a, name))
-            for name in ("repeat", "transfer", "correction", "stop", "identity_denied", "no_more")
-            if getattr(a, name)
-        }
 
     # --- findings ---------------------------------------------------------------------------
     def normalise(self, text: str) -> str:
@@ -358,28 +331,6 @@ class Extractor:
             return False
         between = text[cues[-1].end() : start]
         return not any(rx.search(between) for rx in self._findings.values())
-
-    # --- answers and intents -----------------------------------------------------------------
-    def _clean(self, text: str) -> str:
-        t = text.strip()
-        stripped = self.rules.fillers.sub("", t).strip()
-        return stripped if stripped else t
-
-    def answer(self, text: str) -> Answer | None:
-        t = self._clean(text)
-        if self._unknown.search(t):
-            return "unknown"
-        if self._no.search(t):
-            return "no"
-        if self._yes.search(t):
-            return "yes"
-        if self.rules.echo_yes is not None and self.rules.echo_yes.search(t):
-            return "yes"
-        return None
-
-    def intent(self, name: str, text: str) -> bool:
-        rx = self._intents.get(name)
-        return bool(rx and rx.search(text.strip()))
 
 
 def _find_all(text: str, sub: str) -> list[int]:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from dialogue.assist import LLMAssist
 from dialogue.followup import FollowUpDialogue
+from dialogue.knowledge import Knowledge, knowledge
 from dialogue.llm import ChatModel
-from dialogue.protocols import Knowledge, knowledge
 from dialogue.triage import TriageDialogue
 from voice.conversation import DialogueFactory, DialogueManager
 from voice.events import CallInfo

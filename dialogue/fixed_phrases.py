@@ -11,7 +11,7 @@ import re
 import string
 from collections.abc import Mapping
 
-from dialogue.protocols import Knowledge, knowledge
+from dialogue.knowledge import Knowledge, knowledge
 from voice.languages import languages
 
 FIRST = ("greeting", "ask_complaint", "ack", "red_flag_intro", "red_flag_ambulance", "red_flag_emergency",

@@ -57,21 +57,21 @@ class FollowUpDialogue(DialogueSession):
         text = utt.text.strip()
         if not text:
             return []
-        if self.x.intent("repeat", text) and len(text) < 40:
+        if self.answer_reader.intent("repeat", text) and len(text) < 40:
             return self.ask(self.last_prompt, self.last_kind) if self.last_prompt else []
-        answer = self.x.answer(text)
+        answer = self.answer_reader.answer(text)
 
         if self.phase == "identity":  # no health talk before we know who is on the line
-            if answer == "yes" and not self.x.intent("identity_denied", text):
+            if answer == "yes" and not self.answer_reader.intent("identity_denied", text):
                 self.identity_confirmed = True
                 self.phase = "consent"
                 return self.ask(self.ft("consent"), "yes_no")
             self.identity_tries += 1
-            if self.identity_tries >= 2 or self.x.intent("identity_denied", text):
+            if self.identity_tries >= 2 or self.answer_reader.intent("identity_denied", text):
                 return self._end("identity_not_confirmed", self.ft("identity_failed"))
             return self.ask(self.ft("identity_retry") if self.name else self.ft("greeting_no_name"), "yes_no")
 
-        if self.x.intent("transfer", text):
+        if self.answer_reader.intent("transfer", text):
             return self.transfer("caller asked for a person")
         if self.phase == "consent":
             if answer == "no":

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from dialogue.confirm import confirm_text, would_fire
 from dialogue.extract import Mention
 from dialogue.facts import Facts, FindingValue, SlotEntry
-from dialogue.protocols import Knowledge
+from dialogue.knowledge import Knowledge
 from dialogue.slots import slot_answer
 
 CRITICAL_SLOTS = ("temp_c", "age_years", "pregnancy_weeks", "glucose_mmol")

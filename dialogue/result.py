@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dialogue.engine import Assessment
 from dialogue.facts import Facts
-from dialogue.protocols import Knowledge
+from dialogue.knowledge import Knowledge
 from voice.result import CallResult, Complaint, Suspicion
 
 

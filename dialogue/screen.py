@@ -19,25 +19,15 @@ from pydantic import Field
 
 from dialogue.extract import Mention
 from dialogue.facts import Facts
-from dialogue.protocols import (
-    LANGS,
-    PROMPTS_DIR,
-    Cond,
-    Knowledge,
-    ProtocolError,
-    _check_ids,
-    _model,
-    _Strict,
-    knowledge,
-    read_yaml,
-)
+from dialogue.knowledge import LANGS, PROMPTS_DIR, Knowledge, check_ids, knowledge, read_yaml, validated
+from dialogue.protocols import Cond, ProtocolError, StrictModel
 from dialogue.slots import SLOTS, slot_answer
 from voice.languages import languages
 
 AskKind = Literal["bundle", "single", "which", "follow", "number"]
 
 
-class ScreenItem(_Strict):
+class ScreenItem(StrictModel):
     id: str
     findings: list[str]
     general: str | None = None
@@ -50,25 +40,25 @@ class ScreenItem(_Strict):
     why: str
 
 
-class Bundle(_Strict):
+class Bundle(StrictModel):
     id: str
     items: list[str]
     template: str = "bundle"
 
 
-class ScreenSpec(_Strict):
+class ScreenSpec(StrictModel):
     items: list[ScreenItem]
     bundles: list[Bundle]
 
 
-class ItemText(_Strict):
+class ItemText(StrictModel):
     phrase: str = ""
     question: str
     follow_up: str = ""
     keys: list[str] = Field(default_factory=list)
 
 
-class ScreenText(_Strict):
+class ScreenText(StrictModel):
     texts: dict[str, str]
     items: dict[str, ItemText]
 
@@ -88,10 +78,10 @@ def load_screen(root: Path | str = PROMPTS_DIR, kn: Knowledge | None = None) -> 
     items: dict[str, ScreenItem] = {}
     bundles: list[Bundle] = []
     for path in sorted((root / "screens").glob("*.yaml")):
-        spec: ScreenSpec = _model(ScreenSpec, path, read_yaml(path))
+        spec: ScreenSpec = validated(ScreenSpec, path, read_yaml(path))
         for i, it in enumerate(spec.items):
             ids = set(it.findings) | set(it.or_findings) | {f for f in (it.general, it.yes_finding) if f}
-            _check_ids(path, f"items[{i}]", ids | (it.when.finding_ids() if it.when else set()), known)
+            check_ids(path, f"items[{i}]", ids | (it.when.finding_ids() if it.when else set()), known)
             if it.slot is not None and it.slot not in SLOTS:
                 raise ProtocolError(f"{path}: items[{i}].slot: unknown number '{it.slot}'")
             if it.slot is None and not it.findings:
@@ -112,7 +102,7 @@ def load_screen(root: Path | str = PROMPTS_DIR, kn: Knowledge | None = None) -> 
     text: dict[str, ScreenText] = {}
     for lang in LANGS:
         path = root / lang / "screen.yaml"
-        st: ScreenText = _model(ScreenText, path, read_yaml(path))
+        st: ScreenText = validated(ScreenText, path, read_yaml(path))
         for key in ("bundle", "which", "join", "join_last", "not_understood"):
             if key not in st.texts:
                 raise ProtocolError(f"{path}: texts.{key}: missing")

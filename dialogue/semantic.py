@@ -29,7 +29,8 @@ from typing import Protocol
 import numpy as np
 import yaml
 
-from dialogue.protocols import PROMPTS_DIR, ProtocolError, knowledge
+from dialogue.knowledge import PROMPTS_DIR, knowledge
+from dialogue.protocols import ProtocolError
 from voice.languages import languages
 
 log = logging.getLogger("carecall.dialogue.semantic")

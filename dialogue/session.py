@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from dialogue.answers import AnswerReader, answer_reader
 from dialogue.assist import LLMAssist, llm_policy
 from dialogue.confirm import confirm_text
 from dialogue.engine import Assessment
 from dialogue.extract import Extractor, Mention, alarm_findings, extractor
 from dialogue.facts import Facts
-from dialogue.protocols import URGENCY, Knowledge, knowledge
+from dialogue.knowledge import Knowledge, knowledge
+from dialogue.protocols import URGENCY
 from dialogue.summary import sbar
 from voice.conversation import (
     CallerUtterance,
@@ -50,6 +52,7 @@ class DialogueSession:
         self.lang = languages.or_fallback(info.language).code
         self.kn = kn or knowledge()
         self.x: Extractor = extractor(self.lang)
+        self.answer_reader: AnswerReader = answer_reader(self.lang)
         self.emergency = emergency_number
         self.assist = assist if assist is not None and assist.capable else None
         self.max_silence_reprompts = max_silence_reprompts

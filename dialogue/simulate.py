@@ -13,7 +13,7 @@ from dialogue.evaluation.cases import ConversationCase
 from dialogue.evaluation.metrics import Row
 from dialogue.evaluation.pending import pending_of
 from dialogue.factory import build_dialogue_factory
-from dialogue.protocols import Knowledge, knowledge
+from dialogue.knowledge import Knowledge, knowledge
 from voice.conversation import CallerUtterance, EndCall, Transfer
 from voice.events import CallInfo
 from voice.languages import languages

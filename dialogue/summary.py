@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from dialogue.facts import Facts
-from dialogue.protocols import Knowledge
+from dialogue.knowledge import Knowledge
 from voice.languages import languages
 from voice.result import Sbar
 

@@ -27,8 +27,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from dialogue.knowledge import PROMPTS_DIR, read_yaml
 from dialogue.lexicon import compile_many
-from dialogue.protocols import PROMPTS_DIR, ProtocolError, read_yaml
+from dialogue.protocols import ProtocolError
 from voice.languages import languages
 
 Tense = Literal["present", "past", "hypothetical", "question", "known", "experiential", "lasting"]

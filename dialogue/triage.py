@@ -16,7 +16,8 @@ from dialogue.confirm import suspect_pictures
 from dialogue.engine import Assessment, assess, next_question
 from dialogue.extract import extractor
 from dialogue.facts import Facts
-from dialogue.protocols import URGENCY, Protocol, Question, knowledge
+from dialogue.knowledge import knowledge
+from dialogue.protocols import URGENCY, Protocol, Question
 from dialogue.readback import Snapshot
 from dialogue.result import assessed
 from dialogue.screen import ScreenAsk
@@ -102,11 +103,11 @@ class TriageDialogue(Checks, DialogueSession):
         text = utt.text.strip()
         if not text:
             return []
-        if self.x.intent("transfer", text):
+        if self.answer_reader.intent("transfer", text):
             return self.transfer("caller asked for a person")
-        if self.x.intent("repeat", text) and len(text) < 40:
+        if self.answer_reader.intent("repeat", text) and len(text) < 40:
             return [ExpectAnswer(self.last_kind), self.last_prompt] if self.last_prompt else []  # type: ignore[list-item]
-        answer = self.x.answer(text)
+        answer = self.answer_reader.answer(text)
         self.turn = utt.turn_index
         before, saved = Snapshot.of(self.facts), self._saved()
         new = await self.understand(utt)
@@ -165,7 +166,7 @@ class TriageDialogue(Checks, DialogueSession):
                 return [*prefix, *self.ask_check(c)]  # "I've got the runs": confirm what was half-heard
             if not self.assessment.complaints:
                 self.complaint_tries += 1
-                if self.x.intent("stop", text) or self.complaint_tries >= 3:
+                if self.answer_reader.intent("stop", text) or self.complaint_tries >= 3:
                     return self.conclude()
                 if self.assist is not None and not new:
                     prefix.append(
@@ -175,7 +176,7 @@ class TriageDialogue(Checks, DialogueSession):
                     prefix.append(self.t("offtopic"))
                 return [*prefix, *self.ask(self.t("ask_complaint_again"), "free")]
 
-        return [*prefix, *await self.next_step(self.x.intent("correction", text))]
+        return [*prefix, *await self.next_step(self.answer_reader.intent("correction", text))]
 
     def _take_answer(
         self, utt: CallerUtterance, answer: str | None, new: list[str], prefix: list[DialogueOutput]

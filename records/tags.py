@@ -99,7 +99,7 @@ def tag_data() -> TagData:
 
 def describe(code: str) -> Tag:
     """A tag code with its names in every language (unknown ids keep their id as the name)."""
-    from dialogue.protocols import knowledge
+    from dialogue.knowledge import knowledge
 
     kind, _, ident = code.partition(":")
     data, kn = tag_data(), knowledge()
@@ -120,7 +120,7 @@ def describe(code: str) -> Tag:
 
 def tags_for(result: CallResult, red_flags: list[str], end_reason: str | None) -> list[Tag]:
     """The tags of one call, in a stable order: complaints, red flags, follow-up areas, outcome."""
-    from dialogue.protocols import knowledge
+    from dialogue.knowledge import knowledge
 
     data = tag_data()
     codes: list[str] = []

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import dialogue.protocols
+import dialogue.knowledge
 import web.console.dashboard as dash
+from dialogue.knowledge import PROMPTS_DIR, Knowledge, load_knowledge
 from dialogue.lexicon import AsrTolerance, compile_many, compile_phrase
-from dialogue.protocols import PROMPTS_DIR, Knowledge, load_knowledge
 from voice.languages import LanguagePack, languages
 
 
@@ -42,7 +42,7 @@ def yue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LanguagePack, 
     # What adding `yue.PACK` to `_PACKS` in voice/languages/__init__.py does, for this test only.
     monkeypatch.setitem(languages._packs, "yue", pack)
     kn = load_knowledge(root)
-    monkeypatch.setattr(dialogue.protocols, "knowledge", lambda root=None: kn)  # what records/tags.py reads
+    monkeypatch.setattr(dialogue.knowledge, "knowledge", lambda root=None: kn)  # what records/tags.py reads
     monkeypatch.setattr(dash, "knowledge", lambda root=None: kn)
     return pack, kn
 

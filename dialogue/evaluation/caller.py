@@ -16,7 +16,7 @@ from dialogue.engine import NONSPECIFIC
 from dialogue.evaluation.cases import ConversationCase
 from dialogue.extract import extractor
 from dialogue.facts import Facts
-from dialogue.protocols import Knowledge
+from dialogue.knowledge import Knowledge
 from voice.languages import languages
 from voice.languages.zh.numbers import zh_int  # the one Chinese number speller (the Mandarin pack)
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dialogue.protocols import Knowledge
+from dialogue.knowledge import Knowledge
 from dialogue.slots import SLOTS
 from voice.languages import languages
 

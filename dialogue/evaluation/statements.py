@@ -7,7 +7,7 @@ from dialogue.engine import red_flags
 from dialogue.evaluation.cases import StatementCase
 from dialogue.evaluation.metrics import Row
 from dialogue.facts import Facts
-from dialogue.protocols import Knowledge, knowledge
+from dialogue.knowledge import Knowledge, knowledge
 from dialogue.triage import triage_text
 from voice.result import CallResult
 

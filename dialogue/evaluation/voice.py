@@ -22,7 +22,7 @@ from dialogue.evaluation.caller import SimulatedCaller
 from dialogue.evaluation.cases import ConversationCase
 from dialogue.evaluation.metrics import Row
 from dialogue.evaluation.pending import pending_of
-from dialogue.protocols import knowledge
+from dialogue.knowledge import knowledge
 from dialogue.simulate import MAX_TURNS, Conversation, confirmed_red_flag, expected_red_flags
 from voice.audio import Pcm
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from dialogue.protocols import Knowledge, knowledge
+from dialogue.knowledge import Knowledge, knowledge
 from records.models import Call, QaCheck
 from records.qa import clinical, conversation
 from records.qa.config import QaConfig, qa_config

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dialogue.engine import assess
 from dialogue.facts import Facts
-from dialogue.protocols import URGENCY, Knowledge
+from dialogue.knowledge import Knowledge
+from dialogue.protocols import URGENCY
 from records.qa.config import QaConfig
 from records.qa.model import CheckResult, Evidence, Result, worst
 from records.qa.view import CallView, excerpt, says

@@ -7,9 +7,9 @@ from __future__ import annotations
 import itertools
 from statistics import median
 
-from dialogue.extract import extractor
+from dialogue.answers import answer_reader
 from dialogue.guard import check as guard_check
-from dialogue.protocols import Knowledge
+from dialogue.knowledge import Knowledge
 from records.qa.config import QaConfig
 from records.qa.model import CheckResult, Evidence
 from records.qa.view import CallView, contains_any, excerpt, says
@@ -75,7 +75,7 @@ def identity(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
 
 def repeats(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
     """The caller asked for a repeat or said they did not understand; the bot could not understand an answer."""
-    x = extractor(v.lang)
+    x = answer_reader(v.lang)
     ev = [Evidence(t.idx, excerpt(t.text)) for t in v.caller() if x.intent("repeat", t.text)]
     texts = kn.followup_text[v.lang].texts if v.mode == "followup" else kn.phrases[v.lang].texts
     misunderstood = [texts[k] for k in ("not_understood_yes_no", "not_understood_number") if k in texts]
@@ -147,7 +147,7 @@ def uncertain(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
 
 def transfer(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
     """A transfer to a person was asked for (or accepted after a red flag); did it happen?"""
-    x = extractor(v.lang)
+    x = answer_reader(v.lang)
     asked = [t for t in v.caller() if x.intent("transfer", t.text)]
     actions = list(v.result.actions)
     offered_accepted = v.result.transferred and not asked

@@ -16,7 +16,7 @@ import pytest
 from dialogue.evaluation.cases import load_cases
 from dialogue.evaluation.metrics import Row, summarise, summarise_conversations
 from dialogue.evaluation.statements import evaluate_statements
-from dialogue.protocols import knowledge
+from dialogue.knowledge import knowledge
 from dialogue.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 
 from dialogue.confirm import confirm_text, red_flag_suspicions, suspect_pictures, would_fire
 from dialogue.facts import Facts
-from dialogue.protocols import knowledge
+from dialogue.knowledge import knowledge
 from dialogue.triage import triage_text
 from tests.dialogue.screen_driver import Call
 

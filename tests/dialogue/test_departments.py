@@ -14,7 +14,8 @@ import pytest
 
 from dialogue import semantic
 from dialogue.departments import child_patient, load_terms, nearest, patient_sex, votes
-from dialogue.protocols import ProtocolError, knowledge
+from dialogue.knowledge import knowledge
+from dialogue.protocols import ProtocolError
 from dialogue.triage import triage_text
 
 _HERE = Path(__file__).resolve()

@@ -11,7 +11,7 @@ import pytest
 
 from dialogue.evaluation.cases import load_cases
 from dialogue.evaluation.statements import evaluate_statements
-from dialogue.protocols import knowledge
+from dialogue.knowledge import knowledge
 
 DIR = Path(__file__).parent / "dev_false_alarms"
 # none left: 宝宝才一个多月 is read as an age since branch redflags (dialogue/slots.py)

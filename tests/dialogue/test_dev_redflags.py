@@ -14,7 +14,7 @@ import pytest
 from dialogue.evaluation.cases import StatementCase, load_cases
 from dialogue.evaluation.metrics import Row
 from dialogue.evaluation.statements import evaluate_statements
-from dialogue.protocols import knowledge
+from dialogue.knowledge import knowledge
 
 DIR = Path(__file__).parent / "dev_redflags"
 LANGS = ("en", "zh")

@@ -7,7 +7,7 @@ import pytest
 
 from dialogue.engine import department
 from dialogue.facts import Facts
-from dialogue.protocols import knowledge
+from dialogue.knowledge import knowledge
 
 
 @pytest.mark.parametrize(("facts_lang", "routed_as"), [("zh", "zh"), ("en", "en"), ("", "en")])

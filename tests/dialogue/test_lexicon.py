@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from dialogue.extract import Extractor, extractor
+from dialogue.knowledge import PROMPTS_DIR, load_knowledge
 from dialogue.lexicon import AsrTolerance, LexiconError, compile_many, compile_phrase, is_plain
-from dialogue.protocols import PROMPTS_DIR, ProtocolError, load_knowledge
+from dialogue.protocols import ProtocolError
 
 
 def _hits(phrases: list[str], lang: str, text: str) -> bool:

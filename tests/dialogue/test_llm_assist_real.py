@@ -12,9 +12,9 @@ import pytest
 from bench.harness import free_port
 from dialogue.assist import LLMAssist, findings_schema
 from dialogue.guard import check
+from dialogue.knowledge import knowledge
 from dialogue.llama_server import LlamaServer
 from dialogue.openai_chat import OpenAIChatModel
-from dialogue.protocols import knowledge
 from dialogue.triage import TriageDialogue
 from voice.conversation import CallerUtterance, Escalate, Outcome
 from voice.events import CallInfo

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dialogue.protocols import PROMPTS_DIR, ProtocolError, load_knowledge
+from dialogue.knowledge import PROMPTS_DIR, load_knowledge
+from dialogue.protocols import ProtocolError
 
 
 def test_shipped_data_is_valid_and_covers_the_complaints() -> None:

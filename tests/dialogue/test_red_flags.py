@@ -137,7 +137,7 @@ def test_red_flag_recall(lang: str, text: str, flag: str) -> None:
 
 
 def test_every_red_flag_is_covered_in_both_languages() -> None:
-    from dialogue.protocols import knowledge
+    from dialogue.knowledge import knowledge
 
     triage_flags = {rf.id for rf in knowledge().red_flags if "triage" in rf.modes}
     for lang in ("zh", "en"):

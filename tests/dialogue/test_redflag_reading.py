@@ -8,7 +8,7 @@ import pytest
 
 from dialogue.evaluation.statements import would_confirm_red_flag
 from dialogue.extract import extractor
-from dialogue.protocols import knowledge
+from dialogue.knowledge import knowledge
 from dialogue.semantic import encoder
 from dialogue.temporal import reader
 from dialogue.triage import triage_text

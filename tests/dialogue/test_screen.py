@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dialogue.protocols import PROMPTS_DIR, ProtocolError
+from dialogue.knowledge import PROMPTS_DIR
+from dialogue.protocols import ProtocolError
 from dialogue.screen import load_screen, screen_data
 from tests.dialogue.screen_driver import Call
 

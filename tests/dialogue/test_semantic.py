@@ -12,7 +12,8 @@ import pytest
 from dialogue.engine import red_flags
 from dialogue.extract import extractor
 from dialogue.facts import Facts
-from dialogue.protocols import PROMPTS_DIR, ProtocolError, knowledge
+from dialogue.knowledge import PROMPTS_DIR, knowledge
+from dialogue.protocols import ProtocolError
 from dialogue.semantic import encoder, load_bank
 from dialogue.triage import triage_text
 

@@ -19,7 +19,7 @@ from dialogue.evaluation.cases import CaseError, ConversationCase, load_cases
 from dialogue.evaluation.metrics import Row, percentile, summarise_conversations
 from dialogue.evaluation.pending import pending_of
 from dialogue.factory import build_dialogue_factory
-from dialogue.protocols import knowledge
+from dialogue.knowledge import knowledge
 from dialogue.simulate import converse, expected_red_flags
 from dialogue.slots import slot_answer
 from dialogue.triage import PendingQuestion, TriageDialogue

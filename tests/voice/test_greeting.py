@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dialogue.protocols import knowledge
+from dialogue.knowledge import knowledge
 from dialogue.triage import TriageDialogue
 from tests.voice.fakes import FakeSynthesizer, Scenario, ScriptedDialogue, Speech, run_scenario
 from tests.voice.virtual_time import run_virtual

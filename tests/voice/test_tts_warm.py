@@ -13,7 +13,7 @@ import pytest
 
 from bench.harness import RunningServer, start_server, stop_server
 from dialogue.fixed_phrases import fixed_phrases
-from dialogue.protocols import knowledge
+from dialogue.knowledge import knowledge
 from settings import Settings
 from voice.audio import Pcm
 from voice.caller import scripted_call

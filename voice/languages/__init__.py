@@ -8,7 +8,7 @@ Adding a language (Cantonese, say) touches this package and `prompts/<code>/`: w
 `voice/languages/yue/` (a copy of `zh/`) with its numbers, its voice text normaliser and a `PACK`, add it to
 `_PACKS` below, and give it `prompts/yue/` (language.yaml, the dialogue's phrasings and terms).
 Admission (`voice.admission.LANGUAGES`), the SIP request-URI rule, the server's voices, the CLI's
-`--lang`, the dialogue's data (`dialogue.protocols.LANGS`) and the console follow the registry; tables a
+`--lang`, the dialogue's data (`dialogue.knowledge.LANGS`) and the console follow the registry; tables a
 new language may not have yet are read with `languages.pick` (its own entry, then its `rules_from`'s,
 then the fallback's). What is still per rule set is listed in the README ("How to add a language").
 """

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from dialogue.protocols import knowledge
+from dialogue.knowledge import knowledge
 from records.qa.config import qa_config
 from records.stats import DateRange, StatsError, dashboard
 from records.tags import describe, tag_data
