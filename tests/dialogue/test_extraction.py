@@ -29,6 +29,17 @@ def test_number_normalisation_keeps_idioms() -> None:
     assert normalise_en("six times a day") == "6 times per day"
 
 
+@pytest.mark.parametrize(
+    ("said", "read"),
+    [("a temp of a hundred point five", "a temp of 100.5"), ("a hundred degrees", "100 degrees"),
+     ("a hundred and three", "103"), ("one hundred and twenty-two", "122"), ("a hundred and four point two", "104.2")],
+)
+def test_what_follows_hundred_is_kept_unless_it_is_part_of_the_number(said: str, read: str) -> None:
+    # "point" and "degrees" were taken as the number's last word and dropped: 100.5 °F read as 100 (37.8 °C),
+    # under the 38 °C of a fever in a baby under three months
+    assert normalise_en(said) == read
+
+
 SLOTS = [
     ("zh", "发烧38度5", "temp_c", 38.5),
     ("zh", "体温三十八度三", "temp_c", 38.3),

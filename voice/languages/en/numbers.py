@@ -102,7 +102,11 @@ _EN_WORD_RE = re.compile(
     r"\b(?:(?P<tens>twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-](?P<unit1>one|two|three|four|five|six|seven|eight|nine))?"
     r"|(?P<unit>zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
     r"sixteen|seventeen|eighteen|nineteen))"
-    r"(?:\s+hundred(?:\s+and)?(?:\s+(?P<rest>\w+))?)?\b",
+    # what follows "hundred" is part of the number only if it is a number word: "a hundred point five" is
+    # 100.5 and "a hundred degrees" keeps its unit (both lost a word when any word was taken)
+    r"(?:\s+hundred(?:(?:\s+and)?\s+(?P<rest>(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)"
+    r"(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine)\b)?|one|two|three|four|five|six|seven|eight|nine|ten|"
+    r"eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen))?)?\b",
     re.IGNORECASE,
 )
 # "a couple of days", "a few weeks", "several hours", "a day", "an hour": quantity words before a time unit.
@@ -136,7 +140,8 @@ def read_numbers(text: str) -> str:
             rest = m.group("rest")
             extra = 0
             if rest:
-                extra = _EN_UNITS.get(rest.lower(), _EN_TENS.get(rest.lower(), 0))
+                tens, _, unit = rest.lower().replace("-", " ").partition(" ")
+                extra = _EN_UNITS.get(tens, _EN_TENS.get(tens, 0)) + _EN_UNITS.get(unit.strip(), 0)
             n = n * 100 + extra
         return str(n)
 
