@@ -10,16 +10,13 @@ from functools import lru_cache
 from typing import Literal
 
 from dialogue.knowledge import knowledge
+from dialogue.lexicon import EN_GAP, ZH_GAP, alternation
 from dialogue.protocols import Answers
 from voice.languages import languages
 
 YesNo = Literal["yes", "no", "unknown"]
-INTENTS = ("repeat", "transfer", "correction", "stop", "identity_denied", "no_more")
-
-# gaps never swallow a negation: "calf is not sore" must not read as "calf ~ sore"
-_EN_NEG_WORD = r"(?:not|no|never|without|isn'?t|wasn'?t|aren'?t|doesn'?t|don'?t|didn'?t|hasn'?t)\b"
-_EN_GAP = rf"\W+(?:(?!{_EN_NEG_WORD})[\w'’]+\W+){{0,3}}?"
-_ZH_GAP = r"[^，。；！？,.;!?\n不没无未]{0,6}?"
+# every other list of a lexicon's `answers` is a conversational intent
+INTENTS = tuple(name for name in Answers.model_fields if name not in ("yes", "no", "unknown"))
 _EN_FILLERS = re.compile(r"^(?:(?:um+|uh+|er+|erm|well|oh|hmm+|so|ah|like)[,.\s]+)+", re.IGNORECASE)
 _ZH_FILLERS = re.compile(r"^(?:(?:呃|啊|那个|这个|嗯嗯|嗯|哦|噢|唉|哎)[，,。\s]*)+")
 _ZH_ECHO_YES = re.compile(
@@ -33,31 +30,26 @@ class _AnswerRules:
 
     spaced: bool  # words have spaces: patterns get word boundaries and ignore case
     fillers: re.Pattern[str]  # "um, well, yes" is a yes
-    gap: str  # what " ~ " in a lexicon phrase may stand for
+    gap: str  # what " ~ " in a lexicon phrase may stand for (the lexicon compiler's: never over a negation)
     echo_yes: re.Pattern[str] | None  # "疼" for "yes, it hurts": an echo of the question's word
 
 
 _RULES = {
-    "zh": _AnswerRules(False, _ZH_FILLERS, _ZH_GAP, _ZH_ECHO_YES),
-    "en": _AnswerRules(True, _EN_FILLERS, _EN_GAP, None),
+    "zh": _AnswerRules(False, _ZH_FILLERS, ZH_GAP, _ZH_ECHO_YES),
+    "en": _AnswerRules(True, _EN_FILLERS, EN_GAP, None),
 }
-
-
-def _alt(patterns: list[str]) -> str:
-    return "|".join(f"(?:{p})" for p in patterns)
 
 
 class AnswerReader:
     def __init__(self, answers: Answers, lang: str) -> None:
-        self.lang = lang
         self.rules = rules = _RULES[languages.or_fallback(lang).rules]
         flags = re.IGNORECASE if rules.spaced else 0
 
         def anchored(patterns: list[str]) -> re.Pattern[str]:
-            return re.compile(rf"^(?:{_alt(patterns)})" + (r"(?![a-z])" if rules.spaced else ""), flags)
+            return re.compile(rf"^(?:{alternation(patterns)})" + (r"(?![a-z])" if rules.spaced else ""), flags)
 
         def anywhere(patterns: list[str]) -> re.Pattern[str]:
-            body = _alt([p.replace(" ~ ", rules.gap) for p in patterns])
+            body = alternation([p.replace(" ~ ", rules.gap) for p in patterns])
             return re.compile(rf"(?<![a-z])(?:{body})(?![a-z])" if rules.spaced else body, flags)
 
         self._yes, self._no = anchored(answers.yes), anchored(answers.no)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from dialogue.knowledge import PROMPTS_DIR, Knowledge, read_yaml
-from dialogue.lexicon import AsrTolerance, compile_many, is_plain
+from dialogue.lexicon import AsrTolerance, alternation, compile_many, is_plain
 from dialogue.protocols import URGENCY, ProtocolError
 from voice.languages import LanguagePack, languages
 
@@ -291,7 +291,7 @@ def newborn_patient(texts: list[str], lang: str) -> bool:
 @lru_cache(maxsize=4)
 def _paediatric_terms(lang: str) -> re.Pattern[str] | None:
     rx = [x.rx.pattern for x in terms(lang).terms if x.department == "paediatrics"]
-    return re.compile("|".join(f"(?:{p})" for p in rx)) if rx else None
+    return re.compile(alternation(rx)) if rx else None
 
 
 def _not_patient_removed(text: str, t: Terms) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dialogue.knowledge import knowledge
-from dialogue.lexicon import AsrTolerance, compile_many, compile_phrase
+from dialogue.lexicon import AsrTolerance, alternation, compile_many, compile_phrase
 from dialogue.protocols import Cond, Lexicon, ProtocolError
 from dialogue.slots import SlotValue, extract_slots
 from dialogue.temporal import Reading, decide
@@ -82,10 +82,6 @@ class Extraction:
         return out
 
 
-def _alt(patterns: list[str]) -> str:
-    return "|".join(f"(?:{p})" for p in patterns)
-
-
 class Extractor:
     def __init__(self, lex: Lexicon, lang: str, *, semantic: bool = True) -> None:
         self.lang = lang
@@ -122,17 +118,17 @@ class Extractor:
         self._sites = {fid: finding_re(p, f"pain_sites.{fid}") for fid, p in lex.pain_sites.items()}
         neg = lex.negation
         if zh:
-            self._cue = re.compile(_alt(neg.cues))
-            self._pseudo = re.compile(_alt(sorted(neg.pseudo, key=len, reverse=True)))
-            self._term = re.compile(_alt(neg.terminators))
+            self._cue = re.compile(alternation(neg.cues))
+            self._pseudo = re.compile(alternation(sorted(neg.pseudo, key=len, reverse=True)))
+            self._term = re.compile(alternation(neg.terminators))
         else:
             words = [c for c in neg.cues if c != "n't"]
-            self._cue = re.compile(rf"(?<![a-z])(?:{_alt(words)})(?![a-z])|n't\b|n’t\b", re.IGNORECASE)
+            self._cue = re.compile(rf"(?<![a-z])(?:{alternation(words)})(?![a-z])|n't\b|n’t\b", re.IGNORECASE)
             self._pseudo = re.compile(
-                rf"(?<![a-z])(?:{_alt(sorted(neg.pseudo, key=len, reverse=True))})(?![a-z])", re.IGNORECASE
+                rf"(?<![a-z])(?:{alternation(sorted(neg.pseudo, key=len, reverse=True))})(?![a-z])", re.IGNORECASE
             )
-            self._term = re.compile(rf"(?<![a-z])(?:{_alt(neg.terminators)})(?![a-z])", re.IGNORECASE)
-        self._resolved = re.compile(_alt(neg.resolved), flags)
+            self._term = re.compile(rf"(?<![a-z])(?:{alternation(neg.terminators)})(?![a-z])", re.IGNORECASE)
+        self._resolved = re.compile(alternation(neg.resolved), flags)
         self._resolvable = set(neg.resolvable)
 
     # --- findings ---------------------------------------------------------------------------

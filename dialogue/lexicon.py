@@ -60,6 +60,11 @@ _PLAIN_ZH = re.compile(r"^[\u3400-\u9fff\w ~#+·]+$")
 _PLAIN_EN = re.compile(r"^[A-Za-z0-9'’ ~#+\-]+$")
 
 
+def alternation(patterns: Iterable[str]) -> str:
+    """One regular expression matching any of `patterns`, each kept whole by its own group."""
+    return "|".join(f"(?:{p})" for p in patterns)
+
+
 class LexiconError(ProtocolError):
     """A lexicon phrase cannot be compiled; the message names the phrase."""
 

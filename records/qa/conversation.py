@@ -75,8 +75,8 @@ def identity(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
 
 def repeats(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
     """The caller asked for a repeat or said they did not understand; the bot could not understand an answer."""
-    x = answer_reader(v.lang)
-    ev = [Evidence(t.idx, excerpt(t.text)) for t in v.caller() if x.intent("repeat", t.text)]
+    reader = answer_reader(v.lang)
+    ev = [Evidence(t.idx, excerpt(t.text)) for t in v.caller() if reader.intent("repeat", t.text)]
     texts = kn.followup_text[v.lang].texts if v.mode == "followup" else kn.phrases[v.lang].texts
     misunderstood = [texts[k] for k in ("not_understood_yes_no", "not_understood_number") if k in texts]
     ev += [Evidence(t.idx, "bot: " + excerpt(t.text)) for t in v.bot() if any(says(t.text, m) for m in misunderstood)]
@@ -147,8 +147,8 @@ def uncertain(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
 
 def transfer(v: CallView, kn: Knowledge, cfg: QaConfig) -> CheckResult:
     """A transfer to a person was asked for (or accepted after a red flag); did it happen?"""
-    x = answer_reader(v.lang)
-    asked = [t for t in v.caller() if x.intent("transfer", t.text)]
+    reader = answer_reader(v.lang)
+    asked = [t for t in v.caller() if reader.intent("transfer", t.text)]
     actions = list(v.result.actions)
     offered_accepted = v.result.transferred and not asked
     if not asked and not offered_accepted and v.end_reason != "transferred":

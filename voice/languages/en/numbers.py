@@ -98,15 +98,14 @@ _EN_TENS = {
     "eighty": 80,
     "ninety": 90,
 }
+_DIGIT_WORDS = "one|two|three|four|five|six|seven|eight|nine"
+_UNIT_WORDS = f"zero|{_DIGIT_WORDS}|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen"
+_TENS_WORDS = "|".join(_EN_TENS)
 _EN_WORD_RE = re.compile(
-    r"\b(?:(?P<tens>twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-](?P<unit1>one|two|three|four|five|six|seven|eight|nine))?"
-    r"|(?P<unit>zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
-    r"sixteen|seventeen|eighteen|nineteen))"
+    rf"\b(?:(?P<tens>{_TENS_WORDS})(?:[\s-](?P<unit1>{_DIGIT_WORDS}))?|(?P<unit>{_UNIT_WORDS}))"
     # what follows "hundred" is part of the number only if it is a number word: "a hundred point five" is
     # 100.5 and "a hundred degrees" keeps its unit (both lost a word when any word was taken)
-    r"(?:\s+hundred(?:(?:\s+and)?\s+(?P<rest>(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)"
-    r"(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine)\b)?|one|two|three|four|five|six|seven|eight|nine|ten|"
-    r"eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen))?)?\b",
+    rf"(?:\s+hundred(?:(?:\s+and)?\s+(?P<rest>(?:{_TENS_WORDS})(?:[\s-](?:{_DIGIT_WORDS})\b)?|{_UNIT_WORDS}))?)?\b",
     re.IGNORECASE,
 )
 # "a couple of days", "a few weeks", "several hours", "a day", "an hour": quantity words before a time unit.
