@@ -79,7 +79,7 @@ def would_fire(facts: Facts, kn: Knowledge, fid: str, mode: str = "triage", with
     facts.derive(kn.catalog)
     if not with_:
         return bool(fired)
-    return any(fid in rf.when.finding_ids() for rf in kn.red_flags if rf.id in fired)
+    return any(fid in rf.finding_ids() for rf in kn.red_flags if rf.id in fired)
 
 
 def suspect_pictures(facts: Facts, kn: Knowledge, mode: str = "triage", turn: int = 0) -> None:

@@ -43,7 +43,9 @@ def most_urgent(*levels: str) -> str:
 
 
 def red_flags(facts: Facts, kn: Knowledge, mode: str = "triage") -> list[RedFlagHit]:
-    return [RedFlagHit(rf.id, rf.level) for rf in kn.red_flags if mode in rf.modes and facts.holds(rf.when)]
+    return [
+        RedFlagHit(rf.id, rf.level) for rf in kn.red_flags if (c := rf.condition(mode)) is not None and facts.holds(c)
+    ]
 
 
 def triggered(facts: Facts, kn: Knowledge) -> list[Protocol]:

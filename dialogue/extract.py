@@ -360,7 +360,8 @@ def alarm_findings() -> frozenset[str]:
     and intent matter most."""
     kn = knowledge()
     ids = kn.known_findings()
-    return frozenset(f for f in ids for rf in kn.red_flags if "triage" in rf.modes and _holds_alone(rf.when, f))
+    rules = [c for rf in kn.red_flags if (c := rf.condition("triage")) is not None]
+    return frozenset(f for f in ids for c in rules if _holds_alone(c, f))
 
 
 @lru_cache(maxsize=4)

@@ -53,7 +53,7 @@ class Knowledge(BaseModel):
 
     def red_flag_findings(self) -> frozenset[str]:
         """Every finding some red flag's rule names."""
-        return frozenset(f for rf in self.red_flags for f in rf.when.finding_ids())
+        return frozenset(f for rf in self.red_flags for f in rf.finding_ids())
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -133,6 +133,8 @@ def load_knowledge(root: Path | str = PROMPTS_DIR) -> Knowledge:
     red_flags: RedFlags = validated(RedFlags, rf_path, read_yaml(rf_path))
     for i, rf in enumerate(red_flags.red_flags):
         check_ids(rf_path, f"red_flags[{i}].when", rf.when.finding_ids(), known)
+        if rf.triage_when is not None:
+            check_ids(rf_path, f"red_flags[{i}].triage_when", rf.triage_when.finding_ids(), known)
         for j, pic in enumerate(rf.pictures):
             check_ids(rf_path, f"red_flags[{i}].pictures[{j}]", {pic.ask} | pic.when.finding_ids(), known)
 

@@ -118,7 +118,20 @@ class RedFlag(StrictModel):
     when: Cond
     level: Literal["emergency_ambulance", "emergency"]
     modes: list[Literal["triage", "followup"]] = ["triage", "followup"]
+    # what the flag needs in a triage call instead of `when`: a post-discharge flag holds in triage only when
+    # the caller says they have just left hospital (calf pain alone is no emergency; after an operation it is)
+    triage_when: Cond | None = None
     pictures: list[Picture] = []
+
+    def condition(self, mode: str) -> Cond | None:
+        """The rule this flag applies in a call of `mode`; None where the flag has no place in it."""
+        if mode not in self.modes:
+            return None
+        return self.triage_when if mode == "triage" and self.triage_when is not None else self.when
+
+    def finding_ids(self) -> set[str]:
+        """Every finding either of its rules names."""
+        return self.when.finding_ids() | (self.triage_when.finding_ids() if self.triage_when else set())
 
 
 class RedFlags(StrictModel):

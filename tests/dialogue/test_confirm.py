@@ -154,9 +154,10 @@ def _lone_red_flag_findings() -> dict[str, str]:
     out: dict[str, str] = {}
     lay = confirm_text()["en"].lay
     for rf in kn.red_flags:
-        if "triage" not in rf.modes:
+        rule = rf.condition("triage")
+        if rule is None:
             continue
-        for fid in sorted(rf.when.finding_ids()):
+        for fid in sorted(rule.finding_ids()):
             if fid in lay and would_fire(Facts(), kn, fid):
                 f = Facts()
                 f.set_finding(fid, True, 0, "", "")

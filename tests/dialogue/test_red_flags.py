@@ -125,6 +125,10 @@ RED_FLAGS = [
     ("en", "I'm on blood thinners and my nose won't stop bleeding", "bleeding_on_anticoagulant"),
     ("zh", "伤口流脓，还发烧", "wound_infection_fever"),
     ("zh", "吃着抗凝药，尿里有血", "bleeding_on_anticoagulant"),
+    ("en", "I had my hip replaced last week and now my calf is swollen and sore", "calf_pain_after_discharge"),
+    ("en", "since I was discharged on Monday I can't lie flat at night", "heart_failure_signs"),
+    ("zh", "上周做完手术出院，这两天小腿肚子疼", "calf_pain_after_discharge"),
+    ("zh", "刚出院一个礼拜，体重长了五斤，晚上躺不平", "heart_failure_signs"),
 ]
 
 

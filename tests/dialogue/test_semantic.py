@@ -17,8 +17,11 @@ from dialogue.protocols import ProtocolError
 from dialogue.semantic import encoder, load_bank
 from dialogue.triage import triage_text
 
-CONTEXT = {"child", "baby", "pregnant", "elderly", "infant_under_3m", "under_1y", "child_under_16", "anticoagulant"}
-# red flags that need a number or a past discharge (follow-up only) rather than words
+CONTEXT = {
+    "child", "baby", "pregnant", "elderly", "infant_under_3m", "under_1y", "child_under_16", "anticoagulant",
+    "recent_surgery",
+}
+# red flags that need a number rather than words
 NEEDS_NUMBERS = {"infant_fever"}
 
 
@@ -47,14 +50,15 @@ def test_every_red_flag_has_exemplars_in_both_languages() -> None:
     for lang in ("en", "zh"):
         keys = {frozenset(k) for k in load_bank(lang).keys}
         for rf in kn.red_flags:
-            if "triage" not in rf.modes or rf.id in NEEDS_NUMBERS:
+            rule = rf.condition("triage")
+            if rule is None or rf.id in NEEDS_NUMBERS:
                 continue
             ok = False
             for a, b in itertools.combinations_with_replacement(sorted(keys, key=sorted), 2):
                 f = Facts()
                 for fid in a | b | CONTEXT:
                     f.set_finding(fid, True, 0, "", "")
-                if f.holds(rf.when):
+                if f.holds(rule):
                     ok = True
                     break
             assert ok, (lang, rf.id)
@@ -113,6 +117,12 @@ LAY = [
     ("zh", "发烧了，伤口还流脓", "wound_infection_fever"),
     ("zh", "吃着华法林，尿是红的", "bleeding_on_anticoagulant"),
     ("zh", "烧得厉害，人糊涂了，身上发花", "sepsis_signs"),
+    ("en", "I came home from hospital after my op on Friday and the back of my leg is swollen and aching",
+     "calf_pain_after_discharge"),
+    ("en", "I got out of hospital on Tuesday and since then I have to sleep sitting up to get my breath",
+     "heart_failure_signs"),
+    ("zh", "开完刀回家没几天，小腿后面肿得发亮，一碰就疼", "calf_pain_after_discharge"),
+    ("zh", "出院回来没几天，一躺下就憋得慌，只能坐着睡", "heart_failure_signs"),
 ]
 
 
