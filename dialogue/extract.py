@@ -109,12 +109,18 @@ class Extractor:
             ]
             self._tolerance = AsrTolerance(literals, lang, never=lex.asr_words)
         else:
-            self._tolerance = AsrTolerance(lex.asr_words, lang)
+            self._tolerance = AsrTolerance(lex.asr_words, lang, names=lex.asr_names)
         self._time = temporal_reader(lang)
         self._neg_cache: tuple[Bank, np.ndarray] | None = None
         self._alarm = alarm_findings()
         self._red_flag_ids = knowledge().red_flag_findings()
         self._asr = [(re.compile(k, flags), v) for k, v in lex.asr_confusions.items()]
+        self._regional_words = {k.lower(): v for k, v in lex.regional.items()}
+        self._regional = (
+            re.compile(alternation(map(re.escape, sorted(lex.regional, key=len, reverse=True))), flags)
+            if lex.regional
+            else None
+        )
         self._sites = {fid: finding_re(p, f"pain_sites.{fid}") for fid, p in lex.pain_sites.items()}
         neg = lex.negation
         if zh:
@@ -133,8 +139,12 @@ class Extractor:
 
     # --- findings ---------------------------------------------------------------------------
     def normalise(self, text: str) -> str:
-        """Undo known speech-recognition confusions (光盘 → 黄痰, "my chess hurts" → chest), then near-misses
-        of lexicon words (toneless pinyin for Mandarin, one edit for long English words)."""
+        """Regional words in their standard form (冇得尿 → 没有尿), known speech-recognition confusions (光盘 →
+        黄痰, "my chess hurts" → chest), then near-misses of lexicon words (toneless pinyin for Mandarin, one edit
+        for long English words, names by their sound)."""
+        if self._regional is not None:
+            words = self._regional_words
+            text = self._regional.sub(lambda m: words[m.group(0).lower()], text)
         for rx, meant in self._asr:
             text = rx.sub(meant, text)
         return self._tolerance.fix(text)
@@ -203,7 +213,10 @@ class Extractor:
         if idx is None:
             return []
         parts, whole = semantic.clause_parts(text, self.lang)  # the whole, read at once, mixes polarities
-        cands = [c for c in (*parts, *([whole] if whole else [])) if not semantic.reassuring(c, self.lang)]
+        # too long to be read whole: read two neighbouring clauses at a time too (a denial stays out of them)
+        kept = [None if self._denies(c) else c for c in parts]
+        pairs = {} if whole is not None else semantic.neighbours(kept, self.lang)
+        cands = [c for c in (*parts, *pairs, *([whole] if whole else [])) if not semantic.reassuring(c, self.lang)]
         todo = [c for c in cands if not self._denies(c)]
         # a negated clause can still say a finding that *is* an absence ("he hasn't passed any urine since
         # yesterday", "the baby hasn't moved"): the encoder does not see polarity, so such a clause is
@@ -226,9 +239,12 @@ class Extractor:
                 continue
             # an absence that takes part in a red flag ("haven't felt her kick since yesterday") half-matched
             # in the negative is still a suspicion, confirmed, never dropped; a short denial ("no fever",
-            # "不是突然的") tells no absence, nor does the whole utterance read at once
+            # "不是突然的") tells no absence, nor does the whole utterance or two clauses read at once
             if negated and hit.score < th.negated and not (
-                hit.clause != whole and self._tells(hit.clause) and self._red_flag_ids.intersection(hit.findings)
+                hit.clause != whole
+                and hit.clause not in pairs
+                and self._tells(hit.clause)
+                and self._red_flag_ids.intersection(hit.findings)
             ):
                 continue
             # two different readings almost as close: ambiguous, so at most a suspicion
@@ -240,7 +256,7 @@ class Extractor:
             if near and hit.score < th.high:
                 continue
             sure = hit.score >= th.high and not close and not near
-            start = max(text.find(hit.clause), 0)
+            start = max(text.find(pairs.get(hit.clause, hit.clause)), 0)
             end = start + len(hit.clause)
             for fid in hit.findings:
                 if fid in known or fid in semantic.NEVER_ADD:

@@ -19,7 +19,10 @@ ASR tolerance (`AsrTolerance`): Mandarin text is compared in toneless pinyin wit
 phrases of three or more syllables (传不上气 → 喘不上气) when pypinyin is installed, except the words listed
 in `asr_words`; an English word one edit away from a word of `asr_words` (seven letters or more, same first
 letter) is read as that word (diarhoea → diarrhoea). English needs the list: one edit turns many real words
-into others (drooping → dropping)."""
+into others (drooping → dropping). A name of `asr_names` (medicines, devices) is also found where
+recognition split it into ordinary words: one to three words whose letters sound the same (`sound_key`: a
+consonant skeleton of four sounds or more) and number six or more ("war for in" → warfarin, "Ella Quiss" →
+Eliquis, "river oxa ban" → rivaroxaban); a name is never made out of fewer letters."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from typing import Literal
 
 from dialogue.protocols import ProtocolError
@@ -226,6 +230,26 @@ def _levenshtein1(a: str, b: str) -> bool:
     return s[i:] == t[i + 1 :]
 
 
+_SOUND_RULES = (
+    ("ph", "f"), ("ck", "k"), ("sch", "sk"), ("tch", "ch"), ("dg", "j"), ("qu", "kw"), ("q", "k"), ("x", "ks"),
+    ("z", "s"), ("wh", "w"),
+)
+_SOFT_C = re.compile(r"c(?=[eiy])")
+_VOWELS = re.compile(r"(?<!^)[aeiouyhw]")  # h and w only colour the vowels around them ("ch", "sh" stay)
+
+
+def sound_key(letters: str) -> str:
+    """A consonant skeleton of an English word, for names heard as other words: warfarin and "war for in"
+    are both WRFRN; a word starting with a vowel keeps one vowel mark ("A")."""
+    s = re.sub(r"[^a-z]", "", letters.lower())
+    for a, b in _SOUND_RULES:
+        s = s.replace(a, b)
+    s = _SOFT_C.sub("s", s).replace("c", "k").replace("ch", "X").replace("sh", "X").replace("th", "0")
+    s = re.sub(r"^[aeiouy]", "A", s)
+    s = _VOWELS.sub("", s)
+    return re.sub(r"(.)\1+", r"\1", s).upper()
+
+
 @lru_cache(maxsize=1)
 def _pinyin_fn():  # type: ignore[no-untyped-def]
     try:
@@ -243,9 +267,17 @@ def _pinyin_fn():  # type: ignore[no-untyped-def]
 class AsrTolerance:
     """Rewrites near-misses of lexicon words into the words themselves, before anything is matched."""
 
-    def __init__(self, literals: Iterable[str], lang: str, *, never: Iterable[str] = ()) -> None:
+    def __init__(
+        self, literals: Iterable[str], lang: str, *, never: Iterable[str] = (), names: Iterable[str] = ()
+    ) -> None:
         self.lang = lang
         self.never = set(never)
+        # sound key → name, for names of six letters or more whose skeleton has four consonants or more (a shorter
+        # one is many ordinary words: "happen" sounds like EpiPen)
+        self._names = {
+            k: n for n in names if len(re.sub(r"[^a-z]", "", n.lower())) >= 6 and len(k := sound_key(n)) >= 4
+        }
+        self._spelt = {n.lower() for n in self._names.values()}
         self._by_sound = _grammar(lang).tolerance == "sound"
         if self._by_sound:
             fn = _pinyin_fn()
@@ -267,10 +299,36 @@ class AsrTolerance:
 
     @property
     def active(self) -> bool:
-        return bool(self._table) if self._by_sound else bool(self._vocab)
+        return bool(self._table) if self._by_sound else bool(self._vocab or self._names)
 
     def fix(self, text: str) -> str:
-        return self._fix_zh(text) if self._by_sound else self._fix_en(text)
+        return self._fix_zh(text) if self._by_sound else self._fix_names(self._fix_en(text))
+
+    def _fix_names(self, text: str) -> str:
+        """One to three words that sound like a name of `asr_names`, with at least as many letters."""
+        if not self._names:
+            return text
+        words = list(re.finditer(r"[A-Za-z]+(?:-[A-Za-z]+)*", text))
+        out: list[str] = []
+        last = i = 0
+        while i < len(words):
+            for n in (3, 2, 1):
+                run = words[i : i + n]
+                if len(run) < n or any(re.search(r"[^\s-]", text[a.end() : b.start()]) for a, b in pairwise(run)):
+                    continue  # only words next to each other, with nothing but spaces or a hyphen between
+                letters = "".join(w.group(0) for w in run)
+                if n > 1 and any(w.group(0).lower() in self._spelt for w in run):
+                    continue  # "my metformin" is the name already, with a word before it
+                name = self._names.get(sound_key(letters))
+                if name is not None and len(re.sub(r"[^a-z]", "", letters.lower())) >= 6:
+                    if letters.lower().replace("-", "") != name.lower():
+                        out += [text[last : run[0].start()], name]
+                        last = run[-1].end()
+                    i += n
+                    break
+            else:
+                i += 1
+        return "".join([*out, text[last:]]) if out else text
 
     def _fix_en(self, text: str) -> str:
         def one(m: re.Match[str]) -> str:

@@ -170,11 +170,17 @@ class Lexicon(StrictModel):
     pain_sites: dict[str, list[str]] = {}
     # known speech-recognition confusions, rewritten before anything is matched: pattern -> what was meant
     asr_confusions: dict[str, str] = {}
+    # regional and dialect words, rewritten into the standard words before anything is matched (冇得 -> 没有,
+    # 伢子 -> 孩子): plain words, longest first, so that every phrase of the lexicon reads them too
+    regional: dict[str, str] = {}
     # phrases that look like a finding but are not it ("poison ivy" is no poisoning); dialogue.lexicon syntax
     exclusions: dict[str, list[str]] = {}
     # English: long words often misspelt by speech recognition, read within one edit (dialogue.lexicon);
     # Mandarin: words never rewritten by the toneless-pinyin tolerance
     asr_words: list[str] = []
+    # English: names that speech recognition hears as ordinary words ("war for in" = warfarin, "Ella Quiss" =
+    # Eliquis), read by their sound across word boundaries (dialogue.lexicon.sound_key)
+    asr_names: list[str] = []
 
 
 class ProtocolText(StrictModel):

@@ -23,6 +23,7 @@ import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Protocol
 
@@ -49,10 +50,14 @@ EXPLAIN = 0.10
 _EN_REASSURING = re.compile(
     r"\b(?:fine|okay|ok|normal(?:ly)?|alright|all right|(?:feel(?:s|ing)?|getting|much|a lot|bit) better|"
     r"no problems?|nothing wrong|as usual|"
-    r"eating and drinking|playing (?:happily|normally)|running around)\b",
+    r"eating and drinking|playing (?:happily|normally)|running around|"
+    r"(?:feeding|eating|drinking|sleeping) (?:well|normally)|plenty of wet)\b",
     re.IGNORECASE,
 )
-_ZH_REASSURING = re.compile(r"正常|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么|好好的|能吃能玩|能吃能喝")
+# "没什么" reassures ("没什么事"), but not before what the patient has lost ("活着没什么意思", "没什么胃口")
+_ZH_REASSURING = re.compile(
+    r"正常|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么(?!意思|胃口|力气|精神|劲|食欲|感觉)|好好的|能吃能玩|能吃能喝"
+)
 # an exemplar key that says no finding (taking medicines, asking for an appointment): a clause nearest
 # it adds nothing, and it explains a clause as well as the lexicon's reading would
 ORDINARY = "ordinary"
@@ -292,6 +297,14 @@ def clause_parts(text: str, lang: str) -> tuple[list[str], str | None]:
     out = [p.strip() for s in kept for p in rules.split.split(s) if p and len(p.strip()) >= rules.min_clause_chars]
     whole = languages.or_fallback(lang).clause_separator.join(s.strip() for s in kept)
     return out, whole if len(out) > 1 and len(whole) <= rules.max_whole_chars else None
+
+
+def neighbours(parts: list[str | None], lang: str) -> dict[str, str]:
+    """Each two neighbouring clauses read together, mapped to the first of them (None: a clause left out, such as
+    a denial): an utterance too long to be read whole still tells one finding across two clauses ("my number
+    twos have been black the last two days, like tar")."""
+    sep = languages.or_fallback(lang).clause_separator
+    return {a + sep + b: a for a, b in pairwise(parts) if a is not None and b is not None}
 
 
 def clauses(text: str, lang: str) -> list[str]:

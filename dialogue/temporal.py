@@ -10,6 +10,9 @@ Policy (what each reading means for triage) lives in `decide`:
 - hypothetical, question, experiential     → for a finding that can raise a red flag on its own: *suspected*
   (the bot confirms it); otherwise a present finding for the question/experiential case ("which medicine
   for his cough" still tells us he coughs), history for the hypothetical one.
+- reported (what a programme, the news or hearsay told: "on the telly a woman collapsed", "听人说血糖太高会
+  昏迷"; it runs on to the end of its sentence) → as hypothetical: someone else's story, confirmed if it
+  could be a red flag of the patient's, history otherwise.
 - lasting ("it's been like that for a year", 一直这样, in its clause or the one after) → for a red-flag finding
   *suspected* (is it new? the bot asks), otherwise a finding: a long-standing state is not a new emergency.
 - hypothetical or question in an *enquiry* → history: the caller says the call is only to find out
@@ -32,9 +35,11 @@ from dialogue.lexicon import compile_many
 from dialogue.protocols import ProtocolError
 from voice.languages import languages
 
-Tense = Literal["present", "past", "hypothetical", "question", "known", "experiential", "lasting"]
+Tense = Literal["present", "past", "hypothetical", "question", "reported", "known", "experiential", "lasting"]
 Verdict = Literal["finding", "suspected", "history"]
-ORDER: tuple[Tense, ...] = ("hypothetical", "question", "recent", "past", "known", "experiential", "lasting")  # type: ignore[assignment]
+ORDER: tuple[Tense, ...] = (  # type: ignore[assignment]
+    "hypothetical", "question", "reported", "recent", "past", "known", "experiential", "lasting"
+)
 
 _EN_CLAUSE = re.compile(r"[.;!?\n,，。；！？]|\b(?:and|but|so|because)\b", re.IGNORECASE)
 _ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]|但是|可是|不过")
@@ -138,12 +143,13 @@ class TemporalReader:
         if found is None and not ongoing:
             # a past marker earlier in the same sentence: the narrative goes on in the past, but only as a
             # reading of unclear time ("之前…出现了口吐白沫，四肢抽搐" — or is it happening again now?)
+            # what a programme told runs on to the end of its sentence ("节目讲主动脉夹层，说胸背撕裂样疼")
             for lo2, hi2 in reversed(spans[:i]):
                 if _SENTENCE_END.search(text[hi2 : hi2 + 1]):
                     break
                 m = self._marker(text[lo2:hi2])
                 if m is not None:
-                    if m[0] == "past":
+                    if m[0] in ("past", "reported"):
                         found, inherited = m, True
                     break
         if found is None and not ongoing and i + 1 < len(spans) and "lasting" in self._rx:
@@ -184,11 +190,11 @@ def decide(reading: Reading, alarm: bool) -> Verdict:
         return "history"
     if reading.condition_term:
         return "history"  # "can epilepsy be cured?", "if his epilepsy gets worse"
-    if reading.enquiry and t in ("hypothetical", "question"):
+    if reading.enquiry and t in ("hypothetical", "question", "reported"):
         return "history"  # "what should I do if he ever has a fit? I just want to be ready"
     if alarm:
         return "suspected"  # a red flag whose time is unclear is confirmed, never dropped
-    return "history" if t == "hypothetical" else "finding"
+    return "history" if t in ("hypothetical", "reported") else "finding"
 
 
 @lru_cache(maxsize=4)

@@ -146,3 +146,19 @@ def test_findings_and_negation(lang: str, text: str, finding: str, present: bool
     else:
         assert finding in found, found
         assert found[finding].present is present
+
+
+@pytest.mark.parametrize(
+    ("text", "present", "absent"),
+    [
+        ("我屋里伢子八个月，今天一上午冇得尿", {"child"}, set()),
+        ("佢头好痛，冇发烧", {"headache"}, {"fever"}),
+        ("俺脑壳疼，莫得发烧", {"headache"}, {"fever"}),
+    ],
+)
+def test_regional_words_read_as_their_standard_form(text: str, present: set[str], absent: set[str]) -> None:
+    """prompts/zh/lexicon.yaml `regional`: 冇 is 没, 伢子 is 孩子, 脑壳 is 头, before any phrase is matched."""
+    found = extractor("zh").extract(text).findings()
+    assert present <= {f for f, m in found.items() if m.present}, found
+    assert absent <= {f for f, m in found.items() if not m.present}, found
+    assert extractor("zh").normalise("冇得尿") == "没有尿"

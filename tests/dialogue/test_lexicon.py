@@ -92,6 +92,33 @@ def test_english_asr_tolerance_within_one_edit_of_listed_words() -> None:
     assert tol.fix("his face is drooping") == "his face is drooping"
 
 
+@pytest.mark.parametrize(
+    ("heard", "meant"),
+    [
+        ("she's on war for in for her heart", "she's on warfarin for her heart"),
+        ("they put me on Ella Quiss", "they put me on eliquis"),
+        ("he takes river oxa ban for the clot", "he takes rivaroxaban for the clot"),
+        ("I skipped my in sue lin", "I skipped my insulin"),
+        ("he's on Eliquiss", "he's on eliquis"),
+        # ordinary words that sound alike stay themselves
+        ("he walks with a stick", "he walks with a stick"),
+        ("she had a prawn and her lips swelled", "she had a prawn and her lips swelled"),
+        ("what would happen if I stop", "what would happen if I stop"),
+        ("the side effects of my metformin", "the side effects of my metformin"),
+        ("the war for independence", "the war for independence"),
+    ],
+)
+def test_english_names_heard_as_other_words_are_read_by_their_sound(heard: str, meant: str) -> None:
+    names = ["warfarin", "eliquis", "rivaroxaban", "insulin", "heparin", "metformin", "epipen"]
+    tol = AsrTolerance([], "en", names=names)
+    assert tol.fix(heard) == meant
+
+
+def test_a_drug_name_split_by_recognition_still_says_the_blood_thinner() -> None:
+    found = extractor("en").extract("she's on war for in and she banged her head on the cupboard").findings()
+    assert found["anticoagulant"].present and found["head_injury"].present
+
+
 def test_the_shipped_lexicons_use_the_escape_hatch_only_for_regular_expressions() -> None:
     kn = load_knowledge()
     for lang, lex in kn.lexicons.items():

@@ -238,3 +238,27 @@ def test_an_absence_that_is_a_red_flag_half_matched_in_the_negative_is_confirmed
     pregnancy said it is a red-flag confirmation: never dropped."""
     r = triage_text(text, lang)
     assert any(s.finding == "reduced_fetal_movement" and s.red_flag for s in r.suspected), r.suspected
+
+
+def test_a_long_utterance_is_also_read_two_neighbouring_clauses_at_a_time() -> None:
+    """Too long to be read whole, its clauses are read in neighbouring pairs as well: a finding told across two
+    clauses is not lost to either half alone."""
+    from dialogue.semantic import clause_parts, neighbours
+
+    text = (
+        "Sorry, this is embarrassing, I'm calling for myself. My number twos have been black the last two days, "
+        "like tar, sticky and smelly. I take ibuprofen most days for my back and I feel a bit washed out."
+    )
+    parts, whole = clause_parts(text, "en")
+    assert whole is None
+    pairs = neighbours(list(parts), "en")
+    assert "My number twos have been black the last two days, like tar" in pairs
+    assert neighbours(["a", None, "b", "c"], "en") == {"b, c": "b"}  # a clause left out breaks the pair
+
+
+def test_what_the_patient_has_lost_is_no_reassurance() -> None:
+    """"没什么事" reassures; "活着没什么意思" tells a loss, and is read."""
+    _model()
+    text = "最近老觉得活着没什么意思，晚上站在阳台上会想，跳下去是不是就轻松了"
+    now, once_confirmed = _flags_with_suspicions(text, "zh")
+    assert "suicide_risk" in now | once_confirmed

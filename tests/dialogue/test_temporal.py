@@ -140,3 +140,33 @@ def test_a_long_standing_state_is_not_a_new_red_flag_but_is_asked(lang: str, tex
     since = {"en": "he's confused and muddled, it's been like this since this morning",
              "zh": "我爸说话颠三倒四的，从今天早上开始一直这样"}[lang]  # fmt: skip
     assert "confusion" in _read(since, lang)[0], _read(since, lang)
+
+
+@pytest.mark.parametrize(
+    ("lang", "text", "fid"),
+    [
+        ("en", "on the telly last night a man collapsed with a heart attack, what are the signs?", "unconscious"),
+        ("en", "I read that a stiff neck with a headache can be meningitis, my sister's worried", "stiff_neck"),
+        ("zh", "昨晚看电视养生节目讲主动脉夹层，说胸背撕裂样疼，吓死我了", "tearing_pain"),
+        ("zh", "听人说血糖太高会昏迷，可吓人了", "unconscious"),
+    ],
+)
+def test_what_a_programme_or_hearsay_told_is_no_present_red_flag(lang: str, text: str, fid: str) -> None:
+    """Someone else's story (a programme, the news, hearsay) to the end of its sentence: never an emergency
+    by itself; a red-flag finding in it is at most confirmed."""
+    present, _ = _read(text, lang)
+    assert fid not in present, present
+    assert URGENCY[triage_text(text, lang).disposition] < EM
+
+
+@pytest.mark.parametrize(
+    ("lang", "text", "fid"),
+    [
+        ("en", "I saw a programme about strokes, and now my dad's face has dropped on one side", "face_droop"),
+        ("zh", "电视上讲过中风，我爸刚才突然嘴歪了", "face_droop"),
+    ],
+)
+def test_a_programme_mentioned_does_not_hide_what_happens_now(lang: str, text: str, fid: str) -> None:
+    present, _ = _read(text, lang)
+    assert fid in present, present
+    assert URGENCY[triage_text(text, lang).disposition] >= EM
