@@ -20,7 +20,7 @@ phrases of three or more syllables (传不上气 → 喘不上气) when pypinyin
 in `asr_words`; an English word one edit away from a word of `asr_words` (seven letters or more, same first
 letter) is read as that word (diarhoea → diarrhoea). English needs the list: one edit turns many real words
 into others (drooping → dropping). A name of `asr_names` (medicines, devices) is also found where
-recognition split it into ordinary words: one to three words whose letters sound the same (`sound_key`: a
+recognition split it into ordinary words: one to four words whose letters sound the same (`sound_key`: a
 consonant skeleton of four sounds or more) and number six or more ("war for in" → warfarin, "Ella Quiss" →
 Eliquis, "river oxa ban" → rivaroxaban); a name is never made out of fewer letters."""
 
@@ -305,14 +305,14 @@ class AsrTolerance:
         return self._fix_zh(text) if self._by_sound else self._fix_names(self._fix_en(text))
 
     def _fix_names(self, text: str) -> str:
-        """One to three words that sound like a name of `asr_names`, with at least as many letters."""
+        """One to four words that sound like a name of `asr_names`, with at least as many letters."""
         if not self._names:
             return text
         words = list(re.finditer(r"[A-Za-z]+(?:-[A-Za-z]+)*", text))
         out: list[str] = []
         last = i = 0
         while i < len(words):
-            for n in (3, 2, 1):
+            for n in (4, 3, 2, 1):
                 run = words[i : i + n]
                 if len(run) < n or any(re.search(r"[^\s-]", text[a.end() : b.start()]) for a, b in pairwise(run)):
                     continue  # only words next to each other, with nothing but spaces or a hyphen between

@@ -51,12 +51,13 @@ _EN_REASSURING = re.compile(
     r"\b(?:fine|okay|ok|normal(?:ly)?|alright|all right|(?:feel(?:s|ing)?|getting|much|a lot|bit) better|"
     r"no problems?|nothing wrong|as usual|"
     r"eating and drinking|playing (?:happily|normally)|running around|"
-    r"(?:feeding|eating|drinking|sleeping) (?:well|normally)|plenty of wet)\b",
+    r"(?:feeding|eating|drinking|sleeping) (?:well|normally)|plenty of wet|"
+    r"(?:she|he|they|i|we|it)(?:'s|’s| is|'re|’re| are|'m|’m| am| seems?| looks?) (?:very |perfectly |really )?well)\b",
     re.IGNORECASE,
 )
 # "没什么" reassures ("没什么事"), but not before what the patient has lost ("活着没什么意思", "没什么胃口")
 _ZH_REASSURING = re.compile(
-    r"正常|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么(?!意思|胃口|力气|精神|劲|食欲|感觉)|好好的|能吃能玩|能吃能喝"
+    r"正常|干净|顺当|还好|还行|没事|好多了|好了|挺好|不错|没问题|没什么(?!意思|胃口|力气|精神|劲|食欲|感觉)|好好的|能吃能玩|能吃能喝"
 )
 # an exemplar key that says no finding (taking medicines, asking for an appointment): a clause nearest
 # it adds nothing, and it explains a clause as well as the lexicon's reading would

@@ -46,6 +46,7 @@ _ZH_CLAUSE = re.compile(r"[，。；！？,.;!?\n]|但是|可是|不过")
 _EN_AS_IF = re.compile(r"\b(?:as|even) if\b|\bif (?:you|i) (?:can|could|may)\b", re.IGNORECASE)
 _ZH_QUESTION_END = re.compile(r"[吗呢么？?]\s*$")
 _SENTENCE_END = re.compile(r"[.!?。！？\n]")
+_CONTRAST = re.compile(r"\bbut\b|但是|可是|不过", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,9 @@ class TemporalReader:
         markers = data.get("markers") or {}
         if not isinstance(markers, dict):
             raise ProtocolError(f"{where}: markers: a mapping of marker class → phrases is required")
-        extra = set(data) - {"markers", "condition_terms", "timeless", "condition_events", "now_forms", "enquiry"}
+        extra = set(data) - {
+            "markers", "condition_terms", "timeless", "condition_events", "now_forms", "enquiry", "runs_on"
+        }
         if extra:
             raise ProtocolError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
         unknown = set(markers) - set(ORDER)
@@ -88,6 +91,10 @@ class TemporalReader:
             raise ProtocolError(f"{where}: markers: unknown class(es) {', '.join(sorted(unknown))} (known: {ORDER})")
         self._rx = {k: compile_many(v or [], lang, where=f"{where}: markers.{k}") for k, v in markers.items()}
         self.timeless = frozenset(data.get("timeless") or [])
+        runs_on = data.get("runs_on", ["past"])
+        if not isinstance(runs_on, list) or not set(runs_on) <= set(ORDER):
+            raise ProtocolError(f"{where}: runs_on: a list of marker classes is required (known: {ORDER})")
+        self.runs_on = frozenset(runs_on)
         now = data.get("now_forms") or []
         self._now = compile_many(now, lang, where=f"{where}: now_forms") if now else None
         enquiry = data.get("enquiry") or []
@@ -143,13 +150,17 @@ class TemporalReader:
         if found is None and not ongoing:
             # a past marker earlier in the same sentence: the narrative goes on in the past, but only as a
             # reading of unclear time ("之前…出现了口吐白沫，四肢抽搐" — or is it happening again now?)
-            # what a programme told runs on to the end of its sentence ("节目讲主动脉夹层，说胸背撕裂样疼")
+            # the classes of `runs_on` go on to the end of their sentence, or to a "but" ("节目讲主动脉夹层，
+            # 说胸背撕裂样疼"; "要是有人噎住了，脸憋得通红说不出话，怎么办")
+            nxt = spans[i][0]
             for lo2, hi2 in reversed(spans[:i]):
-                if _SENTENCE_END.search(text[hi2 : hi2 + 1]):
+                between = text[hi2:nxt]
+                if _SENTENCE_END.search(between[:1]) or _CONTRAST.search(between):
                     break
+                nxt = lo2
                 m = self._marker(text[lo2:hi2])
                 if m is not None:
-                    if m[0] in ("past", "reported"):
+                    if m[0] in self.runs_on:
                         found, inherited = m, True
                     break
         if found is None and not ongoing and i + 1 < len(spans) and "lasting" in self._rx:
@@ -180,7 +191,7 @@ def decide(reading: Reading, alarm: bool) -> Verdict:
     t = reading.tense
     if t == "present":
         return "finding"
-    if t == "past" and reading.inherited and not reading.condition_term:
+    if t == "past" and reading.inherited and not reading.condition_term:  # "之前…，四肢抽搐": or is it now?
         return "suspected" if alarm else "finding"
     if t == "lasting":
         return "suspected" if alarm else "finding"
