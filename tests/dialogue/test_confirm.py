@@ -301,3 +301,24 @@ def test_a_picture_needs_its_whole_picture_and_an_unsettled_key_finding(said: di
     if suspected:
         assert facts.suspicion("chest_pain").source == "picture:cardiac_chest_pain"
         assert red_flag_suspicions(facts, kn) == ["chest_pain"]
+
+
+@pytest.mark.parametrize(
+    ("said", "suspected"),
+    [
+        ({"vision_loss": True, "balance_loss": True}, True),  # eyes and balance: ask whether it came on suddenly
+        ({"balance_loss": True, "limb_weakness": True}, True),
+        ({"vision_loss": True}, False),  # one sign alone is asked about by its complaint, not as a stroke
+        ({"vision_loss": True, "balance_loss": True, "sudden_onset": False}, False),  # a slow start already said
+    ],
+)
+def test_two_stroke_signs_without_a_said_start_ask_whether_it_was_sudden(said: dict[str, bool], suspected: bool) -> None:
+    kn = knowledge()
+    facts = Facts()
+    for fid, present in said.items():
+        facts.set_finding(fid, present, 1, "", "")
+    suspect_pictures(facts, kn, turn=1)
+    assert ("sudden_onset" in facts.suspected()) is suspected
+    if suspected:
+        assert facts.suspicion("sudden_onset").source == "picture:stroke_signs"
+        assert red_flag_suspicions(facts, kn) == ["sudden_onset"]
