@@ -281,44 +281,35 @@ async def test_a_red_flag_picture_without_its_key_finding_asks_it_at_once(lang: 
     assert denied.d.facts.findings["chest_pain"].present is False
 
 
+CARDIAC = ("chest_pain", "cardiac_chest_pain")
+STROKE = ("sudden_onset", "stroke_signs")  # two of balance, eyes and a weak limb: did it come on suddenly?
+
+
 @pytest.mark.parametrize(
-    ("said", "suspected"),
+    ("picture", "said", "suspected"),
     [
-        ({"pain_radiating": True, "sweating": True}, True),
-        ({"pain_radiating": True, "nausea": True}, True),
-        ({"pain_radiating": True}, False),  # pain down the arm alone is no cardiac picture
-        ({"sweating": True, "nausea": True}, False),  # nor sweating and sickness without it
-        ({"pain_radiating": True, "sweating": True, "chest_pain": False}, False),  # the chest already denied
+        (CARDIAC, {"pain_radiating": True, "sweating": True}, True),
+        (CARDIAC, {"pain_radiating": True, "nausea": True}, True),
+        (CARDIAC, {"pain_radiating": True}, False),  # pain down the arm alone is no cardiac picture
+        (CARDIAC, {"sweating": True, "nausea": True}, False),  # nor sweating and sickness without it
+        (CARDIAC, {"pain_radiating": True, "sweating": True, "chest_pain": False}, False),  # chest already denied
+        (STROKE, {"vision_loss": True, "balance_loss": True}, True),
+        (STROKE, {"balance_loss": True, "limb_weakness": True}, True),
+        (STROKE, {"vision_loss": True}, False),  # one sign alone is asked about by its complaint
+        (STROKE, {"vision_loss": True, "balance_loss": True, "sudden_onset": False}, False),  # a slow start said
     ],
 )
-def test_a_picture_needs_its_whole_picture_and_an_unsettled_key_finding(said: dict[str, bool], suspected: bool) -> None:
+def test_a_picture_needs_its_whole_picture_and_an_unsettled_key_finding(
+    picture: tuple[str, str], said: dict[str, bool], suspected: bool
+) -> None:
+    ask, flag = picture
     kn = knowledge()
     facts = Facts()
     for fid, present in said.items():
         facts.set_finding(fid, present, 1, "", "")
     suspect_pictures(facts, kn, turn=1)
-    assert ("chest_pain" in facts.suspected()) is suspected
+    assert (ask in facts.suspected()) is suspected
     if suspected:
-        assert facts.suspicion("chest_pain").source == "picture:cardiac_chest_pain"
-        assert red_flag_suspicions(facts, kn) == ["chest_pain"]
+        assert facts.suspicion(ask).source == f"picture:{flag}"
+        assert red_flag_suspicions(facts, kn) == [ask]
 
-
-@pytest.mark.parametrize(
-    ("said", "suspected"),
-    [
-        ({"vision_loss": True, "balance_loss": True}, True),  # eyes and balance: ask whether it came on suddenly
-        ({"balance_loss": True, "limb_weakness": True}, True),
-        ({"vision_loss": True}, False),  # one sign alone is asked about by its complaint, not as a stroke
-        ({"vision_loss": True, "balance_loss": True, "sudden_onset": False}, False),  # a slow start already said
-    ],
-)
-def test_two_stroke_signs_without_a_said_start_ask_whether_it_was_sudden(said: dict[str, bool], suspected: bool) -> None:
-    kn = knowledge()
-    facts = Facts()
-    for fid, present in said.items():
-        facts.set_finding(fid, present, 1, "", "")
-    suspect_pictures(facts, kn, turn=1)
-    assert ("sudden_onset" in facts.suspected()) is suspected
-    if suspected:
-        assert facts.suspicion("sudden_onset").source == "picture:stroke_signs"
-        assert red_flag_suspicions(facts, kn) == ["sudden_onset"]
