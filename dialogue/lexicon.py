@@ -238,13 +238,18 @@ _SOFT_C = re.compile(r"c(?=[eiy])")
 _VOWELS = re.compile(r"(?<!^)[aeiouyhw]")  # h and w only colour the vowels around them ("ch", "sh" stay)
 
 
+def _letters(text: str) -> str:
+    return re.sub(r"[^a-z]", "", text.lower())
+
+
 def sound_key(letters: str) -> str:
     """A consonant skeleton of an English word, for names heard as other words: warfarin and "war for in"
     are both WRFRN; a word starting with a vowel keeps one vowel mark ("A")."""
-    s = re.sub(r"[^a-z]", "", letters.lower())
+    s = _letters(letters)
     for a, b in _SOUND_RULES:
         s = s.replace(a, b)
-    s = _SOFT_C.sub("s", s).replace("c", "k").replace("ch", "X").replace("sh", "X").replace("th", "0")
+    s = s.replace("ch", "X").replace("sh", "X").replace("th", "0")  # before c and h are read on their own
+    s = _SOFT_C.sub("s", s).replace("c", "k")
     s = re.sub(r"^[aeiouy]", "A", s)
     s = _VOWELS.sub("", s)
     return re.sub(r"(.)\1+", r"\1", s).upper()
@@ -275,7 +280,7 @@ class AsrTolerance:
         # sound key → name, for names of six letters or more whose skeleton has four consonants or more (a shorter
         # one is many ordinary words: "happen" sounds like EpiPen)
         self._names = {
-            k: n for n in names if len(re.sub(r"[^a-z]", "", n.lower())) >= 6 and len(k := sound_key(n)) >= 4
+            k: n for n in names if len(_letters(n)) >= 6 and len(k := sound_key(n)) >= 4
         }
         self._spelt = {n.lower() for n in self._names.values()}
         self._by_sound = _grammar(lang).tolerance == "sound"
@@ -320,8 +325,8 @@ class AsrTolerance:
                 if n > 1 and any(w.group(0).lower() in self._spelt for w in run):
                     continue  # "my metformin" is the name already, with a word before it
                 name = self._names.get(sound_key(letters))
-                if name is not None and len(re.sub(r"[^a-z]", "", letters.lower())) >= 6:
-                    if letters.lower().replace("-", "") != name.lower():
+                if name is not None and len(_letters(letters)) >= 6:
+                    if _letters(letters) != name.lower():
                         out += [text[last : run[0].start()], name]
                         last = run[-1].end()
                     i += n

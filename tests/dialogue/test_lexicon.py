@@ -114,6 +114,14 @@ def test_english_names_heard_as_other_words_are_read_by_their_sound(heard: str, 
     assert tol.fix(heard) == meant
 
 
+def test_the_sound_key_is_a_consonant_skeleton() -> None:
+    from dialogue.lexicon import sound_key
+
+    assert sound_key("warfarin") == sound_key("war for in") == "WRFRN"
+    assert sound_key("church") == "XRX"  # "ch" is one sound, not a k and an h
+    assert sound_key("Ella Quiss") == sound_key("eliquis") == "ALKS"  # a first vowel keeps one mark
+
+
 def test_a_drug_name_split_by_recognition_still_says_the_blood_thinner() -> None:
     found = extractor("en").extract("she's on war for in and she banged her head on the cupboard").findings()
     assert found["anticoagulant"].present and found["head_injury"].present
